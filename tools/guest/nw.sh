@@ -1,0 +1,48 @@
+# Helpers shared by /init, /etc/udhcpc.script and test scripts.
+# A test script uses them with:  . /lib/nw.sh
+#
+#   mark WORDS...         print "NW:WORDS..." on the serial console
+#   nw_arg NAME [DEF]     value of NAME=VALUE on the kernel command line, else DEF
+#   nw_uptime             seconds since the guest kernel started, e.g. 2.31
+#   nw_nc_recv PORT       accept one TCP connection on PORT, copy it to stdout
+
+# Markers go straight to the console so that they reach the host even when
+# the caller has redirected its stdout (for example inside $(...)).
+mark() {
+    if [ -w /dev/console ]; then
+        echo "NW:$*" > /dev/console
+    else
+        echo "NW:$*"
+    fi
+}
+
+nw_arg() {
+    for _nw_a in $(cat /proc/cmdline); do
+        case "$_nw_a" in
+            "$1"=*)
+                echo "${_nw_a#*=}"
+                return 0
+                ;;
+        esac
+    done
+    [ $# -ge 2 ] && echo "$2"
+    return 0
+}
+
+nw_uptime() {
+    cut -d' ' -f1 /proc/uptime
+}
+
+# busybox nc half-closes the connection as soon as its stdin reaches EOF, and
+# a busybox nc sender quits (exit 0) on that half-close, before it has sent
+# everything. A receiver therefore needs a stdin that never ends: a FIFO
+# opened read-write gives one without blocking the open.
+nw_nc_recv() {
+    _nw_fifo=/tmp/.nw-hold.$$.$1
+    rm -f "$_nw_fifo"
+    mkfifo "$_nw_fifo" || return 1
+    nc -l -p "$1" <> "$_nw_fifo"
+    _nw_rc=$?
+    rm -f "$_nw_fifo"
+    return $_nw_rc
+}
