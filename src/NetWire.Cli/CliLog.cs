@@ -1,0 +1,18 @@
+using Microsoft.Extensions.Logging;
+
+namespace NetWire.Cli;
+
+internal static partial class CliLog
+{
+    [LoggerMessage(5001, LogLevel.Information, "Bridge up: {Guest} <-> {Host}")]
+    public static partial void BridgeUp(ILogger logger, string guest, string host);
+
+    [LoggerMessage(5002, LogLevel.Information, "Attach a QEMU guest with: -netdev {Netdev} -device virtio-net-pci,netdev=n0")]
+    public static partial void QemuHint(ILogger logger, string netdev);
+
+    [LoggerMessage(5003, LogLevel.Information, "Capturing to {Path}")]
+    public static partial void Capturing(ILogger logger, string path);
+
+    [LoggerMessage(5004, LogLevel.Information, "Stopping: {Reason}")]
+    public static partial void Stopping(ILogger logger, string reason);
+}

@@ -1,0 +1,117 @@
+using System.Text;
+using System.Text.Json;
+using NetWire.Core.Frames;
+using NetWire.Core.Taps;
+using NetWire.Core.Wire;
+
+namespace NetWire.Cli;
+
+/// <summary>
+/// The appliance's counters as JSON (the <c>--status-file</c> and <c>netwire status --json</c>
+/// shape, documented in docs/cli.md) and as a table for people.
+/// </summary>
+internal static class StatusReport
+{
+    private static readonly DropReason[] s_reasons = Enum.GetValues<DropReason>();
+
+    public static byte[] ToJson(IReadOnlyList<WireEnd> ends, PcapNgWriter? capture, string? capturePath, string state)
+    {
+        using var stream = new MemoryStream();
+        using (var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
+        {
+            json.WriteStartObject();
+            json.WriteString("state", state);
+            json.WriteString("time", DateTimeOffset.UtcNow);
+            json.WriteNumber("pid", Environment.ProcessId);
+            json.WriteNumber("frames_in_flight", FramePool.Shared.Outstanding);
+            json.WriteStartArray("ends");
+            foreach (var end in ends)
+            {
+                end.RefreshCounters();
+                var c = end.Counters;
+                json.WriteStartObject();
+                json.WriteString("name", end.Name);
+                json.WriteString("device", end.Description);
+                json.WriteString("interface", end.Interface.ToString());
+                json.WriteNumber("rx_frames", c.RxFrames);
+                json.WriteNumber("rx_bytes", c.RxBytes);
+                json.WriteNumber("tx_frames", c.TxFrames);
+                json.WriteNumber("tx_bytes", c.TxBytes);
+                json.WriteNumber("connections", c.Connections);
+                json.WriteNumber("drops_total", c.TotalDrops);
+                json.WriteStartObject("drops");
+                foreach (var reason in s_reasons)
+                {
+                    json.WriteNumber(ToSnake(reason.ToString()), c.Drops(reason));
+                }
+
+                json.WriteEndObject();
+                json.WriteEndObject();
+            }
+
+            json.WriteEndArray();
+            if (capture is not null)
+            {
+                json.WriteStartObject("capture");
+                json.WriteString("path", capturePath);
+                json.WriteNumber("frames", capture.FramesWritten);
+                json.WriteEndObject();
+            }
+
+            json.WriteEndObject();
+        }
+
+        return stream.ToArray();
+    }
+
+    public static string ToTable(JsonElement status)
+    {
+        var text = new StringBuilder();
+        text.AppendLine($"state {status.GetProperty("state").GetString()}, pid {status.GetProperty("pid").GetInt32()}, at {status.GetProperty("time").GetString()}");
+        text.AppendLine($"{"end",-8} {"rx frames",12} {"rx bytes",14} {"tx frames",12} {"tx bytes",14} {"drops",8}  device");
+        foreach (var end in status.GetProperty("ends").EnumerateArray())
+        {
+            text.AppendLine(
+                $"{end.GetProperty("name").GetString(),-8} {end.GetProperty("rx_frames").GetInt64(),12} {end.GetProperty("rx_bytes").GetInt64(),14} " +
+                $"{end.GetProperty("tx_frames").GetInt64(),12} {end.GetProperty("tx_bytes").GetInt64(),14} {end.GetProperty("drops_total").GetInt64(),8}  {end.GetProperty("device").GetString()}");
+            foreach (var drop in end.GetProperty("drops").EnumerateObject())
+            {
+                if (drop.Value.GetInt64() != 0)
+                {
+                    text.AppendLine($"         dropped {drop.Value.GetInt64()} ({drop.Name})");
+                }
+            }
+        }
+
+        if (status.TryGetProperty("capture", out var capture))
+        {
+            text.AppendLine($"capture  {capture.GetProperty("frames").GetInt64()} frames to {capture.GetProperty("path").GetString()}");
+        }
+
+        return text.ToString();
+    }
+
+    /// <summary>Writes <paramref name="bytes"/> to <paramref name="path"/> atomically (temp file, rename).</summary>
+    public static void WriteAtomically(string path, byte[] bytes)
+    {
+        var temp = path + ".tmp";
+        File.WriteAllBytes(temp, bytes);
+        File.Move(temp, path, overwrite: true);
+    }
+
+    private static string ToSnake(string name)
+    {
+        var text = new StringBuilder(name.Length + 4);
+        for (var i = 0; i < name.Length; i++)
+        {
+            if (char.IsUpper(name[i]) && i > 0)
+            {
+                text.Append('_');
+            }
+
+            text.Append(char.ToLowerInvariant(name[i]));
+        }
+
+        return text.ToString();
+    }
+}

@@ -1,0 +1,48 @@
+using System.Net;
+using NetWire.Core.Frames;
+
+namespace NetWire.Core.Wire;
+
+/// <summary>
+/// One end of a wire, with the contract of SpiceNetWireInterface (<c>net_wire</c> 1.1):
+/// frames go towards the device with <see cref="SendPacket"/>, called only while
+/// <see cref="CanSendPacket"/> is true; frames the device produces are delivered to the
+/// <see cref="IPacketReceiver"/> the end was attached to (spice_server_net_wire_recv_packet).
+/// </summary>
+public interface INetWire
+{
+    /// <summary>Interface name and version, checked at attach time.</summary>
+    NetWireInterface Interface { get; }
+
+    /// <summary>Short name used in logs, counters and captures ("guest", "host").</summary>
+    string Name { get; }
+
+    /// <summary>The guest's IPv4 address when this end knows it (get_ip), else null.</summary>
+    IPAddress? GuestIp { get; }
+
+    /// <summary>True while <see cref="SendPacket"/> will accept a frame without exceeding the end's bound.</summary>
+    bool CanSendPacket { get; }
+
+    /// <summary>Hands a frame to the end; ownership transfers. Call only while <see cref="CanSendPacket"/>.</summary>
+    void SendPacket(Frame frame);
+
+    /// <summary>Completes when <see cref="CanSendPacket"/> is (or may have become) true.</summary>
+    ValueTask WaitCanSendPacketAsync(CancellationToken cancellationToken);
+}
+
+/// <summary>
+/// Where a wire end delivers the frames its device produced (RecvPacket). Sources that can be
+/// paused wait on <see cref="WaitCanRecvPacketAsync"/> before reading; sources that cannot
+/// (datagram sockets, live captures) check <see cref="CanRecvPacket"/> and count a drop.
+/// </summary>
+public interface IPacketReceiver
+{
+    /// <summary>True while <see cref="RecvPacket"/> will take a frame.</summary>
+    bool CanRecvPacket { get; }
+
+    /// <summary>Completes when <see cref="CanRecvPacket"/> is (or may have become) true.</summary>
+    ValueTask WaitCanRecvPacketAsync(CancellationToken cancellationToken);
+
+    /// <summary>Takes ownership of a frame the device produced.</summary>
+    void RecvPacket(Frame frame);
+}

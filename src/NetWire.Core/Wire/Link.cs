@@ -1,0 +1,82 @@
+using Microsoft.Extensions.Logging;
+using NetWire.Core.Frames;
+using NetWire.Core.Taps;
+
+namespace NetWire.Core.Wire;
+
+/// <summary>
+/// Joins a guest end and a host end: what one receives is sent to the other, under the
+/// net_wire rule that a frame is handed on only while the other end can send it. Optional
+/// capture taps see every frame that crosses, with its direction.
+/// </summary>
+public sealed class Link
+{
+    private readonly WireEnd _guest;
+    private readonly WireEnd _host;
+    private readonly ICaptureSink? _capture;
+    private readonly ILogger _logger;
+
+    /// <summary>Creates a link; throws <see cref="NetWireVersionException"/> if an end's interface cannot be attached.</summary>
+    public Link(WireEnd guest, WireEnd host, ICaptureSink? capture, ILogger logger)
+    {
+        Attach(guest);
+        Attach(host);
+        _guest = guest;
+        _host = host;
+        _capture = capture;
+        _logger = logger;
+    }
+
+    /// <summary>Runs both ends until cancelled or until one of them fails; the first failure is rethrown.</summary>
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        IPacketReceiver towardsHost = new Forwarder(_host);
+        IPacketReceiver towardsGuest = new Forwarder(_guest);
+        if (_capture is not null)
+        {
+            var id = _capture.AddInterface($"{_guest.Name}<->{_host.Name}", _guest.Description + " <-> " + _host.Description);
+            towardsHost = new CaptureTap(towardsHost, _capture, id, CaptureDirection.Inbound);
+            towardsGuest = new CaptureTap(towardsGuest, _capture, id, CaptureDirection.Outbound);
+        }
+
+        var guestTask = RunEndAsync(_guest, towardsHost, linked);
+        var hostTask = RunEndAsync(_host, towardsGuest, linked);
+        await Task.WhenAll(guestTask, hostTask).ConfigureAwait(false);
+    }
+
+    private async Task RunEndAsync(WireEnd end, IPacketReceiver receiver, CancellationTokenSource linked)
+    {
+        try
+        {
+            await end.RunAsync(receiver, linked.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (linked.IsCancellationRequested)
+        {
+        }
+        catch (Exception ex)
+        {
+            WireLog.EndFailed(_logger, end.Name, ex);
+            await linked.CancelAsync().ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private static void Attach(WireEnd end)
+    {
+        if (!NetWireInterface.IsSupported(end.Interface, out var reason))
+        {
+            throw new NetWireVersionException($"cannot attach wire end '{end.Name}': {reason}");
+        }
+    }
+
+    /// <summary>Delivers frames to the other end; the plain net_wire hand-over.</summary>
+    private sealed class Forwarder(INetWire target) : IPacketReceiver
+    {
+        public bool CanRecvPacket => target.CanSendPacket;
+
+        public ValueTask WaitCanRecvPacketAsync(CancellationToken cancellationToken) => target.WaitCanSendPacketAsync(cancellationToken);
+
+        public void RecvPacket(Frame frame) => target.SendPacket(frame);
+    }
+}

@@ -1,0 +1,114 @@
+using System.Net;
+using NetWire.Core.Frames;
+
+namespace NetWire.Core.Wire;
+
+/// <summary>
+/// Base of every device-backed wire end: an outbound <see cref="FrameQueue"/> gives
+/// <see cref="CanSendPacket"/> and <see cref="SendPacket"/> their meaning, and
+/// <see cref="RunAsync"/> pumps the device until cancelled.
+/// </summary>
+/// <remarks>
+/// A derived end reads its device only while the receiver can take frames (or counts a drop
+/// where the device cannot be paused), and drains <see cref="Outbound"/> into the device.
+/// </remarks>
+public abstract class WireEnd : INetWire, IAsyncDisposable
+{
+    /// <summary>Default outbound bound: 256 frames, at most 17 MiB of the largest frames.</summary>
+    public const int DefaultQueueCapacity = 256;
+
+    private int _disposed;
+
+    /// <summary>Creates an end with a bounded outbound queue.</summary>
+    protected WireEnd(string name, FramePool pool, int queueCapacity)
+    {
+        Name = name;
+        Pool = pool;
+        Outbound = new FrameQueue(queueCapacity);
+    }
+
+    /// <inheritdoc/>
+    public virtual NetWireInterface Interface => NetWireInterface.Current;
+
+    /// <inheritdoc/>
+    public string Name { get; }
+
+    /// <inheritdoc/>
+    public virtual IPAddress? GuestIp => null;
+
+    /// <summary>This end's counters.</summary>
+    public WireCounters Counters { get; } = new();
+
+    /// <summary>A one-line description of the device ("stream unix /run/netwire.sock, listening").</summary>
+    public abstract string Description { get; }
+
+    /// <summary>Frames waiting to be written to the device.</summary>
+    protected FrameQueue Outbound { get; }
+
+    /// <summary>Where received frames are rented.</summary>
+    protected FramePool Pool { get; }
+
+    /// <inheritdoc/>
+    public bool CanSendPacket => Outbound.CanWrite;
+
+    /// <inheritdoc/>
+    public void SendPacket(Frame frame)
+    {
+        if (!Outbound.TryWrite(frame))
+        {
+            Counters.Dropped(DropReason.Overrun);
+            frame.Dispose();
+        }
+    }
+
+    /// <inheritdoc/>
+    public ValueTask WaitCanSendPacketAsync(CancellationToken cancellationToken) => Outbound.WaitWritableAsync(cancellationToken);
+
+    /// <summary>
+    /// Opens the device and pumps frames both ways until <paramref name="cancellationToken"/>
+    /// fires. Throws <see cref="WireSetupException"/> when the device cannot be opened.
+    /// </summary>
+    public abstract Task RunAsync(IPacketReceiver receiver, CancellationToken cancellationToken);
+
+    /// <summary>Refreshes counters kept by the kernel or a library (TAP drops, capture statistics).</summary>
+    public virtual void RefreshCounters()
+    {
+    }
+
+    /// <summary>Releases the device; queued outbound frames are returned and counted as shutdown drops.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+        {
+            return;
+        }
+
+        await ReleaseDeviceAsync().ConfigureAwait(false);
+        var discarded = Outbound.CompleteAndDrain();
+        if (discarded > 0)
+        {
+            Counters.Dropped(DropReason.Shutdown, discarded);
+        }
+
+        GC.SuppressFinalize(this);
+    }
+
+    /// <summary>Releases the device's resources.</summary>
+    protected virtual ValueTask ReleaseDeviceAsync() => default;
+}
+
+/// <summary>A wire end's device could not be opened (bad address, permission, busy). The message is for the user.</summary>
+public sealed class WireSetupException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    public WireSetupException(string message)
+        : base(message)
+    {
+    }
+
+    /// <summary>Creates the exception with its cause.</summary>
+    public WireSetupException(string message, Exception inner)
+        : base(message, inner)
+    {
+    }
+}

@@ -1,0 +1,42 @@
+using Microsoft.Extensions.Logging;
+
+namespace NetWire.Devices;
+
+internal static partial class DevicesLog
+{
+    [LoggerMessage(4001, LogLevel.Information, "TAP {Interface} attached")]
+    public static partial void TapOpened(ILogger logger, string @interface);
+
+    [LoggerMessage(4002, LogLevel.Warning, "TAP {Interface} could not be brought up: {Reason}")]
+    public static partial void TapNotUp(ILogger logger, string @interface, string reason);
+
+    [LoggerMessage(4101, LogLevel.Information, "Guest {End} listening on {Address}")]
+    public static partial void Listening(ILogger logger, string end, string address);
+
+    [LoggerMessage(4102, LogLevel.Information, "Guest {End} connected ({Address})")]
+    public static partial void GuestConnected(ILogger logger, string end, string address);
+
+    [LoggerMessage(4103, LogLevel.Information, "Guest {End} disconnected: {Reason}")]
+    public static partial void GuestDisconnected(ILogger logger, string end, string reason);
+
+    [LoggerMessage(4104, LogLevel.Warning, "Guest {End} sent a frame length of {Length} (allowed {Min} to {Max}); connection closed")]
+    public static partial void BadFrameLength(ILogger logger, string end, uint length, int min, int max);
+
+    [LoggerMessage(4105, LogLevel.Warning, "Guest {End} closed the connection in the middle of a frame ({Bytes} bytes pending)")]
+    public static partial void TruncatedFrame(ILogger logger, string end, int bytes);
+
+    [LoggerMessage(4106, LogLevel.Information, "Guest {End} refused a second connection from {Address}: one guest per wire")]
+    public static partial void SecondGuestRefused(ILogger logger, string end, string address);
+
+    [LoggerMessage(4107, LogLevel.Debug, "Guest {End} connect to {Address} failed, retrying: {Reason}")]
+    public static partial void ConnectRetry(ILogger logger, string end, string address, string reason);
+
+    [LoggerMessage(4108, LogLevel.Warning, "Guest {End} send failed: {Reason}")]
+    public static partial void SendFailed(ILogger logger, string end, string reason);
+
+    [LoggerMessage(4201, LogLevel.Information, "pcap device {Interface} opened{Filter}")]
+    public static partial void PcapOpened(ILogger logger, string @interface, string filter);
+
+    [LoggerMessage(4202, LogLevel.Warning, "pcap device {Interface}: capture direction could not be limited to inbound; injected frames may be seen again")]
+    public static partial void PcapNoDirection(ILogger logger, string @interface);
+}

@@ -1,0 +1,86 @@
+using System.Runtime.InteropServices;
+
+namespace NetWire.Devices.Interop;
+
+/// <summary>The few libc calls the TAP end needs, with Linux x86-64/arm64 constants.</summary>
+internal static unsafe partial class Libc
+{
+    public const int ORdWr = 0x2;
+    public const int ONonBlock = 0x800;
+    public const int OCloExec = 0x80000;
+
+    public const int EIntr = 4;
+    public const int EAgain = 11;
+    public const int EPerm = 1;
+    public const int ENoEnt = 2;
+    public const int EIo = 5;
+    public const int EBusy = 16;
+    public const int EAccess = 13;
+    public const int EInval = 22;
+
+    public const short PollIn = 0x1;
+    public const short PollOut = 0x4;
+
+    public const int AfInet = 2;
+    public const int SockDgram = 2;
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct PollFd
+    {
+        public int Fd;
+        public short Events;
+        public short REvents;
+    }
+
+    [LibraryImport("libc", EntryPoint = "open", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    public static partial int Open(string path, int flags);
+
+    [LibraryImport("libc", EntryPoint = "close", SetLastError = true)]
+    public static partial int Close(int fd);
+
+    [LibraryImport("libc", EntryPoint = "read", SetLastError = true)]
+    public static partial nint Read(int fd, byte* buffer, nint count);
+
+    [LibraryImport("libc", EntryPoint = "write", SetLastError = true)]
+    public static partial nint Write(int fd, byte* buffer, nint count);
+
+    [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
+    public static partial int Poll(PollFd* fds, nuint count, int timeoutMs);
+
+    [LibraryImport("libc", EntryPoint = "ioctl", SetLastError = true)]
+    public static partial int Ioctl(int fd, nuint request, void* argument);
+
+    [LibraryImport("libc", EntryPoint = "socket", SetLastError = true)]
+    public static partial int Socket(int domain, int type, int protocol);
+
+    [LibraryImport("libc", EntryPoint = "lstat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    private static partial int LStat(string path, byte* stat);
+
+    /// <summary>
+    /// True if <paramref name="path"/> is a socket, false if it is something else, null if it
+    /// cannot be told (missing, or an architecture whose struct stat is not mapped here).
+    /// </summary>
+    public static bool? IsSocket(string path)
+    {
+        // x86-64 struct stat: st_dev (8), st_ino (8), st_nlink (8), then st_mode (4).
+        if (RuntimeInformation.ProcessArchitecture != Architecture.X64)
+        {
+            return null;
+        }
+
+        var stat = stackalloc byte[256];
+        if (LStat(path, stat) != 0)
+        {
+            return null;
+        }
+
+        const uint SIfMt = 0xF000;
+        const uint SIfSock = 0xC000;
+        return (*(uint*)(stat + 24) & SIfMt) == SIfSock;
+    }
+
+    [LibraryImport("libc", EntryPoint = "strerror")]
+    private static partial nint StrError(int errno);
+
+    public static string Describe(int errno) => Marshal.PtrToStringUTF8(StrError(errno)) ?? $"errno {errno}";
+}

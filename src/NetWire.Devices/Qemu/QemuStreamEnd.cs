@@ -1,0 +1,410 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using NetWire.Core.Frames;
+using NetWire.Core.Wire;
+
+namespace NetWire.Devices.Qemu;
+
+/// <summary>
+/// A guest end on QEMU's stream framing (<c>-netdev stream</c> and <c>-netdev socket</c>,
+/// TCP or unix): each frame is a 4-byte big-endian length then the Ethernet frame.
+/// </summary>
+/// <remarks>
+/// How this works: NetWire listens (QEMU <c>server=off</c>, <c>socket,connect=</c>) or connects
+/// with retries (QEMU <c>server=on</c>, <c>socket,listen=</c>). One guest at a time; when it
+/// goes away NetWire accepts or reconnects again, and frames for the guest wait in the bounded
+/// outbound queue meanwhile. Per connection a receive loop parses frames out of a 256 KiB
+/// buffer and hands each on only while the receiver can take it (otherwise it stops reading,
+/// and QEMU stops the guest's transmit queue); a send loop packs queued frames into one buffer
+/// and writes them with one send. A length of 0, under 14 or over 69,632 closes the connection
+/// (counted as BadLength); a connection that ends mid-frame counts a Truncated drop.
+/// </remarks>
+public sealed class QemuStreamEnd : WireEnd
+{
+    private const int BufferLength = 256 * 1024;
+    private const int HeaderLength = 4;
+    private static readonly TimeSpan s_maxRetryDelay = TimeSpan.FromSeconds(2);
+
+    private readonly EndPoint _endPoint;
+    private readonly bool _connect;
+    private readonly ILogger _logger;
+
+    /// <summary>The listening socket (listen mode); written by RunAsync, disposed by ReleaseDeviceAsync.</summary>
+    private Socket? _listener;
+
+    /// <summary>Creates a stream end; <paramref name="connect"/> chooses connecting over listening.</summary>
+    public QemuStreamEnd(string name, EndPoint endPoint, bool connect, FramePool pool, int queueCapacity, ILogger logger)
+        : base(name, pool, queueCapacity)
+    {
+        _endPoint = endPoint;
+        _connect = connect;
+        _logger = logger;
+    }
+
+    /// <inheritdoc/>
+    public override string Description => $"stream {Format(_endPoint)}{(_connect ? ", connecting" : ", listening")}";
+
+    /// <summary>The bound address once listening (useful with port 0).</summary>
+    public EndPoint? LocalEndPoint => _listener?.LocalEndPoint;
+
+    /// <summary>Completes once the end listens (listen mode) or first tries to connect.</summary>
+    public Task Ready => _ready.Task;
+
+    private readonly TaskCompletionSource _ready = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>The QEMU option that attaches a guest NIC to this end.</summary>
+    public string QemuNetdev(string id = "n0") => (_endPoint, _connect) switch
+    {
+        (UnixDomainSocketEndPoint u, false) => $"stream,id={id},server=off,addr.type=unix,addr.path={u}",
+        (UnixDomainSocketEndPoint u, true) => $"stream,id={id},server=on,addr.type=unix,addr.path={u}",
+        (IPEndPoint ip, false) => $"stream,id={id},server=off,addr.type=inet,addr.host={ip.Address},addr.port={((_listener?.LocalEndPoint as IPEndPoint)?.Port ?? ip.Port)}",
+        (IPEndPoint ip, true) => $"stream,id={id},server=on,addr.type=inet,addr.host={ip.Address},addr.port={ip.Port}",
+        _ => $"stream,id={id},...",
+    };
+
+    /// <inheritdoc/>
+    public override async Task RunAsync(IPacketReceiver receiver, CancellationToken cancellationToken)
+    {
+        if (_connect)
+        {
+            _ready.TrySetResult();
+            await ConnectLoopAsync(receiver, cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            _listener = Listen();
+            DevicesLog.Listening(_logger, Name, Format(_listener.LocalEndPoint ?? _endPoint));
+            _ready.TrySetResult();
+            await AcceptLoopAsync(_listener, receiver, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    /// <inheritdoc/>
+    protected override ValueTask ReleaseDeviceAsync()
+    {
+        _listener?.Dispose();
+        if (!_connect && _endPoint is UnixDomainSocketEndPoint unix)
+        {
+            TryDeleteSocketFile(unix.ToString());
+        }
+
+        return default;
+    }
+
+    private Socket Listen()
+    {
+        var socket = NewSocket();
+        try
+        {
+            if (_endPoint is UnixDomainSocketEndPoint unix)
+            {
+                RemoveStaleSocket(unix.ToString());
+            }
+            else
+            {
+                socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+            }
+
+            socket.Bind(_endPoint);
+            socket.Listen(4);
+            return socket;
+        }
+        catch (SocketException ex)
+        {
+            socket.Dispose();
+            throw new WireSetupException(ex.SocketErrorCode switch
+            {
+                SocketError.AddressAlreadyInUse => $"cannot listen on {Format(_endPoint)}: address already in use",
+                SocketError.AccessDenied => $"cannot listen on {Format(_endPoint)}: permission denied",
+                _ => $"cannot listen on {Format(_endPoint)}: {ex.Message}",
+            }, ex);
+        }
+    }
+
+    private static void RemoveStaleSocket(string path)
+    {
+        if (!File.Exists(path))
+        {
+            var dir = Path.GetDirectoryName(Path.GetFullPath(path));
+            if (dir is not null && !Directory.Exists(dir))
+            {
+                throw new WireSetupException($"cannot listen on unix:{path}: directory {dir} does not exist");
+            }
+
+            return;
+        }
+
+        if (Interop.Libc.IsSocket(path) == false)
+        {
+            throw new WireSetupException($"cannot listen on unix:{path}: a file that is not a socket is in the way");
+        }
+
+        using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        try
+        {
+            probe.Connect(new UnixDomainSocketEndPoint(path));
+        }
+        catch (SocketException)
+        {
+            // Nobody answers: a socket file left by a process that died. Reuse the path.
+            TryDeleteSocketFile(path);
+            return;
+        }
+
+        throw new WireSetupException($"cannot listen on unix:{path}: busy, another process is listening there");
+    }
+
+    private static void TryDeleteSocketFile(string path)
+    {
+        try
+        {
+            File.Delete(path);
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+    }
+
+    private async Task AcceptLoopAsync(Socket listener, IPacketReceiver receiver, CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            var socket = await listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
+            using var guestDone = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            var serving = ServeAsync(socket, receiver, guestDone.Token);
+
+            // Refuse further guests while one is attached: two NICs on one wire end would interleave frames.
+            while (!serving.IsCompleted)
+            {
+                var acceptTask = listener.AcceptAsync(guestDone.Token).AsTask();
+                var first = await Task.WhenAny(serving, acceptTask).ConfigureAwait(false);
+                if (first == acceptTask && acceptTask.IsCompletedSuccessfully)
+                {
+                    using var extra = acceptTask.Result;
+                    DevicesLog.SecondGuestRefused(_logger, Name, Format(extra.RemoteEndPoint));
+                    continue;
+                }
+
+                await guestDone.CancelAsync().ConfigureAwait(false);
+                try
+                {
+                    using var late = await acceptTask.ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                }
+            }
+
+            await serving.ConfigureAwait(false);
+        }
+    }
+
+    private async Task ConnectLoopAsync(IPacketReceiver receiver, CancellationToken cancellationToken)
+    {
+        var delay = TimeSpan.FromMilliseconds(50);
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            var socket = NewSocket();
+            try
+            {
+                await socket.ConnectAsync(_endPoint, cancellationToken).ConfigureAwait(false);
+            }
+            catch (SocketException ex)
+            {
+                socket.Dispose();
+                DevicesLog.ConnectRetry(_logger, Name, Format(_endPoint), ex.Message);
+                await Task.Delay(delay, cancellationToken).ConfigureAwait(false);
+                delay = TimeSpan.FromTicks(Math.Min(delay.Ticks * 2, s_maxRetryDelay.Ticks));
+                continue;
+            }
+
+            delay = TimeSpan.FromMilliseconds(50);
+            await ServeAsync(socket, receiver, cancellationToken).ConfigureAwait(false);
+        }
+    }
+
+    private async Task ServeAsync(Socket socket, IPacketReceiver receiver, CancellationToken cancellationToken)
+    {
+        Counters.Connected();
+        var peer = Format(socket.RemoteEndPoint ?? _endPoint);
+        DevicesLog.GuestConnected(_logger, Name, peer);
+        using var connection = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        string reason;
+        try
+        {
+            var receiving = ReceiveLoopAsync(socket, receiver, connection.Token);
+            var sending = SendLoopAsync(socket, connection.Token);
+            var first = await Task.WhenAny(receiving, sending).ConfigureAwait(false);
+            reason = first == receiving ? await receiving.ConfigureAwait(false) : await sending.ConfigureAwait(false);
+            await connection.CancelAsync().ConfigureAwait(false);
+            await Task.WhenAll(Quiet(receiving), Quiet(sending)).ConfigureAwait(false);
+        }
+        finally
+        {
+            socket.Dispose();
+        }
+
+        DevicesLog.GuestDisconnected(_logger, Name, reason);
+    }
+
+    private static async Task Quiet(Task<string> task)
+    {
+        try
+        {
+            await task.ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException)
+        {
+        }
+    }
+
+    private async Task<string> ReceiveLoopAsync(Socket socket, IPacketReceiver receiver, CancellationToken cancellationToken)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(BufferLength);
+        try
+        {
+            var start = 0;
+            var end = 0;
+            while (true)
+            {
+                if (start == end)
+                {
+                    start = end = 0;
+                }
+                else if (buffer.Length - end < HeaderLength + FramePool.MaxFrameLength)
+                {
+                    // Keep room for a whole frame after what is pending.
+                    Buffer.BlockCopy(buffer, start, buffer, 0, end - start);
+                    end -= start;
+                    start = 0;
+                }
+
+                int n;
+                try
+                {
+                    n = await socket.ReceiveAsync(buffer.AsMemory(end), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                }
+                catch (SocketException ex)
+                {
+                    return ex.SocketErrorCode.ToString();
+                }
+
+                if (n == 0)
+                {
+                    if (end > start)
+                    {
+                        Counters.Dropped(DropReason.Truncated);
+                        DevicesLog.TruncatedFrame(_logger, Name, end - start);
+                        return "closed mid-frame";
+                    }
+
+                    return "closed by the guest";
+                }
+
+                end += n;
+                while (end - start >= HeaderLength)
+                {
+                    var length = BinaryPrimitives.ReadUInt32BigEndian(buffer.AsSpan(start));
+                    if (length < FramePool.MinFrameLength || length > FramePool.MaxFrameLength)
+                    {
+                        Counters.Dropped(DropReason.BadLength);
+                        DevicesLog.BadFrameLength(_logger, Name, length, FramePool.MinFrameLength, FramePool.MaxFrameLength);
+                        return $"bad frame length {length}";
+                    }
+
+                    if (end - start < HeaderLength + (int)length)
+                    {
+                        break;
+                    }
+
+                    if (!receiver.CanRecvPacket)
+                    {
+                        // Backpressure: stop reading the socket until the other end has room.
+                        await receiver.WaitCanRecvPacketAsync(cancellationToken).ConfigureAwait(false);
+                    }
+
+                    var frame = Pool.Rent(buffer.AsSpan(start + HeaderLength, (int)length));
+                    Counters.Received((int)length);
+                    receiver.RecvPacket(frame);
+                    start += HeaderLength + (int)length;
+                }
+            }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private async Task<string> SendLoopAsync(Socket socket, CancellationToken cancellationToken)
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(BufferLength);
+        try
+        {
+            while (await Outbound.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                var used = 0;
+                var frames = 0;
+                long bytes = 0;
+                while (used <= buffer.Length - (HeaderLength + FramePool.MaxFrameLength) && Outbound.TryRead(out var frame))
+                {
+                    BinaryPrimitives.WriteUInt32BigEndian(buffer.AsSpan(used), (uint)frame.Length);
+                    frame.Span.CopyTo(buffer.AsSpan(used + HeaderLength));
+                    used += HeaderLength + frame.Length;
+                    frames++;
+                    bytes += frame.Length;
+                    frame.Dispose();
+                }
+
+                try
+                {
+                    await socket.SendAsync(buffer.AsMemory(0, used), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is SocketException or OperationCanceledException)
+                {
+                    // The guest went away with these frames taken from the queue: count them.
+                    Counters.Dropped(DropReason.SendFailed, frames);
+                    if (ex is OperationCanceledException)
+                    {
+                        throw;
+                    }
+
+                    return ((SocketException)ex).SocketErrorCode.ToString();
+                }
+
+                Counters.Transmitted(frames, bytes);
+            }
+
+            return "queue completed";
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+
+    private Socket NewSocket()
+    {
+        if (_endPoint is UnixDomainSocketEndPoint)
+        {
+            return new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        }
+
+        var socket = new Socket(_endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        return socket;
+    }
+
+    internal static string Format(EndPoint? endPoint) => endPoint switch
+    {
+        UnixDomainSocketEndPoint u => $"unix:{u}",
+        IPEndPoint ip => $"tcp:{ip}",
+        null => "?",
+        _ => endPoint.ToString() ?? "?",
+    };
+}
