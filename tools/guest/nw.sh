@@ -5,6 +5,7 @@
 #   nw_arg NAME [DEF]     value of NAME=VALUE on the kernel command line, else DEF
 #   nw_uptime             seconds since the guest kernel started, e.g. 2.31
 #   nw_nc_recv PORT       accept one TCP connection on PORT, copy it to stdout
+#   nw_wait_listen PORT [TENTHS]   wait until a TCP socket listens on PORT (default 10 s)
 
 # Markers go straight to the console so that they reach the host even when
 # the caller has redirected its stdout (for example inside $(...)).
@@ -45,4 +46,21 @@ nw_nc_recv() {
     _nw_rc=$?
     rm -f "$_nw_fifo"
     return $_nw_rc
+}
+
+# A marker printed just before `nc -l` starts can reach the host before the socket
+# listens, and an early connect is refused. Start the receiver in the background,
+# wait for this, then mark.
+nw_wait_listen() {
+    _nw_port=$(printf '%04X' "$1")
+    _nw_left=${2:-100}
+    while [ "$_nw_left" -gt 0 ]; do
+        if awk -v p=":$_nw_port" '$4 == "0A" && substr($2, length($2) - 4) == p { found = 1 } END { exit !found }' \
+            /proc/net/tcp /proc/net/tcp6 2>/dev/null; then
+            return 0
+        fi
+        usleep 100000
+        _nw_left=$((_nw_left - 1))
+    done
+    return 1
 }
