@@ -162,23 +162,22 @@ public sealed class QemuGuest : IAsyncDisposable
     }
 
     /// <summary>
-    /// True when <paramref name="line"/> carries marker <c>NW:<paramref name="name"/></c>; <paramref name="text"/> is what follows it.
+    /// True when <paramref name="line"/> is marker <c>NW:<paramref name="name"/></c>, alone or followed by a space and
+    /// text; <paramref name="text"/> is that text, trimmed.
     /// </summary>
+    /// <remarks>
+    /// The marker must start the line (leading blanks and control characters aside): under
+    /// <c>nw.trace=1</c> the shell also echoes <c>+ echo 'NW:NAME ...'</c>, which must not count.
+    /// </remarks>
     public static bool TryParseMarker(string line, string name, out string text)
     {
         ArgumentNullException.ThrowIfNull(line);
+        var body = line.AsSpan().TrimStart(" \t\r\0");
         var token = MarkerPrefix + name;
-        for (var at = line.IndexOf(token, StringComparison.Ordinal); at >= 0; at = line.IndexOf(token, at + 1, StringComparison.Ordinal))
+        if (body.StartsWith(token, StringComparison.Ordinal) && (body.Length == token.Length || body[token.Length] == ' '))
         {
-            // A kernel message can share the line; the marker must still be a whole word.
-            var startsWord = at == 0 || !char.IsAsciiLetterOrDigit(line[at - 1]);
-            var end = at + token.Length;
-            var endsWord = end == line.Length || line[end] == ' ';
-            if (startsWord && endsWord)
-            {
-                text = line[end..].Trim();
-                return true;
-            }
+            text = body[token.Length..].Trim().ToString();
+            return true;
         }
 
         text = "";
