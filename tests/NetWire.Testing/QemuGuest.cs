@@ -50,7 +50,7 @@ public sealed class QemuGuest : IAsyncDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         var guestDir = options.GuestDir ?? RepoPaths.GuestDir;
-        var kernel = Path.Combine(guestDir, "vmlinuz");
+        var kernel = options.Kernel ?? DefaultKernel(guestDir);
         var initramfs = Path.Combine(guestDir, "initramfs.cpio.gz");
         foreach (var file in new[] { kernel, initramfs })
         {
@@ -182,6 +182,12 @@ public sealed class QemuGuest : IAsyncDisposable
 
         text = "";
         return false;
+    }
+
+    private static string DefaultKernel(string guestDir)
+    {
+        var uncompressed = Path.Combine(guestDir, "vmlinux");
+        return File.Exists(uncompressed) ? uncompressed : Path.Combine(guestDir, "vmlinuz");
     }
 
     private static string WithNetdevId(string netdev)
