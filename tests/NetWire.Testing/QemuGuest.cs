@@ -108,10 +108,10 @@ public sealed class QemuGuest : IAsyncDisposable
     public async Task<string> WaitForMarkerAsync(string name, TimeSpan timeout)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(name);
-        string? text = null;
+        string line;
         try
         {
-            await _qemu.WaitForLineAsync(line => TryParseMarker(line, name, out text), timeout).ConfigureAwait(false);
+            line = await _qemu.WaitForLineAsync(l => TryParseMarker(l, name, out _), timeout).ConfigureAwait(false);
         }
         catch (TimeoutException)
         {
@@ -124,7 +124,8 @@ public sealed class QemuGuest : IAsyncDisposable
                 $"QEMU exited with {_qemu.ExitCode} before the guest printed {MarkerPrefix}{name}.{Environment.NewLine}{DiagnosticLog}");
         }
 
-        return text!;
+        TryParseMarker(line, name, out var text);
+        return text;
     }
 
     /// <summary>Waits for <c>NW:TEST_EXIT</c> and returns the exit status of the guest's /test.sh.</summary>
@@ -241,8 +242,8 @@ public sealed class QemuGuest : IAsyncDisposable
         }
     }
 
-    // Start is synchronous (it is called from constructors and fixtures), and cpio over one
-    // small file takes milliseconds, so this waits in place.
+    // Start is synchronous, and cpio over one small file takes milliseconds, so this waits
+    // in place instead of going through the async ProcessRunner.
     private static void RunCpio(string workDir, string archive)
     {
         var psi = new ProcessStartInfo("cpio")
@@ -258,7 +259,7 @@ public sealed class QemuGuest : IAsyncDisposable
             psi.ArgumentList.Add(arg);
         }
 
-        using var cpio = Process.Start(psi) ?? throw new InvalidOperationException("Cannot start cpio.");
+        using var cpio = StartCpio(psi);
         var stderr = cpio.StandardError.ReadToEndAsync();
         cpio.StandardInput.Write("test.sh\n");
         cpio.StandardInput.Close();
@@ -271,6 +272,18 @@ public sealed class QemuGuest : IAsyncDisposable
         if (cpio.ExitCode != 0)
         {
             throw new InvalidOperationException($"cpio -o -H newc exited with {cpio.ExitCode}: {stderr.GetAwaiter().GetResult()}");
+        }
+    }
+
+    private static Process StartCpio(ProcessStartInfo psi)
+    {
+        try
+        {
+            return Process.Start(psi) ?? throw new InvalidOperationException("Cannot start cpio.");
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            throw new InvalidOperationException($"Cannot start cpio (apt-get install cpio): {e.Message}", e);
         }
     }
 
