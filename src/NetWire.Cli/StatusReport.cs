@@ -38,6 +38,7 @@ internal static class StatusReport
                 json.WriteNumber("tx_frames", c.TxFrames);
                 json.WriteNumber("tx_bytes", c.TxBytes);
                 json.WriteNumber("connections", c.Connections);
+                json.WriteNumber("queued", end.QueuedFrames);
                 json.WriteNumber("drops_total", c.TotalDrops);
                 json.WriteStartObject("drops");
                 foreach (var reason in s_reasons)

@@ -48,6 +48,9 @@ public abstract class WireEnd : INetWire, IAsyncDisposable
     /// <summary>Where received frames are rented.</summary>
     protected FramePool Pool { get; }
 
+    /// <summary>Frames queued towards the device now (at most the queue capacity).</summary>
+    public int QueuedFrames => Outbound.Count;
+
     /// <inheritdoc/>
     public bool CanSendPacket => Outbound.CanWrite;
 

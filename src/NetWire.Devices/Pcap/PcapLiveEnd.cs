@@ -46,34 +46,11 @@ public sealed class PcapLiveEnd : WireEnd
     public override async Task RunAsync(IPacketReceiver receiver, CancellationToken cancellationToken)
     {
         _device = Open();
-        var readerDone = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var device = _device;
-        var reader = new Thread(() =>
-        {
-            try
-            {
-                ReadLoop(device, receiver, cancellationToken);
-                readerDone.TrySetResult();
-            }
-            catch (Exception ex)
-            {
-                readerDone.TrySetException(ex);
-            }
-        })
-        {
-            IsBackground = true,
-            Name = $"pcap-read {_ifName}",
-        };
-        reader.Start();
-        try
-        {
-            await WriteLoopAsync(device, cancellationToken).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-        {
-        }
-
-        await readerDone.Task.ConfigureAwait(false);
+        await DeviceThread.RunAllAsync(
+            cancellationToken,
+            token => DeviceThread.Run($"pcap-read {_ifName}", () => ReadLoop(device, receiver, token)),
+            token => WriteLoopAsync(device, token)).ConfigureAwait(false);
     }
 
     /// <inheritdoc/>

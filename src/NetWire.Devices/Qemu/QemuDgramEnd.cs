@@ -17,6 +17,9 @@ namespace NetWire.Devices.Qemu;
 /// guest's queue), so with unix the receive loop waits for the receiver. A UDP socket cannot
 /// be paused without the kernel dropping silently, so with UDP NetWire keeps reading and counts
 /// a PeerFull drop when the receiver is full. Frames to QEMU go out with one sendto each.
+/// Both loops run on dedicated threads with blocking calls: an async sendto towards a full unix
+/// datagram peer spins in the runtime (the socket polls writable while sendto says EAGAIN),
+/// where a blocking one sleeps in the kernel until the peer reads.
 /// </remarks>
 public sealed class QemuDgramEnd : WireEnd
 {
@@ -56,7 +59,11 @@ public sealed class QemuDgramEnd : WireEnd
     {
         _socket = Bind();
         DevicesLog.Listening(_logger, Name, Describe(_socket.LocalEndPoint ?? _local));
-        await Task.WhenAll(ReceiveLoopAsync(_socket, receiver, cancellationToken), SendLoopAsync(_socket, cancellationToken)).ConfigureAwait(false);
+        var socket = _socket;
+        await DeviceThread.RunAllAsync(
+            cancellationToken,
+            token => DeviceThread.Run($"dgram-read {Name}", () => ReceiveLoop(socket, receiver, token)),
+            token => DeviceThread.Run($"dgram-write {Name}", () => SendLoop(socket, token))).ConfigureAwait(false);
     }
 
     /// <inheritdoc/>
@@ -91,9 +98,12 @@ public sealed class QemuDgramEnd : WireEnd
 
             socket.Bind(_local);
 
-            // Room for bursts from the guest while the receive loop is busy.
+            // Room for bursts from the guest while the receive loop is busy; the timeouts let the
+            // blocking device threads notice cancellation.
             socket.ReceiveBufferSize = 4 << 20;
             socket.SendBufferSize = 4 << 20;
+            socket.ReceiveTimeout = 200;
+            socket.SendTimeout = 200;
             return socket;
         }
         catch (SocketException ex)
@@ -105,27 +115,49 @@ public sealed class QemuDgramEnd : WireEnd
         }
     }
 
-    private async Task ReceiveLoopAsync(Socket socket, IPacketReceiver receiver, CancellationToken cancellationToken)
+    private void ReceiveLoop(Socket socket, IPacketReceiver receiver, CancellationToken cancellationToken)
     {
         // One byte more than the largest frame, so an oversized datagram shows as too long.
-        var buffer = GC.AllocateUninitializedArray<byte>(FramePool.MaxFrameLength + 1, pinned: true);
+        var buffer = GC.AllocateUninitializedArray<byte>(FramePool.MaxFrameLength + 1);
         var expected = _remote.Serialize();
         var from = new SocketAddress(socket.AddressFamily);
+        var fromCapacity = from.Size;
         while (!cancellationToken.IsCancellationRequested)
         {
             if (_isUnix && !receiver.CanRecvPacket)
             {
-                await receiver.WaitCanRecvPacketAsync(cancellationToken).ConfigureAwait(false);
+                // A unix datagram peer blocks in sendto while we do not read: backpressure, no loss.
+                DeviceThread.Wait(receiver.WaitCanRecvPacketAsync(cancellationToken));
+                continue;
             }
 
             int n;
             try
             {
-                n = await socket.ReceiveFromAsync(buffer, SocketFlags.None, from, cancellationToken).ConfigureAwait(false);
+                if (_isUnix)
+                {
+                    // Only QEMU can reach a unix path that NetWire created; no source check needed.
+                    n = socket.Receive(buffer, SocketFlags.None);
+                }
+                else
+                {
+                    // ReceiveFrom shrinks Size to the address it got; give it the whole buffer again.
+                    from.Size = fromCapacity;
+                    n = socket.ReceiveFrom(buffer, SocketFlags.None, from);
+                }
+            }
+            catch (SocketException ex) when (ex.SocketErrorCode is SocketError.TimedOut or SocketError.WouldBlock or SocketError.Interrupted)
+            {
+                continue;
             }
             catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionReset or SocketError.ConnectionRefused)
             {
+                // ICMP port unreachable from an earlier send to QEMU before it started.
                 continue;
+            }
+            catch (ObjectDisposedException) when (cancellationToken.IsCancellationRequested)
+            {
+                return;
             }
 
             if (!_isUnix && !from.Equals(expected))
@@ -152,28 +184,58 @@ public sealed class QemuDgramEnd : WireEnd
         }
     }
 
-    private async Task SendLoopAsync(Socket socket, CancellationToken cancellationToken)
+    private void SendLoop(Socket socket, CancellationToken cancellationToken)
     {
         var remote = _remote.Serialize();
-        while (await Outbound.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+        while (!cancellationToken.IsCancellationRequested)
         {
-            while (Outbound.TryRead(out var frame))
+            if (!Outbound.TryRead(out var frame))
             {
-                try
+                if (!DeviceThread.Wait(Outbound.WaitToReadAsync(cancellationToken)))
                 {
-                    await socket.SendToAsync(frame.Memory, SocketFlags.None, remote, cancellationToken).ConfigureAwait(false);
-                    Counters.Transmitted(frame.Length);
+                    return;
                 }
-                catch (SocketException ex)
+
+                continue;
+            }
+
+            try
+            {
+                while (true)
                 {
-                    // QEMU not started yet (unix: no such file), or gone (refused): the frame is lost, counted.
-                    Counters.Dropped(DropReason.SendFailed);
-                    DevicesLog.SendFailed(_logger, Name, ex.SocketErrorCode.ToString());
+                    try
+                    {
+                        // Blocking sendto: a unix peer that is not reading makes this wait in the
+                        // kernel (the timeout lets cancellation through) rather than spin.
+                        socket.SendTo(frame.Span, SocketFlags.None, remote);
+                        Counters.Transmitted(frame.Length);
+                        break;
+                    }
+                    catch (SocketException ex) when (ex.SocketErrorCode is SocketError.TimedOut or SocketError.WouldBlock or SocketError.Interrupted)
+                    {
+                        if (cancellationToken.IsCancellationRequested)
+                        {
+                            Counters.Dropped(DropReason.Shutdown);
+                            return;
+                        }
+                    }
+                    catch (SocketException ex)
+                    {
+                        // QEMU not started yet (unix: no such file), or gone (refused): lost, counted.
+                        Counters.Dropped(DropReason.SendFailed);
+                        DevicesLog.SendFailed(_logger, Name, ex.SocketErrorCode.ToString());
+                        break;
+                    }
                 }
-                finally
-                {
-                    frame.Dispose();
-                }
+            }
+            catch (ObjectDisposedException)
+            {
+                Counters.Dropped(DropReason.Shutdown);
+                return;
+            }
+            finally
+            {
+                frame.Dispose();
             }
         }
     }

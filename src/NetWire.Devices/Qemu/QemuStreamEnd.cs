@@ -27,6 +27,7 @@ public sealed class QemuStreamEnd : WireEnd
     private const int BufferLength = 256 * 1024;
     private const int HeaderLength = 4;
     private static readonly TimeSpan s_maxRetryDelay = TimeSpan.FromSeconds(2);
+    private static readonly TimeSpan s_reconnectGrace = TimeSpan.FromSeconds(1);
 
     private readonly EndPoint _endPoint;
     private readonly bool _connect;
@@ -46,6 +47,12 @@ public sealed class QemuStreamEnd : WireEnd
 
     /// <inheritdoc/>
     public override string Description => $"stream {Format(_endPoint)}{(_connect ? ", connecting" : ", listening")}";
+
+    /// <summary>True while a guest connection is being served.</summary>
+    public bool IsConnected => Volatile.Read(ref _connected) != 0;
+
+    /// <summary>1 while a connection is served; written by ServeAsync.</summary>
+    private int _connected;
 
     /// <summary>The bound address once listening (useful with port 0).</summary>
     public EndPoint? LocalEndPoint => _listener?.LocalEndPoint;
@@ -173,32 +180,28 @@ public sealed class QemuStreamEnd : WireEnd
 
     private async Task AcceptLoopAsync(Socket listener, IPacketReceiver receiver, CancellationToken cancellationToken)
     {
+        Task<Socket>? pending = null;
         while (!cancellationToken.IsCancellationRequested)
         {
-            var socket = await listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
-            using var guestDone = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            var serving = ServeAsync(socket, receiver, guestDone.Token);
-
-            // Refuse further guests while one is attached: two NICs on one wire end would interleave frames.
-            while (!serving.IsCompleted)
+            var socket = await (pending ?? listener.AcceptAsync(cancellationToken).AsTask()).ConfigureAwait(false);
+            var serving = ServeAsync(socket, receiver, cancellationToken);
+            pending = listener.AcceptAsync(cancellationToken).AsTask();
+            while (await Task.WhenAny(serving, pending).ConfigureAwait(false) == pending)
             {
-                var acceptTask = listener.AcceptAsync(guestDone.Token).AsTask();
-                var first = await Task.WhenAny(serving, acceptTask).ConfigureAwait(false);
-                if (first == acceptTask && acceptTask.IsCompletedSuccessfully)
+                var extra = await pending.ConfigureAwait(false);
+
+                // A guest that reconnects may arrive before the old connection's end is read:
+                // give the old one a moment. Two live NICs on one wire end would interleave frames.
+                var grace = Task.Delay(s_reconnectGrace, cancellationToken);
+                if (await Task.WhenAny(serving, grace).ConfigureAwait(false) == serving)
                 {
-                    using var extra = acceptTask.Result;
-                    DevicesLog.SecondGuestRefused(_logger, Name, Format(extra.RemoteEndPoint));
-                    continue;
+                    pending = Task.FromResult(extra);
+                    break;
                 }
 
-                await guestDone.CancelAsync().ConfigureAwait(false);
-                try
-                {
-                    using var late = await acceptTask.ConfigureAwait(false);
-                }
-                catch (OperationCanceledException)
-                {
-                }
+                DevicesLog.SecondGuestRefused(_logger, Name, Format(extra.RemoteEndPoint));
+                extra.Dispose();
+                pending = listener.AcceptAsync(cancellationToken).AsTask();
             }
 
             await serving.ConfigureAwait(false);
@@ -232,7 +235,8 @@ public sealed class QemuStreamEnd : WireEnd
     private async Task ServeAsync(Socket socket, IPacketReceiver receiver, CancellationToken cancellationToken)
     {
         Counters.Connected();
-        var peer = Format(socket.RemoteEndPoint ?? _endPoint);
+        Volatile.Write(ref _connected, 1);
+        var peer = socket.RemoteEndPoint is IPEndPoint remote ? Format(remote) : Format(_endPoint);
         DevicesLog.GuestConnected(_logger, Name, peer);
         using var connection = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         string reason;
@@ -248,6 +252,7 @@ public sealed class QemuStreamEnd : WireEnd
         finally
         {
             socket.Dispose();
+            Volatile.Write(ref _connected, 0);
         }
 
         DevicesLog.GuestDisconnected(_logger, Name, reason);

@@ -56,37 +56,10 @@ public sealed class TapEnd : WireEnd
 
         RefreshCounters();
         DevicesLog.TapOpened(_logger, _ifName);
-        var readerDone = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var reader = new Thread(() =>
-        {
-            try
-            {
-                ReadLoop(receiver, cancellationToken);
-                readerDone.TrySetResult();
-            }
-            catch (OperationCanceledException)
-            {
-                readerDone.TrySetResult();
-            }
-            catch (Exception ex)
-            {
-                readerDone.TrySetException(ex);
-            }
-        })
-        {
-            IsBackground = true,
-            Name = $"tap-read {_ifName}",
-        };
-        reader.Start();
-        try
-        {
-            await Task.WhenAll(readerDone.Task, WriteLoopAsync(cancellationToken)).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
-        {
-        }
-
-        await readerDone.Task.ConfigureAwait(false);
+        await DeviceThread.RunAllAsync(
+            cancellationToken,
+            token => DeviceThread.Run($"tap-read {_ifName}", () => ReadLoop(receiver, token)),
+            WriteLoopAsync).ConfigureAwait(false);
     }
 
     /// <inheritdoc/>
@@ -131,7 +104,7 @@ public sealed class TapEnd : WireEnd
                 if (!receiver.CanRecvPacket)
                 {
                     // Backpressure: leave frames in the kernel's queue until the receiver has room.
-                    WaitBlocking(receiver.WaitCanRecvPacketAsync(cancellationToken));
+                    DeviceThread.Wait(receiver.WaitCanRecvPacketAsync(cancellationToken));
                     continue;
                 }
 
@@ -215,18 +188,6 @@ public sealed class TapEnd : WireEnd
         finally
         {
             frame.Dispose();
-        }
-    }
-
-    private static void WaitBlocking(ValueTask wait)
-    {
-        if (!wait.IsCompleted)
-        {
-            wait.AsTask().GetAwaiter().GetResult();
-        }
-        else
-        {
-            wait.GetAwaiter().GetResult();
         }
     }
 }

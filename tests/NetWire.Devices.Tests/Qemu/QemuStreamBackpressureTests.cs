@@ -1,0 +1,75 @@
+using NetWire.Core.Wire;
+
+namespace NetWire.Devices.Tests.Qemu;
+
+public sealed class QemuStreamBackpressureTests
+{
+    [Fact]
+    public async Task GuestThatStopsReading_PausesTheHost_BoundsMemory_ThenGetsEveryFrame()
+    {
+        const int Queue = 32;
+        const int Total = 20_000;
+        await using var bridge = await LoopbackBridge.StreamAsync(queue: Queue);
+        using var client = await StreamClient.ConnectAsync(bridge.SocketPath);
+        await client.SendFrameAsync(StreamClient.Frame(60, -1));
+        Assert.Single(await bridge.HostReceivesAsync(1));
+
+        // 20,000 x 1,514 bytes is 30 MB: far more than the socket buffers and the queue hold.
+        var flood = Task.Run(async () =>
+        {
+            for (var i = 0; i < Total; i++)
+            {
+                await bridge.Host.Inject(StreamClient.Frame(1514, i));
+            }
+        });
+
+        Assert.True(await LoopbackBridge.EventuallyAsync(() => !bridge.Guest.CanSendPacket));
+        await Task.Delay(300);
+        Assert.False(flood.IsCompleted);
+        Assert.Equal(Queue, bridge.Guest.QueuedFrames);
+        var held = bridge.Pool.Outstanding;
+        Assert.InRange(held, 0, Queue + 8);
+
+        // The guest reads again: every frame arrives, in order, none dropped.
+        for (var i = 0; i < Total; i++)
+        {
+            var frame = await client.ReceiveFrameAsync(TimeSpan.FromSeconds(30));
+            Assert.NotNull(frame);
+            Assert.Equal(i, StreamClient.SeqOf(frame));
+        }
+
+        await flood.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(Total, bridge.Guest.Counters.TxFrames);
+        Assert.Equal(0, bridge.Guest.Counters.TotalDrops);
+    }
+
+    [Fact]
+    public async Task FullHost_StopsReadingTheGuestSocket_ThenDeliversEverything()
+    {
+        const int HostQueue = 16;
+        const int Total = 5_000;
+        await using var bridge = await LoopbackBridge.StreamAsync(hostQueue: HostQueue);
+        using var client = await StreamClient.ConnectAsync(bridge.SocketPath);
+        client.Socket.SendBufferSize = 64 * 1024;
+
+        var sending = Task.Run(async () =>
+        {
+            for (var i = 0; i < Total; i++)
+            {
+                await client.SendFrameAsync(StreamClient.Frame(1514, i));
+            }
+        });
+
+        Assert.True(await LoopbackBridge.EventuallyAsync(() => bridge.Host.Queued == HostQueue));
+        await Task.Delay(300);
+
+        // NetWire took only what the host end could queue; the rest waits in the guest's socket.
+        Assert.Equal(HostQueue, bridge.Guest.Counters.RxFrames);
+        Assert.False(sending.IsCompleted);
+
+        var received = await bridge.HostReceivesAsync(Total, TimeSpan.FromSeconds(60));
+        await sending.WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Equal(Enumerable.Range(0, Total), received.Select(StreamClient.SeqOf));
+        Assert.Equal(0, bridge.Guest.Counters.TotalDrops + bridge.Host.Counters.TotalDrops);
+    }
+}
