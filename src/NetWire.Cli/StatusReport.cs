@@ -24,6 +24,8 @@ internal static class StatusReport
             json.WriteString("time", DateTimeOffset.UtcNow);
             json.WriteNumber("pid", Environment.ProcessId);
             json.WriteNumber("frames_in_flight", FramePool.Shared.Outstanding);
+            json.WriteNumber("gc_allocated_bytes", GC.GetTotalAllocatedBytes(precise: false));
+            json.WriteNumber("working_set_bytes", Environment.WorkingSet);
             json.WriteStartArray("ends");
             foreach (var end in ends)
             {
