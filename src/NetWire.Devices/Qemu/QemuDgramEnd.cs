@@ -23,6 +23,8 @@ namespace NetWire.Devices.Qemu;
 /// </remarks>
 public sealed class QemuDgramEnd : WireEnd
 {
+    private const int PeerAbsentRetryMs = 100;
+
     private readonly EndPoint _local;
     private readonly EndPoint _remote;
     private readonly ILogger _logger;
@@ -219,9 +221,19 @@ public sealed class QemuDgramEnd : WireEnd
                             return;
                         }
                     }
+                    catch (SocketException ex) when (_isUnix && ex.SocketErrorCode is SocketError.AddressNotAvailable or SocketError.ConnectionRefused)
+                    {
+                        // No QEMU at the remote path yet (ENOENT) or any more (ECONNREFUSED): like a
+                        // stream guest that is not connected, hold the frame and let the queue fill.
+                        if (cancellationToken.WaitHandle.WaitOne(PeerAbsentRetryMs))
+                        {
+                            Counters.Dropped(DropReason.Shutdown);
+                            return;
+                        }
+                    }
                     catch (SocketException ex)
                     {
-                        // QEMU not started yet (unix: no such file), or gone (refused): lost, counted.
+                        // A UDP peer that refused (ICMP unreachable) or a frame the kernel refused: lost, counted.
                         Counters.Dropped(DropReason.SendFailed);
                         DevicesLog.SendFailed(_logger, Name, ex.SocketErrorCode.ToString());
                         break;
