@@ -371,16 +371,17 @@ public sealed class QemuStreamEnd : WireEnd
                 {
                     await socket.SendAsync(buffer.AsMemory(0, used), SocketFlags.None, cancellationToken).ConfigureAwait(false);
                 }
-                catch (Exception ex) when (ex is SocketException or OperationCanceledException)
+                catch (OperationCanceledException)
+                {
+                    // Shutting down (or the guest's receive side ended) with these frames in hand.
+                    Counters.Dropped(DropReason.Shutdown, frames);
+                    throw;
+                }
+                catch (SocketException ex)
                 {
                     // The guest went away with these frames taken from the queue: count them.
                     Counters.Dropped(DropReason.SendFailed, frames);
-                    if (ex is OperationCanceledException)
-                    {
-                        throw;
-                    }
-
-                    return ((SocketException)ex).SocketErrorCode.ToString();
+                    return ex.SocketErrorCode.ToString();
                 }
 
                 Counters.Transmitted(frames, bytes);

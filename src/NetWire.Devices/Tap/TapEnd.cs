@@ -87,10 +87,27 @@ public sealed class TapEnd : WireEnd
         if (fd >= 0)
         {
             RefreshCounters();
+            DrainKernelQueue(fd);
             Libc.Close(fd);
         }
 
         return default;
+    }
+
+    /// <summary>
+    /// Reads what is still in the kernel's TAP queue at shutdown and counts it as Shutdown drops,
+    /// so that sent = received + kernel drops + shutdown drops holds for the host side.
+    /// </summary>
+    private unsafe void DrainKernelQueue(int fd)
+    {
+        var scratch = new byte[ScratchLength];
+        fixed (byte* buffer = scratch)
+        {
+            while (Libc.Read(fd, buffer, ScratchLength) > 0)
+            {
+                Counters.Dropped(DropReason.Shutdown);
+            }
+        }
     }
 
     private unsafe void ReadLoop(IPacketReceiver receiver, CancellationToken cancellationToken)
