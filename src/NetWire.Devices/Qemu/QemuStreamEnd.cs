@@ -93,7 +93,7 @@ public sealed class QemuStreamEnd : WireEnd
     protected override ValueTask ReleaseDeviceAsync()
     {
         _listener?.Dispose();
-        if (!_connect && _endPoint is UnixDomainSocketEndPoint unix)
+        if (_listener is not null && _endPoint is UnixDomainSocketEndPoint unix)
         {
             TryDeleteSocketFile(unix.ToString());
         }
