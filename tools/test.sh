@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs NetWire's whole test suite, doing all set-up first on a fresh Debian 12 machine:
+# Debian packages (as root), NuGet restore, the test guest image, then `dotnet test`.
+#
+#   tools/test.sh                 everything (host tests need root; they skip without it, except in CI)
+#   tools/test.sh --filter EXPR   passed on to dotnet test (e.g. --filter Category!=Host)
+#
+# Environment: NETWIRE_SKIP_APT=1 skips apt-get; CI=true makes host tests fail instead of skip.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+    qemu-system-x86      # the real guest NIC peer (QEMU 7.2, TCG)
+    busybox-static cpio gzip kmod xz-utils  # the test guest image (tools/guest/build-image.sh)
+    iproute2 util-linux  # namespaces, veth, TAP addressing, setpriv
+    tshark               # captures are read back with the real dissectors
+    libpcap0.8           # the pcap: host end (SharpPcap loads it)
+    python3              # the namespace-side load generator in the backpressure test
+    ca-certificates
+)
+
+if [[ $(id -u) -eq 0 && -z ${NETWIRE_SKIP_APT:-} ]]; then
+    echo "== apt-get: ${PACKAGES[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${PACKAGES[@]}" > /dev/null
+fi
+
+if ! command -v dotnet > /dev/null; then
+    echo "tools/test.sh: the .NET 10 SDK (dotnet) is not on PATH" >&2
+    exit 2
+fi
+
+if [[ $(id -u) -eq 0 ]]; then
+    echo "== guest image"
+    tools/guest/build-image.sh
+fi
+
+echo "== restore and build"
+dotnet restore NetWire.sln --nologo -v quiet
+dotnet build NetWire.sln -c Release --no-restore --nologo -v quiet -clp:ErrorsOnly
+
+echo "== test"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+dotnet test NetWire.sln -c Release --no-build --nologo "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+
+# One closing line over all test assemblies: "N passed, N failed, N skipped".
+awk '/^(Passed|Failed)!/ {
+        for (i = 1; i <= NF; i++) {
+            if ($i == "Failed:")  f += $(i + 1)
+            if ($i == "Passed:")  p += $(i + 1)
+            if ($i == "Skipped:") s += $(i + 1)
+        }
+    }
+    END { printf "%d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+exit "$status"
