@@ -103,6 +103,7 @@ public sealed class BridgeCliTests
         using var good = await StreamClient.ConnectAsync($"{dir}/g.sock");
         await good.SendFrameAsync(StreamClient.Frame(60, 1));
         await bridge.WaitForLogAsync("middle of a frame");
+        await bridge.WaitForStatusAsync(s => BridgeProcess.End(s, "guest").GetProperty("rx_frames").GetInt64() == 1);
         Assert.False(bridge.Process.HasExited);
 
         var status = await bridge.StopAsync();

@@ -47,6 +47,34 @@ internal sealed class BridgeProcess : IAsyncDisposable
         return document.RootElement.Clone();
     }
 
+    /// <summary>Polls the status file (rewritten every second) until <paramref name="condition"/> holds.</summary>
+    public async Task<JsonElement> WaitForStatusAsync(Func<JsonElement, bool> condition, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(30));
+        while (true)
+        {
+            if (File.Exists(StatusPath))
+            {
+                var status = ReadStatus();
+                if (condition(status))
+                {
+                    return status;
+                }
+
+                if (DateTime.UtcNow > deadline)
+                {
+                    Assert.Fail($"status never matched; last:\n{status}");
+                }
+            }
+            else if (DateTime.UtcNow > deadline)
+            {
+                Assert.Fail("no status file written");
+            }
+
+            await Task.Delay(200);
+        }
+    }
+
     /// <summary>Stops the bridge with SIGTERM and returns its final status.</summary>
     public async Task<JsonElement> StopAsync()
     {
