@@ -35,6 +35,10 @@ internal static class StatusReport
                 json.WriteString("name", end.Name);
                 json.WriteString("device", end.Description);
                 json.WriteString("interface", end.Interface.ToString());
+                if (end.GuestIp is { } guestIp)
+                {
+                    json.WriteString("guest_ip", guestIp.ToString());
+                }
                 json.WriteNumber("rx_frames", c.RxFrames);
                 json.WriteNumber("rx_bytes", c.RxBytes);
                 json.WriteNumber("tx_frames", c.TxFrames);

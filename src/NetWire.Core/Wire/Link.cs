@@ -31,7 +31,7 @@ public sealed class Link
     public async Task RunAsync(CancellationToken cancellationToken)
     {
         using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        IPacketReceiver towardsHost = new Forwarder(_host);
+        IPacketReceiver towardsHost = new GuestForwarder(_guest, _host);
         IPacketReceiver towardsGuest = new Forwarder(_guest);
         if (_capture is not null)
         {
@@ -78,5 +78,19 @@ public sealed class Link
         public ValueTask WaitCanRecvPacketAsync(CancellationToken cancellationToken) => target.WaitCanSendPacketAsync(cancellationToken);
 
         public void RecvPacket(Frame frame) => target.SendPacket(frame);
+    }
+
+    /// <summary>Delivers the guest's frames to the host end, learning the guest's address on the way.</summary>
+    private sealed class GuestForwarder(WireEnd guest, INetWire target) : IPacketReceiver
+    {
+        public bool CanRecvPacket => target.CanSendPacket;
+
+        public ValueTask WaitCanRecvPacketAsync(CancellationToken cancellationToken) => target.WaitCanSendPacketAsync(cancellationToken);
+
+        public void RecvPacket(Frame frame)
+        {
+            guest.LearnGuestIp(frame.Span);
+            target.SendPacket(frame);
+        }
     }
 }

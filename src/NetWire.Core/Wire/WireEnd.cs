@@ -33,8 +33,21 @@ public abstract class WireEnd : INetWire, IAsyncDisposable
     /// <inheritdoc/>
     public string Name { get; }
 
-    /// <inheritdoc/>
-    public virtual IPAddress? GuestIp => null;
+    /// <summary>
+    /// The guest's IPv4 address (get_ip): what the device knows, else what was learned from the
+    /// guest's own frames (ARP sender address, IPv4 source), else null.
+    /// </summary>
+    public virtual IPAddress? GuestIp
+    {
+        get
+        {
+            var learned = Volatile.Read(ref _learnedGuestIp);
+            return learned == 0 ? null : new IPAddress(learned);
+        }
+    }
+
+    /// <summary>Learned guest IPv4 address in network byte order as stored by IPAddress; 0 while unknown. Written by the link.</summary>
+    private long _learnedGuestIp;
 
     /// <summary>This end's counters.</summary>
     public WireCounters Counters { get; } = new();
@@ -72,6 +85,35 @@ public abstract class WireEnd : INetWire, IAsyncDisposable
     /// fires. Throws <see cref="WireSetupException"/> when the device cannot be opened.
     /// </summary>
     public abstract Task RunAsync(IPacketReceiver receiver, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Notes the guest's address from a frame this end produced: the sender of an ARP packet or
+    /// the source of an IPv4 packet (0.0.0.0, as in a DHCP DISCOVER, is not an address).
+    /// </summary>
+    public void LearnGuestIp(ReadOnlySpan<byte> frame)
+    {
+        const int EtherTypeOffset = 12;
+        if (frame.Length < 34)
+        {
+            return;
+        }
+
+        var etherType = (frame[EtherTypeOffset] << 8) | frame[EtherTypeOffset + 1];
+        var address = etherType switch
+        {
+            0x0800 when (frame[14] >> 4) == 4 => frame.Slice(26, 4),
+            0x0806 when frame.Length >= 42 => frame.Slice(28, 4),
+            _ => default,
+        };
+        if (address.Length == 4)
+        {
+            var value = (long)System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(address);
+            if (value != 0 && value != 0xffffffff && Volatile.Read(ref _learnedGuestIp) != value)
+            {
+                Volatile.Write(ref _learnedGuestIp, value);
+            }
+        }
+    }
 
     /// <summary>Refreshes counters kept by the kernel or a library (TAP drops, capture statistics).</summary>
     public virtual void RefreshCounters()

@@ -128,6 +128,46 @@ public sealed class LinkTests
         Assert.Equal(guest.Counters.RxFrames, host.Counters.TxFrames + host.Counters.TotalDrops);
     }
 
+    [Fact]
+    public async Task GuestIp_IsLearnedFromTheGuestsArpAndIpv4Frames_NotFromTheHosts()
+    {
+        var guest = new InMemoryWireEnd("guest", 16);
+        var host = new InMemoryWireEnd("host", 16);
+        using var cts = new CancellationTokenSource();
+        var run = new Link(guest, host, null, NullLogger.Instance).RunAsync(cts.Token);
+        Assert.Null(guest.GuestIp);
+
+        // DHCP DISCOVER comes from 0.0.0.0: no address yet.
+        var discover = FrameBytes(342, 0);
+        discover[12] = 0x08;
+        discover[13] = 0x00;
+        discover[14] = 0x45;
+        await guest.Inject(discover);
+        Assert.Null(guest.GuestIp);
+
+        var arp = FrameBytes(42, 0);
+        arp[12] = 0x08;
+        arp[13] = 0x06;
+        arp[28] = 10;
+        arp[29] = 0;
+        arp[30] = 2;
+        arp[31] = 15;
+        await guest.Inject(arp);
+        Assert.Equal("10.0.2.15", guest.GuestIp?.ToString());
+
+        var fromHost = FrameBytes(60, 0);
+        fromHost[12] = 0x08;
+        fromHost[13] = 0x00;
+        fromHost[14] = 0x45;
+        fromHost[26] = 192;
+        fromHost[29] = 1;
+        await host.Inject(fromHost);
+        Assert.Equal("10.0.2.15", guest.GuestIp?.ToString());
+
+        await cts.CancelAsync();
+        await run;
+    }
+
     private sealed class RecordingSink : ICaptureSink
     {
         public List<(int Length, CaptureDirection Direction)> Frames { get; } = [];

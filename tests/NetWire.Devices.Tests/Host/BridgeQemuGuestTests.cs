@@ -72,6 +72,7 @@ public sealed class BridgeQemuGuestTests
         var hostEnd = BridgeProcess.End(status, "host");
         var crossed = guestEnd.GetProperty("rx_frames").GetInt64() + hostEnd.GetProperty("rx_frames").GetInt64();
         Assert.True(guestEnd.GetProperty("rx_frames").GetInt64() > 1000, "a 1.5 MiB transfer is over 1000 frames");
+        Assert.Equal("10.0.2.15", guestEnd.GetProperty("guest_ip").GetString());
         Assert.True(guestEnd.GetProperty("drops_total").GetInt64() == 0, $"guest drops: {guestEnd.GetProperty("drops")}");
         Assert.Equal(crossed, status.GetProperty("capture").GetProperty("frames").GetInt64());
 
