@@ -1,0 +1,315 @@
+using System.Net.Sockets;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using NetWire.Spice.Framing;
+using NetWire.Spice.Link;
+
+namespace NetWire.Spice.Channels.Main;
+
+/// <summary>
+/// One client's session: its main channel, from the link result to the close.
+/// </summary>
+/// <remarks>
+/// How this works. After link result OK the server queues INIT (session id, agent not
+/// connected, server mouse mode, multimedia time = now - 400 ms), then NAME and UUID when the
+/// client has NAME_AND_UUID. Three loops run: receive (one message at a time, at most
+/// <see cref="MainClientMessage.MaxBodySize"/> bytes), send (the bounded queue), and ping (a
+/// PING every <see cref="SpiceServerOptions.PingInterval"/>; the PONG gives the round trip).
+/// Any loop ending ends the session through <see cref="Abort"/>: the first reason wins.
+///
+/// Client messages: ATTACH_CHANNELS is answered with CHANNELS_LIST (the served non-main
+/// channels). ACK_SYNC/ACK are accepted (main runs without an ACK window, like spice-server).
+/// AGENT_* are absorbed: no agent is connected, and a token violation ends nothing.
+/// MIGRATE_END and the other migration messages are ignored outside a migration.
+/// DISCONNECTING ends the session quietly. An unknown type or a truncated message is a
+/// protocol violation and ends this session only.
+/// </remarks>
+internal sealed class MainChannelClient : IDisposable
+{
+    private readonly Stream _stream;
+    private readonly MessageConnection _connection;
+    private readonly SpiceServerOptions _options;
+    private readonly Func<IReadOnlyList<(byte Type, byte Id)>> _channels;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _aborted = new();
+
+    /// <summary>First reason the session ended; set once by <see cref="Abort"/>.</summary>
+    private Exception? _abortReason;
+
+    /// <summary>Guards <see cref="_pingId"/> and <see cref="_pingSentAt"/> (ping loop writes, receive loop reads).</summary>
+    private readonly Lock _pingGate = new();
+
+    /// <summary>Id of the last PING sent; 0 before the first.</summary>
+    private uint _pingId;
+
+    /// <summary>TimeProvider timestamp of the last PING sent.</summary>
+    private long _pingSentAt;
+
+    /// <summary>PONGs that matched a PING. Interlocked.</summary>
+    private long _pongs;
+
+    /// <summary>Round trip of the last matched PONG, in µs. Interlocked.</summary>
+    private long _lastRoundTripMicros = -1;
+
+    public MainChannelClient(
+        uint sessionId,
+        SpiceLinkMess link,
+        Stream stream,
+        SpiceServerOptions options,
+        Func<IReadOnlyList<(byte Type, byte Id)>> channels,
+        ILogger logger)
+    {
+        SessionId = sessionId;
+        Link = link;
+        _stream = stream;
+        _options = options;
+        _channels = channels;
+        _time = options.Time;
+        _logger = logger;
+        MiniHeader = link.HasCommonCap(SpiceCaps.MiniHeader);
+        _connection = new MessageConnection(stream, MiniHeader, MainClientMessage.MaxBodySize, options.SendQueueCapacity);
+    }
+
+    /// <summary>The session id: MAIN_INIT.session_id and the connection_id of every other channel.</summary>
+    public uint SessionId { get; }
+
+    /// <summary>The client's link message (its caps).</summary>
+    public SpiceLinkMess Link { get; }
+
+    /// <summary>True when the client offered MINI_HEADER.</summary>
+    public bool MiniHeader { get; }
+
+    /// <summary>PONGs received that answered our PING.</summary>
+    public long Pongs => Interlocked.Read(ref _pongs);
+
+    /// <summary>The last measured PING round trip, or null before the first PONG.</summary>
+    public TimeSpan? LastRoundTrip => Interlocked.Read(ref _lastRoundTripMicros) is var us and >= 0 ? TimeSpan.FromMicroseconds(us) : null;
+
+    /// <summary>Why the session ended, once it has.</summary>
+    public Exception? AbortReason => Volatile.Read(ref _abortReason);
+
+    /// <summary>Runs the session until the client leaves, a violation, <see cref="Abort"/> or cancellation.</summary>
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        using var registration = cancellationToken.Register(static state => ((MainChannelClient)state!).Abort(new OperationCanceledException("server stopping")), this);
+        var token = _aborted.Token;
+        SpiceLog.MainUp(_logger, SessionId, Word(Link.CommonCaps), Word(Link.ChannelCaps), MiniHeader ? "mini" : "full");
+        QueueOpening();
+        var send = RunLoopAsync(_connection.SendLoopAsync(token), "send loop ended");
+        var receive = RunLoopAsync(ReceiveLoopAsync(token), "client closed the main channel");
+        var ping = RunLoopAsync(PingLoopAsync(token), null);
+        await Task.WhenAll(send, receive, ping).ConfigureAwait(false);
+        SpiceLog.MainClosed(_logger, SessionId, DescribeReason(_abortReason));
+        await _stream.DisposeAsync().ConfigureAwait(false);
+    }
+
+    public void Dispose() => _aborted.Dispose();
+
+    /// <summary>Ends the session; the first reason wins and everything else observes it.</summary>
+    public void Abort(Exception reason)
+    {
+        if (Interlocked.CompareExchange(ref _abortReason, reason, null) is not null)
+        {
+            return;
+        }
+
+        _connection.CompleteSending(reason);
+        _aborted.Cancel();
+        SpiceLog.SessionAborted(_logger, SessionId, DescribeReason(reason));
+    }
+
+    /// <summary>Queues a NOTIFY (a message the client may show its user).</summary>
+    public bool Notify(NotifySeverity severity, NotifyVisibility visibility, string message) =>
+        _connection.TrySend(CommonMessages.Notify, CommonMessages.BuildNotify(NowMicros(), severity, visibility, message));
+
+    /// <summary>
+    /// Sends DISCONNECTING with <paramref name="reason"/>, lets it go out (up to
+    /// <paramref name="grace"/>), then ends the session.
+    /// </summary>
+    public async Task DisconnectAsync(SpiceLinkErr reason, TimeSpan grace)
+    {
+        if (_connection.TrySend(CommonMessages.Disconnecting, CommonMessages.BuildDisconnecting(NowMicros(), reason)))
+        {
+            _connection.CompleteSending();
+            using var delay = new CancellationTokenSource(grace, _time);
+            try
+            {
+                while (_connection.QueuedMessages > 0 && !delay.IsCancellationRequested && AbortReason is null)
+                {
+                    await Task.Delay(TimeSpan.FromMilliseconds(5), _time, delay.Token).ConfigureAwait(false);
+                }
+            }
+            catch (OperationCanceledException)
+            {
+                // Grace over: close anyway.
+            }
+        }
+
+        Abort(new SpiceProtocolException($"server disconnecting ({reason})"));
+    }
+
+    private static uint Word(uint[] words) => words.Length > 0 ? words[0] : 0;
+
+    private static string DescribeReason(Exception? reason) => reason switch
+    {
+        null => "ended",
+        EndOfStreamException => "client closed the connection",
+        IOException { InnerException: SocketException se } => $"socket: {se.SocketErrorCode}",
+        _ => reason.Message,
+    };
+
+    private ulong NowMicros() => (ulong)_time.GetElapsedTime(0).Ticks / 10;
+
+    private void QueueOpening()
+    {
+        // brief 4.3: multi_media_time = now_ms - 400 (spice-server's MM_TIME_DELAY).
+        var mmTime = (uint)(_time.GetElapsedTime(0).Ticks / TimeSpan.TicksPerMillisecond) - 400;
+        var init = new MainInit(
+            SessionId,
+            DisplayChannelsHint: 0,
+            SupportedMouseModes: MainMessages.MouseModeServer,
+            CurrentMouseMode: MainMessages.MouseModeServer,
+            AgentConnected: false,
+            AgentTokens: MainMessages.AgentWindow,
+            MultiMediaTime: mmTime,
+            RamHint: 0);
+        _connection.TrySend(MainMessages.Init, MainMessages.BuildInit(init));
+        if (Link.HasChannelCap(SpiceCaps.MainNameAndUuid))
+        {
+            _connection.TrySend(MainMessages.Name, MainMessages.BuildName(_options.Name));
+            _connection.TrySend(MainMessages.Uuid, MainMessages.BuildUuid(_options.Uuid));
+        }
+    }
+
+    private async Task RunLoopAsync(Task loop, string? endReason)
+    {
+        try
+        {
+            await loop.ConfigureAwait(false);
+            if (endReason is not null)
+            {
+                Abort(new EndOfStreamException(endReason));
+            }
+        }
+        catch (OperationCanceledException) when (_aborted.IsCancellationRequested)
+        {
+            // Another loop ended the session first.
+        }
+        catch (ChannelClosedException) when (_aborted.IsCancellationRequested)
+        {
+            // Sending after the abort.
+        }
+        catch (Exception ex)
+        {
+            Abort(ex);
+        }
+    }
+
+    private async Task ReceiveLoopAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var header = await _connection.ReadAsync(cancellationToken).ConfigureAwait(false);
+            var verdict = MainClientMessage.TryParse(header.Type, _connection.Body, out var message);
+            switch (verdict)
+            {
+                case ClientMessageVerdict.Unknown:
+                    ThrowHelper.Protocol($"unknown main channel message type {header.Type}");
+                    break;
+                case ClientMessageVerdict.Truncated:
+                    ThrowHelper.Protocol($"main channel message {header.Type} of {header.Size} bytes is shorter than its fixed part");
+                    break;
+                case ClientMessageVerdict.TooLong:
+                    ThrowHelper.Protocol($"main channel message {header.Type} of {header.Size} bytes is over its limit");
+                    break;
+            }
+
+            if (!await HandleAsync(message, cancellationToken).ConfigureAwait(false))
+            {
+                return;
+            }
+        }
+    }
+
+    /// <summary>Acts on one message; false when the client said it is leaving.</summary>
+    private async ValueTask<bool> HandleAsync(MainClientMessage message, CancellationToken cancellationToken)
+    {
+        switch (message.Type)
+        {
+            case CommonMessages.Pong:
+                OnPong(message.Value);
+                break;
+            case CommonMessages.AckSync:
+            case CommonMessages.Ack:
+                // No ACK window on main (brief 3); accepted and ignored.
+                break;
+            case CommonMessages.ClientDisconnecting:
+                SpiceLog.ClientDisconnecting(_logger, SessionId, message.Value);
+                Abort(new EndOfStreamException($"client disconnecting (reason {message.Value})"));
+                return false;
+            case CommonMessages.MigrateFlushMark:
+            case CommonMessages.ClientMigrateData:
+                // Only accepted while the server waits for them, which it never does yet.
+                ThrowHelper.Protocol($"message {message.Type} outside a migration");
+                break;
+            case MainMessages.AttachChannels:
+                var channels = _channels();
+                SpiceLog.ChannelsListed(_logger, SessionId, channels.Count);
+                await _connection.SendAsync(MainMessages.ChannelsList, MainMessages.BuildChannelsList(channels.ToArray()), cancellationToken).ConfigureAwait(false);
+                break;
+            case MainMessages.MouseModeRequest:
+                // Only server mode exists without an inputs channel: answer with the current mode.
+                await _connection.SendAsync(MainMessages.MouseMode, MainMessages.BuildMouseMode(MainMessages.MouseModeServer, MainMessages.MouseModeServer), cancellationToken).ConfigureAwait(false);
+                break;
+            default:
+                // CLIENT_INFO, AGENT_START/DATA/TOKEN (no agent), MIGRATE_CONNECTED/ERROR/END,
+                // DST_DO_SEAMLESS, CONNECTED_SEAMLESS (no migration in progress), QUALITY_INDICATOR.
+                SpiceLog.Ignored(_logger, SessionId, message.Type, "no agent and no migration in progress");
+                break;
+        }
+
+        return true;
+    }
+
+    private void OnPong(uint id)
+    {
+        long sentAt;
+        lock (_pingGate)
+        {
+            if (_pingId == 0 || id != _pingId)
+            {
+                return;
+            }
+
+            sentAt = _pingSentAt;
+        }
+
+        var micros = _time.GetElapsedTime(sentAt).Ticks / 10;
+        Interlocked.Exchange(ref _lastRoundTripMicros, micros);
+        Interlocked.Increment(ref _pongs);
+        SpiceLog.Pong(_logger, SessionId, id, micros);
+    }
+
+    private async Task PingLoopAsync(CancellationToken cancellationToken)
+    {
+        if (_options.PingInterval <= TimeSpan.Zero)
+        {
+            return;
+        }
+
+        uint id = 0;
+        while (true)
+        {
+            await Task.Delay(_options.PingInterval, _time, cancellationToken).ConfigureAwait(false);
+            id = id == uint.MaxValue ? 1 : id + 1;
+            lock (_pingGate)
+            {
+                _pingId = id;
+                _pingSentAt = _time.GetTimestamp();
+            }
+
+            await _connection.SendAsync(CommonMessages.Ping, CommonMessages.BuildPing(id, NowMicros()), cancellationToken).ConfigureAwait(false);
+        }
+    }
+}

@@ -1,0 +1,27 @@
+namespace NetWire.Spice.Link;
+
+/// <summary>How a connection's link stage ended, beyond the SpiceLinkErr codes.</summary>
+internal enum LinkOutcome
+{
+    Linked,
+    TimedOut,
+    ClientLeft,
+    TooManyLinks,
+}
+
+/// <summary>Link-stage outcome counters; lock-free, read at any time.</summary>
+internal sealed class SpiceLinkCounters
+{
+    private readonly long[] _errors = new long[16];
+    private readonly long[] _outcomes = new long[4];
+
+    public void Count(SpiceLinkErr error) => Interlocked.Increment(ref _errors[(int)error & 15]);
+
+    public void Count(LinkOutcome outcome) => Interlocked.Increment(ref _outcomes[(int)outcome]);
+
+    /// <summary>Links refused with <paramref name="error"/>.</summary>
+    public long Refused(SpiceLinkErr error) => Interlocked.Read(ref _errors[(int)error & 15]);
+
+    /// <summary>Connections that ended the link stage with <paramref name="outcome"/>.</summary>
+    public long Of(LinkOutcome outcome) => Interlocked.Read(ref _outcomes[(int)outcome]);
+}

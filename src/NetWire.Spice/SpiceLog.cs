@@ -1,0 +1,48 @@
+using System.Net;
+using Microsoft.Extensions.Logging;
+using NetWire.Spice.Link;
+
+namespace NetWire.Spice;
+
+/// <summary>SPICE server log events, ids 3000-3099 (link and main channel).</summary>
+internal static partial class SpiceLog
+{
+    [LoggerMessage(3001, LogLevel.Information, "SPICE server listening on {EndPoint}")]
+    public static partial void Listening(ILogger logger, EndPoint endPoint);
+
+    [LoggerMessage(3002, LogLevel.Debug, "Link {ConnectionNumber} from {Remote}")]
+    public static partial void LinkAccepted(ILogger logger, long connectionNumber, EndPoint? remote);
+
+    [LoggerMessage(3003, LogLevel.Information, "Link {ConnectionNumber} refused: {Error} ({Reason})")]
+    public static partial void LinkRefused(ILogger logger, long connectionNumber, SpiceLinkErr error, string reason);
+
+    [LoggerMessage(3004, LogLevel.Information, "Link {ConnectionNumber} dropped: {Reason}")]
+    public static partial void LinkDropped(ILogger logger, long connectionNumber, string reason);
+
+    [LoggerMessage(3005, LogLevel.Warning, "Link {ConnectionNumber} refused: {Limit} links already in progress")]
+    public static partial void TooManyLinks(ILogger logger, long connectionNumber, int limit);
+
+    [LoggerMessage(3010, LogLevel.Information, "Session {SessionId}: main channel up (client caps common {CommonCaps:X} main {MainCaps:X}, {Header} header)")]
+    public static partial void MainUp(ILogger logger, uint sessionId, uint commonCaps, uint mainCaps, string header);
+
+    [LoggerMessage(3011, LogLevel.Information, "Session {SessionId}: main channel closed: {Reason}")]
+    public static partial void MainClosed(ILogger logger, uint sessionId, string reason);
+
+    [LoggerMessage(3012, LogLevel.Debug, "Session {SessionId}: pong {PingId}, round trip {RoundTripMicros} us")]
+    public static partial void Pong(ILogger logger, uint sessionId, uint pingId, long roundTripMicros);
+
+    [LoggerMessage(3013, LogLevel.Debug, "Session {SessionId}: {Message} ignored: {Reason}")]
+    public static partial void Ignored(ILogger logger, uint sessionId, ushort message, string reason);
+
+    [LoggerMessage(3014, LogLevel.Debug, "Session {SessionId}: ATTACH_CHANNELS, {Count} channels listed")]
+    public static partial void ChannelsListed(ILogger logger, uint sessionId, int count);
+
+    [LoggerMessage(3015, LogLevel.Information, "Session {SessionId}: client disconnecting, reason {Reason}")]
+    public static partial void ClientDisconnecting(ILogger logger, uint sessionId, uint reason);
+
+    [LoggerMessage(3016, LogLevel.Debug, "Session {SessionId}: aborted: {Reason}")]
+    public static partial void SessionAborted(ILogger logger, uint sessionId, string reason);
+
+    [LoggerMessage(3020, LogLevel.Error, "SPICE accept loop failed")]
+    public static partial void AcceptFailed(ILogger logger, Exception exception);
+}

@@ -1,0 +1,348 @@
+using System.Collections.Concurrent;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using NetWire.Spice.Channels.Main;
+using NetWire.Spice.Link;
+
+namespace NetWire.Spice;
+
+/// <summary>
+/// NetWire's SPICE server: a TCP listener, the link stage for every connection, and the
+/// sessions it creates.
+/// </summary>
+/// <remarks>
+/// How this works. Each accepted connection is one channel (brief 1.1). At most
+/// <see cref="SpiceServerOptions.MaxConcurrentLinks"/> may be in the link stage at once;
+/// beyond that a connection is closed at accept. The whole link stage, from accept to the
+/// link result, must finish within <see cref="SpiceServerOptions.LinkTimeout"/> (a silent or
+/// dribbling client is dropped). Routing after authentication:
+/// <code>
+///   main, connection_id 0           new session, random id          -> OK, then MAIN_INIT
+///   main, connection_id announced   migration target (migration core) -> OK
+///   main, any other id              BAD_CONNECTION_ID (spice-server would adopt it)
+///   other, id of no live session    BAD_CONNECTION_ID
+///   other, channel not served       CHANNEL_NOT_AVAILABLE
+/// </code>
+/// A failure in one connection ends that connection only.
+/// </remarks>
+internal sealed class SpiceServer : IAsyncDisposable
+{
+    private readonly SpiceServerOptions _options;
+    private readonly ILoggerFactory _loggers;
+    private readonly ILogger _logger;
+    private readonly RsaKeyPool _keys = new();
+    private readonly CancellationTokenSource _stop = new();
+    private readonly ConcurrentDictionary<long, Task> _connections = new();
+    private Socket? _listener;
+    private Task? _acceptLoop;
+
+    /// <summary>Connections in the link stage now. Interlocked.</summary>
+    private int _linking;
+
+    /// <summary>Connections accepted so far; also the connection number in logs. Interlocked.</summary>
+    private long _accepted;
+
+    public SpiceServer(SpiceServerOptions options, TicketAuthority tickets, ILoggerFactory loggers)
+    {
+        _options = options;
+        Tickets = tickets;
+        _loggers = loggers;
+        _logger = loggers.CreateLogger<SpiceServer>();
+    }
+
+    /// <summary>Password, expiry and ticketing switch.</summary>
+    public TicketAuthority Tickets { get; }
+
+    /// <summary>Live sessions, for routing and the migration core.</summary>
+    public SessionRegistry Sessions { get; } = new();
+
+    /// <summary>The bound address (the real port when 0 was asked for).</summary>
+    public IPEndPoint LocalEndPoint => (IPEndPoint)(_listener?.LocalEndPoint ?? throw new InvalidOperationException("not started"));
+
+    /// <summary>Link-stage outcomes, for tests and status.</summary>
+    public SpiceLinkCounters Counters { get; } = new();
+
+    /// <summary>Binds and starts accepting.</summary>
+    /// <exception cref="SocketException">The address is busy or cannot be bound.</exception>
+    public void Start()
+    {
+        var listener = new Socket(_options.EndPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        try
+        {
+            listener.Bind(_options.EndPoint);
+            listener.Listen(128);
+        }
+        catch
+        {
+            listener.Dispose();
+            throw;
+        }
+
+        _listener = listener;
+        SpiceLog.Listening(_logger, listener.LocalEndPoint!);
+        _acceptLoop = AcceptLoopAsync(listener, _stop.Token);
+    }
+
+    /// <summary>
+    /// Stops accepting, sends DISCONNECTING to every session, and waits for all connections to end.
+    /// </summary>
+    public async Task StopAsync()
+    {
+        if (_stop.IsCancellationRequested)
+        {
+            return;
+        }
+
+        _listener?.Dispose();
+        var goodbyes = Sessions.Snapshot().Select(s => s.DisconnectAsync(SpiceLinkErr.Ok, TimeSpan.FromSeconds(1))).ToArray();
+        await Task.WhenAll(goodbyes).ConfigureAwait(false);
+        await _stop.CancelAsync().ConfigureAwait(false);
+        if (_acceptLoop is not null)
+        {
+            await _acceptLoop.ConfigureAwait(false);
+        }
+
+        await Task.WhenAll(_connections.Values).ConfigureAwait(false);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync().ConfigureAwait(false);
+        _keys.Dispose();
+        _stop.Dispose();
+    }
+
+    private static bool IsExpectedIoFailure(Exception ex) =>
+        ex is EndOfStreamException or ObjectDisposedException
+        || ex is IOException { InnerException: SocketException }
+        || ex is SocketException;
+
+    private async Task AcceptLoopAsync(Socket listener, CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            Socket socket;
+            try
+            {
+                socket = await listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException || cancellationToken.IsCancellationRequested)
+            {
+                return;
+            }
+            catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionAborted or SocketError.ConnectionReset)
+            {
+                continue;
+            }
+            catch (SocketException ex)
+            {
+                SpiceLog.AcceptFailed(_logger, ex);
+                return;
+            }
+
+            var number = Interlocked.Increment(ref _accepted);
+            socket.NoDelay = true;
+            var task = HandleConnectionAsync(number, socket, cancellationToken);
+            _connections[number] = task;
+            _ = ForgetWhenDoneAsync(number, task);
+        }
+    }
+
+    private async Task ForgetWhenDoneAsync(long number, Task task)
+    {
+        await task.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        _connections.TryRemove(number, out _);
+    }
+
+    private async Task HandleConnectionAsync(long number, Socket socket, CancellationToken cancellationToken)
+    {
+        await Task.Yield();
+        var stream = new NetworkStream(socket, ownsSocket: true);
+        var handedOff = false;
+        try
+        {
+            SpiceLog.LinkAccepted(_logger, number, socket.RemoteEndPoint);
+            if (Interlocked.Increment(ref _linking) > _options.MaxConcurrentLinks)
+            {
+                Interlocked.Decrement(ref _linking);
+                Counters.Count(LinkOutcome.TooManyLinks);
+                SpiceLog.TooManyLinks(_logger, number, _options.MaxConcurrentLinks);
+                return;
+            }
+
+            Func<Task>? run = null;
+            using (var linkTimeout = new CancellationTokenSource(_options.LinkTimeout, _options.Time))
+            using (var linked = CancellationTokenSource.CreateLinkedTokenSource(linkTimeout.Token, cancellationToken))
+            {
+                try
+                {
+                    run = await LinkAsync(number, stream, linked.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (linkTimeout.IsCancellationRequested)
+                {
+                    Counters.Count(LinkOutcome.TimedOut);
+                    SpiceLog.LinkDropped(_logger, number, $"no complete link within {_options.LinkTimeout.TotalSeconds:0.#} s");
+                    return;
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+                catch (Exception ex) when (IsExpectedIoFailure(ex))
+                {
+                    Counters.Count(LinkOutcome.ClientLeft);
+                    SpiceLog.LinkDropped(_logger, number, "client closed the connection during the link");
+                    return;
+                }
+                finally
+                {
+                    Interlocked.Decrement(ref _linking);
+                }
+            }
+
+            if (run is not null)
+            {
+                handedOff = true;
+                await run().ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            if (!handedOff)
+            {
+                await stream.DisposeAsync().ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Link stage and routing; returns what runs the linked channel, or null when refused.</summary>
+    private async Task<Func<Task>?> LinkAsync(long number, NetworkStream stream, CancellationToken cancellationToken)
+    {
+        var attempt = await LinkHandshake.RunAsync(stream, Tickets, _keys, ChannelCapsFor, cancellationToken).ConfigureAwait(false);
+        if (attempt.Mess is not { } mess)
+        {
+            Refused(number, attempt.Error, attempt.Reason);
+            return null;
+        }
+
+        if (mess.ChannelType == (byte)SpiceChannelType.Main)
+        {
+            MainChannelClient? session = null;
+            if (mess.ConnectionId == 0)
+            {
+                if (Sessions.Count >= _options.MaxSessions)
+                {
+                    await RefuseAsync(number, stream, SpiceLinkErr.Error, $"{_options.MaxSessions} sessions already", cancellationToken).ConfigureAwait(false);
+                    return null;
+                }
+
+                session = Sessions.Add(id => CreateSession(id, mess, stream));
+            }
+            else if (Sessions.TryClaimIncoming(mess.ConnectionId))
+            {
+                session = CreateSession(mess.ConnectionId, mess, stream);
+                if (!Sessions.TryAdd(session))
+                {
+                    session = null;
+                }
+            }
+
+            if (session is null)
+            {
+                await RefuseAsync(number, stream, SpiceLinkErr.BadConnectionId, $"main link with connection id {mess.ConnectionId} and no migration expecting it", cancellationToken).ConfigureAwait(false);
+                return null;
+            }
+
+            try
+            {
+                await LinkHandshake.WriteResultAsync(stream, SpiceLinkErr.Ok, cancellationToken).ConfigureAwait(false);
+            }
+            catch
+            {
+                Sessions.Remove(session);
+                throw;
+            }
+
+            Counters.Count(LinkOutcome.Linked);
+            return async () =>
+            {
+                try
+                {
+                    await session.RunAsync(_stop.Token).ConfigureAwait(false);
+                }
+                finally
+                {
+                    Sessions.Remove(session);
+                    session.Dispose();
+                }
+            };
+        }
+
+        if (!Sessions.TryGet(mess.ConnectionId, out var owner))
+        {
+            await RefuseAsync(number, stream, SpiceLinkErr.BadConnectionId, $"channel {mess.ChannelType}:{mess.ChannelId} with connection id {mess.ConnectionId}, no such session", cancellationToken).ConfigureAwait(false);
+            return null;
+        }
+
+        var service = FindService(mess.ChannelType, mess.ChannelId);
+        if (service is null)
+        {
+            await RefuseAsync(number, stream, SpiceLinkErr.ChannelNotAvailable, $"channel {mess.ChannelType}:{mess.ChannelId} is not served", cancellationToken).ConfigureAwait(false);
+            return null;
+        }
+
+        await LinkHandshake.WriteResultAsync(stream, SpiceLinkErr.Ok, cancellationToken).ConfigureAwait(false);
+        Counters.Count(LinkOutcome.Linked);
+        return () => service.RunAsync(stream, mess, owner!, _stop.Token);
+    }
+
+    private MainChannelClient CreateSession(uint id, SpiceLinkMess mess, Stream stream) =>
+        new(id, mess, stream, _options, ListChannels, _loggers.CreateLogger<MainChannelClient>());
+
+    private async Task RefuseAsync(long number, Stream stream, SpiceLinkErr error, string reason, CancellationToken cancellationToken)
+    {
+        await LinkHandshake.WriteResultAsync(stream, error, cancellationToken).ConfigureAwait(false);
+        Refused(number, error, reason);
+    }
+
+    private void Refused(long number, SpiceLinkErr error, string reason)
+    {
+        Counters.Count(error);
+        SpiceLog.LinkRefused(_logger, number, error, reason);
+    }
+
+    private uint[] ChannelCapsFor(SpiceLinkMess mess)
+    {
+        if (mess.ChannelType == (byte)SpiceChannelType.Main)
+        {
+            return [_options.MainChannelCaps];
+        }
+
+        return FindService(mess.ChannelType, mess.ChannelId)?.ChannelCaps ?? [];
+    }
+
+    private ISpiceChannelService? FindService(byte type, byte id)
+    {
+        foreach (var service in _options.Channels)
+        {
+            if ((byte)service.Type == type && service.Id == id)
+            {
+                return service;
+            }
+        }
+
+        return null;
+    }
+
+    private List<(byte Type, byte Id)> ListChannels()
+    {
+        var list = new List<(byte, byte)>(_options.Channels.Count);
+        foreach (var service in _options.Channels)
+        {
+            list.Add(((byte)service.Type, service.Id));
+        }
+
+        return list;
+    }
+}

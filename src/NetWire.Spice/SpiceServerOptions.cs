@@ -1,0 +1,67 @@
+using System.Net;
+using NetWire.Spice.Link;
+
+namespace NetWire.Spice;
+
+/// <summary>Settings of <see cref="SpiceServer"/>; every limit lives here.</summary>
+internal sealed class SpiceServerOptions
+{
+    /// <summary>The default SPICE port, as QEMU users know it.</summary>
+    public const int DefaultPort = 5930;
+
+    /// <summary>Where to listen (<c>--spice-addr</c>, <c>--spice-port</c>); default 127.0.0.1:5930.</summary>
+    public IPEndPoint EndPoint { get; set; } = new(IPAddress.Loopback, DefaultPort);
+
+    /// <summary>
+    /// Time a connection has from accept to its link result. A client that sends nothing, or
+    /// dribbles its link message a byte at a time, is dropped when it runs out.
+    /// </summary>
+    public TimeSpan LinkTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Connections that may be in the link stage at once; more are closed at accept.</summary>
+    public int MaxConcurrentLinks { get; set; } = 64;
+
+    /// <summary>Main channel sessions at once; a link beyond it gets ERROR.</summary>
+    public int MaxSessions { get; set; } = 64;
+
+    /// <summary>How often the main channel sends PING; zero turns pings off.</summary>
+    public TimeSpan PingInterval { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Sent in MAIN_NAME to clients with NAME_AND_UUID.</summary>
+    public string Name { get; set; } = "netwire";
+
+    /// <summary>Sent in MAIN_UUID to clients with NAME_AND_UUID.</summary>
+    public Guid Uuid { get; set; } = Guid.NewGuid();
+
+    /// <summary>Messages a channel may have queued for sending before senders wait.</summary>
+    public int SendQueueCapacity { get; set; } = 128;
+
+    /// <summary>The main channel caps NetWire serves (brief 1.4). None yet: semi-seamless comes with the migration core.</summary>
+    public uint MainChannelCaps { get; set; }
+
+    /// <summary>
+    /// Channels other than main that NetWire serves, listed in CHANNELS_LIST. Only channels
+    /// that really open belong here: spice-gtk can crash at migration over announced channels
+    /// the application never opened.
+    /// </summary>
+    public IList<ISpiceChannelService> Channels { get; } = [];
+
+    /// <summary>The clock for link timeouts, pings, expiry and multimedia time.</summary>
+    public TimeProvider Time { get; set; } = TimeProvider.System;
+}
+
+/// <summary>A non-main channel the server serves (the tunnel channel plugs in here).</summary>
+internal interface ISpiceChannelService
+{
+    /// <summary>Channel type.</summary>
+    SpiceChannelType Type { get; }
+
+    /// <summary>Channel instance id.</summary>
+    byte Id { get; }
+
+    /// <summary>The channel caps advertised in the link reply.</summary>
+    uint[] ChannelCaps { get; }
+
+    /// <summary>Runs a linked channel until it ends; owns <paramref name="stream"/>.</summary>
+    Task RunAsync(Stream stream, SpiceLinkMess link, Channels.Main.MainChannelClient session, CancellationToken cancellationToken);
+}
