@@ -16,6 +16,7 @@ PACKAGES=(
     tshark               # captures are read back with the real dissectors
     libpcap0.8           # the pcap: host end (SharpPcap loads it)
     python3              # the namespace-side load generator in the backpressure test
+    iperf3 curl          # netwire run tests: the namespace's clients against host-loopback servers
     ca-certificates
 )
 

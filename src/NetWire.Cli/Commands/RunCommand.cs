@@ -1,0 +1,240 @@
+using System.CommandLine;
+using System.Diagnostics;
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
+using NetWire.Core.Frames;
+using NetWire.Core.Wire;
+using NetWire.Devices.Tap;
+using NetWire.Stack;
+using NetWire.Stack.Ipv4;
+
+namespace NetWire.Cli.Commands;
+
+/// <summary>
+/// <c>netwire run [gateway options] -- COMMAND</c>: COMMAND runs in a new network namespace
+/// whose only interface (besides lo) is <c>tap0</c>, attached to the user-mode gateway, as
+/// <c>pasta</c> and <c>slirp4netns</c> do.
+/// </summary>
+/// <remarks>
+/// How this works (needs root): <c>ip netns add netwire-PID</c>; the appliance opens a TAP
+/// <c>nwrPID</c> in its own namespace (so its fd stays with the appliance), moves it into the new
+/// namespace and renames it <c>tap0</c> (a TAP keeps working across the move); inside, tap0 gets
+/// the MTU, the address .100 of the guest network, a default route via the gateway, and lo comes
+/// up; <c>/etc/netns/NAME/resolv.conf</c> points at the gateway's DNS address. COMMAND runs with
+/// <c>ip netns exec</c> as a child. The appliance stays in the foreground until COMMAND exits
+/// (its exit status is returned) or SIGTERM/SIGINT (COMMAND gets SIGTERM by pid); the namespace
+/// and the resolv.conf directory are removed on the way out.
+/// </remarks>
+internal static class RunCommand
+{
+    public static Command Create()
+    {
+        var gateway = new GatewayCliOptions();
+        var commandLine = new Argument<string[]>("COMMAND")
+        {
+            Description = "The command to run in the namespace (put it after --)",
+            Arity = ArgumentArity.OneOrMore,
+        };
+        var logLevel = BridgeCommand.LogLevelOption();
+        logLevel.DefaultValueFactory = _ => LogLevel.Warning;
+        var command = new Command("run", "Run COMMAND in a new network namespace whose TAP is attached to the user-mode gateway (needs root).");
+        foreach (var option in gateway.All)
+        {
+            command.Options.Add(option);
+        }
+
+        command.Options.Add(logLevel);
+        command.Arguments.Add(commandLine);
+        command.SetAction((parse, cancellationToken) =>
+        {
+            GatewayOptions options;
+            try
+            {
+                options = gateway.Build(parse);
+            }
+            catch (FormatException ex)
+            {
+                Console.Error.WriteLine($"netwire run: {ex.Message}");
+                return Task.FromResult(ExitCodes.Usage);
+            }
+
+            return RunAsync(options, parse.GetValue(commandLine)!, parse.GetValue(logLevel), cancellationToken);
+        });
+        return command;
+    }
+
+    private static async Task<int> RunAsync(GatewayOptions options, string[] commandLine, LogLevel level, CancellationToken cancellationToken)
+    {
+        if (!Environment.IsPrivilegedProcess)
+        {
+            await Console.Error.WriteLineAsync("netwire run: needs root (it creates a network namespace and a TAP)").ConfigureAwait(false);
+            return ExitCodes.Setup;
+        }
+
+        using var loggers = Logging.Create(level);
+        var logger = loggers.CreateLogger("NetWire.Run");
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context =>
+        {
+            context.Cancel = true;
+            stop.Cancel();
+        });
+        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, context =>
+        {
+            context.Cancel = true;
+            stop.Cancel();
+        });
+
+        var pid = Environment.ProcessId;
+        var ns = $"netwire-{pid}";
+        var tap = $"nwr{pid}";
+        var etc = $"/etc/netns/{ns}";
+        var guestAddress = Ip.Format(options.Network.Network + 100);
+        await using var tapEnd = new TapEnd("ns", tap, FramePool.Shared, WireEnd.DefaultQueueCapacity, loggers.CreateLogger<TapEnd>());
+        await using var gatewayEnd = new GatewayEnd("gateway", options, FramePool.Shared, WireEnd.DefaultQueueCapacity, TimeProvider.System, loggers.CreateLogger<GatewayEnd>());
+        using var linkStop = new CancellationTokenSource();
+        Task? running = null;
+        var exitCode = ExitCodes.Failure;
+        try
+        {
+            await IpAsync("netns", "add", ns).ConfigureAwait(false);
+            var link = new Link(tapEnd, gatewayEnd, null, loggers.CreateLogger<Link>());
+            running = link.RunAsync(linkStop.Token);
+            await WaitForTapAsync(tap, running).ConfigureAwait(false);
+            await IpAsync("link", "set", tap, "netns", ns).ConfigureAwait(false);
+            await IpAsync("-n", ns, "link", "set", tap, "name", "tap0").ConfigureAwait(false);
+            await IpAsync("-n", ns, "link", "set", "tap0", "mtu", options.Mtu.ToString(System.Globalization.CultureInfo.InvariantCulture), "up").ConfigureAwait(false);
+            await IpAsync("-n", ns, "link", "set", "lo", "up").ConfigureAwait(false);
+            await IpAsync("-n", ns, "addr", "add", $"{guestAddress}/{options.Network.PrefixLength}", "dev", "tap0").ConfigureAwait(false);
+            await IpAsync("-n", ns, "route", "add", "default", "via", options.GatewayIp.ToString(), "dev", "tap0").ConfigureAwait(false);
+            gatewayEnd.AssumeGuest(System.Net.IPAddress.Parse(guestAddress), await ReadMacAsync(ns).ConfigureAwait(false));
+            Directory.CreateDirectory(etc);
+            await File.WriteAllTextAsync(Path.Combine(etc, "resolv.conf"), $"nameserver {options.DnsIp}\n", CancellationToken.None).ConfigureAwait(false);
+
+            var start = new ProcessStartInfo("ip") { UseShellExecute = false };
+            foreach (var arg in (string[])["netns", "exec", ns, .. commandLine])
+            {
+                start.ArgumentList.Add(arg);
+            }
+
+            using var child = Process.Start(start) ?? throw new WireSetupException("cannot start the command");
+            var exited = child.WaitForExitAsync(CancellationToken.None);
+            await Task.WhenAny(exited, running, Task.Delay(Timeout.Infinite, stop.Token)).ConfigureAwait(false);
+            if (!exited.IsCompleted)
+            {
+                // SIGTERM to our own child, by pid.
+                _ = Kill(child.Id, 15);
+                await exited.ConfigureAwait(false);
+                exitCode = stop.IsCancellationRequested ? ExitCodes.Ok : ExitCodes.Failure;
+            }
+            else
+            {
+                exitCode = child.ExitCode;
+            }
+        }
+        catch (WireSetupException ex)
+        {
+            await Console.Error.WriteLineAsync($"netwire run: {ex.Message}").ConfigureAwait(false);
+            exitCode = ExitCodes.Setup;
+        }
+        finally
+        {
+            await linkStop.CancelAsync().ConfigureAwait(false);
+            if (running is not null)
+            {
+                try
+                {
+                    await running.ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is IOException or WireSetupException or System.Net.Sockets.SocketException)
+                {
+                    RunLog.LinkFailed(logger, ex.Message);
+                }
+            }
+
+            await RunQuietAsync("ip", false, "netns", "del", ns).ConfigureAwait(false);
+            try
+            {
+                Directory.Delete(etc, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+            catch (UnauthorizedAccessException)
+            {
+            }
+        }
+
+        return exitCode;
+    }
+
+    [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static extern int Kill(int pid, int signal);
+
+    private static async Task WaitForTapAsync(string tap, Task running)
+    {
+        var flags = $"/sys/class/net/{tap}/flags";
+        for (var i = 0; i < 500; i++)
+        {
+            if (running.IsCompleted)
+            {
+                await running.ConfigureAwait(false);
+                throw new WireSetupException($"the TAP {tap} closed before it was set up");
+            }
+
+            // Wait until TapEnd has opened and brought it up, then it can move.
+            if (File.Exists(flags) && (Convert.ToInt32((await File.ReadAllTextAsync(flags).ConfigureAwait(false)).Trim(), 16) & 1) != 0)
+            {
+                return;
+            }
+
+            await Task.Delay(10).ConfigureAwait(false);
+        }
+
+        throw new WireSetupException($"the TAP {tap} did not come up");
+    }
+
+    private static async Task<byte[]> ReadMacAsync(string ns)
+    {
+        var (code, output) = await RunQuietAsync("ip", true, "-n", ns, "-o", "link", "show", "tap0").ConfigureAwait(false);
+        var at = output.IndexOf("link/ether ", StringComparison.Ordinal);
+        if (code != 0 || at < 0)
+        {
+            throw new WireSetupException($"cannot read the MAC of tap0 in {ns}");
+        }
+
+        return Convert.FromHexString(output.Substring(at + 11, 17).Replace(":", string.Empty, StringComparison.Ordinal));
+    }
+
+    private static async Task IpAsync(params string[] args)
+    {
+        var (code, error) = await RunQuietAsync("ip", false, args).ConfigureAwait(false);
+        if (code != 0)
+        {
+            throw new WireSetupException($"ip {string.Join(' ', args)} failed: {error.Trim()}");
+        }
+    }
+
+    /// <summary>Runs a helper to completion; returns its exit code and stderr (or stdout when <paramref name="wantStdout"/>).</summary>
+    private static async Task<(int Code, string Text)> RunQuietAsync(string file, bool wantStdout, params string[] args)
+    {
+        var start = new ProcessStartInfo(file) { UseShellExecute = false, RedirectStandardError = true, RedirectStandardOutput = true };
+        foreach (var arg in args)
+        {
+            start.ArgumentList.Add(arg);
+        }
+
+        using var process = Process.Start(start)!;
+        var error = process.StandardError.ReadToEndAsync();
+        var output = await process.StandardOutput.ReadToEndAsync().ConfigureAwait(false);
+        await process.WaitForExitAsync().ConfigureAwait(false);
+        return (process.ExitCode, wantStdout ? output : await error.ConfigureAwait(false));
+    }
+}
+
+/// <summary>Log events of <c>netwire run</c>.</summary>
+internal static partial class RunLog
+{
+    [LoggerMessage(5101, LogLevel.Debug, "Gateway link ended with {Reason}")]
+    public static partial void LinkFailed(ILogger logger, string reason);
+}

@@ -1,0 +1,173 @@
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using NetWire.Core.Frames;
+using NetWire.Core.Wire;
+using NetWire.Stack.Nat;
+
+namespace NetWire.Stack;
+
+/// <summary>
+/// The user-mode gateway as a wire end: its "device" is the stack. Frames sent to this end
+/// (the guest's frames) are handled by <see cref="Gateway"/>; frames the stack produces go to the
+/// receiver while it can take them. Needs no root and no TAP.
+/// </summary>
+/// <remarks>
+/// RunAsync runs a pump over the outbound queue (a batch of guest frames at a time under the
+/// gateway lock, then the ACKs owed), the flush loop for connections blocked by a full guest
+/// end, a 10 ms timer from the injected <see cref="TimeProvider"/>, and the host-forward listeners.
+/// </remarks>
+public sealed class GatewayEnd : WireEnd
+{
+    private const int BatchFrames = 64;
+    private static readonly TimeSpan s_tick = TimeSpan.FromMilliseconds(10);
+
+    private readonly Gateway _gateway;
+    private readonly ILogger _logger;
+    private readonly List<Socket> _listeners = [];
+    private readonly List<(Socket Listener, HostForward Forward)> _listenersWithForwards = [];
+
+    /// <summary>Creates the gateway end; throws <see cref="FormatException"/> when the options contradict each other.</summary>
+    public GatewayEnd(string name, GatewayOptions options, FramePool pool, int queueCapacity, TimeProvider time, ILogger logger)
+        : base(name, pool, queueCapacity)
+    {
+        _gateway = new Gateway(options, pool, time, logger);
+        _logger = logger;
+    }
+
+    /// <inheritdoc/>
+    public override string Description => $"gateway {_gateway.Options.Network} via {_gateway.Options.GatewayIp}";
+
+    /// <inheritdoc/>
+    public override IPAddress? GuestIp => _gateway.GuestAddress;
+
+    /// <summary>The gateway's drop reasons and flow totals.</summary>
+    public StackCounters StackCounters => _gateway.Counters;
+
+    /// <summary>TCP connections in the table now (including TIME-WAIT).</summary>
+    public int TcpConnections
+    {
+        get
+        {
+            lock (_gateway.Sync)
+            {
+                return _gateway.Tcp.Count;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Tells the gateway the guest's address and MAC before the guest has sent a frame (a guest
+    /// configured statically, as <c>netwire run</c> does), so host forwards can reach it at once.
+    /// </summary>
+    public void AssumeGuest(IPAddress address, ReadOnlySpan<byte> mac)
+    {
+        lock (_gateway.Sync)
+        {
+            _gateway.SetGuestMac(mac);
+            _gateway.SetGuestIp(Ipv4.Ip.ToUInt(address));
+        }
+    }
+
+    /// <inheritdoc/>
+    public override async Task RunAsync(IPacketReceiver receiver, CancellationToken cancellationToken)
+    {
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        _gateway.Attach(receiver, Counters, stop.Token);
+        OpenForwards();
+        using var timer = _gateway.Time.CreateTimer(
+            static state =>
+            {
+                var gateway = (Gateway)state!;
+                lock (gateway.Sync)
+                {
+                    gateway.OnTimer();
+                }
+            },
+            _gateway,
+            s_tick,
+            s_tick);
+        var tasks = new List<Task> { PumpAsync(stop.Token), _gateway.FlushLoopAsync(stop.Token) };
+        foreach (var (listener, forward) in _listenersWithForwards)
+        {
+            tasks.Add(AcceptLoopAsync(listener, forward, stop.Token));
+        }
+
+        try
+        {
+            await Task.WhenAny(tasks).ConfigureAwait(false);
+            await stop.CancelAsync().ConfigureAwait(false);
+            await Task.WhenAll(tasks).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+        }
+        finally
+        {
+            await stop.CancelAsync().ConfigureAwait(false);
+            foreach (var listener in _listeners)
+            {
+                listener.Dispose();
+            }
+
+            lock (_gateway.Sync)
+            {
+                _gateway.Shutdown();
+            }
+        }
+    }
+
+    private void OpenForwards()
+    {
+        foreach (var forward in _gateway.Options.Forwards)
+        {
+            var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            try
+            {
+                socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
+                socket.Bind(forward.Listen);
+                socket.Listen(128);
+            }
+            catch (SocketException ex)
+            {
+                socket.Dispose();
+                throw new WireSetupException($"cannot listen for forward {forward}: {ex.Message}", ex);
+            }
+
+            _listeners.Add(socket);
+            _listenersWithForwards.Add((socket, forward));
+            StackLog.Forwarding(_logger, forward.ToString());
+        }
+    }
+
+    private async Task AcceptLoopAsync(Socket listener, HostForward forward, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var accepted = await listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
+            accepted.NoDelay = true;
+            lock (_gateway.Sync)
+            {
+                _gateway.Tcp.OpenToGuest(accepted, forward.GuestPort);
+            }
+        }
+    }
+
+    private async Task PumpAsync(CancellationToken cancellationToken)
+    {
+        while (await Outbound.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            lock (_gateway.Sync)
+            {
+                for (var i = 0; i < BatchFrames && Outbound.TryRead(out var frame); i++)
+                {
+                    Counters.Transmitted(frame.Length);
+                    _gateway.OnGuestFrame(frame.Span);
+                    frame.Dispose();
+                }
+
+                _gateway.EndOfBatch();
+            }
+        }
+    }
+}

@@ -1,0 +1,96 @@
+using System.Net;
+using NetWire.Stack.Ipv4;
+using NetWire.Stack.Nat;
+
+namespace NetWire.Stack;
+
+/// <summary>
+/// The user-mode gateway's settings. The defaults are slirp's (QEMU <c>-netdev user</c>):
+/// 10.0.2.0/24, gateway 10.0.2.2, DNS 10.0.2.3, DHCP leases from 10.0.2.15.
+/// </summary>
+public sealed record GatewayOptions
+{
+    /// <summary>The guest network.</summary>
+    public Ipv4Cidr Network { get; init; } = Ipv4Cidr.Parse("10.0.2.0/24");
+
+    /// <summary>The gateway's own address (router option, and host loopback when allowed).</summary>
+    public IPAddress GatewayIp { get; init; } = IPAddress.Parse("10.0.2.2");
+
+    /// <summary>The DNS address the guest is told about; queries to it go to <see cref="DnsUpstream"/>.</summary>
+    public IPAddress DnsIp { get; init; } = IPAddress.Parse("10.0.2.3");
+
+    /// <summary>The first DHCP lease.</summary>
+    public IPAddress DhcpStart { get; init; } = IPAddress.Parse("10.0.2.15");
+
+    /// <summary>How many addresses the DHCP pool holds (slirp: 16).</summary>
+    public int DhcpPoolSize { get; init; } = 16;
+
+    /// <summary>DHCP lease time.</summary>
+    public TimeSpan LeaseTime { get; init; } = TimeSpan.FromHours(1);
+
+    /// <summary>The link MTU: the DHCP MTU option and the MSS the gateway offers (MTU - 40).</summary>
+    public int Mtu { get; init; } = 1500;
+
+    /// <summary>Where DNS queries go; null reads the first nameserver of /etc/resolv.conf.</summary>
+    public IPEndPoint? DnsUpstream { get; init; }
+
+    /// <summary>Lets the guest reach the host's 127.0.0.1 through the gateway address (slirp's default; passt's map-gw).</summary>
+    public bool AllowHostLoopback { get; init; }
+
+    /// <summary>Outbound destination rules (<c>--allow</c>, <c>--deny</c>).</summary>
+    public OutboundPolicy Policy { get; init; } = new([], []);
+
+    /// <summary>Host ports forwarded into the guest (<c>--forward</c>).</summary>
+    public IReadOnlyList<HostForward> Forwards { get; init; } = [];
+
+    /// <summary>TCP connections open at once (each holds two bounded buffers).</summary>
+    public int MaxTcpConnections { get; init; } = 1024;
+
+    /// <summary>TCP connections waiting for the host connect or the guest's final ACK (SYN flood bound).</summary>
+    public int MaxHalfOpen { get; init; } = 256;
+
+    /// <summary>Bytes buffered per TCP connection per direction (the advertised window's ceiling).</summary>
+    public int TcpBufferBytes { get; init; } = 256 * 1024;
+
+    /// <summary>UDP flows open at once.</summary>
+    public int MaxUdpFlows { get; init; } = 512;
+
+    /// <summary>A UDP flow with no traffic for this long is closed.</summary>
+    public TimeSpan UdpIdleTimeout { get; init; } = TimeSpan.FromSeconds(60);
+
+    /// <summary>A DNS flow with no traffic for this long is closed.</summary>
+    public TimeSpan DnsIdleTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long a closed TCP connection answers retransmitted FINs (TIME-WAIT).</summary>
+    public TimeSpan TimeWait { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>Checks the addresses against each other; throws <see cref="FormatException"/> with the reason.</summary>
+    public void Validate()
+    {
+        foreach (var (name, address) in new[] { ("gateway", GatewayIp), ("DNS", DnsIp), ("DHCP start", DhcpStart) })
+        {
+            if (!Network.Contains(Ip.ToUInt(address)))
+            {
+                throw new FormatException($"the {name} address {address} is not in --net {Network}");
+            }
+        }
+
+        if (Mtu is < 576 or > 65520)
+        {
+            throw new FormatException($"--mtu {Mtu}: must be 576 to 65520");
+        }
+
+        foreach (var forward in Forwards)
+        {
+            if (forward.Transport != Transport.Tcp)
+            {
+                throw new FormatException($"forward {forward}: UDP forwards are not supported yet (TCP only)");
+            }
+        }
+
+        if (DhcpPoolSize < 1 || !Network.Contains(Ip.ToUInt(DhcpStart) + (uint)DhcpPoolSize - 1))
+        {
+            throw new FormatException($"the DHCP pool from {DhcpStart} does not fit in {Network}");
+        }
+    }
+}

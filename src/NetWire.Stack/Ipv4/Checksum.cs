@@ -1,0 +1,68 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+
+namespace NetWire.Stack.Ipv4;
+
+/// <summary>
+/// The Internet checksum (RFC 1071): the ones' complement of the ones' complement sum of
+/// 16-bit words. Summing in native byte order and swapping once at the end gives the same
+/// result (RFC 1071 2(B)), which lets the loop add 32-bit words into a 64-bit accumulator.
+/// </summary>
+public static class Checksum
+{
+    /// <summary>Adds <paramref name="data"/> to a running native-order sum.</summary>
+    public static ulong Add(ulong sum, ReadOnlySpan<byte> data)
+    {
+        var words = MemoryMarshal.Cast<byte, uint>(data);
+        for (var i = 0; i < words.Length; i++)
+        {
+            sum += words[i];
+        }
+
+        var rest = data[(words.Length * 4)..];
+        if (rest.Length >= 2)
+        {
+            sum += MemoryMarshal.Read<ushort>(rest);
+            rest = rest[2..];
+        }
+
+        if (rest.Length == 1)
+        {
+            // An odd final byte is padded with a zero byte on the right (in wire order).
+            Span<byte> pad = [rest[0], 0];
+            sum += MemoryMarshal.Read<ushort>(pad);
+        }
+
+        return sum;
+    }
+
+    /// <summary>Adds the TCP/UDP pseudo header (RFC 9293 3.1, RFC 768).</summary>
+    public static ulong AddPseudoHeader(ulong sum, uint source, uint destination, byte protocol, int length)
+    {
+        Span<byte> pseudo = stackalloc byte[12];
+        BinaryPrimitives.WriteUInt32BigEndian(pseudo, source);
+        BinaryPrimitives.WriteUInt32BigEndian(pseudo[4..], destination);
+        pseudo[8] = 0;
+        pseudo[9] = protocol;
+        BinaryPrimitives.WriteUInt16BigEndian(pseudo[10..], (ushort)length);
+        return Add(sum, pseudo);
+    }
+
+    /// <summary>Folds a running sum to the 16-bit checksum value in network byte order (already complemented).</summary>
+    public static ushort Finish(ulong sum)
+    {
+        while (sum >> 16 != 0)
+        {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+
+        var native = (ushort)~sum;
+        return BitConverter.IsLittleEndian ? BinaryPrimitives.ReverseEndianness(native) : native;
+    }
+
+    /// <summary>The checksum of <paramref name="data"/> alone (IP header, ICMP).</summary>
+    public static ushort Compute(ReadOnlySpan<byte> data) => Finish(Add(0, data));
+
+    /// <summary>True when data that includes its checksum field sums to all ones.</summary>
+    public static bool IsValid(ulong sum) => Finish(sum) == 0;
+}

@@ -1,0 +1,40 @@
+using NetWire.Stack.Ipv4;
+
+namespace NetWire.Stack.Nat;
+
+/// <summary>
+/// Which destinations the guest may reach. A destination is refused when it matches a
+/// <c>--deny</c> network, or when <c>--allow</c> networks were given and it matches none of
+/// them. The host's own loopback is separate: reachable only through the gateway address and
+/// only with <c>--allow-host-loopback</c> (as slirp and passt do; a guest must not reach
+/// services that trust 127.0.0.1 unless the user says so).
+/// </summary>
+public sealed record OutboundPolicy(IReadOnlyList<Ipv4Cidr> Allow, IReadOnlyList<Ipv4Cidr> Deny)
+{
+    /// <summary>True when the guest may reach <paramref name="hostAddress"/> (after mapping).</summary>
+    public bool Permits(uint hostAddress)
+    {
+        foreach (var deny in Deny)
+        {
+            if (deny.Contains(hostAddress))
+            {
+                return false;
+            }
+        }
+
+        if (Allow.Count == 0)
+        {
+            return true;
+        }
+
+        foreach (var allow in Allow)
+        {
+            if (allow.Contains(hostAddress))
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+}

@@ -1,0 +1,87 @@
+namespace NetWire.Stack;
+
+/// <summary>
+/// The gateway's counters: drops by <see cref="StackDrop"/> reason and flow totals. Written
+/// under the gateway lock or with Interlocked; read from anywhere with Interlocked.
+/// </summary>
+public sealed class StackCounters
+{
+    private readonly long[] _drops = new long[Enum.GetValues<StackDrop>().Length];
+    private long _tcpOpened;
+    private long _tcpRefused;
+    private long _udpFlows;
+    private long _retransmits;
+    private long _dhcpLeases;
+
+    /// <summary>Drops for one reason.</summary>
+    public long Drops(StackDrop reason) => Interlocked.Read(ref _drops[(int)reason]);
+
+    /// <summary>TCP connections relayed to a host socket.</summary>
+    public long TcpOpened => Interlocked.Read(ref _tcpOpened);
+
+    /// <summary>TCP connections whose host connect failed (answered with RST).</summary>
+    public long TcpRefused => Interlocked.Read(ref _tcpRefused);
+
+    /// <summary>UDP flows opened.</summary>
+    public long UdpFlows => Interlocked.Read(ref _udpFlows);
+
+    /// <summary>TCP segments sent again to the guest (RTO, fast retransmit, probes).</summary>
+    public long Retransmits => Interlocked.Read(ref _retransmits);
+
+    /// <summary>DHCP leases acknowledged.</summary>
+    public long DhcpLeases => Interlocked.Read(ref _dhcpLeases);
+
+    /// <summary>Counts a drop.</summary>
+    public void Drop(StackDrop reason) => Interlocked.Increment(ref _drops[(int)reason]);
+
+    internal void TcpOpen() => Interlocked.Increment(ref _tcpOpened);
+
+    internal void TcpRefuse() => Interlocked.Increment(ref _tcpRefused);
+
+    internal void UdpFlow() => Interlocked.Increment(ref _udpFlows);
+
+    internal void Retransmit() => Interlocked.Increment(ref _retransmits);
+
+    internal void DhcpLease() => Interlocked.Increment(ref _dhcpLeases);
+
+    /// <summary>Every non-zero counter as name/value pairs, for status output.</summary>
+    public IReadOnlyList<KeyValuePair<string, long>> Snapshot()
+    {
+        var list = new List<KeyValuePair<string, long>>
+        {
+            new("tcp_opened", TcpOpened),
+            new("tcp_refused", TcpRefused),
+            new("udp_flows", UdpFlows),
+            new("tcp_retransmits", Retransmits),
+            new("dhcp_leases", DhcpLeases),
+        };
+        foreach (var reason in Enum.GetValues<StackDrop>())
+        {
+            var value = Drops(reason);
+            if (value != 0)
+            {
+                list.Add(new("drop_" + Name(reason), value));
+            }
+        }
+
+        return list;
+    }
+
+    /// <summary>snake_case name of a reason, as docs/gateway.md lists them.</summary>
+    public static string Name(StackDrop reason)
+    {
+        var text = reason.ToString();
+        var builder = new System.Text.StringBuilder(text.Length + 4);
+        for (var i = 0; i < text.Length; i++)
+        {
+            if (char.IsUpper(text[i]) && i > 0)
+            {
+                builder.Append('_');
+            }
+
+            builder.Append(char.ToLowerInvariant(text[i]));
+        }
+
+        return builder.ToString();
+    }
+}
