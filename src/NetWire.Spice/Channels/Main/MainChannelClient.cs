@@ -33,6 +33,7 @@ internal sealed class MainChannelClient : IDisposable
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _aborted = new();
+    private readonly TaskCompletionSource _sendDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     /// <summary>First reason the session ended; set once by <see cref="Abort"/>.</summary>
     private Exception? _abortReason;
@@ -96,7 +97,7 @@ internal sealed class MainChannelClient : IDisposable
         var token = _aborted.Token;
         SpiceLog.MainUp(_logger, SessionId, Word(Link.CommonCaps), Word(Link.ChannelCaps), MiniHeader ? "mini" : "full");
         QueueOpening();
-        var send = RunLoopAsync(_connection.SendLoopAsync(token), "send loop ended");
+        var send = RunLoopAsync(SendAsync(token), "send loop ended");
         var receive = RunLoopAsync(ReceiveLoopAsync(token), "client closed the main channel");
         var ping = RunLoopAsync(PingLoopAsync(token), null);
         await Task.WhenAll(send, receive, ping).ConfigureAwait(false);
@@ -124,7 +125,7 @@ internal sealed class MainChannelClient : IDisposable
         _connection.TrySend(CommonMessages.Notify, CommonMessages.BuildNotify(NowMicros(), severity, visibility, message));
 
     /// <summary>
-    /// Sends DISCONNECTING with <paramref name="reason"/>, lets it go out (up to
+    /// Sends DISCONNECTING with <paramref name="reason"/>, lets the queue drain (up to
     /// <paramref name="grace"/>), then ends the session.
     /// </summary>
     public async Task DisconnectAsync(SpiceLinkErr reason, TimeSpan grace)
@@ -132,21 +133,24 @@ internal sealed class MainChannelClient : IDisposable
         if (_connection.TrySend(CommonMessages.Disconnecting, CommonMessages.BuildDisconnecting(NowMicros(), reason)))
         {
             _connection.CompleteSending();
-            using var delay = new CancellationTokenSource(grace, _time);
-            try
-            {
-                while (_connection.QueuedMessages > 0 && !delay.IsCancellationRequested && AbortReason is null)
-                {
-                    await Task.Delay(TimeSpan.FromMilliseconds(5), _time, delay.Token).ConfigureAwait(false);
-                }
-            }
-            catch (OperationCanceledException)
-            {
-                // Grace over: close anyway.
-            }
+            using var timeout = new CancellationTokenSource(grace, _time);
+            using var aborted = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, _aborted.Token);
+            await _sendDone.Task.WaitAsync(aborted.Token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         }
 
         Abort(new SpiceProtocolException($"server disconnecting ({reason})"));
+    }
+
+    private async Task SendAsync(CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _connection.SendLoopAsync(cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            _sendDone.TrySetResult();
+        }
     }
 
     private static uint Word(uint[] words) => words.Length > 0 ? words[0] : 0;
