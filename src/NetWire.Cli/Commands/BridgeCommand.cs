@@ -26,7 +26,7 @@ internal static class BridgeCommand
         };
         var host = new Option<string>("--host")
         {
-            Description = $"Where guest frames go: {WireSpec.HostForms}. Default: {DefaultHost} (needs root or CAP_NET_ADMIN)",
+            Description = $"Where guest frames go: {WireSpec.HostForms} | gateway (the user-mode gateway; no root). Default: {DefaultHost} (needs root or CAP_NET_ADMIN)",
             HelpName = "SPEC",
         };
         var capture = new Option<string?>("--capture")
@@ -50,9 +50,16 @@ internal static class BridgeCommand
         {
             guest, host, capture, status, queue, logLevel,
         };
+        var gateway = new GatewayCliOptions();
+        foreach (var option in gateway.All)
+        {
+            command.Options.Add(option);
+        }
+
         command.SetAction((parse, cancellationToken) => RunAsync(
             parse.GetValue(guest) ?? $"stream:unix:{DefaultGuestSocket()}",
             parse.GetValue(host) ?? DefaultHost,
+            () => gateway.Build(parse),
             parse.GetValue(capture),
             parse.GetValue(status),
             parse.GetValue(queue),
@@ -78,13 +85,23 @@ internal static class BridgeCommand
         return Path.Combine(Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR")!, "netwire.sock");
     }
 
-    private static async Task<int> RunAsync(string guestText, string hostText, string? capturePath, string? statusPath, int queueFrames, LogLevel level, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(string guestText, string hostText, Func<NetWire.Stack.GatewayOptions> gatewayOptions, string? capturePath, string? statusPath, int queueFrames, LogLevel level, CancellationToken cancellationToken)
     {
-        WireSpec guestSpec, hostSpec;
+        WireSpec guestSpec;
+        WireSpec? hostSpec = null;
+        NetWire.Stack.GatewayOptions? gateway = null;
         try
         {
             guestSpec = WireSpec.Parse(guestText, WireSide.Guest);
-            hostSpec = WireSpec.Parse(hostText, WireSide.Host);
+            if (hostText == "gateway")
+            {
+                gateway = gatewayOptions();
+            }
+            else
+            {
+                hostSpec = WireSpec.Parse(hostText, WireSide.Host);
+            }
+
             if (queueFrames < 1)
             {
                 throw new FormatException("--queue-frames must be at least 1");
@@ -113,7 +130,9 @@ internal static class BridgeCommand
         EnsureSocketDirectory(guestSpec);
         PcapNgWriter? capture = null;
         var guestEnd = guestSpec.CreateEnd("guest", FramePool.Shared, queueFrames, loggers);
-        var hostEnd = hostSpec.CreateEnd("host", FramePool.Shared, queueFrames, loggers);
+        var hostEnd = hostSpec is not null
+            ? hostSpec.CreateEnd("host", FramePool.Shared, queueFrames, loggers)
+            : new NetWire.Stack.GatewayEnd("host", gateway!, FramePool.Shared, queueFrames, TimeProvider.System, loggers.CreateLogger<NetWire.Stack.GatewayEnd>());
         WireEnd[] ends = [guestEnd, hostEnd];
         using var metrics = new WireMetrics();
         metrics.Register(guestEnd);

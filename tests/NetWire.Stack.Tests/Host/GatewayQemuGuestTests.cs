@@ -1,0 +1,113 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using NetWire.Testing;
+
+namespace NetWire.Stack.Tests.Host;
+
+/// <summary>
+/// A real QEMU guest on <c>-netdev stream</c> to <c>netwire bridge --host gateway</c>: it takes a
+/// DHCP lease, resolves a name through 10.0.2.3 (answered by a DNS responder this test runs on
+/// 127.0.0.1), pings 10.0.2.2, and fetches a file from a host-loopback server through the gateway.
+/// </summary>
+[Trait("Category", "Host")]
+public sealed class GatewayQemuGuestTests
+{
+    [Fact]
+    public async Task Guest_LeasesResolvesPingsAndFetches_ThroughTheGateway()
+    {
+        HostRequirements.RequireCommand("qemu-system-x86_64");
+        HostRequirements.RequireGuestImage();
+        var dir = Directory.CreateTempSubdirectory("nwgw-").FullName;
+        using var dns = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
+        var dnsPort = ((IPEndPoint)dns.Client.LocalEndPoint!).Port;
+        using var stop = new CancellationTokenSource();
+        var dnsTask = AnswerDnsAsync(dns, stop.Token);
+
+        var payload = new byte[1024 * 1024];
+        new Random(11).NextBytes(payload);
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        var server = Task.Run(async () =>
+        {
+            using var client = await listener.AcceptTcpClientAsync(stop.Token);
+            await client.GetStream().WriteAsync(payload, stop.Token);
+            client.Client.Shutdown(SocketShutdown.Send);
+        });
+
+        var socket = Path.Combine(dir, "g.sock");
+        await using var bridge = ProcessRunner.Start("dotnet",
+        [
+            RepoPaths.NetwireDll, "bridge", "--guest", $"stream:unix:{socket}", "--host", "gateway",
+            "--allow-host-loopback", "--dns-forward", $"127.0.0.1:{dnsPort}",
+        ]);
+        await bridge.WaitForLineAsync(l => l.Contains("Bridge up", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+
+        var script = $$"""
+            . /lib/nw.sh
+            mark ADDR $(ip -o -4 addr show eth0 | awk '{print $4}')
+            if nslookup name.test 10.0.2.3 > /tmp/ns 2>&1 && grep -q 10.9.8.7 /tmp/ns; then mark DNS_OK; else mark DNS_FAIL; cat /tmp/ns; fi
+            if ping -c 2 -W 5 10.0.2.2 > /tmp/ping 2>&1; then mark PING_OK; else mark PING_FAIL; cat /tmp/ping; fi
+            nc 10.0.2.2 {{port}} < /dev/null > /tmp/f
+            mark SHA $(sha256sum /tmp/f | cut -d' ' -f1)
+            """;
+        await using var guest = QemuGuest.Start(new QemuGuestOptions
+        {
+            Netdev = $"stream,id=n0,server=off,addr.type=unix,addr.path={socket}",
+            KernelArgs = "nw.ip=dhcp ipv6.disable=1",
+            TestScript = script,
+        });
+
+        Assert.Equal("10.0.2.15/24", (await guest.WaitForMarkerAsync("ADDR", TimeSpan.FromSeconds(120))).Trim());
+        await guest.WaitForMarkerAsync("DNS_OK", TimeSpan.FromSeconds(60));
+        await guest.WaitForMarkerAsync("PING_OK", TimeSpan.FromSeconds(60));
+        var sha = (await guest.WaitForMarkerAsync("SHA", TimeSpan.FromSeconds(120))).Trim();
+        Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(payload)), sha);
+        Assert.Equal(0, await guest.WaitForTestExitAsync(TimeSpan.FromSeconds(30)));
+        await server;
+        await stop.CancelAsync();
+        await dnsTask;
+        bridge.Terminate();
+        Assert.Equal(0, await bridge.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        Directory.Delete(dir, recursive: true);
+    }
+
+    /// <summary>Answers every A query with 10.9.8.7 (RFC 1035 4.1).</summary>
+    private static async Task AnswerDnsAsync(UdpClient dns, CancellationToken cancellationToken)
+    {
+        try
+        {
+            while (true)
+            {
+                var query = await dns.ReceiveAsync(cancellationToken);
+                var q = query.Buffer;
+                var end = 12;
+                while (q[end] != 0)
+                {
+                    end += q[end] + 1;
+                }
+
+                end += 5;
+                var reply = new byte[end + 16];
+                q.AsSpan(0, end).CopyTo(reply);
+                reply[2] = 0x81;
+                reply[3] = 0x80;
+                BinaryPrimitives.WriteUInt16BigEndian(reply.AsSpan(6), BinaryPrimitives.ReadUInt16BigEndian(q.AsSpan(4, 2)) == 1 && BinaryPrimitives.ReadUInt16BigEndian(q.AsSpan(end - 4)) == 1 ? (ushort)1 : (ushort)0);
+                byte[] answer = [0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 9, 8, 7];
+                var length = end;
+                if (reply[7] == 1)
+                {
+                    answer.CopyTo(reply, end);
+                    length += 16;
+                }
+
+                await dns.SendAsync(reply.AsMemory(0, length), query.RemoteEndPoint, cancellationToken);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+}
