@@ -1,0 +1,125 @@
+#!/usr/bin/python3
+"""gtk_client: real spice-gtk (SpiceClientGLib 2.0, via PyGObject) clients for NetWire's tests.
+
+  gtk_client.py --port P [--host H] [--password X] [--clients N] [--seconds S]
+
+Opens N independent SPICE sessions at once, keeps them for S seconds, and prints one line per
+event ("EVENT client=I ...") and a final line per client:
+
+  RESULT client=I opened=0|1 lost=0|1 error=NAME|none
+
+Exit status: 0 when every client's main channel opened and stayed open the whole time,
+2 when any client got a link/auth/connect error, 1 otherwise. No display is needed: only the
+GLib part of spice-gtk is loaded (run with DISPLAY unset). Use the system python (/usr/bin/python3):
+python3-gi is a Debian package.
+"""
+import argparse
+import sys
+import time
+
+import gi
+
+gi.require_version("SpiceClientGLib", "2.0")
+from gi.repository import GLib, GObject, SpiceClientGLib as Spice  # noqa: E402
+
+# PyGObject maps spice_session_connect()/spice_channel_connect() onto .connect(), which
+# hides GObject's signal connect(); signals are therefore hooked through the base class.
+hook = GObject.Object.connect
+
+ERRORS = {
+    Spice.ChannelEvent.ERROR_CONNECT: "error-connect",
+    Spice.ChannelEvent.ERROR_TLS: "error-tls",
+    Spice.ChannelEvent.ERROR_LINK: "error-link",
+    Spice.ChannelEvent.ERROR_AUTH: "error-auth",
+    Spice.ChannelEvent.ERROR_IO: "error-io",
+}
+START = time.monotonic()
+
+
+def say(text):
+    print("%8.3f %s" % (time.monotonic() - START, text), flush=True)
+
+
+class Client:
+    def __init__(self, index, args, on_error):
+        self.index = index
+        self.opened = False
+        self.lost = False
+        self.error = None
+        self.on_error = on_error
+        self.session = Spice.Session()
+        self.session.props.host = args.host
+        self.session.props.port = str(args.port)
+        if args.password is not None:
+            self.session.props.password = args.password
+        hook(self.session, "channel-new", self.channel_new)
+
+    def start(self):
+        return Spice.Session.connect(self.session)
+
+    def channel_new(self, _session, channel):
+        kind = channel.props.channel_type
+        say("EVENT client=%d channel-new type=%d id=%d" % (self.index, kind, channel.props.channel_id))
+        if isinstance(channel, Spice.MainChannel):
+            hook(channel, "channel-event", self.main_event)
+        else:
+            # A real client opens every channel the server lists (spicy, remote-viewer do).
+            Spice.Channel.connect(channel)
+
+    def main_event(self, _channel, event):
+        name = getattr(event, "value_nick", str(event))
+        say("EVENT client=%d main %s" % (self.index, name))
+        if event == Spice.ChannelEvent.OPENED:
+            self.opened = True
+        elif event in ERRORS:
+            self.error = ERRORS[event]
+            self.on_error()
+        elif event == Spice.ChannelEvent.CLOSED and self.opened:
+            self.lost = True
+
+    def stop(self):
+        self.session.disconnect()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--password")
+    ap.add_argument("--clients", type=int, default=1)
+    ap.add_argument("--seconds", type=float, default=5)
+    args = ap.parse_args()
+
+    loop = GLib.MainLoop()
+    clients = []
+
+    def on_error():
+        # A refused client ends the run at once: nothing more will happen.
+        GLib.idle_add(loop.quit)
+
+    for i in range(args.clients):
+        client = Client(i, args, on_error)
+        clients.append(client)
+        if not client.start():
+            client.error = "connect-failed"
+    GLib.timeout_add(int(args.seconds * 1000), loop.quit)
+    if not any(c.error for c in clients):
+        loop.run()
+
+    for c in clients:
+        say("RESULT client=%d opened=%d lost=%d error=%s" % (c.index, c.opened, c.lost, c.error or "none"))
+    if any(c.error for c in clients):
+        status = 2
+    else:
+        status = 0 if all(c.opened and not c.lost for c in clients) else 1
+    for c in clients:
+        c.stop()
+    ctx = GLib.MainContext.default()
+    for _ in range(50):
+        ctx.iteration(False)
+
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
