@@ -23,8 +23,10 @@ options:
   --out DIR           where results go (default artifacts/bench/bridge-<timestamp>)
   --netwire DLL       the netwire.dll to measure (default: this checkout's Release build);
                       for before/after comparisons against another checkout's build
-  --max-others C      retry a measurement (up to 3 tries) when other processes kept more than
-                      C cores busy during its window (default 0.15)
+  --max-others C      retry a measurement when other processes kept more than C cores busy
+                      during its window (default 0.15)
+  --tries N           tries per measurement under --max-others (default 3)
+  --quiet-timeout S   longest wait for an idle machine before each measurement (default 120)
   --no-build          use the existing Release builds
   -h, --help          this text
 
@@ -43,6 +45,8 @@ QUEUE_FRAMES=""
 OUT=""
 NETWIRE=""
 MAX_OTHERS=0.15
+TRIES=3
+QUIET_TIMEOUT=120
 BUILD=1
 COMMAND_LINE="tools/bench/bridge.sh $*"
 
@@ -58,6 +62,8 @@ while [ $# -gt 0 ]; do
         --out) OUT="$2"; shift 2 ;;
         --netwire) NETWIRE="$2"; shift 2 ;;
         --max-others) MAX_OTHERS="$2"; shift 2 ;;
+        --tries) TRIES="$2"; shift 2 ;;
+        --quiet-timeout) QUIET_TIMEOUT="$2"; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "bridge.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
@@ -172,7 +178,7 @@ NOISY=0
 measure_once() {
     local run="$1" size="$2" direction="$3" scenario="$4"
     local args=(measure --scenario "$scenario" --direction "$direction" --size "$size" --tap "$TAP"
-        --warmup "$WARMUP" --seconds "$WINDOW" --run "$run")
+        --warmup "$WARMUP" --seconds "$WINDOW" --run "$run" --quiet-timeout "$QUIET_TIMEOUT")
     if [ "$scenario" = bridge ]; then
         start_netwire "$OUT/netwire-$direction-$size-$run.log" || return 1
         args+=(--socket "$WORK/guest.sock" --status-file "$WORK/status.json")
@@ -185,7 +191,7 @@ measure_once() {
 
 measure() {
     local run="$1" size="$2" direction="$3" scenario="$4" try others
-    for try in 1 2 3; do
+    for try in $(seq "$TRIES"); do
         if ! measure_once "$run" "$size" "$direction" "$scenario"; then
             log "run $run, $size B, $direction, $scenario: FAILED"
             FAILED=$((FAILED + 1))
@@ -193,7 +199,7 @@ measure() {
         fi
         others="$(echo "$LINE" | sed -n 's/.*"others_busy_cores":\([0-9.]*\).*/\1/p')"
         # Another process (a build, a test run) shared the machine: measure again.
-        if awk -v o="${others:-0}" -v m="$MAX_OTHERS" 'BEGIN { exit !(o > m) }' && [ "$try" -lt 3 ]; then
+        if awk -v o="${others:-0}" -v m="$MAX_OTHERS" 'BEGIN { exit !(o > m) }' && [ "$try" -lt "$TRIES" ]; then
             log "run $run, $size B, $direction, $scenario: other processes used $others cores; again"
             continue
         fi

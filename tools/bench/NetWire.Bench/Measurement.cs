@@ -15,7 +15,8 @@ internal sealed record MeasureOptions(
     TimeSpan Warmup,
     TimeSpan Window,
     int FlowWindow,
-    int Run);
+    int Run,
+    TimeSpan QuietTimeout);
 
 /// <summary>
 /// Sets up one scenario's loads, lets them warm up, counts frames over a fixed window and
@@ -37,7 +38,6 @@ internal sealed class Measurement
     private const double MaxBusyCoresBefore = 0.1;
 
     private static readonly TimeSpan s_setupTimeout = TimeSpan.FromSeconds(20);
-    private static readonly TimeSpan s_quietTimeout = TimeSpan.FromSeconds(120);
 
     private readonly MeasureOptions _options;
     private readonly StopFlag _stop = new();
@@ -63,7 +63,7 @@ internal sealed class Measurement
         }
 
         // Another process's burst (a build, a test run) would halve what two cores can do.
-        var busyBefore = Probes.WaitForQuiet(MaxBusyCoresBefore, s_quietTimeout);
+        var busyBefore = Probes.WaitForQuiet(MaxBusyCoresBefore, _options.QuietTimeout);
         var txDroppedBase = Probes.InterfaceCounter(_options.Tap, "tx_dropped");
         switch ((_options.Direction, _options.Scenario))
         {

@@ -15,6 +15,7 @@ internal static class Program
           netwire-bench measure --scenario bridge|raw|sharppcap|generator --direction g2h|h2g
                                 --size BYTES --tap IFNAME [--socket PATH --status-file PATH]
                                 [--warmup S] [--seconds S] [--flow-window FRAMES] [--run N]
+                                [--quiet-timeout S]
           netwire-bench summarize RESULTS.jsonl
 
         measure: g2h sends frames towards the TAP (bridge: into netwire's guest socket; raw: write(2)
@@ -65,7 +66,7 @@ internal static class Program
     {
         string? scenario = null, direction = null, tap = null, socket = null, status = null;
         int size = 64, flowWindow = 768, run = 1;
-        double warmup = 3, seconds = 5;
+        double warmup = 3, seconds = 5, quietTimeout = 120;
         for (var i = 0; i < args.Length; i++)
         {
             var value = i + 1 < args.Length ? args[i + 1] : throw new ArgumentException($"{args[i]} needs a value");
@@ -98,6 +99,9 @@ internal static class Program
                 case "--flow-window":
                     flowWindow = int.Parse(value, CultureInfo.InvariantCulture);
                     break;
+                case "--quiet-timeout":
+                    quietTimeout = double.Parse(value, CultureInfo.InvariantCulture);
+                    break;
                 case "--run":
                     run = int.Parse(value, CultureInfo.InvariantCulture);
                     break;
@@ -118,6 +122,6 @@ internal static class Program
             throw new ArgumentException($"--size must be {TestFrame.MinLength} to {TestFrame.MaxLength}");
         }
 
-        return new MeasureOptions(scenario, direction, size, tap, socket, status, TimeSpan.FromSeconds(warmup), TimeSpan.FromSeconds(seconds), flowWindow, run);
+        return new MeasureOptions(scenario, direction, size, tap, socket, status, TimeSpan.FromSeconds(warmup), TimeSpan.FromSeconds(seconds), flowWindow, run, TimeSpan.FromSeconds(quietTimeout));
     }
 }
