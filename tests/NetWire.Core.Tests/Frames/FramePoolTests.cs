@@ -56,6 +56,43 @@ public sealed class FramePoolTests
     }
 
     [Fact]
+    public void SteadyState_WithAThousandFramesInFlight_AllocatesNothing()
+    {
+        // A bridge holds hundreds of frames queued and returns them in batches.
+        var pool = new FramePool();
+        var held = new Frame[1000];
+        for (var round = 0; round < 3; round++)
+        {
+            for (var i = 0; i < held.Length; i++)
+            {
+                held[i] = pool.Rent(i % 2 == 0 ? 64 : 1514);
+            }
+
+            foreach (var frame in held)
+            {
+                frame.Dispose();
+            }
+        }
+
+        var before = GC.GetAllocatedBytesForCurrentThread();
+        for (var round = 0; round < 20; round++)
+        {
+            for (var i = 0; i < held.Length; i++)
+            {
+                held[i] = pool.Rent(i % 2 == 0 ? 64 : 1514);
+            }
+
+            foreach (var frame in held)
+            {
+                frame.Dispose();
+            }
+        }
+
+        Assert.Equal(0, GC.GetAllocatedBytesForCurrentThread() - before);
+        Assert.Equal(0, pool.Outstanding);
+    }
+
+    [Fact]
     public void Truncate_ShrinksButNeverGrows()
     {
         using var frame = new FramePool().Rent(100);
