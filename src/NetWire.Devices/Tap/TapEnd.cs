@@ -190,7 +190,6 @@ public sealed class TapEnd : WireEnd
                     }
 
                     burst[held++] = Pool.Rent(new ReadOnlySpan<byte>(buffer, (int)n));
-                    Counters.Received((int)n);
                     if (held == burst.Length)
                     {
                         HandOn(receiver, burst, ref held, waiter, cancellationToken);
@@ -218,7 +217,7 @@ public sealed class TapEnd : WireEnd
     /// accepted from the kernel, so they are delivered, not dropped). Leaves <paramref name="held"/>
     /// at the frames still held when cancellation interrupts it.
     /// </summary>
-    private static void HandOn(IPacketReceiver receiver, Frame[] burst, ref int held, ThreadWaiter waiter, CancellationToken cancellationToken)
+    private void HandOn(IPacketReceiver receiver, Frame[] burst, ref int held, ThreadWaiter waiter, CancellationToken cancellationToken)
     {
         var next = 0;
         try
@@ -231,6 +230,8 @@ public sealed class TapEnd : WireEnd
                     continue;
                 }
 
+                // Counted when handed into the wire, as every end does: rx_frames is what crossed.
+                Counters.Received(burst[next].Length);
                 receiver.RecvPacket(burst[next]);
                 burst[next++] = null!;
             }
