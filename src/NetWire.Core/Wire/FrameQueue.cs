@@ -16,6 +16,7 @@ namespace NetWire.Core.Wire;
 public sealed class FrameQueue
 {
     private readonly Channel<Frame> _channel;
+    private readonly ReusableWait _writableWaiter = new();
 
     /// <summary>Creates a queue holding at most <paramref name="capacity"/> frames.</summary>
     public FrameQueue(int capacity)
@@ -46,8 +47,18 @@ public sealed class FrameQueue
     /// <summary>Completes when there is room, or when the queue was completed.</summary>
     public ValueTask WaitWritableAsync(CancellationToken cancellationToken)
     {
+        // Each ValueTask is consumed once: checked for synchronous completion, or handed on whole.
+#pragma warning disable CA2012
         var wait = _channel.Writer.WaitToWriteAsync(cancellationToken);
-        return wait.IsCompletedSuccessfully ? default : AwaitAsync(wait);
+#pragma warning restore CA2012
+        if (wait.IsCompletedSuccessfully)
+        {
+            return default;
+        }
+
+        // The usual case is one producer waiting: it reuses the queue's adapter and allocates
+        // nothing. A second concurrent waiter falls back to an async method.
+        return _writableWaiter.TryStart(wait, out var adapted) ? adapted : AwaitAsync(wait);
 
         static async ValueTask AwaitAsync(ValueTask<bool> wait) => await wait.ConfigureAwait(false);
     }
@@ -71,5 +82,72 @@ public sealed class FrameQueue
         }
 
         return discarded;
+    }
+
+    /// <summary>
+    /// Presents a channel's <see cref="ValueTask{Boolean}"/> wait as a plain <see cref="ValueTask"/>
+    /// without allocating: one instance serves one waiter at a time.
+    /// </summary>
+    private sealed class ReusableWait : System.Threading.Tasks.Sources.IValueTaskSource
+    {
+        private readonly Action _onInnerCompleted;
+        private System.Threading.Tasks.Sources.ManualResetValueTaskSourceCore<bool> _core;
+        private System.Runtime.CompilerServices.ConfiguredValueTaskAwaitable<bool>.ConfiguredValueTaskAwaiter _inner;
+
+        /// <summary>1 while a waiter owns this instance; taken and released with Interlocked.</summary>
+        private int _busy;
+
+        public ReusableWait()
+        {
+            _core.RunContinuationsAsynchronously = true;
+            _onInnerCompleted = OnInnerCompleted;
+        }
+
+        public bool TryStart(ValueTask<bool> wait, out ValueTask adapted)
+        {
+            if (Interlocked.CompareExchange(ref _busy, 1, 0) != 0)
+            {
+                adapted = default;
+                return false;
+            }
+
+            _core.Reset();
+            _inner = wait.ConfigureAwait(false).GetAwaiter();
+            adapted = new ValueTask(this, _core.Version);
+            _inner.UnsafeOnCompleted(_onInnerCompleted);
+            return true;
+        }
+
+        public void GetResult(short token)
+        {
+            try
+            {
+                _core.GetResult(token);
+            }
+            finally
+            {
+                Volatile.Write(ref _busy, 0);
+            }
+        }
+
+        public System.Threading.Tasks.Sources.ValueTaskSourceStatus GetStatus(short token) => _core.GetStatus(token);
+
+        public void OnCompleted(Action<object?> continuation, object? state, short token, System.Threading.Tasks.Sources.ValueTaskSourceOnCompletedFlags flags) =>
+            _core.OnCompleted(continuation, state, token, flags);
+
+        private void OnInnerCompleted()
+        {
+            try
+            {
+                _inner.GetResult();
+                _inner = default;
+                _core.SetResult(true);
+            }
+            catch (Exception ex)
+            {
+                _inner = default;
+                _core.SetException(ex);
+            }
+        }
     }
 }

@@ -43,6 +43,46 @@ public sealed class FrameQueueBackpressureTests
     }
 
     [Fact]
+    public async Task WaitWritableAsync_RepeatedWaits_AllocateNothing_AndCancellationStillWorks()
+    {
+        var queue = new FrameQueue(1);
+        var frame = NewFrame(1);
+        Assert.True(queue.TryWrite(frame));
+
+        long allocated = 0;
+        for (var i = 0; i < 200; i++)
+        {
+            // What a waiting producer pays when it starts to wait: measured on this thread, around
+            // the call alone (the completion runs on the thread pool).
+            var before = GC.GetAllocatedBytesForCurrentThread();
+            var wait = queue.WaitWritableAsync(CancellationToken.None);
+            var cost = GC.GetAllocatedBytesForCurrentThread() - before;
+            if (i >= 100)
+            {
+                allocated += cost;
+            }
+
+            Assert.False(wait.IsCompleted);
+            Assert.True(queue.TryRead(out var taken));
+            await wait;
+            Assert.True(queue.TryWrite(taken));
+        }
+
+        Assert.Equal(0, allocated);
+
+        using var cts = new CancellationTokenSource();
+        var cancelled = queue.WaitWritableAsync(cts.Token);
+        await cts.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () => await cancelled);
+
+        var concurrentA = queue.WaitWritableAsync(CancellationToken.None).AsTask();
+        var concurrentB = queue.WaitWritableAsync(CancellationToken.None).AsTask();
+        Assert.True(queue.TryRead(out var last));
+        await Task.WhenAll(concurrentA, concurrentB).WaitAsync(TimeSpan.FromSeconds(5));
+        last.Dispose();
+    }
+
+    [Fact]
     public void ReadOrder_IsWriteOrder()
     {
         var queue = new FrameQueue(8);
