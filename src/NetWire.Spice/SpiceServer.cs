@@ -63,6 +63,13 @@ internal sealed class SpiceServer : IAsyncDisposable
     /// <summary>Link-stage outcomes, for tests and status.</summary>
     public SpiceLinkCounters Counters { get; } = new();
 
+    /// <summary>
+    /// Channel lifecycle hook for the control socket (QMP SPICE_CONNECTED, _INITIALIZED,
+    /// _DISCONNECTED). Set before <see cref="Start"/>; called on connection tasks, so it must
+    /// neither block nor throw.
+    /// </summary>
+    public Action<SpiceChannelEvent>? ChannelEvents { get; set; }
+
     /// <summary>Binds and starts accepting.</summary>
     /// <exception cref="SocketException">The address is busy or cannot be bound.</exception>
     public void Start()
@@ -160,6 +167,7 @@ internal sealed class SpiceServer : IAsyncDisposable
         await Task.Yield();
         var stream = new NetworkStream(socket, ownsSocket: true);
         var handedOff = false;
+        SpiceChannelEvent? connected = null;
         try
         {
             SpiceLog.LinkAccepted(_logger, number, socket.RemoteEndPoint);
@@ -170,6 +178,8 @@ internal sealed class SpiceServer : IAsyncDisposable
                 SpiceLog.TooManyLinks(_logger, number, _options.MaxConcurrentLinks);
                 return;
             }
+
+            connected = Raise(SpiceChannelEventKind.Connected, number, socket, null);
 
             Func<Task>? run = null;
             using (var linkTimeout = new CancellationTokenSource(_options.LinkTimeout, _options.Time))
@@ -213,7 +223,24 @@ internal sealed class SpiceServer : IAsyncDisposable
             {
                 await stream.DisposeAsync().ConfigureAwait(false);
             }
+
+            if (connected is not null)
+            {
+                ChannelEvents?.Invoke(connected with { Kind = SpiceChannelEventKind.Disconnected });
+            }
         }
+    }
+
+    private SpiceChannelEvent? Raise(SpiceChannelEventKind kind, long number, Socket socket, SpiceLinkMess? mess)
+    {
+        if (ChannelEvents is not { } observer)
+        {
+            return null;
+        }
+
+        var e = new SpiceChannelEvent(kind, number, socket.LocalEndPoint, socket.RemoteEndPoint, mess?.ConnectionId ?? 0, mess?.ChannelType ?? 0, mess?.ChannelId ?? 0);
+        observer(e);
+        return e;
     }
 
     /// <summary>Link stage and routing; returns what runs the linked channel, or null when refused.</summary>
@@ -265,6 +292,7 @@ internal sealed class SpiceServer : IAsyncDisposable
             }
 
             Counters.Count(LinkOutcome.Linked);
+            Raise(SpiceChannelEventKind.Initialized, number, stream.Socket, mess with { ConnectionId = session.SessionId });
             return async () =>
             {
                 try
@@ -294,6 +322,7 @@ internal sealed class SpiceServer : IAsyncDisposable
 
         await LinkHandshake.WriteResultAsync(stream, SpiceLinkErr.Ok, cancellationToken).ConfigureAwait(false);
         Counters.Count(LinkOutcome.Linked);
+        Raise(SpiceChannelEventKind.Initialized, number, stream.Socket, mess);
         return () => service.RunAsync(stream, mess, owner!, _stop.Token);
     }
 

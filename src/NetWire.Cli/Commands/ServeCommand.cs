@@ -4,6 +4,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
+using NetWire.Control;
 using NetWire.Spice;
 using NetWire.Spice.Link;
 
@@ -49,10 +50,15 @@ internal static class ServeCommand
         {
             Description = "Accept every SPICE client without a password",
         };
+        var qmp = new Option<string?>("--qmp")
+        {
+            Description = "QMP-style control socket: unix:PATH or tcp:ADDRESS:PORT (see docs/control.md)",
+            HelpName = "SPEC",
+        };
         var logLevel = BridgeCommand.LogLevelOption();
         var command = new Command("serve", "Run the NetWire appliance: the SPICE server (link with RSA ticket auth, main channel) on --spice-addr:--spice-port. Give --password, --password-file or --disable-ticketing.")
         {
-            addr, port, password, passwordFile, expires, disable, logLevel,
+            addr, port, password, passwordFile, expires, disable, qmp, logLevel,
         };
         command.SetAction((parse, cancellationToken) => RunAsync(
             new ServeArguments(
@@ -61,7 +67,8 @@ internal static class ServeCommand
                 parse.GetValue(password),
                 parse.GetValue(passwordFile),
                 parse.GetValue(expires),
-                parse.GetValue(disable)),
+                parse.GetValue(disable),
+                parse.GetValue(qmp)),
             parse.GetValue(logLevel),
             cancellationToken));
         return command;
@@ -98,10 +105,12 @@ internal static class ServeCommand
     private static async Task<int> RunAsync(ServeArguments args, LogLevel level, CancellationToken cancellationToken)
     {
         SpiceServerOptions spiceOptions;
+        ControlEndpoint? control;
         var tickets = new TicketAuthority(TimeProvider.System);
         try
         {
             spiceOptions = BuildSpiceOptions(args, tickets);
+            control = args.Qmp is null ? null : ControlEndpoint.Parse(args.Qmp);
         }
         catch (Exception ex) when (ex is FormatException or ArgumentException or IOException or UnauthorizedAccessException)
         {
@@ -123,7 +132,8 @@ internal static class ServeCommand
             stop.Cancel();
         });
 
-        List<IServeComponent> components = [new SpiceServerComponent(spiceOptions, tickets, loggers)];
+        var spice = new SpiceServerComponent(spiceOptions, tickets, loggers);
+        List<IServeComponent> components = control is null ? [spice] : [spice, new ControlComponent(control, spice, loggers, stop)];
         var started = new List<IServeComponent>();
         var exitCode = ExitCodes.Ok;
         try
@@ -137,7 +147,7 @@ internal static class ServeCommand
                 }
                 catch (SocketException ex)
                 {
-                    await Console.Error.WriteLineAsync($"netwire serve: {component.Name}: cannot listen on {spiceOptions.EndPoint}: {ex.Message}").ConfigureAwait(false);
+                    await Console.Error.WriteLineAsync($"netwire serve: {component.Name}: cannot listen on {(component is ControlComponent c ? c.Endpoint.Text : spiceOptions.EndPoint.ToString())}: {ex.Message}").ConfigureAwait(false);
                     return ExitCodes.Setup;
                 }
             }
@@ -215,5 +225,5 @@ internal static class ServeCommand
         return line.TrimEnd('\r');
     }
 
-    private sealed record ServeArguments(string SpiceAddr, int SpicePort, string? Password, string? PasswordFile, string? PasswordExpires, bool DisableTicketing);
+    private sealed record ServeArguments(string SpiceAddr, int SpicePort, string? Password, string? PasswordFile, string? PasswordExpires, bool DisableTicketing, string? Qmp);
 }

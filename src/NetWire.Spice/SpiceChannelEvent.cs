@@ -1,0 +1,30 @@
+using System.Net;
+
+namespace NetWire.Spice;
+
+/// <summary>Where a channel connection is in its life, as QEMU's SPICE_* QMP events.</summary>
+internal enum SpiceChannelEventKind
+{
+    /// <summary>TCP accepted (before the link stage): SPICE_CONNECTED.</summary>
+    Connected,
+
+    /// <summary>Link result OK sent, the channel runs: SPICE_INITIALIZED.</summary>
+    Initialized,
+
+    /// <summary>The connection ended, whether it linked or not: SPICE_DISCONNECTED.</summary>
+    Disconnected,
+}
+
+/// <summary>
+/// One channel lifecycle event from <see cref="SpiceServer.ChannelEvents"/>. The connection
+/// id and channel are known from <see cref="SpiceChannelEventKind.Initialized"/> on; they are 0
+/// in Connected and in the Disconnected of a connection that never linked.
+/// </summary>
+internal sealed record SpiceChannelEvent(
+    SpiceChannelEventKind Kind,
+    long Connection,
+    EndPoint? Server,
+    EndPoint? Client,
+    uint ConnectionId,
+    byte ChannelType,
+    byte ChannelId);
