@@ -11,6 +11,7 @@ internal static class Program
         var root = new RootCommand("NetWire: a virtual network-wire appliance. Attaches QEMU guest NICs and bridges their frames to a TAP or libpcap device.")
         {
             BridgeCommand.Create(),
+            CtlCommand.Create(),
             InspectCommand.Create(),
             ReplayCommand.Create(),
             RunCommand.Create(),
