@@ -17,8 +17,8 @@ internal enum SpiceChannelEventKind
 
 /// <summary>
 /// One channel lifecycle event from <see cref="SpiceServer.ChannelEvents"/>. The connection
-/// id and channel are known from <see cref="SpiceChannelEventKind.Initialized"/> on; they are 0
-/// in Connected and in the Disconnected of a connection that never linked.
+/// id and channel are set in <see cref="SpiceChannelEventKind.Initialized"/> only; Connected and
+/// Disconnected carry the endpoints (QEMU's SPICE_CONNECTED / _DISCONNECTED have no more).
 /// </summary>
 internal sealed record SpiceChannelEvent(
     SpiceChannelEventKind Kind,
