@@ -130,12 +130,27 @@ internal sealed class MainChannelClient : IDisposable
     /// </summary>
     public async Task DisconnectAsync(SpiceLinkErr reason, TimeSpan grace)
     {
+        // A session that already ended (its client left while the server was stopping) has
+        // nothing to send and may already be disposed.
+        if (Volatile.Read(ref _abortReason) is not null)
+        {
+            return;
+        }
+
         if (_connection.TrySend(CommonMessages.Disconnecting, CommonMessages.BuildDisconnecting(NowMicros(), reason)))
         {
             _connection.CompleteSending();
-            using var timeout = new CancellationTokenSource(grace, _time);
-            using var aborted = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, _aborted.Token);
-            await _sendDone.Task.WaitAsync(aborted.Token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            try
+            {
+                using var timeout = new CancellationTokenSource(grace, _time);
+                using var aborted = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, _aborted.Token);
+                await _sendDone.Task.WaitAsync(aborted.Token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            }
+            catch (ObjectDisposedException)
+            {
+                // The session ended and was disposed while DISCONNECTING drained: nothing left to end.
+                return;
+            }
         }
 
         Abort(new SpiceProtocolException($"server disconnecting ({reason})"));
