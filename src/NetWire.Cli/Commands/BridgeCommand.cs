@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Runtime.InteropServices;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using NetWire.Core.Frames;
@@ -116,16 +115,7 @@ internal static class BridgeCommand
         using var loggers = Logging.Create(level);
         var logger = loggers.CreateLogger("NetWire.Bridge");
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context =>
-        {
-            context.Cancel = true;
-            stop.Cancel();
-        });
-        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, context =>
-        {
-            context.Cancel = true;
-            stop.Cancel();
-        });
+        using var signals = StopSignals.CancelOnTermination(stop);
 
         EnsureSocketDirectory(guestSpec);
         PcapNgWriter? capture = null;

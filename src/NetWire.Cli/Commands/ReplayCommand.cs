@@ -1,7 +1,6 @@
 using System.CommandLine;
 using System.Diagnostics;
 using System.Globalization;
-using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using NetWire.Core.Frames;
 using NetWire.Core.Wire;
@@ -119,16 +118,7 @@ internal static class ReplayCommand
 
         using var loggers = Logging.Create(level);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context =>
-        {
-            context.Cancel = true;
-            stop.Cancel();
-        });
-        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, context =>
-        {
-            context.Cancel = true;
-            stop.Cancel();
-        });
+        using var signals = StopSignals.CancelOnTermination(stop);
 
         var end = spec.CreateEnd("replay", FramePool.Shared, queueFrames, loggers);
         using var endStop = new CancellationTokenSource();

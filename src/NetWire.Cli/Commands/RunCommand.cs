@@ -74,16 +74,7 @@ internal static class RunCommand
         using var loggers = Logging.Create(level);
         var logger = loggers.CreateLogger("NetWire.Run");
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context =>
-        {
-            context.Cancel = true;
-            stop.Cancel();
-        });
-        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, context =>
-        {
-            context.Cancel = true;
-            stop.Cancel();
-        });
+        using var signals = StopSignals.CancelOnTermination(stop);
 
         var pid = Environment.ProcessId;
         var ns = $"netwire-{pid}";

@@ -2,7 +2,6 @@ using System.CommandLine;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
-using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using NetWire.Control;
 using NetWire.Spice;
@@ -121,16 +120,7 @@ internal static class ServeCommand
         using var loggers = Logging.Create(level);
         var logger = loggers.CreateLogger("NetWire.Serve");
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        using var sigterm = PosixSignalRegistration.Create(PosixSignal.SIGTERM, context =>
-        {
-            context.Cancel = true;
-            stop.Cancel();
-        });
-        using var sigint = PosixSignalRegistration.Create(PosixSignal.SIGINT, context =>
-        {
-            context.Cancel = true;
-            stop.Cancel();
-        });
+        using var signals = StopSignals.CancelOnTermination(stop);
 
         var spice = new SpiceServerComponent(spiceOptions, tickets, loggers);
         List<IServeComponent> components = control is null ? [spice] : [spice, new ControlComponent(control, spice, loggers, stop)];
