@@ -6,10 +6,15 @@ namespace NetWire.Devices.Tests.Host;
 internal static class Tshark
 {
     /// <summary>One line per frame: the given fields, tab separated.</summary>
-    public static async Task<string[]> FieldsAsync(string file, string? filter, params string[] fields)
+    public static Task<string[]> FieldsAsync(string file, string? filter, params string[] fields) =>
+        FieldsAsync(file, filter, [], fields);
+
+    /// <summary>As above, with extra tshark options (such as <c>-d</c> decode-as rules).</summary>
+    public static async Task<string[]> FieldsAsync(string file, string? filter, string[] options, params string[] fields)
     {
         HostRequirements.RequireCommand("tshark");
         var args = new List<string> { "-r", file, "-T", "fields" };
+        args.AddRange(options);
         if (filter is not null)
         {
             args.AddRange(["-Y", filter]);
