@@ -114,6 +114,12 @@ internal sealed class TcpConnection
 
     public bool InTimeWait => _state == State.TimeWait;
 
+    /// <summary>The connection's state in one line, for test failures and debugging. Caller holds the gateway lock.</summary>
+    public string Describe() =>
+        $"{_state}: snd una {_sndUna - _iss} nxt {_sndNxt - _iss} max {_sndMax - _iss} wnd {_sndWnd} to-guest {_toGuest.Count} host-eof {_hostEof} " +
+        $"fin {_finSent}/{_finAcked}; rcv {_rcvNxt} to-host {_toHost.Count} guest-fin {_guestFin}; rto {_rtoDeadline} ({_rtoMs} ms, {_retries} tries), " +
+        $"loops {_loopsRunning}, flush queued {FlushQueued}";
+
     private bool HalfOpen => _state is State.Connecting or State.SynReceived or State.SynSent;
 
     /// <summary>The guest's SYN: connect to the host first. Caller holds the gateway lock.</summary>
@@ -133,6 +139,7 @@ internal sealed class TcpConnection
         _sendShift = 0;
         ChooseIss();
         SendSyn(TcpNat.Syn);
+        ArmRto(_gateway.NowMs);
         _gateway.Counters.TcpOpen();
     }
 
@@ -248,7 +255,7 @@ internal sealed class TcpConnection
                 }
 
                 _sndUna = segment.Ack;
-                _sndWnd = (long)segment.Window << _sendShift;
+                _sndWnd = GuestWindow(segment.Window);
                 Establish();
                 break;
 
@@ -310,7 +317,7 @@ internal sealed class TcpConnection
     private void OnAck(TcpSegment segment, bool pureAck)
     {
         var ack = segment.Ack;
-        var window = (long)segment.Window << _sendShift;
+        var window = GuestWindow(segment.Window);
         if ((int)(ack - _sndMax) > 0)
         {
             // RFC 9293 3.10.7.4: an ACK for something not yet sent is answered with an ACK and dropped.
@@ -325,9 +332,13 @@ internal sealed class TcpConnection
             var acked = ack - _sndUna;
             var dataAcked = (int)Math.Min(acked, (uint)_toGuest.Count);
             _toGuest.Consume(dataAcked);
-            if (_finSent && ack == _sndMax && _hostEof && _toGuest.Count == 0)
+
+            // Only the FIN takes sequence space past the data. Judged by sequence, not by _finSent:
+            // a go-back-N clears _finSent while the first FIN may still be acknowledged.
+            if (acked > (uint)dataAcked)
             {
                 _finAcked = true;
+                _finSent = true;
             }
 
             if (_rttStart != 0 && (int)(ack - _rttSeq) >= 0)
@@ -355,12 +366,22 @@ internal sealed class TcpConnection
             // RFC 5681 3.2: the third duplicate ACK retransmits the first unacknowledged segment.
             if (++_duplicateAcks == 3)
             {
-                SendData(_sndUna, Math.Min(_mss, _toGuest.Count), retransmit: true);
+                // Never past SND.MAX: with only a one-byte probe in flight, a full segment would
+                // carry bytes the guest could then acknowledge as "unsent".
+                SendData(_sndUna, Math.Min(Math.Min(_mss, _toGuest.Count), (int)(_sndMax - _sndUna)), retransmit: true);
             }
+        }
+        else if ((int)(ack - _sndUna) < 0)
+        {
+            // RFC 9293 3.10.7.4: an old (reordered) ACK must not move the window back.
+            return;
         }
 
         _sndWnd = window;
     }
+
+    /// <summary>The guest's window field scaled (RFC 7323 2.3); -1 means the guest offered no scaling.</summary>
+    private long GuestWindow(ushort window) => (long)window << Math.Max(_sendShift, 0);
 
     private void OnData(uint seq, ReadOnlySpan<byte> data, bool fin, bool push)
     {
@@ -523,7 +544,7 @@ internal sealed class TcpConnection
                 continue;
             }
 
-            if (unsent == 0 && _hostEof && !_finSent)
+            if (unsent == 0 && _hostEof && !_finSent && !_finAcked)
             {
                 if (!_gateway.CanEmit)
                 {
@@ -732,6 +753,13 @@ internal sealed class TcpConnection
             {
                 SendData(_sndUna, inFlight, retransmit: true);
                 _sndNxt += (uint)inFlight;
+
+                // The resent segment may reach past what was in flight (after a one-byte probe):
+                // an ACK for it must not look like an ACK of unsent data.
+                if ((int)(_sndNxt - _sndMax) > 0)
+                {
+                    _sndMax = _sndNxt;
+                }
             }
             else if (inFlight == 0)
             {
@@ -739,6 +767,26 @@ internal sealed class TcpConnection
             }
 
             TrySendData();
+            ArmRto(now);
+            return;
+        }
+
+        if (_sndMax != _sndUna && _gateway.CanEmit)
+        {
+            // A zero window with something in flight (the FIN, or data past a right edge the
+            // guest moved back): the first unacknowledged byte, or the FIN alone, is the probe. A
+            // persisting window never aborts the connection (RFC 9293 3.8.6.1).
+            _gateway.Counters.Retransmit();
+            if (_toGuest.Count > 0)
+            {
+                SendSegment(_sndUna, TcpNat.AckFlag, 0, 1);
+            }
+            else
+            {
+                SendSegment(_sndUna, TcpNat.Fin | TcpNat.AckFlag, 0, 0);
+            }
+
+            _retries = 0;
             ArmRto(now);
             return;
         }
@@ -757,8 +805,10 @@ internal sealed class TcpConnection
             _retries = 0;
             ArmRto(now);
         }
-        else if (_sndMax != _sndUna)
+        else if (_sndMax != _sndUna || unsent > 0)
         {
+            // Also when the guest end was full at this tick: a persist timer that lapses here
+            // would never be armed again if the guest's window update was lost.
             ArmRto(now);
         }
     }

@@ -27,6 +27,9 @@ internal sealed class TcpNat(Gateway gateway)
 
     public int Count => _connections.Count;
 
+    /// <summary>Every connection's <see cref="TcpConnection.Describe"/>, one per line. Caller holds the gateway lock.</summary>
+    public string Describe() => string.Join("\n", _connections.Values.Select(static c => c.Describe()));
+
     /// <summary>One TCP segment from the guest. Caller holds the gateway lock.</summary>
     public void OnSegment(uint source, uint destination, ReadOnlySpan<byte> tcp)
     {
