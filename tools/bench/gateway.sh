@@ -1,0 +1,405 @@
+#!/usr/bin/env bash
+# The user-mode gateway next to slirp4netns and pasta, in one run, on one topology:
+#
+#   namespace made for the run: client -> tap0 -> gateway process -> server on host 127.0.0.1
+#
+# For each implementation and MTU: iperf3 TCP throughput namespace->host and host->namespace,
+# the TCP connection setup rate (sequential connect, read the server's line to EOF, close),
+# and the gateway's CPU seconds per GB (1e9 bytes) moved, from /proc/PID/stat. See
+# tools/bench/README.md for how to read the output.
+set -uo pipefail
+
+usage() {
+    cat <<'EOF'
+usage: tools/bench/gateway.sh [options]
+
+Measures netwire run (this checkout), slirp4netns and pasta side by side. Needs root
+(network namespaces), iproute2, iperf3, python3, and the slirp4netns and passt packages
+(--install gets them with apt-get).
+
+options:
+  --impls "I ..."     any of netwire slirp4netns pasta (default: all three)
+  --mtus "M ..."      link MTUs (default "1500 65520")
+  --runs N            rounds; each round measures every implementation and MTU once, and the
+                      tables show the median of the rounds (default 3)
+  --seconds S         length of each iperf3 run (default 5)
+  --connections N     connections per setup-rate measurement (default 500)
+  --out DIR           where results go (default artifacts/bench/gateway-<timestamp>)
+  --netwire DLL       the netwire.dll to measure (default: this checkout, built Release)
+  --install           apt-get install slirp4netns passt iperf3 first
+  -h, --help          this text
+
+output: DIR/results.jsonl (one JSON line per figure), DIR/summary.md (tables and ratios for
+docs/performance.md), DIR/machine.txt, DIR/*.log.
+EOF
+}
+
+IMPLS="netwire slirp4netns pasta"
+MTUS="1500 65520"
+RUNS=3
+SECONDS_PER_RUN=5
+CONNECTIONS=500
+OUT=""
+NETWIRE_DLL=""
+INSTALL=0
+COMMAND_LINE="tools/bench/gateway.sh $*"
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --impls) IMPLS="$2"; shift 2 ;;
+        --mtus) MTUS="$2"; shift 2 ;;
+        --runs) RUNS="$2"; shift 2 ;;
+        --seconds) SECONDS_PER_RUN="$2"; shift 2 ;;
+        --connections) CONNECTIONS="$2"; shift 2 ;;
+        --out) OUT="$2"; shift 2 ;;
+        --netwire) NETWIRE_DLL="$2"; shift 2 ;;
+        --install) INSTALL=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "gateway.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+say() { printf '[gateway.sh %s] %s\n' "$(date -u +%T)" "$*" >&2; }
+fail() { say "error: $*"; exit 1; }
+
+[ "$(id -u)" = 0 ] || fail "needs root (it creates network namespaces)"
+if [ "$INSTALL" = 1 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slirp4netns passt iperf3 > /dev/null \
+        || fail "apt-get install slirp4netns passt iperf3 failed"
+fi
+for tool in ip iperf3 python3 nsenter ss; do
+    command -v "$tool" > /dev/null || fail "$tool is not installed"
+done
+
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+OUT=${OUT:-$REPO/artifacts/bench/gateway-$(date -u +%Y%m%dT%H%M%SZ)}
+mkdir -p "$OUT" || fail "cannot create $OUT"
+RESULTS="$OUT/results.jsonl"
+: > "$RESULTS"
+WORK=$(mktemp -d /tmp/nwgwbench.XXXXXX)
+STARTED=()      # pids this script started; ended by pid on exit
+NAMESPACES=()   # namespaces this script added
+
+stop_pid() {    # TERM, then KILL after 5 s; only pids this script started
+    local pid=$1 i
+    kill -TERM "$pid" 2> /dev/null || return 0
+    for i in $(seq 50); do
+        kill -0 "$pid" 2> /dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2> /dev/null
+    wait "$pid" 2> /dev/null
+    return 0
+}
+
+cleanup() {
+    local pid ns
+    trap - EXIT INT TERM
+    for pid in "${STARTED[@]}"; do stop_pid "$pid"; done
+    for ns in "${NAMESPACES[@]}"; do ip netns del "$ns" 2> /dev/null; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# --- the python side: host server, connection client, /proc accounting, the report -------------
+cat > "$WORK/gw.py" <<'PY'
+import json, os, socket, statistics, sys, time
+
+def free_port():
+    s = socket.socket()
+    s.bind(('127.0.0.1', 0))
+    port = s.getsockname()[1]
+    s.close()
+    print(port)
+
+def line_server(port):
+    """Host side of the setup-rate test: each accepted connection gets one line, then EOF."""
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind(('127.0.0.1', int(port)))
+    ls.listen(512)
+    while True:
+        c, peer = ls.accept()
+        try:
+            c.sendall(('%s\n' % peer[0]).encode())
+        except OSError:
+            pass
+        c.close()
+
+def fetch_line(host, port, timeout):
+    s = socket.create_connection((host, int(port)), timeout=timeout)
+    data = b''
+    while True:
+        chunk = s.recv(256)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return data
+
+def wait_up(host, port, seconds):
+    """Until one connection through the gateway returns the server's line."""
+    end = time.monotonic() + float(seconds)
+    while time.monotonic() < end:
+        try:
+            line = fetch_line(host, port, 2)
+            if line.endswith(b'\n'):
+                print(line.decode().strip())
+                return
+        except OSError:
+            time.sleep(0.2)
+    sys.exit('no answer from %s:%s through the gateway' % (host, port))
+
+def connect_rate(host, port, count, limit):
+    count, limit = int(count), float(limit)
+    ok = failed = 0
+    errors = {}
+    start = time.monotonic()
+    while ok + failed < count and time.monotonic() - start < limit:
+        try:
+            if fetch_line(host, port, 5).endswith(b'\n'):
+                ok += 1
+                continue
+            errors['short reply'] = errors.get('short reply', 0) + 1
+        except OSError as e:
+            errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+        failed += 1
+    print(json.dumps({'ok': ok, 'failed': failed, 'errors': errors,
+                      'seconds': time.monotonic() - start}))
+
+def cpu_seconds(pid):
+    with open('/proc/%s/stat' % pid) as f:
+        fields = f.read().rsplit(')', 1)[1].split()
+    # fields[0] is field 3 (state): utime, stime, cutime, cstime are fields 14-17.
+    return sum(int(x) for x in fields[11:15]) / os.sysconf('SC_CLK_TCK')
+
+def cpu(pid):
+    print('%.3f' % cpu_seconds(pid))
+
+def record(results, round_, impl, mtu, workload, value, unit, **extra):
+    extra.update(round=int(round_), impl=impl, mtu=int(mtu), workload=workload, value=value, unit=unit)
+    with open(results, 'a') as f:
+        f.write(json.dumps(extra) + '\n')
+
+def iperf(results, round_, impl, mtu, direction, path, cpu0, cpu1):
+    workload = 'throughput_' + direction
+    try:
+        with open(path) as f:
+            d = json.load(f)
+        if d.get('error'):
+            raise ValueError(d['error'])
+        received = d['end']['sum_received']
+    except (OSError, ValueError, KeyError) as e:
+        record(results, round_, impl, mtu, workload, None, 'Gbit/s', error=str(e)[:200])
+        print('%s %s %s: error %s' % (impl, mtu, workload, e))
+        return
+    gbps = received['bits_per_second'] / 1e9
+    retransmits = d['end'].get('sum_sent', {}).get('retransmits')
+    record(results, round_, impl, mtu, workload, round(gbps, 3), 'Gbit/s', bytes=received['bytes'],
+           retransmits=retransmits)
+    used = float(cpu1) - float(cpu0)
+    per_gb = used / (received['bytes'] / 1e9) if received['bytes'] else None
+    record(results, round_, impl, mtu, 'cpu_' + direction, per_gb and round(per_gb, 3), 'CPU s/GB',
+           cpu_seconds=round(used, 3))
+    print('%s mtu %s %s: %.3f Gbit/s, %s retransmits, gateway %.2f CPU s' % (
+        impl, mtu, workload, gbps, retransmits, used))
+
+def connections(results, round_, impl, mtu, text):
+    try:
+        d = json.loads(text)
+        rate = d['ok'] / d['seconds'] if d['ok'] and not d['failed'] else None
+    except (ValueError, KeyError) as e:
+        d, rate = {'error': '%s: %s' % (e, text[-200:])}, None
+    record(results, round_, impl, mtu, 'connect_rate', rate and round(rate, 1), 'conn/s', **d)
+    print('%s mtu %s connect_rate: %s' % (impl, mtu, rate and '%.0f conn/s' % rate or 'error %s' % d))
+
+LABELS = [('throughput_up', 'TCP ns -> host (Gbit/s)'),
+          ('throughput_down', 'TCP host -> ns (Gbit/s)'),
+          ('connect_rate', 'connection setup (conn/s)'),
+          ('cpu_up', 'gateway CPU s/GB, ns -> host'),
+          ('cpu_down', 'gateway CPU s/GB, host -> ns')]
+
+def report(results):
+    rows = [json.loads(l) for l in open(results) if l.strip()]
+    impls = list(dict.fromkeys(r['impl'] for r in rows))
+    mtus = sorted({r['mtu'] for r in rows})
+    med, spread = {}, {}
+    for r in rows:
+        med.setdefault((r['impl'], r['mtu'], r['workload']), []).append(r['value'])
+    for k, values in list(med.items()):
+        good = [v for v in values if v is not None]
+        med[k] = statistics.median(good) if good else None
+        spread[k] = (min(good), max(good), len(values) - len(good)) if good else (None, None, len(values))
+    def cell(k):
+        v = med.get(k)
+        if v is None:
+            return 'error' if k in med else '-'
+        lo, hi, errors = spread[k]
+        text = ('%.0f' if k[2] == 'connect_rate' else '%.2f') % v
+        if hi != lo:
+            text += (' (%.0f-%.0f)' if k[2] == 'connect_rate' else ' (%.2f-%.2f)') % (lo, hi)
+        return text + (' +%d failed' % errors if errors else '')
+    print('Median of %d round(s), min-max in brackets.\n' % len({r['round'] for r in rows}))
+    print('| MTU | workload | ' + ' | '.join(impls) + ' |')
+    print('| --- | --- |' + ' --- |' * len(impls))
+    for mtu in mtus:
+        for workload, label in LABELS:
+            print('| %d | %s | %s |' % (mtu, label, ' | '.join(cell((i, mtu, workload)) for i in impls)))
+    others = [i for i in impls if i != 'netwire']
+    if 'netwire' not in impls or not others:
+        return
+    print('\nnetwire against the others (throughput and setup rate: higher is better; CPU: '
+          'lower is better):\n')
+    print('| MTU | workload | ' + ' | '.join('netwire / %s' % o for o in others) + ' |')
+    print('| --- | --- |' + ' --- |' * len(others))
+    for mtu in mtus:
+        for workload, label in LABELS:
+            mine = med.get(('netwire', mtu, workload))
+            ratios = []
+            for o in others:
+                theirs = med.get((o, mtu, workload))
+                ratios.append('%.2fx' % (mine / theirs) if mine and theirs else '-')
+            print('| %d | %s | %s |' % (mtu, label, ' | '.join(ratios)))
+
+if __name__ == '__main__':
+    globals()[sys.argv[1]](*sys.argv[2:])
+PY
+py() { python3 "$WORK/gw.py" "$@"; }
+
+# --- netwire: this checkout's build ---------------------------------------------------------------
+if [[ " $IMPLS " == *" netwire "* ]] && [ -z "$NETWIRE_DLL" ]; then
+    command -v dotnet > /dev/null || fail "dotnet is not on PATH (needed to build netwire)"
+    say "building netwire (Release)"
+    dotnet build "$REPO/src/NetWire.Cli" -c Release -o "$WORK/netwire" --nologo -v quiet -clp:ErrorsOnly \
+        -nodeReuse:false -p:UseSharedCompilation=false > "$OUT/build.log" 2>&1 \
+        || fail "netwire build failed, see $OUT/build.log"
+    NETWIRE_DLL="$WORK/netwire/netwire.dll"
+fi
+
+# --- host servers, on 127.0.0.1 only ----------------------------------------------------------------
+IPERF_PORT=$(py free_port)
+LINE_PORT=$(py free_port)
+iperf3 -s -B 127.0.0.1 -p "$IPERF_PORT" > "$OUT/iperf3-server.log" 2>&1 &
+STARTED+=($!)
+python3 "$WORK/gw.py" line_server "$LINE_PORT" > "$OUT/line-server.log" 2>&1 &
+STARTED+=($!)
+for i in $(seq 100); do
+    [ -n "$(ss -Hltn "sport = :$IPERF_PORT")" ] && [ -n "$(ss -Hltn "sport = :$LINE_PORT")" ] && break
+    sleep 0.1
+done
+
+# --- starting and stopping one gateway ---------------------------------------------------------------
+# start_IMPL MTU sets GW_PID (the process whose CPU is counted), NS (namespace name) and
+# HOST_ADDR (the address in the namespace that reaches host loopback).
+start_slirp4netns() {
+    command -v slirp4netns > /dev/null || { WHY="slirp4netns is not installed"; return 1; }
+    NS="nwgw-$$-slirp-$1"
+    ip netns add "$NS" && NAMESPACES+=("$NS") || { WHY="ip netns add failed"; return 1; }
+    # --configure: tap0 10.0.2.100/24, default route via 10.0.2.2, which reaches host loopback
+    # (no --disable-host-loopback).
+    slirp4netns --configure --mtu="$1" --netns-type=path "/run/netns/$NS" tap0 > "$OUT/slirp4netns-$1.log" 2>&1 &
+    GW_PID=$!
+    HOST_ADDR=10.0.2.2
+}
+
+start_pasta() {
+    command -v pasta > /dev/null || { WHY="pasta is not installed (package passt)"; return 1; }
+    NS="nwgw-$$-pasta-$1"
+    ip netns add "$NS" && NAMESPACES+=("$NS") || { WHY="ip netns add failed"; return 1; }
+    # Addressing as slirp's; pasta maps the gateway address to host loopback (map-gw, its
+    # default). No port forwards (-t/-u/-T/-U none), so every byte crosses tap0. --runas 0: as
+    # root, pasta would otherwise drop to nobody and fail to enter a namespace it did not make.
+    pasta --runas 0 -f -q -4 --config-net -m "$1" -a 10.0.2.100 -n 24 -g 10.0.2.2 -I tap0 \
+        -t none -u none -T none -U none --netns "$NS" > "$OUT/pasta-$1.log" 2>&1 &
+    GW_PID=$!
+    HOST_ADDR=10.0.2.2
+}
+
+start_netwire() {
+    [ -f "$NETWIRE_DLL" ] || { WHY="no $NETWIRE_DLL"; return 1; }
+    # netwire run makes the namespace netwire-<its pid>; the command it runs there only waits.
+    dotnet "$NETWIRE_DLL" run --mtu "$1" --allow-host-loopback -- sleep 100000 > "$OUT/netwire-$1.log" 2>&1 &
+    GW_PID=$!
+    NS="netwire-$GW_PID"
+    HOST_ADDR=10.0.2.2
+    local i
+    for i in $(seq 300); do
+        ip netns list | grep -qw "$NS" && ip -n "$NS" -4 route show default | grep -q tap0 && return 0
+        kill -0 "$GW_PID" 2> /dev/null || break
+        sleep 0.1
+    done
+    WHY="netwire run did not set up $NS: $(tail -3 "$OUT/netwire-$1.log" | tr '\n' ' ')"
+    return 1
+}
+
+stop_gateway() {
+    local i
+    if [ -n "${GW_PID:-}" ]; then stop_pid "$GW_PID"; fi
+    if [[ "$NS" == nwgw-* ]]; then
+        ip netns del "$NS" 2> /dev/null
+        for i in "${!NAMESPACES[@]}"; do [ "${NAMESPACES[i]}" = "$NS" ] && unset 'NAMESPACES[i]'; done
+    fi
+    GW_PID=""
+}
+
+inns() { ip netns exec "$NS" "$@"; }
+
+measure() {   # round impl mtu
+    local round=$1 impl=$2 mtu=$3 direction flag c0 c1 seen
+    GW_PID=""; NS=""; WHY=""
+    say "round $round: $impl, MTU $mtu"
+    if ! "start_$impl" "$mtu"; then
+        say "$impl: not measured: $WHY"
+        stop_gateway
+        return
+    fi
+    STARTED+=("$GW_PID")
+    if ! seen=$(inns python3 "$WORK/gw.py" wait_up "$HOST_ADDR" "$LINE_PORT" 30); then
+        say "$impl: no traffic through the gateway within 30 s"
+        stop_gateway
+        return
+    fi
+    say "$impl: up; the host server sees the namespace as $seen; tap0 mtu $(inns cat /sys/class/net/tap0/mtu)"
+    for direction in up down; do
+        flag=""; [ "$direction" = down ] && flag=-R
+        c0=$(py cpu "$GW_PID")
+        inns timeout $((SECONDS_PER_RUN + 30)) iperf3 -c "$HOST_ADDR" -p "$IPERF_PORT" -t "$SECONDS_PER_RUN" \
+            -J $flag > "$WORK/iperf.json" 2> "$WORK/iperf.err"
+        c1=$(py cpu "$GW_PID")
+        py iperf "$RESULTS" "$round" "$impl" "$mtu" "$direction" "$WORK/iperf.json" "$c0" "$c1" >&2
+        sleep 0.5
+    done
+    py connections "$RESULTS" "$round" "$impl" "$mtu" \
+        "$(inns timeout 120 python3 "$WORK/gw.py" connect_rate "$HOST_ADDR" "$LINE_PORT" "$CONNECTIONS" 60 | tail -1)" >&2
+    stop_gateway
+}
+
+{
+    echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "command: $COMMAND_LINE"
+    echo "kernel: $(uname -r)"
+    echo "cpus: $(nproc) x $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+    echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "slirp4netns: $(dpkg-query -W -f='${Version}' slirp4netns 2> /dev/null || echo none)"
+    echo "passt: $(dpkg-query -W -f='${Version}' passt 2> /dev/null || echo none)"
+    echo "iperf3: $(iperf3 --version | head -1)"
+    echo "netwire: $(git -C "$REPO" rev-parse --short HEAD 2> /dev/null)"
+} > "$OUT/machine.txt"
+
+for round in $(seq "$RUNS"); do
+    for impl in $IMPLS; do
+        for mtu in $MTUS; do
+            measure "$round" "$impl" "$mtu"
+        done
+    done
+done
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/machine.txt"
+
+{
+    cat "$OUT/machine.txt"
+    echo
+    py report "$RESULTS"
+} > "$OUT/summary.md"
+cat "$OUT/summary.md"
+say "results in $OUT"
