@@ -45,4 +45,19 @@ internal static partial class SpiceLog
 
     [LoggerMessage(3020, LogLevel.Error, "SPICE accept loop failed")]
     public static partial void AcceptFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(3030, LogLevel.Information, "Session {SessionId}: {Message} sent")]
+    public static partial void MigrationSent(ILogger logger, uint sessionId, string message);
+
+    [LoggerMessage(3031, LogLevel.Information, "Session {SessionId}: client answered {Message}")]
+    public static partial void MigrationAnswer(ILogger logger, uint sessionId, string message);
+
+    [LoggerMessage(3032, LogLevel.Information, "Session {SessionId}: migration target linked, parked until the client's MIGRATE_END")]
+    public static partial void MigrationTargetParked(ILogger logger, uint sessionId);
+
+    [LoggerMessage(3033, LogLevel.Information, "Session {SessionId}: MIGRATE_END from the client, INIT sent, parked channels start")]
+    public static partial void MigrationTargetStarted(ILogger logger, uint sessionId);
+
+    [LoggerMessage(3034, LogLevel.Debug, "Link {ConnectionNumber}: channel {ChannelType}:{ChannelId} parked until session {SessionId} starts")]
+    public static partial void ChannelParked(ILogger logger, long connectionNumber, byte channelType, byte channelId, uint sessionId);
 }

@@ -19,8 +19,11 @@ namespace NetWire.Spice;
 /// dribbling client is dropped). Routing after authentication:
 /// <code>
 ///   main, connection_id 0           new session, random id          -> OK, then MAIN_INIT
-///   main, connection_id announced   migration target (migration core) -> OK
+///   main, connection_id announced,  migration target                -> OK, parked until the
+///     or any while migrations are                                          client's MIGRATE_END
+///     accepted (serve --incoming)
 ///   main, any other id              BAD_CONNECTION_ID (spice-server would adopt it)
+///   other, of a parked session      OK, then parked until the session starts
 ///   other, id of no live session    BAD_CONNECTION_ID
 ///   other, channel not served       CHANNEL_NOT_AVAILABLE
 /// </code>
@@ -49,13 +52,35 @@ internal sealed class SpiceServer : IAsyncDisposable
         Tickets = tickets;
         _loggers = loggers;
         _logger = loggers.CreateLogger<SpiceServer>();
+        Migration = new Migration.SpiceMigration(this, loggers.CreateLogger<Migration.SpiceMigration>());
     }
+
+    /// <summary>The server's options (limits and timers).</summary>
+    public SpiceServerOptions Options => _options;
 
     /// <summary>Password, expiry and ticketing switch.</summary>
     public TicketAuthority Tickets { get; }
 
     /// <summary>Live sessions, for routing and the migration core.</summary>
     public SessionRegistry Sessions { get; } = new();
+
+    /// <summary>
+    /// True on a migration target (<c>netwire serve --incoming</c>): a main link with any
+    /// non-zero connection id is a client migrating in (bounded by
+    /// <see cref="SpiceServerOptions.MaxSessions"/> and
+    /// <see cref="SpiceServerOptions.MigrationTargetTimeout"/>).
+    /// </summary>
+    public bool AcceptMigrationTargets { get; set; }
+
+    /// <summary>
+    /// Run when a client migrating in sends MIGRATE_END, before its INIT: waits until the
+    /// appliance state is adopted and returns null, or returns why the client is refused. Null
+    /// when nothing needs adopting.
+    /// </summary>
+    public Func<MainChannelClient, CancellationToken, Task<string?>>? AdoptIncoming { get; set; }
+
+    /// <summary>The source side of client migration (MIGRATE_BEGIN ... MIGRATE_END).</summary>
+    public Migration.SpiceMigration Migration { get; }
 
     /// <summary>The bound address (the real port when 0 was asked for).</summary>
     public IPEndPoint LocalEndPoint => (IPEndPoint)(_listener?.LocalEndPoint ?? throw new InvalidOperationException("not started"));
@@ -266,9 +291,9 @@ internal sealed class SpiceServer : IAsyncDisposable
 
                 session = Sessions.Add(id => CreateSession(id, mess, stream));
             }
-            else if (Sessions.TryClaimIncoming(mess.ConnectionId))
+            else if (Sessions.TryClaimIncoming(mess.ConnectionId) || (AcceptMigrationTargets && Sessions.Count < _options.MaxSessions))
             {
-                session = CreateSession(mess.ConnectionId, mess, stream);
+                session = CreateSession(mess.ConnectionId, mess, stream, migrationTarget: true);
                 if (!Sessions.TryAdd(session))
                 {
                     session = null;
@@ -323,11 +348,37 @@ internal sealed class SpiceServer : IAsyncDisposable
         await LinkHandshake.WriteResultAsync(stream, SpiceLinkErr.Ok, cancellationToken).ConfigureAwait(false);
         Counters.Count(LinkOutcome.Linked);
         Raise(SpiceChannelEventKind.Initialized, number, stream.Socket, mess);
-        return () => service.RunAsync(stream, mess, owner!, _stop.Token);
+        if (!owner!.Started.IsCompleted)
+        {
+            SpiceLog.ChannelParked(_logger, number, mess.ChannelType, mess.ChannelId, owner.SessionId);
+        }
+
+        return async () =>
+        {
+            // A channel of a client migrating in stays parked (authenticated, silent) until the
+            // client's MIGRATE_END; then it starts as a fresh link (brief 5.1 step 7).
+            var started = false;
+            try
+            {
+                started = await owner.Started.WaitAsync(_stop.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                // Server stopping.
+            }
+
+            if (!started)
+            {
+                await stream.DisposeAsync().ConfigureAwait(false);
+                return;
+            }
+
+            await service.RunAsync(stream, mess, owner, _stop.Token).ConfigureAwait(false);
+        };
     }
 
-    private MainChannelClient CreateSession(uint id, SpiceLinkMess mess, Stream stream) =>
-        new(id, mess, stream, _options, ListChannels, _loggers.CreateLogger<MainChannelClient>());
+    private MainChannelClient CreateSession(uint id, SpiceLinkMess mess, Stream stream, bool migrationTarget = false) =>
+        new(id, mess, stream, _options, ListChannels, _loggers.CreateLogger<MainChannelClient>(), migrationTarget, migrationTarget ? AdoptIncoming : null);
 
     private async Task RefuseAsync(long number, Stream stream, SpiceLinkErr error, string reason, CancellationToken cancellationToken)
     {

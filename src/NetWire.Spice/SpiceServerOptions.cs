@@ -36,8 +36,17 @@ internal sealed class SpiceServerOptions
     /// <summary>Messages a channel may have queued for sending before senders wait.</summary>
     public int SendQueueCapacity { get; set; } = 128;
 
-    /// <summary>The main channel caps NetWire serves (brief 1.4). None yet: semi-seamless comes with the migration core.</summary>
-    public uint MainChannelCaps { get; set; }
+    /// <summary>
+    /// The main channel caps NetWire serves (brief 1.4): SEMI_SEAMLESS_MIGRATE only, so
+    /// spice-gtk never takes the seamless path (brief 5.2).
+    /// </summary>
+    public uint MainChannelCaps { get; set; } = 1u << Link.SpiceCaps.MainSemiSeamlessMigrate;
+
+    /// <summary>
+    /// How long a client migrating in may stay linked and parked before its MIGRATE_END; then
+    /// it is dropped (spice-server has no such limit).
+    /// </summary>
+    public TimeSpan MigrationTargetTimeout { get; set; } = TimeSpan.FromSeconds(60);
 
     /// <summary>
     /// Channels other than main that NetWire serves, listed in CHANNELS_LIST. Only channels

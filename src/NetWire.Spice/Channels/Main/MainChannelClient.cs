@@ -3,6 +3,7 @@ using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using NetWire.Spice.Framing;
 using NetWire.Spice.Link;
+using NetWire.Spice.Migration;
 
 namespace NetWire.Spice.Channels.Main;
 
@@ -20,8 +21,17 @@ namespace NetWire.Spice.Channels.Main;
 /// Client messages: ATTACH_CHANNELS is answered with CHANNELS_LIST (the served non-main
 /// channels). ACK_SYNC/ACK are accepted (main runs without an ACK window, like spice-server).
 /// AGENT_* are absorbed: no agent is connected, and a token violation ends nothing.
-/// MIGRATE_END and the other migration messages are ignored outside a migration.
-/// DISCONNECTING ends the session quietly. An unknown type or a truncated message is a
+/// DISCONNECTING ends the session quietly.
+///
+/// Migration, source side (brief 5.1): <see cref="BeginMigration"/> sends MIGRATE_BEGIN to a
+/// client with SEMI_SEAMLESS and marks it WAITING; its MIGRATE_CONNECTED or
+/// MIGRATE_CONNECT_ERROR is reported through <see cref="MigrationAnswered"/>. A MIGRATE_CONNECTED
+/// that comes after the wait was abandoned is answered with MIGRATE_CANCEL.
+/// Migration, target side: a session created with <c>migrationTarget</c> sends nothing after the
+/// link (no INIT, no pings); its other channels wait on <see cref="Started"/>. The client's
+/// MIGRATE_END (109) runs the adoption gate (the appliance state must have arrived), then INIT
+/// with the adopted id goes out and <see cref="Started"/> completes. A target that gets no
+/// MIGRATE_END within <see cref="SpiceServerOptions.MigrationTargetTimeout"/> is dropped. An unknown type or a truncated message is a
 /// protocol violation and ends this session only.
 /// </remarks>
 internal sealed class MainChannelClient : IDisposable
@@ -34,6 +44,12 @@ internal sealed class MainChannelClient : IDisposable
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _aborted = new();
     private readonly TaskCompletionSource _sendDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource<bool> _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly Func<MainChannelClient, CancellationToken, Task<string?>>? _adopt;
+
+    /// <summary>A <see cref="MigrationClientState"/>; Interlocked.</summary>
+    private int _migration;
 
     /// <summary>First reason the session ended; set once by <see cref="Abort"/>.</summary>
     private Exception? _abortReason;
@@ -59,8 +75,12 @@ internal sealed class MainChannelClient : IDisposable
         Stream stream,
         SpiceServerOptions options,
         Func<IReadOnlyList<(byte Type, byte Id)>> channels,
-        ILogger logger)
+        ILogger logger,
+        bool migrationTarget = false,
+        Func<MainChannelClient, CancellationToken, Task<string?>>? adopt = null)
     {
+        IsMigrationTarget = migrationTarget;
+        _adopt = adopt;
         SessionId = sessionId;
         Link = link;
         _stream = stream;
@@ -87,6 +107,24 @@ internal sealed class MainChannelClient : IDisposable
     /// <summary>The last measured PING round trip, or null before the first PONG.</summary>
     public TimeSpan? LastRoundTrip => Interlocked.Read(ref _lastRoundTripMicros) is var us and >= 0 ? TimeSpan.FromMicroseconds(us) : null;
 
+    /// <summary>True for a client that migrates in: nothing is sent until its MIGRATE_END.</summary>
+    public bool IsMigrationTarget { get; }
+
+    /// <summary>True when the client advertised SEMI_SEAMLESS_MIGRATE.</summary>
+    public bool HasSemiSeamless => Link.HasChannelCap(SpiceCaps.MainSemiSeamlessMigrate);
+
+    /// <summary>
+    /// Completes with true once the session's channels may run (at once for a normal session,
+    /// after the client's MIGRATE_END on a migration target), false when the session ended first.
+    /// </summary>
+    public Task<bool> Started => _started.Task;
+
+    /// <summary>Where this client is in a migration away from this server.</summary>
+    public MigrationClientState MigrationState => (MigrationClientState)Volatile.Read(ref _migration);
+
+    /// <summary>Called (on the receive loop; must not block) when the client answers MIGRATE_BEGIN.</summary>
+    public Action<MainChannelClient>? MigrationAnswered { get; set; }
+
     /// <summary>Why the session ended, once it has.</summary>
     public Exception? AbortReason => Volatile.Read(ref _abortReason);
 
@@ -96,13 +134,26 @@ internal sealed class MainChannelClient : IDisposable
         using var registration = cancellationToken.Register(static state => ((MainChannelClient)state!).Abort(new OperationCanceledException("server stopping")), this);
         var token = _aborted.Token;
         SpiceLog.MainUp(_logger, SessionId, Word(Link.CommonCaps), Word(Link.ChannelCaps), MiniHeader ? "mini" : "full");
-        QueueOpening();
+        Task parked = Task.CompletedTask;
+        if (IsMigrationTarget)
+        {
+            SpiceLog.MigrationTargetParked(_logger, SessionId);
+            parked = RunLoopAsync(TargetTimerAsync(token), null);
+        }
+        else
+        {
+            QueueOpening();
+            _started.TrySetResult(true);
+        }
+
         var send = RunLoopAsync(SendAsync(token), "send loop ended");
         var receive = RunLoopAsync(ReceiveLoopAsync(token), "client closed the main channel");
         var ping = RunLoopAsync(PingLoopAsync(token), null);
-        await Task.WhenAll(send, receive, ping).ConfigureAwait(false);
+        await Task.WhenAll(send, receive, ping, parked).ConfigureAwait(false);
+        _started.TrySetResult(false);
         SpiceLog.MainClosed(_logger, SessionId, DescribeReason(_abortReason));
         await _stream.DisposeAsync().ConfigureAwait(false);
+        _ended.TrySetResult();
     }
 
     public void Dispose() => _aborted.Dispose();
@@ -119,6 +170,64 @@ internal sealed class MainChannelClient : IDisposable
         _aborted.Cancel();
         SpiceLog.SessionAborted(_logger, SessionId, DescribeReason(reason));
     }
+
+    /// <summary>
+    /// Sends MIGRATE_BEGIN (a DstInfo body) when the client has SEMI_SEAMLESS and the session
+    /// runs; the client is then WAITING. False when it does not qualify.
+    /// </summary>
+    public bool BeginMigration(byte[] dstInfo)
+    {
+        if (!HasSemiSeamless || AbortReason is not null || !Started.IsCompletedSuccessfully || !Started.Result)
+        {
+            return false;
+        }
+
+        Volatile.Write(ref _migration, (int)MigrationClientState.Waiting);
+        if (!_connection.TrySend(MainMessages.MigrateBegin, dstInfo))
+        {
+            Volatile.Write(ref _migration, (int)MigrationClientState.None);
+            return false;
+        }
+
+        SpiceLog.MigrationSent(_logger, SessionId, "MIGRATE_BEGIN");
+        return true;
+    }
+
+    /// <summary>The wait for this client's answer ended without one: it is NOT_CONNECTED now. False when it had answered.</summary>
+    public bool AbandonMigrationWait() =>
+        Interlocked.CompareExchange(ref _migration, (int)MigrationClientState.NotConnected, (int)MigrationClientState.Waiting) == (int)MigrationClientState.Waiting;
+
+    /// <summary>Queues MIGRATE_END (true) or MIGRATE_CANCEL (false); the migration state returns to NONE.</summary>
+    public bool SendMigrateEnd(bool completed)
+    {
+        Volatile.Write(ref _migration, (int)MigrationClientState.None);
+        var sent = _connection.TrySend(completed ? MainMessages.MigrateEnd : MainMessages.MigrateCancel, []);
+        if (sent)
+        {
+            SpiceLog.MigrationSent(_logger, SessionId, completed ? "MIGRATE_END" : "MIGRATE_CANCEL");
+        }
+
+        return sent;
+    }
+
+    /// <summary>Queues MIGRATE_SWITCH_HOST (a DstInfo body); the migration state returns to NONE.</summary>
+    public bool SendSwitchHost(byte[] dstInfo)
+    {
+        Volatile.Write(ref _migration, (int)MigrationClientState.None);
+        var sent = _connection.TrySend(MainMessages.MigrateSwitchHost, dstInfo);
+        if (sent)
+        {
+            SpiceLog.MigrationSent(_logger, SessionId, "MIGRATE_SWITCH_HOST");
+        }
+
+        return sent;
+    }
+
+    /// <summary>Forgets a migration that never reached its end (NONE again).</summary>
+    public void ResetMigration() => Volatile.Write(ref _migration, (int)MigrationClientState.None);
+
+    /// <summary>Completes when the session has ended.</summary>
+    public Task Ended => _ended.Task;
 
     /// <summary>Queues a NOTIFY (a message the client may show its user).</summary>
     public bool Notify(NotifySeverity severity, NotifyVisibility visibility, string message) =>
@@ -225,6 +334,57 @@ internal sealed class MainChannelClient : IDisposable
         }
     }
 
+    private async Task TargetTimerAsync(CancellationToken cancellationToken)
+    {
+        var timeout = _options.MigrationTargetTimeout;
+        var expired = Task.Delay(timeout, _time, cancellationToken);
+        if (await Task.WhenAny(_started.Task, expired).ConfigureAwait(false) == expired)
+        {
+            await expired.ConfigureAwait(false);
+            Abort(new SpiceProtocolException($"migration target: no MIGRATE_END from the client within {timeout.TotalSeconds:0.#} s"));
+        }
+    }
+
+    /// <summary>The client's MIGRATE_END on a migration target: adopt, then INIT and start the parked channels.</summary>
+    private async ValueTask<bool> OnTargetMigrateEndAsync(CancellationToken cancellationToken)
+    {
+        if (!HasSemiSeamless)
+        {
+            SpiceLog.Ignored(_logger, SessionId, MainMessages.ClientMigrateEnd, "the client did not advertise SEMI_SEAMLESS_MIGRATE");
+            return true;
+        }
+
+        if (_adopt is not null && await _adopt(this, cancellationToken).ConfigureAwait(false) is { } refusal)
+        {
+            Abort(new SpiceProtocolException($"migration target: {refusal}"));
+            return false;
+        }
+
+        QueueOpening();
+        _started.TrySetResult(true);
+        SpiceLog.MigrationTargetStarted(_logger, SessionId);
+        return true;
+    }
+
+    private void OnMigrationAnswer(MainClientMessage message)
+    {
+        var connected = message.Type == MainMessages.MigrateConnected;
+        SpiceLog.MigrationAnswer(_logger, SessionId, connected ? "MIGRATE_CONNECTED" : "MIGRATE_CONNECT_ERROR");
+        var next = connected ? MigrationClientState.Connected : MigrationClientState.ConnectError;
+        if (Interlocked.CompareExchange(ref _migration, (int)next, (int)MigrationClientState.Waiting) == (int)MigrationClientState.Waiting)
+        {
+            MigrationAnswered?.Invoke(this);
+            return;
+        }
+
+        // brief 5.1 step 4: a late MIGRATE_CONNECTED, after the source stopped waiting.
+        if (connected && MigrationState == MigrationClientState.NotConnected)
+        {
+            _connection.TrySend(MainMessages.MigrateCancel, []);
+            SpiceLog.MigrationSent(_logger, SessionId, "MIGRATE_CANCEL (late MIGRATE_CONNECTED)");
+        }
+    }
+
     private async Task ReceiveLoopAsync(CancellationToken cancellationToken)
     {
         while (true)
@@ -254,6 +414,21 @@ internal sealed class MainChannelClient : IDisposable
     /// <summary>Acts on one message; false when the client said it is leaving.</summary>
     private async ValueTask<bool> HandleAsync(MainClientMessage message, CancellationToken cancellationToken)
     {
+        if (IsMigrationTarget && !_started.Task.IsCompleted)
+        {
+            switch (message.Type)
+            {
+                case MainMessages.ClientMigrateEnd:
+                    return await OnTargetMigrateEndAsync(cancellationToken).ConfigureAwait(false);
+                case CommonMessages.ClientDisconnecting:
+                    break;
+                default:
+                    // Nothing runs before INIT (brief 5.1: held, as spice-server discards it).
+                    SpiceLog.Ignored(_logger, SessionId, message.Type, "migration target waiting for the client's MIGRATE_END");
+                    return true;
+            }
+        }
+
         switch (message.Type)
         {
             case CommonMessages.Pong:
@@ -277,12 +452,16 @@ internal sealed class MainChannelClient : IDisposable
                 SpiceLog.ChannelsListed(_logger, SessionId, channels.Count);
                 await _connection.SendAsync(MainMessages.ChannelsList, MainMessages.BuildChannelsList(channels.ToArray()), cancellationToken).ConfigureAwait(false);
                 break;
+            case MainMessages.MigrateConnected:
+            case MainMessages.MigrateConnectError:
+                OnMigrationAnswer(message);
+                break;
             case MainMessages.MouseModeRequest:
                 // Only server mode exists without an inputs channel: answer with the current mode.
                 await _connection.SendAsync(MainMessages.MouseMode, MainMessages.BuildMouseMode(MainMessages.MouseModeServer, MainMessages.MouseModeServer), cancellationToken).ConfigureAwait(false);
                 break;
             default:
-                // CLIENT_INFO, AGENT_START/DATA/TOKEN (no agent), MIGRATE_CONNECTED/ERROR/END,
+                // CLIENT_INFO, AGENT_START/DATA/TOKEN (no agent), MIGRATE_END outside a migration in,
                 // DST_DO_SEAMLESS, CONNECTED_SEAMLESS (no migration in progress), QUALITY_INDICATOR.
                 SpiceLog.Ignored(_logger, SessionId, message.Type, "no agent and no migration in progress");
                 break;
@@ -313,6 +492,11 @@ internal sealed class MainChannelClient : IDisposable
     private async Task PingLoopAsync(CancellationToken cancellationToken)
     {
         if (_options.PingInterval <= TimeSpan.Zero)
+        {
+            return;
+        }
+
+        if (!await _started.Task.WaitAsync(cancellationToken).ConfigureAwait(false))
         {
             return;
         }
