@@ -64,6 +64,9 @@ public sealed record GatewayOptions
     /// <summary>How long a closed TCP connection answers retransmitted FINs (TIME-WAIT).</summary>
     public TimeSpan TimeWait { get; init; } = TimeSpan.FromSeconds(2);
 
+    /// <summary>Virtual service addresses in the guest network (the SPICE tunnel's); null when there are none.</summary>
+    public Tcp.IVirtualServices? VirtualServices { get; init; }
+
     /// <summary>Checks the addresses against each other; throws <see cref="FormatException"/> with the reason.</summary>
     public void Validate()
     {

@@ -54,5 +54,6 @@ internal sealed class ArpHandler(Gateway gateway)
         gateway.Emit(frame);
     }
 
-    private bool Owns(uint address) => address == gateway.GatewayIp || address == gateway.DnsIp;
+    private bool Owns(uint address) =>
+        address == gateway.GatewayIp || address == gateway.DnsIp || gateway.Options.VirtualServices?.IsVirtualAddress(address) == true;
 }

@@ -54,6 +54,8 @@ internal sealed class TcpConnection
     private bool _hasOutOfOrderFin;
     private int _lastWindow;
     private int _unackedSegments;
+    private uint _rcvAcked;
+    private bool _toHostPending;
 
     // Send side (host -> guest).
     private uint _iss;
@@ -123,12 +125,34 @@ internal sealed class TcpConnection
     private bool HalfOpen => _state is State.Connecting or State.SynReceived or State.SynSent;
 
     /// <summary>The guest's SYN: connect to the host first. Caller holds the gateway lock.</summary>
-    public void StartPassive(uint guestIsn, TcpOptions options, IPEndPoint target)
+    public void StartPassive(uint guestIsn, TcpOptions options, IPEndPoint target) =>
+        StartPassive(guestIsn, options, cancellationToken => ConnectHostAsync(target, cancellationToken));
+
+    /// <summary>
+    /// The guest's SYN to a virtual service: <paramref name="connect"/> gives the far side (a
+    /// connected stream socket), or faults for a refusal. Caller holds the gateway lock.
+    /// </summary>
+    public void StartPassive(uint guestIsn, TcpOptions options, Func<CancellationToken, Task<Socket>> connect)
     {
         _state = State.Connecting;
         _rcvNxt = guestIsn + 1;
         ApplyOptions(options);
-        _ = ConnectAsync(target);
+        _ = ConnectAsync(connect);
+    }
+
+    private static async Task<Socket> ConnectHostAsync(IPEndPoint target, CancellationToken cancellationToken)
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        try
+        {
+            await socket.ConnectAsync(target, cancellationToken).ConfigureAwait(false);
+            return socket;
+        }
+        catch
+        {
+            socket.Dispose();
+            throw;
+        }
     }
 
     /// <summary>A host forward: SYN to the guest over an accepted socket. Caller holds the gateway lock.</summary>
@@ -157,16 +181,15 @@ internal sealed class TcpConnection
         _sndMax = _sndNxt;
     }
 
-    private async Task ConnectAsync(IPEndPoint target)
+    private async Task ConnectAsync(Func<CancellationToken, Task<Socket>> connect)
     {
-        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        Socket socket;
         try
         {
-            await socket.ConnectAsync(target, _gateway.Stopping).ConfigureAwait(false);
+            socket = await connect(_gateway.Stopping).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is SocketException or OperationCanceledException or ObjectDisposedException)
         {
-            socket.Dispose();
             lock (_gateway.Sync)
             {
                 if (_state == State.Connecting)
@@ -290,7 +313,7 @@ internal sealed class TcpConnection
 
         if (data.Length > 0 || (flags & TcpNat.Fin) != 0)
         {
-            OnData(segment.Seq, data, (flags & TcpNat.Fin) != 0, (flags & TcpNat.Psh) != 0);
+            OnData(segment.Seq, data, (flags & TcpNat.Fin) != 0);
         }
 
         TrySendData();
@@ -383,7 +406,7 @@ internal sealed class TcpConnection
     /// <summary>The guest's window field scaled (RFC 7323 2.3); -1 means the guest offered no scaling.</summary>
     private long GuestWindow(ushort window) => (long)window << Math.Max(_sendShift, 0);
 
-    private void OnData(uint seq, ReadOnlySpan<byte> data, bool fin, bool push)
+    private void OnData(uint seq, ReadOnlySpan<byte> data, bool fin)
     {
         if (_guestFin)
         {
@@ -452,18 +475,26 @@ internal sealed class TcpConnection
             _guestFin = true;
         }
 
-        if (fit > 0 || _guestFin)
+        // The host sender wakes and the ACK goes out at the end of the guest's burst (one
+        // socket write and one ACK for many segments), or at once for a FIN, a filled gap, or
+        // when the burst has taken a quarter of the window (so the guest never stalls on it).
+        _toHostPending |= fit > 0 || _guestFin;
+        _unackedSegments++;
+        if (fin || _guestFin || filledGap || (int)(_rcvNxt - _rcvAcked) >= _toHost.Capacity / 4)
         {
-            _toHostReady.Set();
-        }
-
-        if (fin || _guestFin || filledGap || push || ++_unackedSegments >= 2)
-        {
+            WakeHostSender();
             SendAck();
         }
-        else
+
+        _gateway.RequestAck(this);
+    }
+
+    private void WakeHostSender()
+    {
+        if (_toHostPending)
         {
-            _gateway.RequestAck(this);
+            _toHostPending = false;
+            _toHostReady.Set();
         }
     }
 
@@ -584,6 +615,13 @@ internal sealed class TcpConnection
         CheckClosed();
     }
 
+    /// <summary>The guest's burst ended: hand its bytes to the host sender, send the ACK owed. Caller holds the gateway lock.</summary>
+    public void EndOfBatch()
+    {
+        WakeHostSender();
+        SendPendingAck();
+    }
+
     /// <summary>Sends the ACK owed for data received in the last batch. Caller holds the gateway lock.</summary>
     public void SendPendingAck()
     {
@@ -674,6 +712,7 @@ internal sealed class TcpConnection
 
         TcpNat.FinishChecksum(tcp, Key);
         _unackedSegments = 0;
+        _rcvAcked = _rcvNxt;
         _gateway.EmitIpv4(frame, Gateway.ProtocolTcp, Key.RemoteIp, Key.GuestIp);
     }
 

@@ -95,7 +95,10 @@ internal sealed class TcpNat(Gateway gateway)
             return;
         }
 
-        if (!gateway.TryMapDestination(key.RemoteIp, out var address, out var refusal))
+        var virtualServices = gateway.Options.VirtualServices;
+        var isVirtual = virtualServices?.IsVirtualAddress(key.RemoteIp) == true;
+        var address = IPAddress.None;
+        if (!isVirtual && !gateway.TryMapDestination(key.RemoteIp, out address, out var refusal))
         {
             gateway.Counters.Drop(refusal);
             SendReset(key, 0, segment.Seq + 1, Rst | AckFlag);
@@ -119,6 +122,12 @@ internal sealed class TcpNat(Gateway gateway)
         var connection = new TcpConnection(gateway, this, key);
         _connections.Add(key, connection);
         HalfOpen++;
+        if (isVirtual)
+        {
+            connection.StartPassive(segment.Seq, parsed, cancellationToken => virtualServices!.ConnectAsync(key.GuestIp, key.GuestPort, key.RemoteIp, key.RemotePort, cancellationToken));
+            return;
+        }
+
         connection.StartPassive(segment.Seq, parsed, new IPEndPoint(address, key.RemotePort));
     }
 
