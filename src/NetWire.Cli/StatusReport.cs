@@ -53,6 +53,11 @@ internal static class StatusReport
                 }
 
                 json.WriteEndObject();
+                if (end is NetWire.Stack.GatewayEnd gateway)
+                {
+                    WriteGateway(json, gateway);
+                }
+
                 json.WriteEndObject();
             }
 
@@ -62,6 +67,13 @@ internal static class StatusReport
                 json.WriteStartObject("capture");
                 json.WriteString("path", capturePath);
                 json.WriteNumber("frames", capture.FramesWritten);
+                json.WriteNumber("dropped", capture.FramesDropped);
+                json.WriteNumber("truncated", capture.FramesTruncated);
+                json.WriteNumber("files", capture.FilesOpened);
+                if (capture.OutputError is { } error)
+                {
+                    json.WriteString("error", error);
+                }
                 json.WriteEndObject();
             }
 
@@ -69,6 +81,27 @@ internal static class StatusReport
         }
 
         return stream.ToArray();
+    }
+
+    /// <summary>The user-mode gateway's flow totals and its drops by reason (every reason, zero included).</summary>
+    private static void WriteGateway(Utf8JsonWriter json, NetWire.Stack.GatewayEnd gateway)
+    {
+        var c = gateway.StackCounters;
+        json.WriteStartObject("gateway");
+        json.WriteNumber("tcp_connections", gateway.TcpConnections);
+        json.WriteNumber("tcp_opened", c.TcpOpened);
+        json.WriteNumber("tcp_refused", c.TcpRefused);
+        json.WriteNumber("tcp_retransmits", c.Retransmits);
+        json.WriteNumber("udp_flows", c.UdpFlows);
+        json.WriteNumber("dhcp_leases", c.DhcpLeases);
+        json.WriteStartObject("drops");
+        foreach (var reason in Enum.GetValues<NetWire.Stack.StackDrop>())
+        {
+            json.WriteNumber(NetWire.Stack.StackCounters.Name(reason), c.Drops(reason));
+        }
+
+        json.WriteEndObject();
+        json.WriteEndObject();
     }
 
     public static string ToTable(JsonElement status)
@@ -88,11 +121,30 @@ internal static class StatusReport
                     text.AppendLine($"         dropped {drop.Value.GetInt64()} ({drop.Name})");
                 }
             }
+
+            if (end.TryGetProperty("gateway", out var gateway))
+            {
+                text.AppendLine(
+                    $"         gateway: {gateway.GetProperty("tcp_opened").GetInt64()} TCP opened, {gateway.GetProperty("tcp_refused").GetInt64()} refused, " +
+                    $"{gateway.GetProperty("tcp_connections").GetInt64()} now, {gateway.GetProperty("udp_flows").GetInt64()} UDP flows, {gateway.GetProperty("dhcp_leases").GetInt64()} DHCP leases");
+                foreach (var drop in gateway.GetProperty("drops").EnumerateObject())
+                {
+                    if (drop.Value.GetInt64() != 0)
+                    {
+                        text.AppendLine($"         gateway dropped {drop.Value.GetInt64()} ({drop.Name})");
+                    }
+                }
+            }
         }
 
         if (status.TryGetProperty("capture", out var capture))
         {
             text.AppendLine($"capture  {capture.GetProperty("frames").GetInt64()} frames to {capture.GetProperty("path").GetString()}");
+            if (capture.TryGetProperty("dropped", out var lost) && lost.GetInt64() != 0)
+            {
+                var why = capture.TryGetProperty("error", out var error) ? error.GetString() : "the output was too slow";
+                text.AppendLine($"         not captured {lost.GetInt64()} ({why})");
+            }
         }
 
         return text.ToString();

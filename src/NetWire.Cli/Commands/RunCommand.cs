@@ -30,6 +30,7 @@ internal static class RunCommand
     public static Command Create()
     {
         var gateway = new GatewayCliOptions();
+        var capture = new CaptureCliOptions();
         var commandLine = new Argument<string[]>("COMMAND")
         {
             Description = "The command to run in the namespace (put it after --)",
@@ -43,14 +44,21 @@ internal static class RunCommand
             command.Options.Add(option);
         }
 
+        foreach (var option in capture.All)
+        {
+            command.Options.Add(option);
+        }
+
         command.Options.Add(logLevel);
         command.Arguments.Add(commandLine);
         command.SetAction((parse, cancellationToken) =>
         {
             GatewayOptions options;
+            CaptureRequest? captureRequest;
             try
             {
                 options = gateway.Build(parse);
+                captureRequest = capture.Read(parse);
             }
             catch (FormatException ex)
             {
@@ -58,12 +66,12 @@ internal static class RunCommand
                 return Task.FromResult(ExitCodes.Usage);
             }
 
-            return RunAsync(options, parse.GetValue(commandLine)!, parse.GetValue(logLevel), cancellationToken);
+            return RunAsync(options, captureRequest, parse.GetValue(commandLine)!, parse.GetValue(logLevel), cancellationToken);
         });
         return command;
     }
 
-    private static async Task<int> RunAsync(GatewayOptions options, string[] commandLine, LogLevel level, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(GatewayOptions options, CaptureRequest? captureRequest, string[] commandLine, LogLevel level, CancellationToken cancellationToken)
     {
         if (!Environment.IsPrivilegedProcess)
         {
@@ -85,11 +93,13 @@ internal static class RunCommand
         await using var gatewayEnd = new GatewayEnd("gateway", options, FramePool.Shared, WireEnd.DefaultQueueCapacity, TimeProvider.System, loggers.CreateLogger<GatewayEnd>());
         using var linkStop = new CancellationTokenSource();
         Task? running = null;
+        NetWire.Core.Taps.PcapNgWriter? capture = null;
         var exitCode = ExitCodes.Failure;
         try
         {
+            capture = captureRequest?.Open();
             await IpAsync("netns", "add", ns).ConfigureAwait(false);
-            var link = new Link(tapEnd, gatewayEnd, null, loggers.CreateLogger<Link>());
+            var link = new Link(tapEnd, gatewayEnd, capture, loggers.CreateLogger<Link>());
             running = link.RunAsync(linkStop.Token);
             await WaitForTapAsync(tap, running).ConfigureAwait(false);
             await IpAsync("link", "set", tap, "netns", ns).ConfigureAwait(false);
@@ -143,6 +153,7 @@ internal static class RunCommand
                 }
             }
 
+            capture?.Dispose();
             await RunQuietAsync("ip", false, "netns", "del", ns).ConfigureAwait(false);
             try
             {

@@ -24,4 +24,7 @@ public interface ICaptureSink
 
     /// <summary>Frames recorded so far.</summary>
     long FramesWritten { get; }
+
+    /// <summary>Frames not recorded: the output was too slow (buffer full) or went away.</summary>
+    long FramesDropped => 0;
 }
