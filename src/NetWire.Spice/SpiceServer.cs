@@ -53,6 +53,7 @@ internal sealed class SpiceServer : IAsyncDisposable
         _loggers = loggers;
         _logger = loggers.CreateLogger<SpiceServer>();
         Migration = new Migration.SpiceMigration(this, loggers.CreateLogger<Migration.SpiceMigration>());
+        StateSection = new Migration.SpiceStateSection(this);
     }
 
     /// <summary>The server's options (limits and timers).</summary>
@@ -81,6 +82,9 @@ internal sealed class SpiceServer : IAsyncDisposable
 
     /// <summary>The source side of client migration (MIGRATE_BEGIN ... MIGRATE_END).</summary>
     public Migration.SpiceMigration Migration { get; }
+
+    /// <summary>The server's part of the appliance state (tickets, moving sessions).</summary>
+    public Migration.SpiceStateSection StateSection { get; }
 
     /// <summary>The bound address (the real port when 0 was asked for).</summary>
     public IPEndPoint LocalEndPoint => (IPEndPoint)(_listener?.LocalEndPoint ?? throw new InvalidOperationException("not started"));

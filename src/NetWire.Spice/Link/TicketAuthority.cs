@@ -82,6 +82,32 @@ internal sealed class TicketAuthority
         }
     }
 
+    /// <summary>Password, expiry and ticketing switch at once, for the migration state.</summary>
+    public TicketState Snapshot()
+    {
+        lock (_gate)
+        {
+            return new TicketState(_password?.ToArray(), _expiresAt, _ticketingDisabled);
+        }
+    }
+
+    /// <summary>Takes over a <see cref="Snapshot"/> from a migration source.</summary>
+    /// <exception cref="ArgumentException">The password is not a valid SPICE password.</exception>
+    public void Restore(TicketState state)
+    {
+        if (state.Password is { } bytes && (bytes.Length > MaxPasswordBytes || Array.IndexOf(bytes, (byte)0) >= 0))
+        {
+            throw new ArgumentException($"a SPICE password is 0 to {MaxPasswordBytes} bytes without NUL");
+        }
+
+        lock (_gate)
+        {
+            _password = state.Password?.ToArray();
+            _expiresAt = state.ExpiresAt;
+            _ticketingDisabled = state.TicketingDisabled;
+        }
+    }
+
     /// <summary>Validates a password the way <see cref="SetPassword"/> will; returns its UTF-8 bytes.</summary>
     public static byte[] Encode(string password)
     {
@@ -164,3 +190,6 @@ internal sealed class TicketAuthority
         return rsa.Encrypt(passwordWithNul.ToArray(), RSAEncryptionPadding.OaepSHA1);
     }
 }
+
+/// <summary>The ticket settings as carried by migration: password bytes (null: none), expiry, ticketing switch.</summary>
+internal sealed record TicketState(byte[]? Password, DateTimeOffset? ExpiresAt, bool TicketingDisabled);

@@ -1,0 +1,342 @@
+using System.Net.Sockets;
+using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging;
+using NetWire.Control.Qmp;
+using NetWire.Core.State;
+using NetWire.Spice;
+
+namespace NetWire.Control.Migration;
+
+/// <summary>QEMU's MigrationStatus values that NetWire goes through.</summary>
+internal enum MigrationStatus
+{
+    None,
+    Setup,
+    Active,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+/// <summary>
+/// The source side of <c>migrate</c>: waits for the SPICE connect phase, streams the appliance
+/// state to the target, then ends the client migration (MIGRATE_END on success, MIGRATE_CANCEL
+/// on failure or cancel). The source keeps running whatever happens.
+/// </summary>
+/// <remarks>
+/// Status: none → setup (waiting for the clients' answers to MIGRATE_BEGIN) → active (state
+/// streaming) → completed / failed / cancelled; each change raises the MIGRATION event. One
+/// migration at a time; a finished one can be followed by another.
+/// </remarks>
+internal sealed class MigrationSource : IAsyncDisposable
+{
+    private readonly SpiceServer? _spice;
+    private readonly StateRegistry _state;
+    private readonly ILogger _logger;
+    private readonly TimeProvider _time;
+    private readonly Lock _gate = new();
+
+    private MigrationStatus _status;
+    private string? _error;
+    private long _transferred;
+    private long _total;
+    private long _startedAt;
+    private long _endedAt;
+    private CancellationTokenSource? _cancel;
+    private Task _run = Task.CompletedTask;
+
+    public MigrationSource(SpiceServer? spice, StateRegistry state, ILogger logger, TimeProvider time)
+    {
+        _spice = spice;
+        _state = state;
+        _logger = logger;
+        _time = time;
+    }
+
+    /// <summary>Raises a QMP event (name, data); set before use, must not block.</summary>
+    public Action<string, JsonObject?>? Events { get; set; }
+
+    /// <summary>Time to open the state connection.</summary>
+    public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Time from the first state byte to the target's reply.</summary>
+    public TimeSpan TransferTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Stream version written (the current one unless a test asks otherwise).</summary>
+    public ushort StreamVersion { get; set; } = StateStream.CurrentVersion;
+
+    /// <summary>Oldest compatible version written.</summary>
+    public ushort StreamOldestCompatible { get; set; } = StateStream.OldestCompatibleVersion;
+
+    public MigrationStatus Status
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _status;
+            }
+        }
+    }
+
+    /// <summary>The run of the current or last migration (tests wait on it).</summary>
+    public Task Completion
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _run;
+            }
+        }
+    }
+
+    /// <summary>Starts <c>migrate</c> to <paramref name="uri"/>.</summary>
+    /// <exception cref="QmpException">A migration is running, or the URI is not tcp:HOST:PORT.</exception>
+    public void Start(string uri)
+    {
+        (string Host, int Port) target;
+        try
+        {
+            target = MigrationWire.ParseUri(uri);
+        }
+        catch (FormatException ex)
+        {
+            throw QmpException.Generic(ex.Message);
+        }
+
+        lock (_gate)
+        {
+            if (_status is MigrationStatus.Setup or MigrationStatus.Active)
+            {
+                throw QmpException.Generic("There's a migration process in progress");
+            }
+
+            _cancel?.Dispose();
+            _cancel = new CancellationTokenSource();
+            _error = null;
+            _transferred = 0;
+            _total = 0;
+            _startedAt = _time.GetTimestamp();
+            _endedAt = 0;
+            _status = MigrationStatus.Setup;
+            var token = _cancel.Token;
+            _run = Task.Run(() => RunAsync(target.Host, target.Port, token), CancellationToken.None);
+        }
+
+        MigrationControlLog.Started(_logger, uri);
+        Events?.Invoke("MIGRATION", new JsonObject { ["status"] = "setup" });
+    }
+
+    /// <summary>
+    /// <c>migrate_cancel</c>: a running migration ends as cancelled; without one, a pending
+    /// <c>client_migrate_info</c> is withdrawn (MIGRATE_CANCEL to clients that connected).
+    /// </summary>
+    public async Task CancelAsync()
+    {
+        CancellationTokenSource? cancel = null;
+        lock (_gate)
+        {
+            if (_status is MigrationStatus.Setup or MigrationStatus.Active)
+            {
+                cancel = _cancel;
+            }
+        }
+
+        if (cancel is not null)
+        {
+            await cancel.CancelAsync().ConfigureAwait(false);
+            await Completion.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            return;
+        }
+
+        if (_spice?.Migration.Destination is not null)
+        {
+            await _spice.Migration.CancelAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Cancels a running migration and waits for it to end.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        CancellationTokenSource? cancel;
+        lock (_gate)
+        {
+            cancel = _cancel;
+        }
+
+        if (cancel is not null)
+        {
+            await cancel.CancelAsync().ConfigureAwait(false);
+            await Completion.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            cancel.Dispose();
+        }
+    }
+
+    /// <summary><c>query-migrate</c>'s reply.</summary>
+    public JsonObject Query()
+    {
+        lock (_gate)
+        {
+            if (_status == MigrationStatus.None)
+            {
+                return [];
+            }
+
+            var end = _endedAt != 0 ? _endedAt : _time.GetTimestamp();
+            var reply = new JsonObject
+            {
+                ["status"] = Name(_status),
+                ["total-time"] = (long)_time.GetElapsedTime(_startedAt, end).TotalMilliseconds,
+                ["state"] = new JsonObject
+                {
+                    ["transferred"] = _transferred,
+                    ["total"] = _total,
+                    ["remaining"] = Math.Max(0, _total - _transferred),
+                },
+            };
+            if (_error is not null)
+            {
+                reply["error-desc"] = _error;
+            }
+
+            return reply;
+        }
+    }
+
+    public static string Name(MigrationStatus status) => status.ToString().ToLowerInvariant();
+
+    private void SetStatus(MigrationStatus status, string? error = null)
+    {
+        lock (_gate)
+        {
+            _status = status;
+            _error = error;
+            if (status is MigrationStatus.Completed or MigrationStatus.Failed or MigrationStatus.Cancelled)
+            {
+                _endedAt = _time.GetTimestamp();
+            }
+        }
+
+        Events?.Invoke("MIGRATION", new JsonObject { ["status"] = Name(status) });
+    }
+
+    private async Task RunAsync(string host, int port, CancellationToken cancellationToken)
+    {
+        MigrationStatus outcome;
+        string? error = null;
+        try
+        {
+            if (_spice?.Migration.ConnectTask is { } connecting)
+            {
+                // Clients told to link to the target must have answered (or timed out) first.
+                await connecting.WaitAsync(cancellationToken).ConfigureAwait(false);
+            }
+
+            SetStatus(MigrationStatus.Active);
+            var stream = _state.Build(StreamVersion, StreamOldestCompatible);
+            lock (_gate)
+            {
+                _total = stream.Length;
+            }
+
+            var reply = await TransferAsync(host, port, stream, cancellationToken).ConfigureAwait(false);
+            if (reply.Accepted)
+            {
+                outcome = MigrationStatus.Completed;
+                MigrationControlLog.Transferred(_logger, stream.Length, reply.Text);
+            }
+            else
+            {
+                outcome = MigrationStatus.Failed;
+                error = $"the target refused the appliance state: {reply.Text}";
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            outcome = MigrationStatus.Cancelled;
+        }
+        catch (Exception ex) when (ex is SocketException or IOException or InvalidDataException or TimeoutException or ArgumentException or OperationCanceledException)
+        {
+            outcome = MigrationStatus.Failed;
+            error = ex is SocketException se ? $"cannot reach the target {host}:{port}: {se.Message}" : ex.Message;
+        }
+
+        if (error is not null)
+        {
+            MigrationControlLog.Failed(_logger, error);
+        }
+
+        SetStatus(outcome, error);
+        if (_spice is not null)
+        {
+            await _spice.Migration.EndAsync(outcome == MigrationStatus.Completed).ConfigureAwait(false);
+        }
+    }
+
+    private async Task<(bool Accepted, string Text)> TransferAsync(string host, int port, byte[] stream, CancellationToken cancellationToken)
+    {
+        using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        using (var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+        {
+            connectTimeout.CancelAfter(ConnectTimeout);
+            try
+            {
+                await socket.ConnectAsync(host, port, connectTimeout.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                throw new TimeoutException($"no connection to the target {host}:{port} within {ConnectTimeout.TotalSeconds:0.#} s");
+            }
+        }
+
+        await using var network = new NetworkStream(socket, ownsSocket: false);
+        using var transferTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        transferTimeout.CancelAfter(TransferTimeout);
+        try
+        {
+            const int Chunk = 64 * 1024;
+            try
+            {
+                for (var at = 0; at < stream.Length; at += Chunk)
+                {
+                    var n = Math.Min(Chunk, stream.Length - at);
+                    await network.WriteAsync(stream.AsMemory(at, n), transferTimeout.Token).ConfigureAwait(false);
+                    Interlocked.Add(ref _transferred, n);
+                }
+            }
+            catch (IOException)
+            {
+                // The target may have refused the header and closed: its reply says why.
+            }
+
+            return await MigrationWire.ReadReplyAsync(network, transferTimeout.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw new TimeoutException($"the target {host}:{port} did not take the state within {TransferTimeout.TotalSeconds:0.#} s");
+        }
+    }
+}
+
+/// <summary>Control-side migration log events, ids 7100-7119.</summary>
+internal static partial class MigrationControlLog
+{
+    [LoggerMessage(7100, LogLevel.Information, "Migration to {Uri} started")]
+    public static partial void Started(ILogger logger, string uri);
+
+    [LoggerMessage(7101, LogLevel.Information, "Migration: {Bytes} bytes of state adopted by the target ({Reply})")]
+    public static partial void Transferred(ILogger logger, long bytes, string reply);
+
+    [LoggerMessage(7102, LogLevel.Warning, "Migration failed: {Error}")]
+    public static partial void Failed(ILogger logger, string error);
+
+    [LoggerMessage(7110, LogLevel.Information, "Waiting for incoming migration on {EndPoint}")]
+    public static partial void IncomingListening(ILogger logger, System.Net.EndPoint endPoint);
+
+    [LoggerMessage(7111, LogLevel.Warning, "Incoming migration from {Remote} refused: {Reason}")]
+    public static partial void IncomingRefused(ILogger logger, System.Net.EndPoint? remote, string reason);
+
+    [LoggerMessage(7112, LogLevel.Information, "Incoming migration from {Remote}: {Bytes} bytes, version {Version}, adopted sections [{Adopted}], unknown sections [{Unknown}]")]
+    public static partial void IncomingAdopted(ILogger logger, System.Net.EndPoint? remote, long bytes, int version, string adopted, string unknown);
+}
