@@ -112,13 +112,15 @@ internal static class RunCommand
             Directory.CreateDirectory(etc);
             await File.WriteAllTextAsync(Path.Combine(etc, "resolv.conf"), $"nameserver {options.DnsIp}\n", CancellationToken.None).ConfigureAwait(false);
 
-            var start = new ProcessStartInfo("ip") { UseShellExecute = false };
+            // With the capture on standard output, the command's output goes to standard error so the pcapng stays whole.
+            var start = new ProcessStartInfo("ip") { UseShellExecute = false, RedirectStandardOutput = captureRequest?.Path == "-" };
             foreach (var arg in (string[])["netns", "exec", ns, .. commandLine])
             {
                 start.ArgumentList.Add(arg);
             }
 
             using var child = Process.Start(start) ?? throw new WireSetupException("cannot start the command");
+            var relay = start.RedirectStandardOutput ? child.StandardOutput.BaseStream.CopyToAsync(Console.OpenStandardError(), CancellationToken.None) : Task.CompletedTask;
             var exited = child.WaitForExitAsync(CancellationToken.None);
             await Task.WhenAny(exited, running, Task.Delay(Timeout.Infinite, stop.Token)).ConfigureAwait(false);
             if (!exited.IsCompleted)
@@ -132,6 +134,8 @@ internal static class RunCommand
             {
                 exitCode = child.ExitCode;
             }
+
+            await relay.ConfigureAwait(false);
         }
         catch (WireSetupException ex)
         {
