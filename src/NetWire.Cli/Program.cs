@@ -17,6 +17,7 @@ internal static class Program
             RunCommand.Create(),
             ServeCommand.Create(),
             StatusCommand.Create(),
+            TunnelClientCommand.Create(),
         };
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0 && parse.Action is not System.CommandLine.Help.HelpAction)
