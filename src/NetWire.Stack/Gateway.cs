@@ -343,7 +343,7 @@ internal sealed class Gateway
         }
     }
 
-    /// <summary>A connection owes the guest an ACK; sent at the end of the current batch of guest frames.</summary>
+    /// <summary>A connection has work for the end of the current batch of guest frames (the ACK owed, waking its host sender).</summary>
     public void RequestAck(TcpConnection connection)
     {
         if (!connection.AckQueued)
@@ -360,7 +360,7 @@ internal sealed class Gateway
         {
             var connection = _ackPending[i];
             connection.AckQueued = false;
-            connection.SendPendingAck();
+            connection.EndOfBatch();
         }
 
         _ackPending.Clear();
@@ -402,6 +402,7 @@ internal sealed class Gateway
         var now = NowMs;
         Tcp.OnTimer(now);
         Udp.OnTimer(now);
+        Icmp.OnTimer(now);
     }
 
     /// <summary>Closes every flow. Caller holds <see cref="Sync"/>.</summary>
@@ -409,5 +410,6 @@ internal sealed class Gateway
     {
         Tcp.CloseAll();
         Udp.CloseAll();
+        Icmp.CloseAll();
     }
 }

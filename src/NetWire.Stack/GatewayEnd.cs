@@ -90,7 +90,9 @@ public sealed class GatewayEnd : WireEnd
         var tasks = new List<Task> { PumpAsync(stop.Token), _gateway.FlushLoopAsync(stop.Token) };
         foreach (var (listener, forward) in _listenersWithForwards)
         {
-            tasks.Add(AcceptLoopAsync(listener, forward, stop.Token));
+            tasks.Add(forward.Transport == Transport.Udp
+                ? UdpForwardLoopAsync(listener, forward, stop.Token)
+                : AcceptLoopAsync(listener, forward, stop.Token));
         }
 
         try
@@ -121,12 +123,18 @@ public sealed class GatewayEnd : WireEnd
     {
         foreach (var forward in _gateway.Options.Forwards)
         {
-            var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            var udp = forward.Transport == Transport.Udp;
+            var socket = udp
+                ? new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp)
+                : new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
             try
             {
                 socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
                 socket.Bind(forward.Listen);
-                socket.Listen(128);
+                if (!udp)
+                {
+                    socket.Listen(128);
+                }
             }
             catch (SocketException ex)
             {
@@ -149,6 +157,30 @@ public sealed class GatewayEnd : WireEnd
             lock (_gateway.Sync)
             {
                 _gateway.Tcp.OpenToGuest(accepted, forward.GuestPort);
+            }
+        }
+    }
+
+    private async Task UdpForwardLoopAsync(Socket listener, HostForward forward, CancellationToken cancellationToken)
+    {
+        var buffer = new byte[65_535];
+        EndPoint any = new IPEndPoint(IPAddress.Any, 0);
+        while (true)
+        {
+            SocketReceiveFromResult received;
+            try
+            {
+                received = await listener.ReceiveFromAsync(buffer, SocketFlags.None, any, cancellationToken).ConfigureAwait(false);
+            }
+            catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionReset or SocketError.ConnectionRefused)
+            {
+                // ICMP port unreachable for an earlier reply to a client that went away.
+                continue;
+            }
+
+            lock (_gateway.Sync)
+            {
+                _gateway.Udp.FromForward(listener, (IPEndPoint)received.RemoteEndPoint, forward.GuestPort, buffer.AsSpan(0, received.ReceivedBytes));
             }
         }
     }

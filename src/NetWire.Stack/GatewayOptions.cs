@@ -83,14 +83,6 @@ public sealed record GatewayOptions
             throw new FormatException($"--mtu {Mtu}: must be 576 to 65520");
         }
 
-        foreach (var forward in Forwards)
-        {
-            if (forward.Transport != Transport.Tcp)
-            {
-                throw new FormatException($"forward {forward}: UDP forwards are not supported yet (TCP only)");
-            }
-        }
-
         if (DhcpPoolSize < 1 || !Network.Contains(Ip.ToUInt(DhcpStart) + (uint)DhcpPoolSize - 1))
         {
             throw new FormatException($"the DHCP pool from {DhcpStart} does not fit in {Network}");

@@ -54,6 +54,9 @@ public enum StackDrop
     /// <summary>An ICMP echo to an outside address while unprivileged ICMP sockets are not allowed (net.ipv4.ping_group_range).</summary>
     IcmpForwardUnavailable,
 
+    /// <summary>An ICMP echo that would open a relayed ping conversation while the table was full.</summary>
+    IcmpFlowLimit,
+
     /// <summary>ICMP other than echo request, or ARP/DHCP that is not for the gateway.</summary>
     Ignored,
 

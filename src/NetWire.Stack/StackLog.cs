@@ -7,4 +7,7 @@ internal static partial class StackLog
 {
     [LoggerMessage(2001, LogLevel.Information, "Forwarding {Forward}")]
     public static partial void Forwarding(ILogger logger, string forward);
+
+    [LoggerMessage(2002, LogLevel.Warning, "Pings to outside addresses are dropped: no unprivileged ICMP socket ({Error}: {Reason})")]
+    public static partial void IcmpUnavailable(ILogger logger, string error, string reason);
 }

@@ -1,16 +1,33 @@
 using System.Buffers.Binary;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
 using NetWire.Stack.Ipv4;
 
 namespace NetWire.Stack.Icmp;
 
 /// <summary>
-/// ICMP (RFC 792): echo requests to the gateway's own addresses are answered here. Echo to an
-/// outside address would need an unprivileged ICMP socket (net.ipv4.ping_group_range); that
-/// relay is not built yet, so such pings are dropped and counted as
-/// <see cref="StackDrop.IcmpForwardUnavailable"/>. Other ICMP types are ignored and counted.
+/// ICMP (RFC 792): echo requests to the gateway's own addresses are answered here; echo requests
+/// to other addresses the outbound policy permits are relayed through unprivileged ICMP sockets
+/// (one <see cref="IcmpFlow"/> per guest identifier and destination, closed after
+/// <see cref="IdleTimeoutMs"/> without traffic, at most <see cref="MaxFlows"/>). Where the host
+/// does not allow such sockets (net.ipv4.ping_group_range does not cover the gateway's groups),
+/// the echo is dropped and counted as <see cref="StackDrop.IcmpForwardUnavailable"/>. Other ICMP
+/// types are ignored and counted.
 /// </summary>
 internal sealed class IcmpHandler(Gateway gateway)
 {
+    /// <summary>Relayed ping conversations open at once.</summary>
+    public const int MaxFlows = 64;
+
+    /// <summary>A relayed conversation with no echo for this long is closed.</summary>
+    public const long IdleTimeoutMs = 30_000;
+
+    private readonly Dictionary<IcmpFlowKey, IcmpFlow> _flows = [];
+    private readonly List<IcmpFlowKey> _expired = [];
+    private bool _unavailableLogged;
+
+    public int Count => _flows.Count;
+
     /// <summary>Caller holds the gateway lock.</summary>
     public void OnIcmp(uint source, uint destination, byte ttl, ReadOnlySpan<byte> icmp)
     {
@@ -35,7 +52,7 @@ internal sealed class IcmpHandler(Gateway gateway)
 
         if (destination != gateway.GatewayIp && destination != gateway.DnsIp)
         {
-            gateway.Counters.Drop(StackDrop.IcmpForwardUnavailable);
+            Relay(source, destination, icmp);
             return;
         }
 
@@ -49,8 +66,73 @@ internal sealed class IcmpHandler(Gateway gateway)
         gateway.EmitIpv4(frame, Gateway.ProtocolIcmp, destination, source);
     }
 
-    /// <summary>Nothing to close while echo is answered locally only.</summary>
-    public static void CloseAll()
+    private void Relay(uint source, uint destination, ReadOnlySpan<byte> echo)
     {
+        var key = new IcmpFlowKey(source, BinaryPrimitives.ReadUInt16BigEndian(echo[4..]), destination);
+        if (!_flows.TryGetValue(key, out var flow))
+        {
+            if (!gateway.TryMapDestination(destination, out var address, out var refusal))
+            {
+                gateway.Counters.Drop(refusal);
+                return;
+            }
+
+            if (_flows.Count >= MaxFlows)
+            {
+                gateway.Counters.Drop(StackDrop.IcmpFlowLimit);
+                return;
+            }
+
+            if (!IcmpFlow.TryOpen(address, out var socket, out var error))
+            {
+                gateway.Counters.Drop(StackDrop.IcmpForwardUnavailable);
+                if (!_unavailableLogged)
+                {
+                    _unavailableLogged = true;
+                    StackLog.IcmpUnavailable(gateway.Logger, error.ToString(), error == SocketError.AccessDenied
+                        ? "net.ipv4.ping_group_range does not include this process's groups"
+                        : "the host refused an unprivileged ICMP socket");
+                }
+
+                return;
+            }
+
+            flow = new IcmpFlow(gateway, key, socket);
+            _flows.Add(key, flow);
+            flow.Start();
+        }
+
+        flow.Send(echo, gateway.NowMs);
+    }
+
+    /// <summary>Closes idle conversations. Caller holds the gateway lock.</summary>
+    public void OnTimer(long nowMs)
+    {
+        foreach (var (key, flow) in _flows)
+        {
+            if (flow.IsClosed || nowMs - flow.LastUsedMs > IdleTimeoutMs)
+            {
+                _expired.Add(key);
+            }
+        }
+
+        foreach (var key in _expired)
+        {
+            _flows.Remove(key, out var flow);
+            flow?.Close();
+        }
+
+        _expired.Clear();
+    }
+
+    /// <summary>Closes every conversation. Caller holds the gateway lock.</summary>
+    public void CloseAll()
+    {
+        foreach (var flow in _flows.Values)
+        {
+            flow.Close();
+        }
+
+        _flows.Clear();
     }
 }

@@ -1,8 +1,6 @@
 using System.Buffers;
-using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
-using NetWire.Stack.Ipv4;
 
 namespace NetWire.Stack.Udp;
 
@@ -121,26 +119,5 @@ internal sealed class UdpFlow(Gateway gateway, FlowKey key, IPEndPoint target, T
     private ValueTask WaitGuestAsync(CancellationToken cancellationToken) =>
         gateway.CanEmit ? default : gateway.WaitCanEmitAsync(cancellationToken);
 
-    private void Deliver(ReadOnlySpan<byte> payload)
-    {
-        var length = 8 + payload.Length;
-        if (Gateway.EthernetHeader + Gateway.Ipv4HeaderLength + length > gateway.Options.Mtu + Gateway.EthernetHeader)
-        {
-            // Larger than the guest's MTU, and the gateway does not fragment.
-            gateway.Counters.Drop(StackDrop.BadLength);
-            return;
-        }
-
-        var frame = gateway.RentIpv4(length);
-        var udp = frame.Span[(Gateway.EthernetHeader + Gateway.Ipv4HeaderLength)..];
-        BinaryPrimitives.WriteUInt16BigEndian(udp, key.RemotePort);
-        BinaryPrimitives.WriteUInt16BigEndian(udp[2..], key.GuestPort);
-        BinaryPrimitives.WriteUInt16BigEndian(udp[4..], (ushort)length);
-        udp[6] = 0;
-        udp[7] = 0;
-        payload.CopyTo(udp[8..]);
-        var checksum = Checksum.Finish(Checksum.Add(Checksum.AddPseudoHeader(0, key.RemoteIp, key.GuestIp, Gateway.ProtocolUdp, length), udp[..length]));
-        BinaryPrimitives.WriteUInt16BigEndian(udp[6..], checksum == 0 ? (ushort)0xffff : checksum);
-        gateway.EmitIpv4(frame, Gateway.ProtocolUdp, key.RemoteIp, key.GuestIp);
-    }
+    private void Deliver(ReadOnlySpan<byte> payload) => UdpNat.EmitToGuest(gateway, key, payload);
 }

@@ -11,14 +11,23 @@ namespace NetWire.Stack.Udp;
 /// loopback when allowed. Replies come back from the address the guest sent to. A flow closes
 /// after its idle timeout (shorter for DNS); the table is bounded.
 /// </summary>
+/// <remarks>
+/// UDP host forwards (<c>--forward udp:...</c>): each host client (address and port) that sends
+/// to a forward's socket gets a port of the gateway address; its datagrams reach the guest from
+/// that port, and the guest's datagrams back to it leave through the forward's socket to the
+/// client. Such conversations share the flow limit and idle timeout.
+/// </remarks>
 internal sealed class UdpNat(Gateway gateway)
 {
     private readonly Dictionary<FlowKey, UdpFlow> _flows = [];
+    private readonly Dictionary<FlowKey, ForwardedPeer> _forwarded = [];
+    private readonly Dictionary<(Socket Listener, IPEndPoint Client), FlowKey> _forwardedByClient = [];
     private readonly List<FlowKey> _expired = [];
+    private ushort _nextForwardPort = 49152;
     private IPEndPoint? _dnsUpstream;
     private bool _dnsResolved;
 
-    public int Count => _flows.Count;
+    public int Count => _flows.Count + _forwarded.Count;
 
     /// <summary>One UDP datagram from the guest. Caller holds the gateway lock.</summary>
     public void OnDatagram(uint source, uint destination, ReadOnlySpan<byte> udp)
@@ -67,6 +76,21 @@ internal sealed class UdpNat(Gateway gateway)
         }
 
         var key = new FlowKey(source, sourcePort, destination, destinationPort);
+        if (_forwarded.TryGetValue(key, out var peer))
+        {
+            peer.LastUsedMs = gateway.NowMs;
+            try
+            {
+                peer.Listener.SendTo(udp[8..], SocketFlags.None, peer.Client);
+            }
+            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            {
+                gateway.Counters.Drop(StackDrop.HostSendFailed);
+            }
+
+            return;
+        }
+
         if (!_flows.TryGetValue(key, out var flow))
         {
             if (!TryResolve(destination, destinationPort, out var target, out var refusal))
@@ -75,7 +99,7 @@ internal sealed class UdpNat(Gateway gateway)
                 return;
             }
 
-            if (_flows.Count >= gateway.Options.MaxUdpFlows)
+            if (Count >= gateway.Options.MaxUdpFlows)
             {
                 gateway.Counters.Drop(StackDrop.UdpFlowLimit);
                 return;
@@ -150,9 +174,87 @@ internal sealed class UdpNat(Gateway gateway)
         return _dnsUpstream;
     }
 
+    /// <summary>
+    /// A datagram from <paramref name="client"/> to a UDP forward's socket: to the guest's port,
+    /// from the gateway port this client has (or gets now). Caller holds the gateway lock.
+    /// </summary>
+    public void FromForward(Socket listener, IPEndPoint client, ushort guestPort, ReadOnlySpan<byte> payload)
+    {
+        var guestIp = gateway.GuestIp;
+        if (guestIp == 0)
+        {
+            gateway.Counters.Drop(StackDrop.BadAddress);
+            return;
+        }
+
+        if (!_forwardedByClient.TryGetValue((listener, client), out var key))
+        {
+            if (Count >= gateway.Options.MaxUdpFlows)
+            {
+                gateway.Counters.Drop(StackDrop.UdpFlowLimit);
+                return;
+            }
+
+            key = new FlowKey(guestIp, guestPort, gateway.GatewayIp, _nextForwardPort);
+            while (_forwarded.ContainsKey(key) || _flows.ContainsKey(key))
+            {
+                _nextForwardPort = _nextForwardPort == ushort.MaxValue ? (ushort)49152 : (ushort)(_nextForwardPort + 1);
+                key = key with { RemotePort = _nextForwardPort };
+            }
+
+            _nextForwardPort = _nextForwardPort == ushort.MaxValue ? (ushort)49152 : (ushort)(_nextForwardPort + 1);
+            _forwarded.Add(key, new ForwardedPeer(listener, client) { LastUsedMs = gateway.NowMs });
+            _forwardedByClient.Add((listener, client), key);
+            gateway.Counters.UdpFlow();
+        }
+
+        _forwarded[key].LastUsedMs = gateway.NowMs;
+        EmitToGuest(gateway, key, payload);
+    }
+
+    /// <summary>Sends a UDP datagram to the guest from the flow's remote side. Caller holds the gateway lock.</summary>
+    public static void EmitToGuest(Gateway gateway, FlowKey key, ReadOnlySpan<byte> payload)
+    {
+        var length = 8 + payload.Length;
+        if (Gateway.Ipv4HeaderLength + length > gateway.Options.Mtu)
+        {
+            // Larger than the guest's MTU, and the gateway does not fragment.
+            gateway.Counters.Drop(StackDrop.BadLength);
+            return;
+        }
+
+        var frame = gateway.RentIpv4(length);
+        var udp = frame.Span[(Gateway.EthernetHeader + Gateway.Ipv4HeaderLength)..];
+        BinaryPrimitives.WriteUInt16BigEndian(udp, key.RemotePort);
+        BinaryPrimitives.WriteUInt16BigEndian(udp[2..], key.GuestPort);
+        BinaryPrimitives.WriteUInt16BigEndian(udp[4..], (ushort)length);
+        udp[6] = 0;
+        udp[7] = 0;
+        payload.CopyTo(udp[8..]);
+        var checksum = Checksum.Finish(Checksum.Add(Checksum.AddPseudoHeader(0, key.RemoteIp, key.GuestIp, Gateway.ProtocolUdp, length), udp[..length]));
+        BinaryPrimitives.WriteUInt16BigEndian(udp[6..], checksum == 0 ? (ushort)0xffff : checksum);
+        gateway.EmitIpv4(frame, Gateway.ProtocolUdp, key.RemoteIp, key.GuestIp);
+    }
+
     /// <summary>Closes idle flows. Caller holds the gateway lock.</summary>
     public void OnTimer(long nowMs)
     {
+        var idleMs = (long)gateway.Options.UdpIdleTimeout.TotalMilliseconds;
+        foreach (var (key, peer) in _forwarded)
+        {
+            if (nowMs - peer.LastUsedMs > idleMs)
+            {
+                _expired.Add(key);
+            }
+        }
+
+        foreach (var key in _expired)
+        {
+            _forwarded.Remove(key, out var peer);
+            _forwardedByClient.Remove((peer!.Listener, peer.Client));
+        }
+
+        _expired.Clear();
         foreach (var (key, flow) in _flows)
         {
             if (flow.IsClosed || nowMs - flow.LastUsedMs > flow.IdleTimeoutMs)
@@ -178,6 +280,18 @@ internal sealed class UdpNat(Gateway gateway)
         }
 
         _flows.Clear();
+        _forwarded.Clear();
+        _forwardedByClient.Clear();
+    }
+
+    /// <summary>A host client of a UDP forward, and the socket its datagrams came in on.</summary>
+    private sealed class ForwardedPeer(Socket listener, IPEndPoint client)
+    {
+        public Socket Listener { get; } = listener;
+
+        public IPEndPoint Client { get; } = client;
+
+        public long LastUsedMs { get; set; }
     }
 }
 
