@@ -86,25 +86,10 @@ internal static class BridgeCommand
 
     private static async Task<int> RunAsync(string guestText, string hostText, Func<NetWire.Stack.GatewayOptions> gatewayOptions, string? capturePath, string? statusPath, int queueFrames, LogLevel level, CancellationToken cancellationToken)
     {
-        WireSpec guestSpec;
-        WireSpec? hostSpec = null;
-        NetWire.Stack.GatewayOptions? gateway = null;
+        WireSetup setup;
         try
         {
-            guestSpec = WireSpec.Parse(guestText, WireSide.Guest);
-            if (hostText == "gateway")
-            {
-                gateway = gatewayOptions();
-            }
-            else
-            {
-                hostSpec = WireSpec.Parse(hostText, WireSide.Host);
-            }
-
-            if (queueFrames < 1)
-            {
-                throw new FormatException("--queue-frames must be at least 1");
-            }
+            setup = ParseWire(guestText, hostText, gatewayOptions, capturePath, statusPath, queueFrames);
         }
         catch (FormatException ex)
         {
@@ -117,110 +102,73 @@ internal static class BridgeCommand
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         using var signals = StopSignals.CancelOnTermination(stop);
 
-        EnsureSocketDirectory(guestSpec);
-        PcapNgWriter? capture = null;
-        var guestEnd = guestSpec.CreateEnd("guest", FramePool.Shared, queueFrames, loggers);
-        var hostEnd = hostSpec is not null
-            ? hostSpec.CreateEnd("host", FramePool.Shared, queueFrames, loggers)
-            : new NetWire.Stack.GatewayEnd("host", gateway!, FramePool.Shared, queueFrames, TimeProvider.System, loggers.CreateLogger<NetWire.Stack.GatewayEnd>());
-        WireEnd[] ends = [guestEnd, hostEnd];
-        using var metrics = new WireMetrics();
-        metrics.Register(guestEnd);
-        metrics.Register(hostEnd);
-        var exitCode = ExitCodes.Ok;
+        var wire = new WireComponent(setup, loggers);
+        int exitCode;
         try
         {
-            if (capturePath is not null)
-            {
-                try
-                {
-                    capture = PcapNgWriter.Create(capturePath);
-                }
-                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-                {
-                    await Console.Error.WriteLineAsync($"netwire bridge: cannot write capture '{capturePath}': {ex.Message}").ConfigureAwait(false);
-                    return ExitCodes.Setup;
-                }
-
-                CliLog.Capturing(logger, capturePath);
-            }
-
-            var link = new Link(guestEnd, hostEnd, capture, loggers.CreateLogger<Link>());
-            CliLog.BridgeUp(logger, guestEnd.Description, hostEnd.Description);
-            var running = link.RunAsync(stop.Token);
-            await AnnounceAsync(guestEnd, logger).ConfigureAwait(false);
-            using var ticker = new PeriodicTimer(TimeSpan.FromMilliseconds(250));
-            var ticks = 0;
-            while (!running.IsCompleted)
-            {
-                var tick = ticker.WaitForNextTickAsync(CancellationToken.None).AsTask();
-                await Task.WhenAny(running, tick).ConfigureAwait(false);
-                capture?.Flush();
-                if (statusPath is not null && ++ticks % 4 == 0)
-                {
-                    StatusReport.WriteAtomically(statusPath, StatusReport.ToJson(ends, capture, capturePath, "running"));
-                }
-            }
-
-            await running.ConfigureAwait(false);
-            CliLog.Stopping(logger, cancellationToken.IsCancellationRequested || stop.IsCancellationRequested ? "signal" : "ends finished");
+            await wire.StartAsync(stop.Token).ConfigureAwait(false);
+            await Task.WhenAny(wire.Completion, Task.Delay(Timeout.Infinite, stop.Token)).ConfigureAwait(false);
+            exitCode = await WireExitCodeAsync(wire.Completion, "netwire bridge").ConfigureAwait(false);
+            CliLog.Stopping(logger, stop.IsCancellationRequested ? "signal" : "ends finished");
         }
-        catch (WireSetupException ex)
+        catch (IOException ex)
         {
-            await Console.Error.WriteLineAsync($"netwire bridge: {ex.Message}").ConfigureAwait(false);
+            await Console.Error.WriteLineAsync($"netwire bridge: cannot write capture '{capturePath}': {ex.Message}").ConfigureAwait(false);
             exitCode = ExitCodes.Setup;
-        }
-        catch (NetWireVersionException ex)
-        {
-            await Console.Error.WriteLineAsync($"netwire bridge: {ex.Message}").ConfigureAwait(false);
-            exitCode = ExitCodes.Setup;
-        }
-        catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException)
-        {
-            await Console.Error.WriteLineAsync($"netwire bridge: {ex.Message}").ConfigureAwait(false);
-            exitCode = ExitCodes.Failure;
         }
         finally
         {
-            await guestEnd.DisposeAsync().ConfigureAwait(false);
-            await hostEnd.DisposeAsync().ConfigureAwait(false);
-            capture?.Dispose();
+            await wire.DisposeAsync().ConfigureAwait(false);
         }
 
-        var final = StatusReport.ToJson(ends, capture, capturePath, "stopped");
-        if (statusPath is not null)
-        {
-            StatusReport.WriteAtomically(statusPath, final);
-        }
-
-        using var document = JsonDocument.Parse(final);
+        using var document = JsonDocument.Parse(wire.Status("stopped"));
         await Console.Error.WriteAsync(StatusReport.ToTable(document.RootElement)).ConfigureAwait(false);
         return exitCode;
     }
 
-    private static async Task AnnounceAsync(WireEnd guest, ILogger logger)
+    /// <summary>Parses and checks the wire options shared by bridge and serve; throws <see cref="FormatException"/>.</summary>
+    internal static WireSetup ParseWire(string guestText, string hostText, Func<NetWire.Stack.GatewayOptions> gatewayOptions, string? capturePath, string? statusPath, int queueFrames)
     {
-        switch (guest)
+        var guest = WireSpec.Parse(guestText, WireSide.Guest);
+        var host = hostText == "gateway" ? null : WireSpec.Parse(hostText, WireSide.Host);
+        var gateway = host is null ? gatewayOptions() : null;
+        if (queueFrames < 1)
         {
-            case QemuStreamEnd stream:
-                await Task.WhenAny(stream.Ready, Task.Delay(2000)).ConfigureAwait(false);
-                CliLog.QemuHint(logger, stream.QemuNetdev());
-                break;
-            case QemuDgramEnd dgram:
-                CliLog.QemuHint(logger, dgram.QemuNetdev());
-                break;
+            throw new FormatException("--queue-frames must be at least 1");
         }
+
+        return new WireSetup(guest, host, gateway, capturePath, statusPath, queueFrames);
     }
 
-    private static void EnsureSocketDirectory(WireSpec spec)
+    /// <summary>
+    /// The exit code for a wire that stopped: 0 when it was stopped or its ends finished, 3 when
+    /// a device could not be set up, 1 when it failed while running; the reason goes to stderr.
+    /// </summary>
+    internal static async Task<int> WireExitCodeAsync(Task completion, string who)
     {
-        if (spec.EndPoint is System.Net.Sockets.UnixDomainSocketEndPoint unix && !spec.Connect)
+        if (!completion.IsCompleted)
         {
-            var dir = Path.GetDirectoryName(Path.GetFullPath(unix.ToString()!));
-            if (dir is "/run/netwire" && !Directory.Exists(dir))
-            {
-                Directory.CreateDirectory(dir);
-            }
+            return ExitCodes.Ok;
+        }
+
+        try
+        {
+            await completion.ConfigureAwait(false);
+            return ExitCodes.Ok;
+        }
+        catch (OperationCanceledException)
+        {
+            return ExitCodes.Ok;
+        }
+        catch (Exception ex) when (ex is WireSetupException or NetWireVersionException)
+        {
+            await Console.Error.WriteLineAsync($"{who}: {ex.Message}").ConfigureAwait(false);
+            return ExitCodes.Setup;
+        }
+        catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException)
+        {
+            await Console.Error.WriteLineAsync($"{who}: {ex.Message}").ConfigureAwait(false);
+            return ExitCodes.Failure;
         }
     }
 }

@@ -4,15 +4,17 @@ using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using NetWire.Control;
+using NetWire.Core.Wire;
+using NetWire.Devices;
 using NetWire.Spice;
 using NetWire.Spice.Link;
 
 namespace NetWire.Cli.Commands;
 
 /// <summary>
-/// <c>netwire serve</c>: the appliance. For now it runs the SPICE server (link, ticket auth,
-/// main channel); guest ends, the gateway, QMP and migration join as further
-/// <see cref="IServeComponent"/>s.
+/// <c>netwire serve</c>: the appliance. Its parts are <see cref="IServeComponent"/>s started
+/// in order: the wire (a guest end on the user-mode gateway or a host device), the SPICE
+/// server, and the QMP control socket.
 /// </summary>
 internal static class ServeCommand
 {
@@ -54,11 +56,44 @@ internal static class ServeCommand
             Description = "QMP-style control socket: unix:PATH or tcp:ADDRESS:PORT (see docs/control.md)",
             HelpName = "SPEC",
         };
-        var logLevel = BridgeCommand.LogLevelOption();
-        var command = new Command("serve", "Run the NetWire appliance: the SPICE server (link with RSA ticket auth, main channel) on --spice-addr:--spice-port. Give --password, --password-file or --disable-ticketing.")
+        var guest = new Option<string>("--guest")
         {
-            addr, port, password, passwordFile, expires, disable, qmp, logLevel,
+            Description = $"Where the guest NIC attaches: {WireSpec.GuestForms} | none (SPICE only). Default: stream:unix:{BridgeCommand.DefaultGuestSocket()}",
+            HelpName = "SPEC",
         };
+        var host = new Option<string>("--host")
+        {
+            Description = $"Where guest frames go: gateway (the user-mode gateway, the default; no root) | {WireSpec.HostForms}",
+            DefaultValueFactory = _ => "gateway",
+            HelpName = "SPEC",
+        };
+        var capture = new Option<string?>("--capture")
+        {
+            Description = "Record every frame crossing the wire, with its direction, to a pcapng file ('-' for standard output)",
+            HelpName = "FILE",
+        };
+        var status = new Option<string?>("--status-file")
+        {
+            Description = "Keep the wire's counters as JSON in this file (rewritten every second and at exit); read it with 'netwire status'",
+            HelpName = "FILE",
+        };
+        var queue = new Option<int>("--queue-frames")
+        {
+            Description = "Frames each end may hold queued before the other side is paused",
+            DefaultValueFactory = _ => WireEnd.DefaultQueueCapacity,
+            HelpName = "N",
+        };
+        var logLevel = BridgeCommand.LogLevelOption();
+        var command = new Command("serve", "Run the NetWire appliance: a guest NIC (QEMU stream or dgram backend) on the user-mode gateway (no root) or a host device, the SPICE server (link with RSA ticket auth, main channel) on --spice-addr:--spice-port, and an optional QMP control socket. Without a password option a random SPICE password is written to a file only you can read.")
+        {
+            guest, host, capture, status, queue, addr, port, password, passwordFile, expires, disable, qmp, logLevel,
+        };
+        var gateway = new GatewayCliOptions();
+        foreach (var option in gateway.All)
+        {
+            command.Options.Add(option);
+        }
+
         command.SetAction((parse, cancellationToken) => RunAsync(
             new ServeArguments(
                 parse.GetValue(addr)!,
@@ -68,6 +103,12 @@ internal static class ServeCommand
                 parse.GetValue(expires),
                 parse.GetValue(disable),
                 parse.GetValue(qmp)),
+            parse.GetValue(guest) ?? $"stream:unix:{BridgeCommand.DefaultGuestSocket()}",
+            parse.GetValue(host)!,
+            () => gateway.Build(parse),
+            parse.GetValue(capture),
+            parse.GetValue(status),
+            parse.GetValue(queue),
             parse.GetValue(logLevel),
             cancellationToken));
         return command;
@@ -101,13 +142,23 @@ internal static class ServeCommand
         throw new FormatException($"--password-expires '{text}': use now, never, +SECONDS or SECONDS since the epoch");
     }
 
-    private static async Task<int> RunAsync(ServeArguments args, LogLevel level, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(ServeArguments args, string guestText, string hostText, Func<NetWire.Stack.GatewayOptions> gatewayOptions, string? capturePath, string? statusPath, int queueFrames, LogLevel level, CancellationToken cancellationToken)
     {
         SpiceServerOptions spiceOptions;
         ControlEndpoint? control;
+        WireSetup? wireSetup = null;
         var tickets = new TicketAuthority(TimeProvider.System);
         try
         {
+            if (guestText != "none")
+            {
+                wireSetup = BridgeCommand.ParseWire(guestText, hostText, gatewayOptions, capturePath, statusPath, queueFrames);
+            }
+            else if (capturePath is not null || statusPath is not null)
+            {
+                throw new FormatException("--capture and --status-file need a wire: drop --guest none");
+            }
+
             spiceOptions = BuildSpiceOptions(args, tickets);
             control = args.Qmp is null ? null : ControlEndpoint.Parse(args.Qmp);
         }
@@ -121,9 +172,25 @@ internal static class ServeCommand
         var logger = loggers.CreateLogger("NetWire.Serve");
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         using var signals = StopSignals.CancelOnTermination(stop);
+        if (args.GeneratedPasswordFile is { } generated)
+        {
+            CliLog.GeneratedPassword(logger, generated);
+        }
 
+        var wire = wireSetup is null ? null : new WireComponent(wireSetup, loggers);
         var spice = new SpiceServerComponent(spiceOptions, tickets, loggers);
-        List<IServeComponent> components = control is null ? [spice] : [spice, new ControlComponent(control, spice, loggers, stop)];
+        var components = new List<IServeComponent>();
+        if (wire is not null)
+        {
+            components.Add(wire);
+        }
+
+        components.Add(spice);
+        if (control is not null)
+        {
+            components.Add(new ControlComponent(control, spice, () => wire?.Ends ?? [], loggers, stop));
+        }
+
         var started = new List<IServeComponent>();
         var exitCode = ExitCodes.Ok;
         try
@@ -140,6 +207,11 @@ internal static class ServeCommand
                     await Console.Error.WriteLineAsync($"netwire serve: {component.Name}: cannot listen on {(component is ControlComponent c ? c.Endpoint.Text : spiceOptions.EndPoint.ToString())}: {ex.Message}").ConfigureAwait(false);
                     return ExitCodes.Setup;
                 }
+                catch (IOException ex)
+                {
+                    await Console.Error.WriteLineAsync($"netwire serve: {component.Name}: {ex.Message}").ConfigureAwait(false);
+                    return ExitCodes.Setup;
+                }
             }
 
             Task anyEnded = Task.WhenAny(started.Select(c => c.Completion));
@@ -147,7 +219,15 @@ internal static class ServeCommand
             await Task.WhenAny(anyEnded, stopped).ConfigureAwait(false);
             if (!stop.IsCancellationRequested)
             {
-                exitCode = ExitCodes.Failure;
+                // A wire whose guest or host end could not be opened says why (exit 3); any other
+                // component stopping on its own is a failure.
+                exitCode = wire is not null && wire.Completion.IsCompleted
+                    ? await BridgeCommand.WireExitCodeAsync(wire.Completion, "netwire serve").ConfigureAwait(false)
+                    : ExitCodes.Ok;
+                if (exitCode == ExitCodes.Ok)
+                {
+                    exitCode = ExitCodes.Failure;
+                }
             }
 
             CliLog.Stopping(logger, stop.IsCancellationRequested ? "signal" : "a component stopped");
@@ -163,6 +243,12 @@ internal static class ServeCommand
             {
                 await component.DisposeAsync().ConfigureAwait(false);
             }
+        }
+
+        if (wire is not null)
+        {
+            using var document = System.Text.Json.JsonDocument.Parse(wire.Status("stopped"));
+            await Console.Error.WriteAsync(StatusReport.ToTable(document.RootElement)).ConfigureAwait(false);
         }
 
         return exitCode;
@@ -181,9 +267,14 @@ internal static class ServeCommand
         }
 
         var sources = (args.Password is not null ? 1 : 0) + (args.PasswordFile is not null ? 1 : 0) + (args.DisableTicketing ? 1 : 0);
-        if (sources != 1)
+        if (sources > 1)
         {
-            throw new FormatException("give exactly one of --password, --password-file and --disable-ticketing");
+            throw new FormatException("give at most one of --password, --password-file and --disable-ticketing");
+        }
+
+        if (sources == 0)
+        {
+            args.GeneratedPasswordFile = WriteGeneratedPassword();
         }
 
         if (args.DisableTicketing)
@@ -197,7 +288,7 @@ internal static class ServeCommand
         }
         else
         {
-            var password = args.Password ?? ReadPasswordFile(args.PasswordFile!);
+            var password = args.Password ?? ReadPasswordFile(args.PasswordFile ?? args.GeneratedPasswordFile!);
             tickets.SetPassword(password);
             if (args.PasswordExpires is { } when)
             {
@@ -215,5 +306,39 @@ internal static class ServeCommand
         return line.TrimEnd('\r');
     }
 
-    private sealed record ServeArguments(string SpiceAddr, int SpicePort, string? Password, string? PasswordFile, string? PasswordExpires, bool DisableTicketing, string? Qmp);
+    /// <summary>
+    /// Where a generated SPICE password goes: /run/netwire/spice-password for root, else the
+    /// user's runtime directory (or the temp directory), created readable by the owner only.
+    /// </summary>
+    public static string GeneratedPasswordPath()
+    {
+        var socket = BridgeCommand.DefaultGuestSocket();
+        return Path.Combine(Path.GetDirectoryName(socket)!, Path.GetFileNameWithoutExtension(socket) + "-spice-password");
+    }
+
+    private static string WriteGeneratedPassword()
+    {
+        if (!OperatingSystem.IsLinux())
+        {
+            throw new PlatformNotSupportedException("netwire runs on Linux");
+        }
+
+        var path = GeneratedPasswordPath();
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        var password = Convert.ToHexStringLower(System.Security.Cryptography.RandomNumberGenerator.GetBytes(12));
+        File.Delete(path);
+        using (var file = new FileStream(path, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite }))
+        using (var writer = new StreamWriter(file))
+        {
+            writer.WriteLine(password);
+        }
+
+        return path;
+    }
+
+    private sealed record ServeArguments(string SpiceAddr, int SpicePort, string? Password, string? PasswordFile, string? PasswordExpires, bool DisableTicketing, string? Qmp)
+    {
+        /// <summary>Set when no password option was given and one was generated.</summary>
+        public string? GeneratedPasswordFile { get; set; }
+    }
 }

@@ -37,7 +37,7 @@ public sealed class CtlCommandTests
         try
         {
             var spec = "unix:" + Path.Combine(directory, "qmp.sock");
-            await using var serve = ProcessRunner.Start("dotnet", [RepoPaths.NetwireDll, "serve", "--spice-port", "0", "--password", "old", "--qmp", spec]);
+            await using var serve = ProcessRunner.Start("dotnet", [RepoPaths.NetwireDll, "serve", "--guest", "none", "--spice-port", "0", "--password", "old", "--qmp", spec]);
             await serve.WaitForLineAsync(l => l.Contains("Control socket (QMP) on", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
 
             var query = await NetwireAsync("ctl", "--qmp", spec, "query-spice");
@@ -79,7 +79,7 @@ public sealed class CtlCommandTests
     [Fact]
     public async Task Serve_BadQmpSpec_IsAUsageError()
     {
-        var result = await NetwireAsync("serve", "--disable-ticketing", "--spice-port", "0", "--qmp", "tcp:localhost:4444");
+        var result = await NetwireAsync("serve", "--guest", "none", "--disable-ticketing", "--spice-port", "0", "--qmp", "tcp:localhost:4444");
         Assert.Equal(2, result.ExitCode);
         Assert.Contains("--qmp", (await NetwireAsync("serve", "--help")).Stdout, StringComparison.Ordinal);
     }

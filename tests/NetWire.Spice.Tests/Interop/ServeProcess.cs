@@ -18,7 +18,7 @@ internal sealed partial class ServeProcess : IAsyncDisposable
 
     public static async Task<ServeProcess> StartAsync(params string[] args)
     {
-        var process = ProcessRunner.Start("dotnet", [RepoPaths.NetwireDll, "serve", "--spice-port", "0", "--log-level", "Debug", .. args]);
+        var process = ProcessRunner.Start("dotnet", [RepoPaths.NetwireDll, "serve", "--guest", "none", "--spice-port", "0", "--log-level", "Debug", .. args]);
         try
         {
             var line = await process.WaitForLineAsync(l => ListeningLine().IsMatch(l), TimeSpan.FromSeconds(60));

@@ -2,14 +2,16 @@ using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
+using System.Text.Json;
 using NetWire.Testing;
 
 namespace NetWire.Stack.Tests.Host;
 
 /// <summary>
-/// A real QEMU guest on <c>-netdev stream</c> to <c>netwire bridge --host gateway</c>: it takes a
-/// DHCP lease, resolves a name through 10.0.2.3 (answered by a DNS responder this test runs on
-/// 127.0.0.1), pings 10.0.2.2, and fetches a file from a host-loopback server through the gateway.
+/// A real QEMU guest on <c>-netdev stream</c> to <c>netwire serve</c> (the user-mode gateway is its
+/// default host end): it takes a DHCP lease, resolves a name through 10.0.2.3 (answered by a DNS
+/// responder this test runs on 127.0.0.1), pings 10.0.2.2, and fetches a file from a host-loopback
+/// server through the gateway; the status file and QMP query-wire then report the lease.
 /// </summary>
 [Trait("Category", "Host")]
 public sealed class GatewayQemuGuestTests
@@ -38,12 +40,16 @@ public sealed class GatewayQemuGuestTests
         });
 
         var socket = Path.Combine(dir, "g.sock");
-        await using var bridge = ProcessRunner.Start("dotnet",
+        var status = Path.Combine(dir, "status.json");
+        var qmp = Path.Combine(dir, "qmp.sock");
+        await using var serve = ProcessRunner.Start("dotnet",
         [
-            RepoPaths.NetwireDll, "bridge", "--guest", $"stream:unix:{socket}", "--host", "gateway",
+            RepoPaths.NetwireDll, "serve", "--guest", $"stream:unix:{socket}", "--spice-port", "0", "--disable-ticketing",
+            "--qmp", $"unix:{qmp}", "--status-file", status,
             "--allow-host-loopback", "--dns-forward", $"127.0.0.1:{dnsPort}",
         ]);
-        await bridge.WaitForLineAsync(l => l.Contains("Bridge up", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+        await serve.WaitForLineAsync(l => l.Contains("Bridge up", StringComparison.Ordinal) && l.Contains("gateway 10.0.2.0/24", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+        await serve.WaitForLineAsync(l => l.Contains("SPICE server listening", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
 
         var script = $$"""
             . /lib/nw.sh
@@ -67,10 +73,31 @@ public sealed class GatewayQemuGuestTests
         Assert.Equal(Convert.ToHexStringLower(SHA256.HashData(payload)), sha);
         Assert.Equal(0, await guest.WaitForTestExitAsync(TimeSpan.FromSeconds(30)));
         await server;
+
+        var wire = await ProcessRunner.RunAsync("dotnet", [RepoPaths.NetwireDll, "ctl", "--qmp", $"unix:{qmp}", "query-wire"], TimeSpan.FromSeconds(60));
+        Assert.Equal(0, wire.ExitCode);
+        using (var reply = JsonDocument.Parse(wire.Stdout))
+        {
+            var ends = reply.RootElement.GetProperty("ends");
+            Assert.Equal("10.0.2.15", ends[0].GetProperty("guest-ip").GetString());
+            Assert.True(ends[0].GetProperty("tx-bytes").GetInt64() > payload.Length, wire.Stdout);
+        }
+
         await stop.CancelAsync();
         await dnsTask;
-        bridge.Terminate();
-        Assert.Equal(0, await bridge.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        serve.Terminate();
+        Assert.Equal(0, await serve.WaitForExitAsync(TimeSpan.FromSeconds(30)));
+        using (var final = JsonDocument.Parse(await File.ReadAllBytesAsync(status)))
+        {
+            Assert.Equal("stopped", final.RootElement.GetProperty("state").GetString());
+            var host = final.RootElement.GetProperty("ends")[1];
+            var gateway = host.GetProperty("gateway");
+            Assert.True(gateway.GetProperty("dhcp_leases").GetInt64() >= 1);
+            Assert.True(gateway.GetProperty("tcp_opened").GetInt64() >= 1);
+            Assert.True(gateway.GetProperty("udp_flows").GetInt64() >= 1);
+            Assert.True(gateway.GetProperty("drops").TryGetProperty("bad_checksum", out _));
+        }
+
         Directory.Delete(dir, recursive: true);
     }
 
