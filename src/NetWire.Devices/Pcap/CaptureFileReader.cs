@@ -22,7 +22,11 @@ public enum CaptureFileFormat
 /// <param name="Interface">pcapng interface id; 0 for pcap.</param>
 /// <param name="CapturedLength">Bytes present in the file.</param>
 /// <param name="OriginalLength">Bytes on the wire.</param>
-public readonly record struct CaptureRecord(long Number, long Offset, long TimestampNs, int Interface, int CapturedLength, int OriginalLength);
+public readonly record struct CaptureRecord(long Number, long Offset, long TimestampNs, int Interface, int CapturedLength, int OriginalLength)
+{
+    /// <summary>pcapng epb_flags (bits 0-1: direction, 1 inbound, 2 outbound); 0 when absent or for pcap.</summary>
+    public uint Flags { get; init; }
+}
 
 /// <summary>A pcapng interface (or the single pcap "interface").</summary>
 /// <param name="LinkType">LINKTYPE_ value; only Ethernet (1) is accepted.</param>
@@ -278,6 +282,7 @@ public sealed class CaptureFileReader : IDisposable
                     break;
                 case EnhancedPacketType when body.Length >= 20:
                     record = PacketFromBody(offset, (int)ReadU32(body), ((long)ReadU32(body[4..]) << 32) | ReadU32(body[8..]), ReadU32(body[12..]), ReadU32(body[16..]), body, 20);
+                    record = record with { Flags = EpbFlags(body[Math.Min(body.Length, 20 + ((record.CapturedLength + 3) & ~3))..]) };
                     return true;
                 case ObsoletePacketType when body.Length >= 20:
                     record = PacketFromBody(offset, ReadU16(body), ((long)ReadU32(body[4..]) << 32) | ReadU32(body[8..]), ReadU32(body[12..]), ReadU32(body[16..]), body, 20);
@@ -307,6 +312,29 @@ public sealed class CaptureFileReader : IDisposable
                     break;
             }
         }
+    }
+
+    /// <summary>The epb_flags option (code 2, 4 bytes) among an EPB's options; 0 when absent. Options that do not parse are ignored, not an error.</summary>
+    private uint EpbFlags(ReadOnlySpan<byte> options)
+    {
+        while (options.Length >= 4)
+        {
+            var code = ReadU16(options);
+            var length = ReadU16(options[2..]);
+            if (code == 0 || 4 + length > options.Length)
+            {
+                break;
+            }
+
+            if (code == 2 && length == 4)
+            {
+                return ReadU32(options[4..]);
+            }
+
+            options = options[Math.Min(options.Length, 4 + ((length + 3) & ~3))..];
+        }
+
+        return 0;
     }
 
     private CaptureRecord PacketFromBody(long offset, int interfaceId, long timestamp, uint captured, uint original, ReadOnlySpan<byte> body, int headerLength)
