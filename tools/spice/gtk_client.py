@@ -2,11 +2,21 @@
 """gtk_client: real spice-gtk (SpiceClientGLib 2.0, via PyGObject) clients for NetWire's tests.
 
   gtk_client.py --port P [--host H] [--password X] [--clients N] [--seconds S]
+                [--stop-after-migration S]
 
 Opens N independent SPICE sessions at once, keeps them for S seconds, and prints one line per
 event ("EVENT client=I ...") and a final line per client:
 
   RESULT client=I opened=0|1 lost=0|1 error=NAME|none
+
+Migration is followed as spice-gtk reports it: "EVENT client=I migration-started host=H port=P"
+(MIGRATE_BEGIN received, a migration session links to the target), "EVENT client=I
+migration-state STATE port=P" (none, connecting, migrating, switching; P is the port the
+session is on now), "EVENT client=I main opened port=P". With --stop-after-migration S the
+run ends S seconds after a migration went back to state none. The RESULT line then also says
+where the session ended and which migration states it went through:
+
+  RESULT client=I opened=0|1 lost=0|1 error=NAME|none host=H port=P states=a,b,c
 
 Exit status: 0 when every client's main channel opened and stayed open the whole time,
 2 when any client got a link/auth/connect error, 1 otherwise. No display is needed: only the
@@ -47,12 +57,26 @@ class Client:
         self.lost = False
         self.error = None
         self.on_error = on_error
+        self.states = []
+        self.args = args
+        self.on_migrated = None
         self.session = Spice.Session()
         self.session.props.host = args.host
         self.session.props.port = str(args.port)
         if args.password is not None:
             self.session.props.password = args.password
         hook(self.session, "channel-new", self.channel_new)
+        hook(self.session, "notify::migration-state", self.migration_state)
+
+    def migration_state(self, session, _pspec):
+        state = getattr(session.props.migration_state, "value_nick", str(session.props.migration_state))
+        self.states.append(state)
+        say("EVENT client=%d migration-state %s port=%s" % (self.index, state, session.props.port))
+        if state == "none" and self.on_migrated is not None:
+            self.on_migrated()
+
+    def migration_started(self, _main, target):
+        say("EVENT client=%d migration-started host=%s port=%s" % (self.index, target.props.host, target.props.port))
 
     def start(self):
         return Spice.Session.connect(self.session)
@@ -62,13 +86,14 @@ class Client:
         say("EVENT client=%d channel-new type=%d id=%d" % (self.index, kind, channel.props.channel_id))
         if isinstance(channel, Spice.MainChannel):
             hook(channel, "channel-event", self.main_event)
+            hook(channel, "migration-started", self.migration_started)
         else:
             # A real client opens every channel the server lists (spicy, remote-viewer do).
             Spice.Channel.connect(channel)
 
     def main_event(self, _channel, event):
         name = getattr(event, "value_nick", str(event))
-        say("EVENT client=%d main %s" % (self.index, name))
+        say("EVENT client=%d main %s port=%s" % (self.index, name, self.session.props.port))
         if event == Spice.ChannelEvent.OPENED:
             self.opened = True
         elif event in ERRORS:
@@ -88,6 +113,8 @@ def main():
     ap.add_argument("--password")
     ap.add_argument("--clients", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--stop-after-migration", type=float, default=None,
+                    help="end the run this many seconds after a migration finished (state back to none)")
     args = ap.parse_args()
 
     loop = GLib.MainLoop()
@@ -99,6 +126,8 @@ def main():
 
     for i in range(args.clients):
         client = Client(i, args, on_error)
+        if args.stop_after_migration is not None:
+            client.on_migrated = lambda: GLib.timeout_add(int(args.stop_after_migration * 1000), loop.quit)
         clients.append(client)
         if not client.start():
             client.error = "connect-failed"
@@ -107,7 +136,8 @@ def main():
         loop.run()
 
     for c in clients:
-        say("RESULT client=%d opened=%d lost=%d error=%s" % (c.index, c.opened, c.lost, c.error or "none"))
+        say("RESULT client=%d opened=%d lost=%d error=%s host=%s port=%s states=%s" % (
+            c.index, c.opened, c.lost, c.error or "none", c.session.props.host, c.session.props.port, ",".join(c.states) or "-"))
     if any(c.error for c in clients):
         status = 2
     else:
