@@ -28,11 +28,7 @@ internal static class BridgeCommand
             Description = $"Where guest frames go: {WireSpec.HostForms} | gateway (the user-mode gateway; no root). Default: {DefaultHost} (needs root or CAP_NET_ADMIN)",
             HelpName = "SPEC",
         };
-        var capture = new Option<string?>("--capture")
-        {
-            Description = "Record every frame crossing the wire, with its direction, to a pcapng file ('-' for standard output)",
-            HelpName = "FILE",
-        };
+        var capture = new CaptureCliOptions();
         var status = new Option<string?>("--status-file")
         {
             Description = "Keep the counters as JSON in this file (rewritten every second and at exit); read it with 'netwire status'",
@@ -47,8 +43,13 @@ internal static class BridgeCommand
         var logLevel = LogLevelOption();
         var command = new Command("bridge", "Bridge a guest NIC (QEMU stream or dgram backend) to a host TAP or libpcap device, with flow control: a full end pauses the other, and every drop is counted.")
         {
-            guest, host, capture, status, queue, logLevel,
+            guest, host, status, queue, logLevel,
         };
+        foreach (var option in capture.All)
+        {
+            command.Options.Add(option);
+        }
+
         var gateway = new GatewayCliOptions();
         foreach (var option in gateway.All)
         {
@@ -59,7 +60,7 @@ internal static class BridgeCommand
             parse.GetValue(guest) ?? $"stream:unix:{DefaultGuestSocket()}",
             parse.GetValue(host) ?? DefaultHost,
             () => gateway.Build(parse),
-            parse.GetValue(capture),
+            () => capture.Read(parse),
             parse.GetValue(status),
             parse.GetValue(queue),
             parse.GetValue(logLevel),
@@ -84,12 +85,15 @@ internal static class BridgeCommand
         return Path.Combine(Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR")!, "netwire.sock");
     }
 
-    private static async Task<int> RunAsync(string guestText, string hostText, Func<NetWire.Stack.GatewayOptions> gatewayOptions, string? capturePath, string? statusPath, int queueFrames, LogLevel level, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(string guestText, string hostText, Func<NetWire.Stack.GatewayOptions> gatewayOptions, Func<CaptureRequest?> captureOptions, string? statusPath, int queueFrames, LogLevel level, CancellationToken cancellationToken)
     {
         WireSetup setup;
+        string? capturePath = null;
         try
         {
-            setup = ParseWire(guestText, hostText, gatewayOptions, capturePath, statusPath, queueFrames);
+            var capture = captureOptions();
+            capturePath = capture?.Path;
+            setup = ParseWire(guestText, hostText, gatewayOptions, capturePath, statusPath, queueFrames) with { CaptureOptions = capture?.Options ?? new() };
         }
         catch (FormatException ex)
         {

@@ -17,7 +17,7 @@ internal static class ReplayCommand
         var file = new Argument<string>("FILE") { Description = "A pcap (micro- or nanosecond) or pcapng file with Ethernet frames" };
         var into = new Option<string>("--into")
         {
-            Description = $"Where the frames go: a guest spec, {WireSpec.GuestForms} (use ',connect' for a running appliance's guest socket), or a host spec, {WireSpec.HostForms}",
+            Description = $"Where the frames go: a guest spec, {WireSpec.GuestForms} (use ',connect' for a running appliance's guest socket), or a host spec, {WireSpec.HostForms}, or null (count and discard: measures the replay alone)",
             HelpName = "SPEC",
             Required = true,
         };
@@ -78,7 +78,7 @@ internal static class ReplayCommand
 
     private static async Task<int> RunAsync(string path, string intoText, ReplayOptions options, string? problem, bool keepGoing, int queueFrames, LogLevel level, CancellationToken cancellationToken)
     {
-        WireSpec spec;
+        WireSpec? spec;
         try
         {
             if (problem is not null)
@@ -87,7 +87,7 @@ internal static class ReplayCommand
             }
 
             var kind = intoText.Split(':', 2)[0];
-            spec = WireSpec.Parse(intoText, kind is "tap" or "pcap" ? WireSide.Host : WireSide.Guest);
+            spec = intoText == "null" ? null : WireSpec.Parse(intoText, kind is "tap" or "pcap" ? WireSide.Host : WireSide.Guest);
         }
         catch (FormatException ex)
         {
@@ -120,7 +120,7 @@ internal static class ReplayCommand
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         using var signals = StopSignals.CancelOnTermination(stop);
 
-        var end = spec.CreateEnd("replay", FramePool.Shared, queueFrames, loggers);
+        var end = spec is null ? new NullEnd("replay", FramePool.Shared, queueFrames) : spec.CreateEnd("replay", FramePool.Shared, queueFrames, loggers);
         using var endStop = new CancellationTokenSource();
         var running = end.RunAsync(new Discard(), endStop.Token);
         var progress = new ReplayProgress();

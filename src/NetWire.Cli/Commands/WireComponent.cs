@@ -12,6 +12,8 @@ namespace NetWire.Cli.Commands;
 /// <summary>What one wire is made of: a guest end, a host end (a device, or the user-mode gateway) and its taps.</summary>
 internal sealed record WireSetup(WireSpec Guest, WireSpec? Host, GatewayOptions? Gateway, string? CapturePath, string? StatusPath, int QueueFrames)
 {
+    /// <summary>Snap length and rotation of the capture (<see cref="CaptureCliOptions"/>).</summary>
+    public PcapNgWriterOptions CaptureOptions { get; init; } = new();
 }
 
 /// <summary>
@@ -63,9 +65,9 @@ internal sealed class WireComponent : IServeComponent
         {
             try
             {
-                _capture = PcapNgWriter.Create(capturePath);
+                _capture = PcapNgWriter.Create(capturePath, _setup.CaptureOptions);
             }
-            catch (UnauthorizedAccessException ex)
+            catch (Exception ex) when (ex is UnauthorizedAccessException or ArgumentException)
             {
                 throw new IOException(ex.Message, ex);
             }
