@@ -33,13 +33,13 @@ internal sealed class TunnelServer : IAsyncDisposable
 
     public IPEndPoint EndPoint => Server.LocalEndPoint;
 
-    public static TunnelServer Start(Action<TunnelOptions>? configure = null, Func<IPAddress?>? guestAddress = null)
+    public static TunnelServer Start(Action<TunnelOptions>? configure = null, Func<IPAddress?>? guestAddress = null, int port = 0)
     {
         var tunnelOptions = new TunnelOptions();
         configure?.Invoke(tunnelOptions);
         var network = new GatewayOptions();
         var gateway = new TunnelGateway(network, guestAddress ?? (() => null), tunnelOptions);
-        var options = new Spice.SpiceServerOptions { EndPoint = new IPEndPoint(IPAddress.Loopback, 0), PingInterval = TimeSpan.Zero };
+        var options = new Spice.SpiceServerOptions { EndPoint = new IPEndPoint(IPAddress.Loopback, port), PingInterval = TimeSpan.Zero };
         options.Channels.Add(new TunnelChannelService(gateway, NullLoggerFactory.Instance));
         var tickets = new TicketAuthority(TimeProvider.System);
         tickets.SetPassword(Password);

@@ -442,7 +442,7 @@ internal sealed class TunnelChannelClient
             }
 
             slot.ClientClosed = true;
-            slot.Relay!.Abort();
+            slot.Relay!.OnPeerClosed();
         }
     }
 

@@ -51,8 +51,14 @@ internal sealed class TunnelRelay
     /// <summary>SOCKET_DATA received from the peer and not yet given back with SOCKET_TOKEN.</summary>
     private uint _unreturned;
 
-    /// <summary>The peer sent SOCKET_FIN.</summary>
+    /// <summary>The peer sent SOCKET_FIN (or closed).</summary>
     private bool _peerFin;
+
+    /// <summary>The peer closed: once the inbound queue is written, everything ends.</summary>
+    private bool _closeAfterDrain;
+
+    /// <summary>The inbound pump has written everything and shut the local socket for writing.</summary>
+    private bool _inboundDone;
 
     private long _bytesOut;
     private long _bytesIn;
@@ -154,7 +160,28 @@ internal sealed class TunnelRelay
         return true;
     }
 
-    /// <summary>Ends both pumps now and closes the local socket (the peer closed, or the channel went away).</summary>
+    /// <summary>
+    /// The peer closed its end (SOCKET_CLOSED / SOCKET_CLOSE): what it sent before is still written
+    /// to the local socket, then both pumps end and the local socket closes.
+    /// </summary>
+    public void OnPeerClosed()
+    {
+        bool drained;
+        lock (_gate)
+        {
+            _closeAfterDrain = true;
+            _peerFin = true;
+            _inbound.Writer.TryComplete();
+            drained = _inboundDone;
+        }
+
+        if (drained)
+        {
+            Abort();
+        }
+    }
+
+    /// <summary>Ends both pumps now and closes the local socket (the channel went away).</summary>
     public void Abort()
     {
         try
@@ -310,6 +337,18 @@ internal sealed class TunnelRelay
             }
 
             _socket.Shutdown(SocketShutdown.Send);
+            bool close;
+            lock (_gate)
+            {
+                close = _closeAfterDrain;
+                _inboundDone = true;
+            }
+
+            if (close)
+            {
+                Abort();
+            }
+
             return true;
         }
         catch (Exception ex) when (IsEnd(ex))

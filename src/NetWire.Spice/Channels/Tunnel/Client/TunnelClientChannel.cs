@@ -359,7 +359,7 @@ internal sealed class TunnelClientChannel
                     return;
                 case SlotState.Open:
                     slot.State = SlotState.ServerClosed;
-                    slot.Relay!.Abort();
+                    slot.Relay!.OnPeerClosed();
                     return;
                 default:
                     ThrowHelper.Protocol($"SOCKET_CLOSE for connection id {id} in state {slot.State}");
