@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Runtime.CompilerServices;
 using NetWire.Core.Frames;
 using NetWire.Core.Wire;
 
@@ -76,83 +77,160 @@ public static class CaptureReplayer
     /// <summary>Replays <paramref name="path"/> into <paramref name="target"/>; returns the first format error, if any, after the frames before it were sent.</summary>
     public static async Task<CaptureFormatException?> RunAsync(string path, INetWire target, FramePool pool, ReplayOptions options, ReplayProgress progress, CancellationToken cancellationToken)
     {
-        var clock = Stopwatch.StartNew();
-        long loopBaseNs = 0;
-        long lastScheduledNs = 0;
-        long sent = 0;
-        long bits = 0;
-        for (var loop = 0; loop < options.Loops; loop++)
+        using var state = new ReplayState(path);
+        while (true)
         {
-            using var reader = CaptureFileReader.Open(path);
-            long firstTs = -1;
+            cancellationToken.ThrowIfCancellationRequested();
+            Step step;
             try
             {
-                while (reader.TryReadNext(out var record))
-                {
-                    if (options.Limit > 0 && sent >= options.Limit)
-                    {
-                        return null;
-                    }
-
-                    var length = record.CapturedLength;
-                    if (length < FramePool.MinFrameLength)
-                    {
-                        progress.Skip(ReplaySkipReason.Runt);
-                        continue;
-                    }
-
-                    if (length > FramePool.MaxFrameLength)
-                    {
-                        progress.Skip(ReplaySkipReason.TooLong);
-                        continue;
-                    }
-
-                    if (record.OriginalLength > length)
-                    {
-                        progress.Skip(ReplaySkipReason.Truncated);
-                        continue;
-                    }
-
-                    if (firstTs < 0)
-                    {
-                        firstTs = record.TimestampNs;
-                    }
-
-                    var scheduledNs = options.Pacing switch
-                    {
-                        ReplayPacing.Original => loopBaseNs + (long)((record.TimestampNs - firstTs) / options.Multiplier),
-                        ReplayPacing.FramesPerSecond => (long)(sent * 1e9 / options.Rate),
-                        ReplayPacing.Megabits => (long)(bits * 1e3 / options.Rate),
-                        _ => 0,
-                    };
-                    scheduledNs = Math.Max(scheduledNs, lastScheduledNs);
-                    lastScheduledNs = scheduledNs;
-                    if (scheduledNs > 0)
-                    {
-                        await WaitUntilAsync(clock, scheduledNs, cancellationToken).ConfigureAwait(false);
-                    }
-
-                    while (!target.CanSendPacket)
-                    {
-                        await target.WaitCanSendPacketAsync(cancellationToken).ConfigureAwait(false);
-                    }
-
-                    var frame = pool.Rent(reader.Data);
-                    target.SendPacket(frame);
-                    progress.Sent(length);
-                    sent++;
-                    bits += length * 8L;
-                }
+                step = Burst(state, target, pool, options, progress);
             }
             catch (CaptureFormatException ex)
             {
                 return ex;
             }
 
-            loopBaseNs = lastScheduledNs;
+            switch (step)
+            {
+                case Step.Done:
+                    return null;
+                case Step.TargetFull:
+                    // net_wire backpressure: a slow target slows the replay, nothing is dropped.
+                    await target.WaitCanSendPacketAsync(cancellationToken).ConfigureAwait(false);
+                    break;
+                case Step.TooEarly:
+                    await WaitUntilAsync(state.Clock, state.PendingNs, cancellationToken).ConfigureAwait(false);
+                    break;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Sends frames without awaiting until the target is full, the next frame is not due, the
+    /// budget is spent or the replay is over. A frame read but not sent stays pending in
+    /// <paramref name="state"/> (its bytes stay valid in the reader until the next read).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static Step Burst(ReplayState state, INetWire target, FramePool pool, ReplayOptions options, ReplayProgress progress)
+    {
+        for (var budget = 0; budget < BurstFrames; budget++)
+        {
+            if (!state.HasPending && !TryReadDue(state, options, progress))
+            {
+                return Step.Done;
+            }
+
+            if (state.PendingNs > 0 && state.PendingNs > ElapsedNs(state.Clock))
+            {
+                return Step.TooEarly;
+            }
+
+            if (!target.CanSendPacket && !SpinUntilCanSend(target))
+            {
+                return Step.TargetFull;
+            }
+
+            var data = state.Reader!.Data;
+            target.SendPacket(pool.Rent(data));
+            progress.Sent(data.Length);
+            state.HasPending = false;
+            state.Sent++;
+            state.Bits += data.Length * 8L;
         }
 
-        return null;
+        return Step.Continue;
+    }
+
+    /// <summary>
+    /// A target that is full now is usually being drained by its device thread: spinning a few
+    /// dozen times lets it take a batch and costs less than an asynchronous wait and wake-up per
+    /// frame, which is what a queue kept exactly full otherwise does (one hand-off per frame).
+    /// </summary>
+    private static bool SpinUntilCanSend(INetWire target)
+    {
+        var spinner = default(SpinWait);
+        for (var i = 0; i < 40; i++)
+        {
+            spinner.SpinOnce(sleep1Threshold: -1);
+            if (target.CanSendPacket)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
+
+    /// <summary>Reads the next frame that can be sent into the pending slot, opening the next loop as needed; false when all are sent.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static bool TryReadDue(ReplayState state, ReplayOptions options, ReplayProgress progress)
+    {
+        while (true)
+        {
+            if (options.Limit > 0 && state.Sent >= options.Limit)
+            {
+                return false;
+            }
+
+            if (state.Reader is null)
+            {
+                if (state.Loop >= options.Loops)
+                {
+                    return false;
+                }
+
+                state.Loop++;
+                state.FirstTs = -1;
+                state.Reader = CaptureFileReader.Open(state.Path);
+            }
+
+            if (!state.Reader.TryReadNext(out var record))
+            {
+                state.Reader.Dispose();
+                state.Reader = null;
+                state.LoopBaseNs = state.LastScheduledNs;
+                continue;
+            }
+
+            var length = record.CapturedLength;
+            if (length < FramePool.MinFrameLength)
+            {
+                progress.Skip(ReplaySkipReason.Runt);
+                continue;
+            }
+
+            if (length > FramePool.MaxFrameLength)
+            {
+                progress.Skip(ReplaySkipReason.TooLong);
+                continue;
+            }
+
+            if (record.OriginalLength > length)
+            {
+                progress.Skip(ReplaySkipReason.Truncated);
+                continue;
+            }
+
+            if (state.FirstTs < 0)
+            {
+                state.FirstTs = record.TimestampNs;
+            }
+
+            var scheduledNs = options.Pacing switch
+            {
+                ReplayPacing.Original => state.LoopBaseNs + (long)((record.TimestampNs - state.FirstTs) / options.Multiplier),
+                ReplayPacing.FramesPerSecond => (long)(state.Sent * 1e9 / options.Rate),
+                ReplayPacing.Megabits => (long)(state.Bits * 1e3 / options.Rate),
+                _ => 0,
+            };
+
+            // Schedules are absolute from the start: a late frame is followed by a catching-up burst.
+            state.PendingNs = Math.Max(scheduledNs, state.LastScheduledNs);
+            state.LastScheduledNs = state.PendingNs;
+            state.HasPending = true;
+            return true;
+        }
     }
 
     private static async ValueTask WaitUntilAsync(Stopwatch clock, long scheduledNs, CancellationToken cancellationToken)
@@ -172,4 +250,46 @@ public static class CaptureReplayer
     }
 
     private static long ElapsedNs(Stopwatch clock) => (long)(clock.ElapsedTicks * (1e9 / Stopwatch.Frequency));
+
+    /// <summary>Frames sent per burst before the loop looks at cancellation again.</summary>
+    private const int BurstFrames = 4096;
+
+    private enum Step
+    {
+        Continue,
+        Done,
+        TargetFull,
+        TooEarly,
+    }
+
+    /// <summary>Where a replay is: the open file, the pending frame, the schedule. Used by one replay loop only.</summary>
+    private sealed class ReplayState(string path) : IDisposable
+    {
+        public string Path { get; } = path;
+
+        public Stopwatch Clock { get; } = Stopwatch.StartNew();
+
+        /// <summary>The file of the current loop; null between loops.</summary>
+        public CaptureFileReader? Reader { get; set; }
+
+        public int Loop { get; set; }
+
+        public long FirstTs { get; set; } = -1;
+
+        public long LoopBaseNs { get; set; }
+
+        public long LastScheduledNs { get; set; }
+
+        /// <summary>The reader's current record is read but not sent yet.</summary>
+        public bool HasPending { get; set; }
+
+        /// <summary>When the pending frame is due, in ns from the start; 0 for now.</summary>
+        public long PendingNs { get; set; }
+
+        public long Sent { get; set; }
+
+        public long Bits { get; set; }
+
+        public void Dispose() => Reader?.Dispose();
+    }
 }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using NetWire.Core.Frames;
 using NetWire.Core.Wire;
 
@@ -17,11 +18,17 @@ public sealed class NullEnd(string name, FramePool pool, int queueCapacity) : Wi
     {
         while (await Outbound.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            while (Outbound.TryRead(out var frame))
-            {
-                Counters.Transmitted(frame.Length);
-                frame.Dispose();
-            }
+            Drain();
+        }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private void Drain()
+    {
+        while (Outbound.TryRead(out var frame))
+        {
+            Counters.Transmitted(frame.Length);
+            frame.Dispose();
         }
     }
 }
