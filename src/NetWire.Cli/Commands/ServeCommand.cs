@@ -56,6 +56,11 @@ internal static class ServeCommand
             Description = "QMP-style control socket: unix:PATH or tcp:ADDRESS:PORT (see docs/control.md)",
             HelpName = "SPEC",
         };
+        var incoming = new Option<string?>("--incoming")
+        {
+            Description = "Start as a migration target: wait for the source's appliance state on tcp:ADDRESS:PORT (see docs/migration.md)",
+            HelpName = "URI",
+        };
         var guest = new Option<string>("--guest")
         {
             Description = $"Where the guest NIC attaches: {WireSpec.GuestForms} | none (SPICE only). Default: stream:unix:{BridgeCommand.DefaultGuestSocket()}",
@@ -86,7 +91,7 @@ internal static class ServeCommand
         var logLevel = BridgeCommand.LogLevelOption();
         var command = new Command("serve", "Run the NetWire appliance: a guest NIC (QEMU stream or dgram backend) on the user-mode gateway (no root) or a host device, the SPICE server (link with RSA ticket auth, main channel) on --spice-addr:--spice-port, and an optional QMP control socket. Without a password option a random SPICE password is written to a file only you can read.")
         {
-            guest, host, capture, status, queue, addr, port, password, passwordFile, expires, disable, qmp, logLevel,
+            guest, host, capture, status, queue, addr, port, password, passwordFile, expires, disable, qmp, incoming, logLevel,
         };
         var gateway = new GatewayCliOptions();
         foreach (var option in gateway.All)
@@ -102,7 +107,8 @@ internal static class ServeCommand
                 parse.GetValue(passwordFile),
                 parse.GetValue(expires),
                 parse.GetValue(disable),
-                parse.GetValue(qmp)),
+                parse.GetValue(qmp),
+                parse.GetValue(incoming)),
             parse.GetValue(guest) ?? $"stream:unix:{BridgeCommand.DefaultGuestSocket()}",
             parse.GetValue(host)!,
             () => gateway.Build(parse),
@@ -161,6 +167,10 @@ internal static class ServeCommand
 
             spiceOptions = BuildSpiceOptions(args, tickets);
             control = args.Qmp is null ? null : ControlEndpoint.Parse(args.Qmp);
+            if (args.Incoming is { } incomingText)
+            {
+                _ = NetWire.Control.Migration.MigrationWire.ParseIncoming(incomingText);
+            }
         }
         catch (Exception ex) when (ex is FormatException or ArgumentException or IOException or UnauthorizedAccessException)
         {
@@ -186,9 +196,16 @@ internal static class ServeCommand
         }
 
         components.Add(spice);
+        var state = new NetWire.Core.State.StateRegistry();
+        var incoming = args.Incoming is null ? null : new IncomingComponent(args.Incoming, state, spice, loggers);
+        if (incoming is not null)
+        {
+            components.Add(incoming);
+        }
+
         if (control is not null)
         {
-            components.Add(new ControlComponent(control, spice, () => wire?.Ends ?? [], loggers, stop));
+            components.Add(new ControlComponent(control, spice, () => wire?.Ends ?? [], loggers, stop, state, incoming?.Incoming));
         }
 
         var started = new List<IServeComponent>();
@@ -204,7 +221,7 @@ internal static class ServeCommand
                 }
                 catch (SocketException ex)
                 {
-                    await Console.Error.WriteLineAsync($"netwire serve: {component.Name}: cannot listen on {(component is ControlComponent c ? c.Endpoint.Text : spiceOptions.EndPoint.ToString())}: {ex.Message}").ConfigureAwait(false);
+                    await Console.Error.WriteLineAsync($"netwire serve: {component.Name}: cannot listen on {(component switch { ControlComponent c => c.Endpoint.Text, IncomingComponent i => i.Text, _ => spiceOptions.EndPoint.ToString() })}: {ex.Message}").ConfigureAwait(false);
                     return ExitCodes.Setup;
                 }
                 catch (IOException ex)
@@ -336,7 +353,7 @@ internal static class ServeCommand
         return path;
     }
 
-    private sealed record ServeArguments(string SpiceAddr, int SpicePort, string? Password, string? PasswordFile, string? PasswordExpires, bool DisableTicketing, string? Qmp)
+    private sealed record ServeArguments(string SpiceAddr, int SpicePort, string? Password, string? PasswordFile, string? PasswordExpires, bool DisableTicketing, string? Qmp, string? Incoming = null)
     {
         /// <summary>Set when no password option was given and one was generated.</summary>
         public string? GeneratedPasswordFile { get; set; }
