@@ -141,6 +141,54 @@ public sealed class TunnelNamespaceTests
     }
 
     [Fact]
+    public async Task UrgentDataFromTheGuest_ArrivesInline_AndTheChannelLives()
+    {
+        // brief 7: TCP urgent data from the guest shut the real tunnel channel down.
+        HostRequirements.RequireRoot();
+        HostRequirements.RequireCommand("python3");
+        using var echo = new TcpListener(IPAddress.Loopback, 0);
+        echo.Start();
+        var serve = Task.Run(async () =>
+        {
+            using var socket = await echo.AcceptSocketAsync();
+            var buffer = new byte[1024];
+            int n;
+            while ((n = await socket.ReceiveAsync(buffer, SocketFlags.None)) > 0)
+            {
+                await socket.SendAsync(buffer.AsMemory(0, n), SocketFlags.None);
+            }
+
+            socket.Shutdown(SocketShutdown.Send);
+        });
+        GuestNamespace? guest = null;
+        await using var server = TunnelServer.Start(guestAddress: () => guest?.Gateway.GuestIp);
+        guest = await GuestNamespace.StartAsync(server.Network);
+        await using (guest)
+        {
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
+            var (client, published) = server.CreateClient(Spice.Channels.Tunnel.Client.TunnelServiceSpec.Parse($"echo=127.0.0.1:{((IPEndPoint)echo.LocalEndpoint).Port},port=7"));
+            var running = client.RunAsync(stop.Token);
+            var address = await published.WaitAsync("echo");
+            var script = "import socket,sys\n" +
+                $"s=socket.create_connection(('{address}',7),30)\n" +
+                "s.sendall(b'ab'); s.send(b'!', socket.MSG_OOB); s.sendall(b'cd'); s.shutdown(socket.SHUT_WR)\n" +
+                "d=b''\n" +
+                "while True:\n" +
+                "    r=s.recv(100)\n" +
+                "    if not r: break\n" +
+                "    d+=r\n" +
+                "sys.stdout.write(d.decode())\n";
+            var result = await guest.Namespace.ExecAsync("python3", "-c", script);
+            Assert.True(result.Succeeded, result.Stderr);
+            Assert.Equal("ab!cd", result.Stdout);
+            Assert.Equal(0, server.Gateway.Counters.ProtocolErrors);
+            await serve;
+            await stop.CancelAsync();
+            await running;
+        }
+    }
+
+    [Fact]
     public async Task ClientKilledMidTransfer_CurlGetsAResetOrEarlyEnd_NotAHang()
     {
         var (setup, _, _) = await StartAsync();
