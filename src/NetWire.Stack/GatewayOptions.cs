@@ -49,8 +49,15 @@ public sealed record GatewayOptions
     /// <summary>TCP connections waiting for the host connect or the guest's final ACK (SYN flood bound).</summary>
     public int MaxHalfOpen { get; init; } = 256;
 
-    /// <summary>Bytes buffered per TCP connection per direction (the advertised window's ceiling).</summary>
-    public int TcpBufferBytes { get; init; } = 256 * 1024;
+    /// <summary>
+    /// Bytes buffered per TCP connection per direction (the advertised window's ceiling). Null
+    /// sizes it from the MTU: 16 full segments, at least 256 KiB and at most 1 MiB, so a 65520
+    /// MTU link still has many segments in flight.
+    /// </summary>
+    public int? TcpBufferBytes { get; init; }
+
+    /// <summary>The buffer size in effect: <see cref="TcpBufferBytes"/>, or the one sized from the MTU.</summary>
+    public int EffectiveTcpBufferBytes => TcpBufferBytes ?? Math.Clamp(16 * (Mtu - 40), 256 * 1024, 1024 * 1024);
 
     /// <summary>UDP flows open at once.</summary>
     public int MaxUdpFlows { get; init; } = 512;

@@ -85,7 +85,7 @@ internal sealed class TcpConnection
         _gateway = gateway;
         _table = table;
         Key = key;
-        var capacity = gateway.Options.TcpBufferBytes;
+        var capacity = gateway.Options.EffectiveTcpBufferBytes;
         _toHost = new ByteRing(capacity);
         _toGuest = new ByteRing(capacity);
         while (capacity >> _receiveShift > 65535)
@@ -121,6 +121,9 @@ internal sealed class TcpConnection
         $"{_state}: snd una {_sndUna - _iss} nxt {_sndNxt - _iss} max {_sndMax - _iss} wnd {_sndWnd} to-guest {_toGuest.Count} host-eof {_hostEof} " +
         $"fin {_finSent}/{_finAcked}; rcv {_rcvNxt} to-host {_toHost.Count} guest-fin {_guestFin}; rto {_rtoDeadline} ({_rtoMs} ms, {_retries} tries), " +
         $"loops {_loopsRunning}, flush queued {FlushQueued}";
+
+    /// <summary>Free bytes towards the guest worth a host socket read: a quarter of the ring, at most 64 KiB.</summary>
+    private int ReceiveThreshold => Math.Min(_toGuest.Capacity / 4, 64 * 1024);
 
     private bool HalfOpen => _state is State.Connecting or State.SynReceived or State.SynSent;
 
@@ -379,7 +382,7 @@ internal sealed class TcpConnection
             _duplicateAcks = 0;
             _retries = 0;
             _rtoDeadline = _sndUna == _sndMax ? 0 : now + _rtoMs;
-            if (dataAcked > 0)
+            if (dataAcked > 0 && _toGuest.Free >= ReceiveThreshold)
             {
                 _toGuestRoom.Set();
             }
@@ -868,7 +871,9 @@ internal sealed class TcpConnection
                         return;
                     }
 
-                    room = _toGuest.Writable();
+                    // Only a worthwhile read: waking for the few KiB each ACK frees would cost a
+                    // socket read per ACK.
+                    room = _toGuest.Free >= ReceiveThreshold ? _toGuest.Writable() : Memory<byte>.Empty;
                     socket = _host;
                 }
 
