@@ -56,6 +56,7 @@ internal static class ServeCommand
             Description = "QMP-style control socket: unix:PATH or tcp:ADDRESS:PORT (see docs/control.md)",
             HelpName = "SPEC",
         };
+        var tunnelOption = TunnelServe.CreateOption();
         var incoming = new Option<string?>("--incoming")
         {
             Description = "Start as a migration target: wait for the source's appliance state on tcp:ADDRESS:PORT (see docs/migration.md)",
@@ -91,7 +92,7 @@ internal static class ServeCommand
         var logLevel = BridgeCommand.LogLevelOption();
         var command = new Command("serve", "Run the NetWire appliance: a guest NIC (QEMU stream or dgram backend) on the user-mode gateway (no root) or a host device, the SPICE server (link with RSA ticket auth, main channel) on --spice-addr:--spice-port, and an optional QMP control socket. Without a password option a random SPICE password is written to a file only you can read.")
         {
-            guest, host, capture, status, queue, addr, port, password, passwordFile, expires, disable, qmp, incoming, logLevel,
+            guest, host, capture, status, queue, addr, port, password, passwordFile, expires, disable, qmp, incoming, tunnelOption, logLevel,
         };
         var gateway = new GatewayCliOptions();
         foreach (var option in gateway.All)
@@ -108,7 +109,8 @@ internal static class ServeCommand
                 parse.GetValue(expires),
                 parse.GetValue(disable),
                 parse.GetValue(qmp),
-                parse.GetValue(incoming)),
+                parse.GetValue(incoming),
+                parse.GetValue(tunnelOption)),
             parse.GetValue(guest) ?? $"stream:unix:{BridgeCommand.DefaultGuestSocket()}",
             parse.GetValue(host)!,
             () => gateway.Build(parse),
@@ -165,6 +167,7 @@ internal static class ServeCommand
                 throw new FormatException("--capture and --status-file need a wire: drop --guest none");
             }
 
+            TunnelServe.Check(args.Tunnel, wireSetup);
             spiceOptions = BuildSpiceOptions(args, tickets);
             control = args.Qmp is null ? null : ControlEndpoint.Parse(args.Qmp);
             if (args.Incoming is { } incomingText)
@@ -187,7 +190,9 @@ internal static class ServeCommand
             CliLog.GeneratedPassword(logger, generated);
         }
 
+        var tunnel = args.Tunnel ? TunnelServe.Attach(ref wireSetup!, spiceOptions, loggers) : null;
         var wire = wireSetup is null ? null : new WireComponent(wireSetup, loggers);
+        tunnel?.Bind(wire);
         var spice = new SpiceServerComponent(spiceOptions, tickets, loggers);
         var components = new List<IServeComponent>();
         if (wire is not null)
@@ -197,6 +202,7 @@ internal static class ServeCommand
 
         components.Add(spice);
         var state = new NetWire.Core.State.StateRegistry();
+        state.Register(new NetWire.Stack.Dhcp.DhcpStateSection(() => wire?.Gateway));
         var incoming = args.Incoming is null ? null : new IncomingComponent(args.Incoming, state, spice, loggers);
         if (incoming is not null)
         {
@@ -353,7 +359,7 @@ internal static class ServeCommand
         return path;
     }
 
-    private sealed record ServeArguments(string SpiceAddr, int SpicePort, string? Password, string? PasswordFile, string? PasswordExpires, bool DisableTicketing, string? Qmp, string? Incoming = null)
+    private sealed record ServeArguments(string SpiceAddr, int SpicePort, string? Password, string? PasswordFile, string? PasswordExpires, bool DisableTicketing, string? Qmp, string? Incoming = null, bool Tunnel = false)
     {
         /// <summary>Set when no password option was given and one was generated.</summary>
         public string? GeneratedPasswordFile { get; set; }
