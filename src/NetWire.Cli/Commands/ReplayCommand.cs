@@ -120,7 +120,12 @@ internal static class ReplayCommand
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         using var signals = StopSignals.CancelOnTermination(stop);
 
-        var end = spec is null ? new NullEnd("replay", FramePool.Shared, queueFrames) : spec.CreateEnd("replay", FramePool.Shared, queueFrames, loggers);
+        var end = spec switch
+        {
+            null => new NullEnd("replay", FramePool.Shared, queueFrames),
+            { Kind: "pcap" } => new PcapLiveEnd("replay", spec.Interface!, spec.Filter, FramePool.Shared, queueFrames, loggers.CreateLogger<PcapLiveEnd>()) { SendOnly = true },
+            _ => spec.CreateEnd("replay", FramePool.Shared, queueFrames, loggers),
+        };
         using var endStop = new CancellationTokenSource();
         var running = end.RunAsync(new Discard(), endStop.Token);
         var progress = new ReplayProgress();

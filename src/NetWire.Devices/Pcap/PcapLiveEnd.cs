@@ -17,7 +17,9 @@ namespace NetWire.Devices.Pcap;
 /// so injected frames are not captured back. A dedicated thread reads with GetNextPacket; a
 /// live capture cannot be paused, so when the receiver is full the frame is dropped and counted
 /// (PeerFull); what libpcap or the kernel dropped is read from pcap_stats (Kernel). Injection
-/// is one pcap_sendpacket per frame from the outbound queue.
+/// drains the outbound queue in batches of up to 64 frames through a packet socket bound to the
+/// interface, one sendmmsg(2) per batch (<see cref="PacketSocketSender"/>); where that socket
+/// cannot be opened, one pcap_sendpacket per frame.
 /// </remarks>
 public sealed class PcapLiveEnd : WireEnd
 {
@@ -30,6 +32,14 @@ public sealed class PcapLiveEnd : WireEnd
     /// <summary>Opened in RunAsync; closed in ReleaseDeviceAsync.</summary>
     private LibPcapLiveDevice? _device;
 
+    /// <summary>The batched injector; opened in RunAsync, closed in ReleaseDeviceAsync; null when only libpcap can send.</summary>
+    private PacketSocketSender? _sender;
+
+    /// <summary>Frames of the batch being sent, and which of them the kernel refused. Used by the write loop only.</summary>
+    private readonly Frame[] _batch = new Frame[PacketSocketSender.MaxBatch];
+    private readonly bool[] _refused = new bool[PacketSocketSender.MaxBatch];
+    private readonly Action<int, string> _onRefused;
+
     /// <summary>Creates an end on interface <paramref name="ifName"/> with an optional BPF filter.</summary>
     public PcapLiveEnd(string name, string ifName, string? filter, FramePool pool, int queueCapacity, ILogger logger)
         : base(name, pool, queueCapacity)
@@ -37,7 +47,15 @@ public sealed class PcapLiveEnd : WireEnd
         _ifName = ifName;
         _filter = filter;
         _logger = logger;
+        _onRefused = OnRefused;
     }
+
+    /// <summary>
+    /// Only inject, never capture (what <c>netwire replay --into pcap:</c> needs): no capture
+    /// handle is opened, so the kernel does not copy every injected frame to one only to have it
+    /// discarded as outbound.
+    /// </summary>
+    public bool SendOnly { get; init; }
 
     /// <inheritdoc/>
     public override string Description => _filter is null ? $"pcap {_ifName}" : $"pcap {_ifName} filter '{_filter}'";
@@ -45,8 +63,24 @@ public sealed class PcapLiveEnd : WireEnd
     /// <inheritdoc/>
     public override async Task RunAsync(IPacketReceiver receiver, CancellationToken cancellationToken)
     {
+        try
+        {
+            _sender = new PacketSocketSender(_ifName);
+        }
+        catch (IOException ex)
+        {
+            DevicesLog.SendFailed(_logger, Name, $"{ex.Message}; injecting with pcap_sendpacket instead");
+        }
+
+        if (SendOnly && _sender is not null)
+        {
+            await WriteLoopAsync(null, cancellationToken).ConfigureAwait(false);
+            return;
+        }
+
         _device = Open();
         var device = _device;
+
         await DeviceThread.RunAllAsync(
             cancellationToken,
             token => DeviceThread.Run($"pcap-read {_ifName}", () => ReadLoop(device, receiver, token)),
@@ -77,6 +111,7 @@ public sealed class PcapLiveEnd : WireEnd
     {
         RefreshCounters();
         _device?.Close();
+        _sender?.Dispose();
         return default;
     }
 
@@ -184,15 +219,21 @@ public sealed class PcapLiveEnd : WireEnd
         }
     }
 
-    private async Task WriteLoopAsync(LibPcapLiveDevice device, CancellationToken cancellationToken)
+    private async Task WriteLoopAsync(LibPcapLiveDevice? device, CancellationToken cancellationToken)
     {
         while (await Outbound.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
         {
+            if (_sender is { } sender)
+            {
+                SendBatches(sender);
+                continue;
+            }
+
             while (Outbound.TryRead(out var frame))
             {
                 try
                 {
-                    device.SendPacket(frame.Span);
+                    device!.SendPacket(frame.Span);
                     Counters.Transmitted(frame.Length);
                 }
                 catch (PcapException ex)
@@ -206,6 +247,60 @@ public sealed class PcapLiveEnd : WireEnd
                 }
             }
         }
+    }
+
+    /// <summary>Sends what is queued, a batch per sendmmsg, until the queue is empty.</summary>
+    private void SendBatches(PacketSocketSender sender)
+    {
+        while (true)
+        {
+            var count = 0;
+            while (count < _batch.Length && Outbound.TryRead(out var frame))
+            {
+                _batch[count++] = frame;
+            }
+
+            if (count == 0)
+            {
+                return;
+            }
+
+            var handedOver = false;
+            try
+            {
+                sender.Send(_batch.AsSpan(0, count), _onRefused);
+                handedOver = true;
+            }
+            finally
+            {
+                for (var i = 0; i < count; i++)
+                {
+                    if (_refused[i])
+                    {
+                        _refused[i] = false;
+                    }
+                    else if (handedOver)
+                    {
+                        Counters.Transmitted(_batch[i].Length);
+                    }
+                    else
+                    {
+                        // The socket was closed under the batch (the end is being disposed).
+                        Counters.Dropped(DropReason.Shutdown);
+                    }
+
+                    _batch[i].Dispose();
+                    _batch[i] = null!;
+                }
+            }
+        }
+    }
+
+    private void OnRefused(int index, string reason)
+    {
+        _refused[index] = true;
+        Counters.Dropped(DropReason.SendFailed);
+        DevicesLog.SendFailed(_logger, Name, reason);
     }
 
     private static bool TrySetDirectionIn(LibPcapLiveDevice device)
