@@ -44,6 +44,9 @@ public sealed class GatewayEnd : WireEnd
     /// <summary>The gateway's drop reasons and flow totals.</summary>
     public StackCounters StackCounters => _gateway.Counters;
 
+    /// <summary>The gateway itself (its DHCP leases travel in the migration state).</summary>
+    internal Gateway Gateway => _gateway;
+
     /// <summary>TCP connections in the table now (including TIME-WAIT).</summary>
     public int TcpConnections
     {

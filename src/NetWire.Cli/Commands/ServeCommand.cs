@@ -73,11 +73,7 @@ internal static class ServeCommand
             DefaultValueFactory = _ => "gateway",
             HelpName = "SPEC",
         };
-        var capture = new Option<string?>("--capture")
-        {
-            Description = "Record every frame crossing the wire, with its direction, to a pcapng file ('-' for standard output)",
-            HelpName = "FILE",
-        };
+        var capture = new CaptureCliOptions();
         var status = new Option<string?>("--status-file")
         {
             Description = "Keep the wire's counters as JSON in this file (rewritten every second and at exit); read it with 'netwire status'",
@@ -92,10 +88,10 @@ internal static class ServeCommand
         var logLevel = BridgeCommand.LogLevelOption();
         var command = new Command("serve", "Run the NetWire appliance: a guest NIC (QEMU stream or dgram backend) on the user-mode gateway (no root) or a host device, the SPICE server (link with RSA ticket auth, main channel) on --spice-addr:--spice-port, and an optional QMP control socket. Without a password option a random SPICE password is written to a file only you can read.")
         {
-            guest, host, capture, status, queue, addr, port, password, passwordFile, expires, disable, qmp, incoming, tunnelOption, logLevel,
+            guest, host, status, queue, addr, port, password, passwordFile, expires, disable, qmp, incoming, tunnelOption, logLevel,
         };
         var gateway = new GatewayCliOptions();
-        foreach (var option in gateway.All)
+        foreach (var option in gateway.All.Concat(capture.All))
         {
             command.Options.Add(option);
         }
@@ -114,7 +110,7 @@ internal static class ServeCommand
             parse.GetValue(guest) ?? $"stream:unix:{BridgeCommand.DefaultGuestSocket()}",
             parse.GetValue(host)!,
             () => gateway.Build(parse),
-            parse.GetValue(capture),
+            () => capture.Read(parse),
             parse.GetValue(status),
             parse.GetValue(queue),
             parse.GetValue(logLevel),
@@ -150,7 +146,7 @@ internal static class ServeCommand
         throw new FormatException($"--password-expires '{text}': use now, never, +SECONDS or SECONDS since the epoch");
     }
 
-    private static async Task<int> RunAsync(ServeArguments args, string guestText, string hostText, Func<NetWire.Stack.GatewayOptions> gatewayOptions, string? capturePath, string? statusPath, int queueFrames, LogLevel level, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(ServeArguments args, string guestText, string hostText, Func<NetWire.Stack.GatewayOptions> gatewayOptions, Func<CaptureRequest?> captureOptions, string? statusPath, int queueFrames, LogLevel level, CancellationToken cancellationToken)
     {
         SpiceServerOptions spiceOptions;
         ControlEndpoint? control;
@@ -158,9 +154,11 @@ internal static class ServeCommand
         var tickets = new TicketAuthority(TimeProvider.System);
         try
         {
+            var capture = captureOptions();
+            var capturePath = capture?.Path;
             if (guestText != "none")
             {
-                wireSetup = BridgeCommand.ParseWire(guestText, hostText, gatewayOptions, capturePath, statusPath, queueFrames);
+                wireSetup = BridgeCommand.ParseWire(guestText, hostText, gatewayOptions, capturePath, statusPath, queueFrames) with { CaptureOptions = capture?.Options ?? new() };
             }
             else if (capturePath is not null || statusPath is not null)
             {

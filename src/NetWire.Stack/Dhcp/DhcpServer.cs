@@ -138,6 +138,33 @@ internal sealed class DhcpServer(Gateway gateway)
 
     private uint AddressOf(int index) => Ip.ToUInt(gateway.Options.DhcpStart) + (uint)index;
 
+    /// <summary>Leases in use and not expired, as (pool index, MAC, ms left), for the migration state. Caller holds the gateway lock.</summary>
+    public List<(int Index, ulong Mac, long MillisecondsLeft)> ExportLeases()
+    {
+        var now = gateway.NowMs;
+        var list = new List<(int, ulong, long)>();
+        for (var i = 0; i < _leases.Length; i++)
+        {
+            if (_leases[i].InUse && _leases[i].ExpiresMs > now)
+            {
+                list.Add((i, _leases[i].Mac, _leases[i].ExpiresMs - now));
+            }
+        }
+
+        return list;
+    }
+
+    /// <summary>Replaces the lease table with exported leases (indexes already checked against the pool). Caller holds the gateway lock.</summary>
+    public void ImportLeases(IEnumerable<(int Index, ulong Mac, long MillisecondsLeft)> leases)
+    {
+        var now = gateway.NowMs;
+        Array.Clear(_leases);
+        foreach (var (index, mac, left) in leases)
+        {
+            _leases[index] = new Lease { Mac = mac, ExpiresMs = now + left, InUse = true };
+        }
+    }
+
     /// <summary>The client's lease, else (when allowed) the first free or expired slot; -1 when the pool is full.</summary>
     private int Find(ulong mac, long now, bool allocate)
     {
