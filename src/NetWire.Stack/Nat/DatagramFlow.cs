@@ -1,0 +1,111 @@
+using System.Buffers;
+using System.Net.Sockets;
+
+namespace NetWire.Stack.Nat;
+
+/// <summary>
+/// A flow over one connected host datagram socket (a UDP flow, a relayed ping conversation):
+/// datagrams from the guest are sent on it; its receive loop waits until the guest end can take
+/// a frame before reading (backpressure; the kernel's socket buffer absorbs or drops what the
+/// far side pushes meanwhile), then hands each datagram to <see cref="Deliver"/> under the
+/// gateway lock.
+/// </summary>
+internal abstract class DatagramFlow(Gateway gateway, Socket socket)
+{
+    private const int MaxDatagram = 65_507;
+
+    private int _closed;
+
+    /// <summary>Last traffic either way, in gateway milliseconds; written under the gateway lock.</summary>
+    public long LastUsedMs { get; private set; } = gateway.NowMs;
+
+    public bool IsClosed => Volatile.Read(ref _closed) != 0;
+
+    protected Gateway Gateway => gateway;
+
+    protected Socket Socket => socket;
+
+    /// <summary>Sends a datagram from the guest. Caller holds the gateway lock.</summary>
+    public void Send(ReadOnlySpan<byte> payload, long nowMs)
+    {
+        LastUsedMs = nowMs;
+        if (IsClosed)
+        {
+            gateway.Counters.Drop(StackDrop.HostSendFailed);
+            return;
+        }
+
+        socket.Send(payload, SocketFlags.None, out var error);
+        if (error != SocketError.Success)
+        {
+            gateway.Counters.Drop(StackDrop.HostSendFailed);
+        }
+    }
+
+    public void Close()
+    {
+        if (Interlocked.Exchange(ref _closed, 1) == 0)
+        {
+            socket.Dispose();
+        }
+    }
+
+    /// <summary>Starts the receive loop.</summary>
+    protected void StartReceiving() => _ = ReceiveLoopAsync();
+
+    /// <summary>One datagram from the host socket, towards the guest. Caller holds the gateway lock.</summary>
+    protected abstract void Deliver(ReadOnlySpan<byte> datagram);
+
+    private async Task ReceiveLoopAsync()
+    {
+        var buffer = ArrayPool<byte>.Shared.Rent(MaxDatagram);
+        try
+        {
+            var cancellationToken = gateway.Stopping;
+            while (!IsClosed)
+            {
+                int received;
+                try
+                {
+                    received = await socket.ReceiveAsync(buffer.AsMemory(0, MaxDatagram), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                }
+                catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionRefused or SocketError.ConnectionReset
+                                                     or SocketError.HostUnreachable or SocketError.NetworkUnreachable)
+                {
+                    // An ICMP error about an earlier datagram: keep the flow, as a NAT would.
+                    continue;
+                }
+
+                if (!gateway.CanEmit)
+                {
+                    await gateway.WaitCanEmitAsync(cancellationToken).ConfigureAwait(false);
+                }
+
+                lock (gateway.Sync)
+                {
+                    if (IsClosed)
+                    {
+                        return;
+                    }
+
+                    LastUsedMs = gateway.NowMs;
+                    Deliver(buffer.AsSpan(0, received));
+                }
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        catch (ObjectDisposedException)
+        {
+        }
+        catch (SocketException)
+        {
+            Close();
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+    }
+}
