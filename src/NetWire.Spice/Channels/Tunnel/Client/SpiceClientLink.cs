@@ -18,7 +18,7 @@ internal static class SpiceClientLink
     /// <exception cref="SpiceLinkException">The server refused the link.</exception>
     /// <exception cref="SocketException">No connection.</exception>
     public static async Task<(NetworkStream Stream, bool MiniHeader)> LinkAsync(
-        string host, int port, uint connectionId, SpiceChannelType type, byte[] password, CancellationToken cancellationToken)
+        string host, int port, uint connectionId, SpiceChannelType type, byte[] password, CancellationToken cancellationToken, uint channelCaps = 0)
     {
         var client = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         NetworkStream? stream = null;
@@ -26,7 +26,7 @@ internal static class SpiceClientLink
         {
             await client.ConnectAsync(host, port, cancellationToken).ConfigureAwait(false);
             stream = new NetworkStream(client, ownsSocket: true);
-            var mini = await HandshakeAsync(stream, connectionId, type, password, cancellationToken).ConfigureAwait(false);
+            var mini = await HandshakeAsync(stream, connectionId, type, password, channelCaps, cancellationToken).ConfigureAwait(false);
             return (stream, mini);
         }
         catch
@@ -44,9 +44,9 @@ internal static class SpiceClientLink
         }
     }
 
-    private static async Task<bool> HandshakeAsync(Stream stream, uint connectionId, SpiceChannelType type, byte[] password, CancellationToken cancellationToken)
+    private static async Task<bool> HandshakeAsync(Stream stream, uint connectionId, SpiceChannelType type, byte[] password, uint channelCaps, CancellationToken cancellationToken)
     {
-        var mess = new SpiceLinkMess(connectionId, (byte)type, 0, [CommonCaps], []);
+        var mess = new SpiceLinkMess(connectionId, (byte)type, 0, [CommonCaps], channelCaps == 0 ? [] : [channelCaps]);
         var buffer = new byte[SpiceLinkHeader.Length + SpiceLinkHeader.MaxLinkMessSize];
         new SpiceLinkHeader(SpiceLinkHeader.RedqMagic, SpiceLinkHeader.ProtocolMajor, SpiceLinkHeader.ProtocolMinor, (uint)mess.Length).WriteTo(buffer);
         var length = SpiceLinkHeader.Length + mess.WriteTo(buffer.AsSpan(SpiceLinkHeader.Length));
