@@ -14,6 +14,7 @@ PACKAGES=(
     busybox-static cpio gzip kmod xz-utils  # the test guest image (tools/guest/build-image.sh)
     iproute2 util-linux  # namespaces, veth, TAP addressing, setpriv
     tshark               # captures are read back with the real dissectors
+    tcpdump              # the replay veth test captures on the peer with it
     libpcap0.8           # the pcap: host end (SharpPcap loads it)
     python3              # the namespace-side load generator in the backpressure test
     python3-gi gir1.2-spiceclientglib-2.0  # spice-gtk 0.42, headless, for the SPICE interop tests (tools/spice/gtk_client.py)
