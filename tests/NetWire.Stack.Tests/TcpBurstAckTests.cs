@@ -1,0 +1,106 @@
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
+using NetWire.Core.Frames;
+using NetWire.Core.Wire;
+using static NetWire.Stack.Tests.TestPackets;
+
+namespace NetWire.Stack.Tests;
+
+/// <summary>
+/// A burst of in-order guest segments (one batch of guest frames) is acknowledged once, at the
+/// end of the burst, and its bytes reach the host socket intact.
+/// </summary>
+public sealed class TcpBurstAckTests : IDisposable
+{
+    private const uint GuestIsn = 5000;
+    private readonly CollectingReceiver _receiver = new();
+    private readonly CancellationTokenSource _stop = new();
+    private readonly Gateway _gateway;
+
+    public TcpBurstAckTests()
+    {
+        _gateway = new Gateway(new GatewayOptions { AllowHostLoopback = true }, new FramePool(), new FakeTimeProvider(), NullLogger.Instance);
+        _gateway.Attach(_receiver, new WireCounters(), _stop.Token);
+    }
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        lock (_gateway.Sync)
+        {
+            _gateway.Shutdown();
+        }
+
+        _stop.Dispose();
+    }
+
+    private void SendBatch(params byte[][] frames)
+    {
+        lock (_gateway.Sync)
+        {
+            foreach (var frame in frames)
+            {
+                _gateway.OnGuestFrame(frame);
+            }
+
+            _gateway.EndOfBatch();
+        }
+    }
+
+    private static async Task<byte[]> NextFrameAsync(CollectingReceiver receiver)
+    {
+        using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        byte[]? frame;
+        while (!receiver.Frames.TryDequeue(out frame))
+        {
+            await Task.Delay(5, limit.Token);
+        }
+
+        return frame;
+    }
+
+    [Fact]
+    public async Task TenSegmentsInOneBurst_GetOneAck_AndAllBytesReachTheHost()
+    {
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var port = (ushort)((IPEndPoint)listener.LocalEndpoint).Port;
+        SendBatch(BuildTcp(GuestIp, 41000, GatewayIp, port, GuestIsn, 0, 0x02, 65535, [], [2, 4, 0x05, 0xb4, 1, 3, 3, 7]));
+        using var accepted = await listener.AcceptSocketAsync();
+        var (_, _, _, synAck) = ParseIpv4(await NextFrameAsync(_receiver));
+        Assert.Equal(0x12, synAck[13]);
+        var serverIsn = BinaryPrimitives.ReadUInt32BigEndian(synAck.AsSpan(4));
+        SendBatch(BuildTcp(GuestIp, 41000, GatewayIp, port, GuestIsn + 1, serverIsn + 1, 0x10, 65535, []));
+
+        var payload = new byte[10 * 1000];
+        new Random(10).NextBytes(payload);
+        var burst = new byte[10][];
+        for (var i = 0; i < burst.Length; i++)
+        {
+            burst[i] = BuildTcp(GuestIp, 41000, GatewayIp, port, GuestIsn + 1 + (uint)(i * 1000), serverIsn + 1, i == 9 ? (byte)0x18 : (byte)0x10, 65535, payload.AsSpan(i * 1000, 1000));
+        }
+
+        SendBatch(burst);
+        var acks = _receiver.Frames.ToArray();
+        _receiver.Frames.Clear();
+        var ack = Assert.Single(acks);
+        var (_, _, _, tcp) = ParseIpv4(ack);
+        Assert.Equal(0x10, tcp[13]);
+        Assert.Equal(GuestIsn + 1 + (uint)payload.Length, BinaryPrimitives.ReadUInt32BigEndian(tcp.AsSpan(8)));
+
+        var received = new byte[payload.Length];
+        var got = 0;
+        using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        while (got < received.Length)
+        {
+            var n = await accepted.ReceiveAsync(received.AsMemory(got), SocketFlags.None, limit.Token);
+            Assert.NotEqual(0, n);
+            got += n;
+        }
+
+        Assert.Equal(payload, received);
+    }
+}
