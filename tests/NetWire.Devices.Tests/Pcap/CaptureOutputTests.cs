@@ -162,6 +162,14 @@ public sealed class CaptureOutputTests : IDisposable
         Assert.Contains("--capture-max-mb must be at least", await FailsAsync(2, "--capture", CapturePath, "--capture-max-mb", "0.01"), StringComparison.Ordinal);
         Assert.Contains("not standard output", await FailsAsync(2, "--capture", "-", "--capture-max-mb", "5"), StringComparison.Ordinal);
         Assert.Contains("cannot write capture", await FailsAsync(3, "--capture", Path.Combine(_dir, "no", "such", "dir.pcapng")), StringComparison.Ordinal);
+
+        // serve and run take the same options from the same class.
+        foreach (var verb in (string[])["serve", "run"])
+        {
+            var result = await ProcessRunner.RunAsync("dotnet", [RepoPaths.NetwireDll, verb, "--capture", "-", "--capture-max-mb", "5", .. verb == "run" ? (string[])["--", "true"] : []], TimeSpan.FromSeconds(60));
+            Assert.True(result.ExitCode == 2, $"{verb}: {result.ExitCode} {result.Stderr}");
+            Assert.Contains("not standard output", result.Stderr, StringComparison.Ordinal);
+        }
     }
 
     /// <summary>An ARP request for 10.0.2.2 from 10.0.2.15, its sender MAC ending in <paramref name="n"/>.</summary>
