@@ -90,8 +90,8 @@ internal sealed class TunnelChannelClient
         _connection.TrySend(CommonMessages.SetAck, CommonMessages.BuildSetAck(_ack.NextGeneration(), _ack.Window));
         _connection.TrySend(TunnelMessages.Init, TunnelMessages.BuildInit(_options.MaxSockets, (uint)_options.MaxDataSize));
         var token = _aborted.Token;
-        var send = RunLoopAsync(_connection.SendLoopAsync(token), "send loop ended");
-        var receive = RunLoopAsync(ReceiveLoopAsync(token), "client closed the tunnel channel");
+        var send = TunnelMessages.GuardAsync(_connection.SendLoopAsync(token), "send loop ended", Abort, token);
+        var receive = TunnelMessages.GuardAsync(ReceiveLoopAsync(token), "client closed the tunnel channel", Abort, token);
         await Task.WhenAll(send, receive).ConfigureAwait(false);
         Task[] sockets;
         lock (_gate)
@@ -198,22 +198,6 @@ internal sealed class TunnelChannelClient
         _ => reason.Message,
     };
 
-    private async Task RunLoopAsync(Task loop, string endReason)
-    {
-        try
-        {
-            await loop.ConfigureAwait(false);
-            Abort(new EndOfStreamException(endReason));
-        }
-        catch (Exception ex) when (ex is OperationCanceledException or ChannelClosedException && _aborted.IsCancellationRequested)
-        {
-        }
-        catch (Exception ex)
-        {
-            Abort(ex);
-        }
-    }
-
     private async Task ReceiveLoopAsync(CancellationToken cancellationToken)
     {
         while (true)
@@ -233,7 +217,7 @@ internal sealed class TunnelChannelClient
         switch (type)
         {
             case CommonMessages.AckSync:
-                Expect(body, 4, "ACK_SYNC");
+                TunnelMessages.Expect(body, 4, "ACK_SYNC");
                 _ack.OnAckSync(BinaryPrimitives.ReadUInt32LittleEndian(body));
                 return true;
             case CommonMessages.Ack:
@@ -248,27 +232,27 @@ internal sealed class TunnelChannelClient
                 await AddServiceAsync(CheckServiceAdd(body), cancellationToken).ConfigureAwait(false);
                 return true;
             case TunnelMessages.ServiceRemove:
-                Expect(body, 4, "SERVICE_REMOVE");
+                TunnelMessages.Expect(body, 4, "SERVICE_REMOVE");
                 RemoveService(BinaryPrimitives.ReadUInt32LittleEndian(body));
                 return true;
             case TunnelMessages.SocketOpenAck:
-                Expect(body, 6, "SOCKET_OPEN_ACK");
+                TunnelMessages.Expect(body, 6, "SOCKET_OPEN_ACK");
                 OnOpenAck(BinaryPrimitives.ReadUInt16LittleEndian(body), BinaryPrimitives.ReadUInt32LittleEndian(body[2..]));
                 return true;
             case TunnelMessages.SocketOpenNack:
-                Expect(body, 2, "SOCKET_OPEN_NACK");
+                TunnelMessages.Expect(body, 2, "SOCKET_OPEN_NACK");
                 OnOpenNack(BinaryPrimitives.ReadUInt16LittleEndian(body));
                 return true;
             case TunnelMessages.ClientSocketFin:
-                Expect(body, 2, "SOCKET_FIN");
+                TunnelMessages.Expect(body, 2, "SOCKET_FIN");
                 OnFin(BinaryPrimitives.ReadUInt16LittleEndian(body));
                 return true;
             case TunnelMessages.SocketClosed:
-                Expect(body, 2, "SOCKET_CLOSED");
+                TunnelMessages.Expect(body, 2, "SOCKET_CLOSED");
                 OnClosed(BinaryPrimitives.ReadUInt16LittleEndian(body));
                 return true;
             case TunnelMessages.ClientSocketClosedAck:
-                Expect(body, 2, "SOCKET_CLOSED_ACK");
+                TunnelMessages.Expect(body, 2, "SOCKET_CLOSED_ACK");
                 OnClosedAck(BinaryPrimitives.ReadUInt16LittleEndian(body));
                 return true;
             case TunnelMessages.ClientSocketData:
@@ -280,21 +264,13 @@ internal sealed class TunnelChannelClient
                 OnData(BinaryPrimitives.ReadUInt16LittleEndian(body), body[2..]);
                 return true;
             case TunnelMessages.ClientSocketToken:
-                Expect(body, 6, "SOCKET_TOKEN");
+                TunnelMessages.Expect(body, 6, "SOCKET_TOKEN");
                 OnToken(BinaryPrimitives.ReadUInt16LittleEndian(body), BinaryPrimitives.ReadUInt32LittleEndian(body[2..]));
                 return true;
             default:
                 // MIGRATE_FLUSH_MARK / MIGRATE_DATA outside a migration, and unknown ids.
                 ThrowHelper.Protocol($"tunnel message type {type} is not expected here");
                 return false;
-        }
-    }
-
-    private static void Expect(ReadOnlySpan<byte> body, int size, string name)
-    {
-        if (body.Length != size)
-        {
-            ThrowHelper.Protocol($"{name} of {body.Length} bytes (must be {size})");
         }
     }
 

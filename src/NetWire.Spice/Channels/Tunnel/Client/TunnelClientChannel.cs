@@ -80,8 +80,8 @@ internal sealed class TunnelClientChannel
     {
         using var registration = cancellationToken.Register(static state => ((TunnelClientChannel)state!).Abort(new OperationCanceledException("stopping")), this);
         var token = _aborted.Token;
-        var send = Guard(_connection.SendLoopAsync(token), "send loop ended");
-        var receive = Guard(ReceiveLoopAsync(token), "the server closed the tunnel channel");
+        var send = TunnelMessages.GuardAsync(_connection.SendLoopAsync(token), "send loop ended", Abort, token);
+        var receive = TunnelMessages.GuardAsync(ReceiveLoopAsync(token), "the server closed the tunnel channel", Abort, token);
         await Task.WhenAll(send, receive).ConfigureAwait(false);
         Task[] sockets;
         lock (_gate)
@@ -111,22 +111,6 @@ internal sealed class TunnelClientChannel
         _aborted.Cancel();
     }
 
-    private async Task Guard(Task loop, string endReason)
-    {
-        try
-        {
-            await loop.ConfigureAwait(false);
-            Abort(new EndOfStreamException(endReason));
-        }
-        catch (Exception ex) when (ex is OperationCanceledException or ChannelClosedException && _aborted.IsCancellationRequested)
-        {
-        }
-        catch (Exception ex)
-        {
-            Abort(ex);
-        }
-    }
-
     private async Task ReceiveLoopAsync(CancellationToken cancellationToken)
     {
         while (true)
@@ -150,7 +134,7 @@ internal sealed class TunnelClientChannel
         switch (type)
         {
             case CommonMessages.SetAck:
-                Expect(body, 8, "SET_ACK");
+                TunnelMessages.Expect(body, 8, "SET_ACK");
                 _ackWindow = BinaryPrimitives.ReadUInt32LittleEndian(body[4..]);
                 _received = 0;
                 Send(CommonMessages.AckSync, body[..4].ToArray());
@@ -185,15 +169,15 @@ internal sealed class TunnelClientChannel
                 OnIpMap(body);
                 break;
             case TunnelMessages.SocketOpen:
-                Expect(body, 10, "SOCKET_OPEN");
+                TunnelMessages.Expect(body, 10, "SOCKET_OPEN");
                 OnOpen(BinaryPrimitives.ReadUInt16LittleEndian(body), BinaryPrimitives.ReadUInt32LittleEndian(body[2..]), BinaryPrimitives.ReadUInt32LittleEndian(body[6..]));
                 break;
             case TunnelMessages.SocketFin:
-                Expect(body, 2, "SOCKET_FIN");
+                TunnelMessages.Expect(body, 2, "SOCKET_FIN");
                 OnFin(BinaryPrimitives.ReadUInt16LittleEndian(body));
                 break;
             case TunnelMessages.SocketClose:
-                Expect(body, 2, "SOCKET_CLOSE");
+                TunnelMessages.Expect(body, 2, "SOCKET_CLOSE");
                 OnClose(BinaryPrimitives.ReadUInt16LittleEndian(body));
                 break;
             case TunnelMessages.SocketData:
@@ -205,24 +189,16 @@ internal sealed class TunnelClientChannel
                 OnData(BinaryPrimitives.ReadUInt16LittleEndian(body), body[2..]);
                 break;
             case TunnelMessages.SocketClosedAck:
-                Expect(body, 2, "SOCKET_CLOSED_ACK");
+                TunnelMessages.Expect(body, 2, "SOCKET_CLOSED_ACK");
                 OnClosedAck(BinaryPrimitives.ReadUInt16LittleEndian(body));
                 break;
             case TunnelMessages.SocketToken:
-                Expect(body, 6, "SOCKET_TOKEN");
+                TunnelMessages.Expect(body, 6, "SOCKET_TOKEN");
                 OnToken(BinaryPrimitives.ReadUInt16LittleEndian(body), BinaryPrimitives.ReadUInt32LittleEndian(body[2..]));
                 break;
             default:
                 ThrowHelper.Protocol($"tunnel message type {type} is not expected here");
                 break;
-        }
-    }
-
-    private static void Expect(ReadOnlySpan<byte> body, int size, string name)
-    {
-        if (body.Length != size)
-        {
-            ThrowHelper.Protocol($"{name} of {body.Length} bytes (must be {size})");
         }
     }
 
@@ -236,7 +212,7 @@ internal sealed class TunnelClientChannel
 
     private void OnInit(ReadOnlySpan<byte> body)
     {
-        Expect(body, 6, "INIT");
+        TunnelMessages.Expect(body, 6, "INIT");
         if (_initialized)
         {
             ThrowHelper.Protocol("a second INIT");
