@@ -53,7 +53,7 @@ public sealed partial class MigrationCliTests
             Assert.True(migrate.ExitCode == 0, migrate.Stderr);
             await source.ReadUntilAsync(MainMessages.MigrateEnd);
             await UntilAsync(async () => (string?)(await QueryAsync(qmpA, "query-migrate"))["status"] == "completed");
-            await b.WaitForLineAsync(l => l.Contains("adopted sections [spice]", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+            await b.WaitForLineAsync(l => l.Contains("adopted sections [", StringComparison.Ordinal) && l.Contains("spice]", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
 
             await target.SendMessageAsync(MainMessages.ClientMigrateEnd, []);
             var init = await target.ReadMessageAsync();
