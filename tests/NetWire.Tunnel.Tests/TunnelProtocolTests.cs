@@ -229,27 +229,17 @@ public sealed class TunnelProtocolTests
         await AssertChannelErrorAsync(server, client, before);
     }
 
-    [Fact]
-    public async Task DuplicateServiceId_EndsTheChannel()
+    [Theory]
+    [InlineData(1u, 2u, (ushort)81)]
+    [InlineData(2u, 1u, (ushort)80)]
+    public async Task DuplicateServiceIdOrPortInAGroup_EndsTheChannel(uint secondId, uint secondGroup, ushort secondPort)
     {
         await using var server = TunnelServer.Start();
         var before = server.Gateway.Counters.ProtocolErrors;
         await using var client = await RawTunnelClient.ConnectAsync(server);
         await client.SendAsync(TunnelMessages.ServiceAdd, Generic(1, 1, 80));
         await client.ReadUntilAsync(TunnelMessages.ServiceIpMap);
-        await client.SendAsync(TunnelMessages.ServiceAdd, Generic(1, 2, 81));
-        await AssertChannelErrorAsync(server, client, before);
-    }
-
-    [Fact]
-    public async Task DuplicatePortInAGroup_EndsTheChannel()
-    {
-        await using var server = TunnelServer.Start();
-        var before = server.Gateway.Counters.ProtocolErrors;
-        await using var client = await RawTunnelClient.ConnectAsync(server);
-        await client.SendAsync(TunnelMessages.ServiceAdd, Generic(1, 1, 80));
-        await client.ReadUntilAsync(TunnelMessages.ServiceIpMap);
-        await client.SendAsync(TunnelMessages.ServiceAdd, Generic(2, 1, 80));
+        await client.SendAsync(TunnelMessages.ServiceAdd, Generic(secondId, secondGroup, secondPort));
         await AssertChannelErrorAsync(server, client, before);
     }
 
