@@ -74,6 +74,9 @@ public sealed class CaptureFileReader : IDisposable
     private readonly List<long> _tsUnitsPerSecond = [];
     private byte[] _buffer = new byte[64 * 1024];
 
+    /// <summary>Where <see cref="Data"/> lies: <see cref="_buffer"/>, or the read-ahead buffer when a pcap record is whole in it (no copy).</summary>
+    private byte[] _dataArray;
+
     /// <summary>Read-ahead: file bytes from <see cref="_aheadStart"/> to <see cref="_aheadEnd"/> not yet consumed.</summary>
     private readonly byte[] _ahead = new byte[1 << 20];
     private int _aheadStart;
@@ -88,6 +91,7 @@ public sealed class CaptureFileReader : IDisposable
     {
         Path = path;
         _stream = stream;
+        _dataArray = _buffer;
     }
 
     /// <summary>The file as given.</summary>
@@ -103,7 +107,7 @@ public sealed class CaptureFileReader : IDisposable
     public long RecordsRead => _records;
 
     /// <summary>The current record's captured bytes; valid until the next read.</summary>
-    public ReadOnlySpan<byte> Data => _buffer.AsSpan(_dataStart, _dataLength);
+    public ReadOnlySpan<byte> Data => _dataArray.AsSpan(_dataStart, _dataLength);
 
     /// <summary>Opens <paramref name="path"/> and validates its file header; throws <see cref="CaptureFormatException"/> or an <see cref="IOException"/>.</summary>
     public static CaptureFileReader Open(string path)
@@ -218,16 +222,29 @@ public sealed class CaptureFileReader : IDisposable
         var captured = ReadU32(head[8..]);
         var original = ReadU32(head[12..]);
         CheckCapturedLength(offset, captured, original, _interfaces[0].SnapLength);
-        EnsureBuffer((int)captured);
-        var data = _buffer.AsSpan(0, (int)captured);
-        got = Fill(data);
-        if (got < captured)
+        if (_aheadEnd - _aheadStart >= captured)
         {
-            throw Error(offset, $"truncated record: {got} of {captured} captured bytes before end of file");
+            // The record is whole in the read-ahead buffer: hand it out from there. The buffer is
+            // refilled only by the next read, after which Data is no longer valid anyway.
+            _dataArray = _ahead;
+            _dataStart = _aheadStart;
+            _aheadStart += (int)captured;
+        }
+        else
+        {
+            EnsureBuffer((int)captured);
+            var data = _buffer.AsSpan(0, (int)captured);
+            got = Fill(data);
+            if (got < captured)
+            {
+                throw Error(offset, $"truncated record: {got} of {captured} captured bytes before end of file");
+            }
+
+            _dataArray = _buffer;
+            _dataStart = 0;
         }
 
         _position += 16 + captured;
-        _dataStart = 0;
         _dataLength = (int)captured;
         var ns = Format == CaptureFileFormat.PcapNanoseconds ? fraction : fraction * 1000L;
         record = new CaptureRecord(++_records, offset, (seconds * 1_000_000_000L) + ns, 0, (int)captured, (int)Math.Min(original, int.MaxValue));
@@ -311,6 +328,7 @@ public sealed class CaptureFileReader : IDisposable
                     var captured = (uint)Math.Min(Math.Min(original, snap > 0 ? (uint)snap : uint.MaxValue), (uint)(body.Length - 4));
                     CheckCapturedLength(offset, captured, original, snap);
                     _dataStart = 8 + 4;
+                    _dataArray = _buffer;
                     _dataLength = (int)captured;
                     record = new CaptureRecord(++_records, offset, 0, 0, (int)captured, (int)Math.Min(original, int.MaxValue));
                     return true;
@@ -361,6 +379,7 @@ public sealed class CaptureFileReader : IDisposable
         }
 
         _dataStart = 8 + headerLength;
+        _dataArray = _buffer;
         _dataLength = (int)captured;
         var unitsPerSecond = _tsUnitsPerSecond[interfaceId];
         var ns = unitsPerSecond == 1_000_000_000L
