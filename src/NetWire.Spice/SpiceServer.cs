@@ -218,8 +218,10 @@ internal sealed class SpiceServer : IAsyncDisposable
                 {
                     run = await LinkAsync(number, stream, linked.Token).ConfigureAwait(false);
                 }
-                catch (OperationCanceledException) when (linkTimeout.IsCancellationRequested)
+                catch (Exception ex) when (linkTimeout.IsCancellationRequested && (ex is OperationCanceledException || IsExpectedIoFailure(ex)))
                 {
+                    // A read cancelled by the timer can surface as a socket error rather than a
+                    // cancellation; either way the timer is why the link ended.
                     Counters.Count(LinkOutcome.TimedOut);
                     SpiceLog.LinkDropped(_logger, number, $"no complete link within {_options.LinkTimeout.TotalSeconds:0.#} s");
                     return;
