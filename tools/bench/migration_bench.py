@@ -108,7 +108,13 @@ def switch_times(pcap, pairs):
     return out
 
 
-def netwire(rounds, tmp):
+def warm(port):
+    """One short spice-gtk session on a fresh target, so its link and INIT paths are compiled."""
+    subprocess.run(["env", "-u", "DISPLAY", "/usr/bin/python3", os.path.join(ROOT, "tools", "spice", "gtk_client.py"),
+                    "--port", str(port), "--password", PASSWORD, "--seconds", "0.3"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+
+
+def netwire(rounds, tmp, warm_target=False):
     pcap = os.path.join(tmp, "netwire.pcapng")
     base = 5940
     cap = subprocess.Popen(["tshark", "-i", "lo", "-f", "tcp portrange %d-%d" % (base, base + rounds), "-w", pcap],
@@ -124,6 +130,8 @@ def netwire(rounds, tmp):
     pairs, sizes, totals = [], [], []
     for i in range(1, rounds + 1):
         dst_proc, dst = serve(tmp, i, base + i, 4500 + i)
+        if warm_target:
+            warm(base + i)
         src.run("client_migrate_info", protocol="spice", hostname="127.0.0.1", port=base + i)
         done = src.wait_event("SPICE_MIGRATE_CONNECT_DONE")["data"]
         if done["connected"] != 1:
@@ -179,10 +187,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--qemu-rounds", type=int, default=5)
+    ap.add_argument("--warm-target", action="store_true",
+                    help="run one short client session on each fresh target before migrating to it (JIT warm-up)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="nwmigbench-") as tmp:
         os.chmod(tmp, 0o777)
-        nw, sizes, totals = netwire(args.rounds, tmp)
+        nw, sizes, totals = netwire(args.rounds, tmp, args.warm_target)
         client_nw = list(CLIENT_PART)
         CLIENT_PART.clear()
         qm = qemu(args.qemu_rounds, tmp) if args.qemu_rounds > 0 else []
