@@ -217,10 +217,9 @@ internal static class ReplayCommand
             var line = string.Create(CultureInfo.InvariantCulture, $"{frames} frames, {progress.Bytes * 8 / seconds / 1e6:F1} Mbit/s, {rate:F0} frames/s");
             if (total > 0)
             {
-                var eta = rate > 0 ? TimeSpan.FromSeconds((total - frames) / rate) : TimeSpan.Zero;
                 var width = 30;
                 var done = (int)(width * Math.Min(1.0, (double)frames / total));
-                line = string.Create(CultureInfo.InvariantCulture, $"[{new string('#', done)}{new string('.', width - done)}] {100.0 * frames / total:F0}% {line}, ETA {eta:hh\\:mm\\:ss}");
+                line = string.Create(CultureInfo.InvariantCulture, $"[{new string('#', done)}{new string('.', width - done)}] {100.0 * frames / total:F0}% {line}, ETA {Eta(total - frames, rate)}");
             }
 
             await Console.Error.WriteAsync(terminal ? "\r" + line + "\u001b[K" : line + Environment.NewLine).ConfigureAwait(false);
@@ -230,6 +229,18 @@ internal static class ReplayCommand
         {
             await Console.Error.WriteAsync("\r\u001b[K").ConfigureAwait(false);
         }
+    }
+
+    /// <summary>Time left at the rate so far, as H:MM:SS (hours beyond 24 kept); unknown before the first frame.</summary>
+    internal static string Eta(long framesLeft, double rate)
+    {
+        if (rate <= 0 || double.IsNaN(rate))
+        {
+            return "--:--:--";
+        }
+
+        var seconds = (long)Math.Ceiling(Math.Max(0, framesLeft) / rate);
+        return string.Create(CultureInfo.InvariantCulture, $"{seconds / 3600}:{seconds / 60 % 60:00}:{seconds % 60:00}");
     }
 
     private static string Summary(ReplayProgress progress, WireEnd end, TimeSpan elapsed)

@@ -16,6 +16,36 @@ public sealed class ReplayCliTests : IDisposable
         ProcessRunner.RunAsync("dotnet", [RepoPaths.NetwireDll, .. args], TimeSpan.FromSeconds(60));
 
     [Fact]
+    public async Task NotATerminal_PrintsPlainProgressLinesWithRateAndEta()
+    {
+        // 400 frames at 160/s: 2.5 s, so at least two once-a-second lines on the redirected stderr.
+        var file = Write(_dir, "in.pcap", Concat([PcapHeader(), .. Enumerable.Range(0, 400).Select(i => PcapRecord((uint)i, 0, Frame((byte)i)))]));
+        var result = await NetwireAsync("replay", file, "--into", "null", "--pps", "160");
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        var lines = result.Stderr.Split('\n').Where(l => l.StartsWith('[')).ToArray();
+        Assert.True(lines.Length >= 2, result.Stderr);
+        Assert.DoesNotContain('\r', result.Stderr);
+        var percents = new List<int>();
+        foreach (var line in lines)
+        {
+            var match = System.Text.RegularExpressions.Regex.Match(line, @"^\[[#.]{30}\] (\d+)% (\d+) frames, [0-9.]+ Mbit/s, (\d+) frames/s, ETA \d+:\d\d:\d\d$");
+            Assert.True(match.Success, line);
+            percents.Add(int.Parse(match.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
+        }
+
+        Assert.Equal(percents.Order(), percents);
+        Assert.Contains("sent      400 frames", result.Stderr, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData(0L, 10.0, "0:00:00")]
+    [InlineData(25L, 10.0, "0:00:03")]
+    [InlineData(90_000L, 1.0, "25:00:00")]
+    [InlineData(10L, 0.0, "--:--:--")]
+    public void Eta_IsHoursMinutesSeconds_UnknownBeforeAnyRate(long left, double rate, string expected) =>
+        Assert.Equal(expected, NetWire.Cli.Commands.ReplayCommand.Eta(left, rate));
+
+    [Fact]
     public async Task TopSpeedIntoASlowGuestSocket_WaitsAndDeliversEveryFrameInOrder()
     {
         const int Frames = 300;
