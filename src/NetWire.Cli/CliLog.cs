@@ -18,4 +18,7 @@ internal static partial class CliLog
 
     [LoggerMessage(5005, LogLevel.Warning, "No SPICE password given: a random one is in {Path} (readable by you only); give --password-file or --disable-ticketing to choose")]
     public static partial void GeneratedPassword(ILogger logger, string path);
+
+    [LoggerMessage(5006, LogLevel.Information, "Migration target on {Uri} ready: {Methods} methods compiled ahead in {Milliseconds} ms")]
+    public static partial void TargetReady(ILogger logger, string uri, int methods, long milliseconds);
 }

@@ -11,10 +11,12 @@ namespace NetWire.Cli.Commands;
 internal sealed class IncomingComponent : IServeComponent
 {
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly ILogger _logger;
 
     public IncomingComponent(string uri, StateRegistry state, SpiceServerComponent spice, ILoggerFactory loggers)
     {
         Text = uri;
+        _logger = loggers.CreateLogger("NetWire.Serve");
         Incoming = new IncomingMigration(MigrationWire.ParseIncoming(uri), state, spice.Server, loggers.CreateLogger<IncomingMigration>());
     }
 
@@ -27,10 +29,17 @@ internal sealed class IncomingComponent : IServeComponent
 
     public Task Completion => _completion.Task;
 
-    public Task StartAsync(CancellationToken cancellationToken)
+    /// <summary>
+    /// Listens for the state stream, then compiles the link, main channel, migration and state
+    /// code before returning, so the control socket (started after this part) answers only once
+    /// the target can switch a client without pausing to compile.
+    /// </summary>
+    public async Task StartAsync(CancellationToken cancellationToken)
     {
         Incoming.Start();
-        return Task.CompletedTask;
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var methods = await CodeWarmup.StartAsync(typeof(NetWire.Spice.SpiceServer).Assembly, typeof(IncomingMigration).Assembly, typeof(StateRegistry).Assembly).WaitAsync(cancellationToken).ConfigureAwait(false);
+        CliLog.TargetReady(_logger, Text, methods, watch.ElapsedMilliseconds);
     }
 
     public Task StopAsync() => Incoming.StopAsync();
