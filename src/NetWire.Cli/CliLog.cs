@@ -21,4 +21,10 @@ internal static partial class CliLog
 
     [LoggerMessage(5006, LogLevel.Information, "Migration target on {Uri} ready: {Methods} methods compiled ahead in {Milliseconds} ms")]
     public static partial void TargetReady(ILogger logger, string uri, int methods, long milliseconds);
+
+    [LoggerMessage(5007, LogLevel.Information, "Migration: the {End} end continues the source's counters ({Description}: {RxFrames} frames in, {TxFrames} out)")]
+    public static partial void WireCountersContinued(ILogger logger, string end, string description, long rxFrames, long txFrames);
+
+    [LoggerMessage(5008, LogLevel.Warning, "Migration: the source's {End} end ({Description}) has no end here; its counters are not carried")]
+    public static partial void WireCountersLeft(ILogger logger, string end, string description);
 }

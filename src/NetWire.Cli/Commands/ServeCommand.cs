@@ -201,6 +201,7 @@ internal static class ServeCommand
         components.Add(spice);
         var state = new NetWire.Core.State.StateRegistry();
         state.Register(new NetWire.Stack.Dhcp.DhcpStateSection(() => wire?.Gateway));
+        state.Register(new WireStateSection(() => wire?.Ends ?? [], logger));
         var incoming = args.Incoming is null ? null : new IncomingComponent(args.Incoming, state, spice, loggers);
         if (incoming is not null)
         {

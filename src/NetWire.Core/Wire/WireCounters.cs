@@ -16,6 +16,7 @@ public sealed class WireCounters
     private long _txBytes;
     private long _connections;
     private long _kernelDropsBaseline = -1;
+    private long _kernelDropsCarried;
 
     /// <summary>Frames received from the device (towards the wire).</summary>
     public long RxFrames => Interlocked.Read(ref _rxFrames);
@@ -78,6 +79,27 @@ public sealed class WireCounters
     public void Connected() => Interlocked.Increment(ref _connections);
 
     /// <summary>
+    /// Adds totals counted elsewhere (the source appliance of a migration), so this end's
+    /// counters continue them instead of starting from zero.
+    /// </summary>
+    public void Continue(long rxFrames, long rxBytes, long txFrames, long txBytes, long connections, ReadOnlySpan<long> drops)
+    {
+        Interlocked.Add(ref _rxFrames, rxFrames);
+        Interlocked.Add(ref _rxBytes, rxBytes);
+        Interlocked.Add(ref _txFrames, txFrames);
+        Interlocked.Add(ref _txBytes, txBytes);
+        Interlocked.Add(ref _connections, connections);
+        for (var i = 0; i < Math.Min(drops.Length, _drops.Length); i++)
+        {
+            Interlocked.Add(ref _drops[i], drops[i]);
+            if (i == (int)DropReason.Kernel)
+            {
+                Interlocked.Add(ref _kernelDropsCarried, drops[i]);
+            }
+        }
+    }
+
+    /// <summary>
     /// Records a kernel-side drop counter (such as a TAP's tx_dropped) as an absolute reading;
     /// the first reading is the baseline, later ones add what grew since.
     /// </summary>
@@ -89,6 +111,6 @@ public sealed class WireCounters
             return;
         }
 
-        Interlocked.Exchange(ref _drops[(int)DropReason.Kernel], Math.Max(0, absolute - baseline));
+        Interlocked.Exchange(ref _drops[(int)DropReason.Kernel], Math.Max(0, absolute - baseline) + Interlocked.Read(ref _kernelDropsCarried));
     }
 }

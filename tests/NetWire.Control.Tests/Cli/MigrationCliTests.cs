@@ -68,6 +68,82 @@ public sealed partial class MigrationCliTests
         }
     }
 
+    [Fact]
+    public async Task Migrate_CarriesTheWireCounters_ToTheTargetsEnds()
+    {
+        var directory = Directory.CreateTempSubdirectory("netwire-migwire-").FullName;
+        try
+        {
+            var qmpA = "unix:" + Path.Combine(directory, "a.sock");
+            var qmpB = "unix:" + Path.Combine(directory, "b.sock");
+            var guestA = Path.Combine(directory, "guest-a.sock");
+            var guestB = Path.Combine(directory, "guest-b.sock");
+            await using var a = ProcessRunner.Start("dotnet", [RepoPaths.NetwireDll, "serve", "--guest", $"stream:unix:{guestA}", "--spice-port", "0", "--password", "s3cret", "--qmp", qmpA]);
+            await using var b = ProcessRunner.Start("dotnet", [RepoPaths.NetwireDll, "serve", "--guest", $"stream:unix:{guestB}", "--spice-port", "0", "--password", "s3cret", "--qmp", qmpB, "--incoming", "tcp:127.0.0.1:0"]);
+            var incoming = PortOf(await b.WaitForLineAsync(l => IncomingListening().IsMatch(l), TimeSpan.FromSeconds(60)), IncomingListening());
+            await a.WaitForLineAsync(l => l.Contains("Control socket (QMP) on", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+            await b.WaitForLineAsync(l => l.Contains("Control socket (QMP) on", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+
+            // A guest on A asks the gateway for its MAC five times and reads the five replies.
+            using (var guest = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified))
+            {
+                await guest.ConnectAsync(new System.Net.Sockets.UnixDomainSocketEndPoint(guestA));
+                for (var i = 0; i < 5; i++)
+                {
+                    await guest.SendAsync(Framed(ArpRequest()));
+                }
+
+                await UntilAsync(async () => (long)(await QueryAsync(qmpA, "query-wire"))["ends"]![0]!["tx-frames"]! == 5);
+            }
+
+            var before = (await QueryAsync(qmpA, "query-wire"))["ends"]![0]!;
+            Assert.Equal(5, (long)before["rx-frames"]!);
+
+            var migrate = await NetwireAsync("ctl", "--qmp", qmpA, "migrate", $"uri=tcp:127.0.0.1:{incoming}");
+            Assert.True(migrate.ExitCode == 0, migrate.Stderr);
+            await UntilAsync(async () => (string?)(await QueryAsync(qmpA, "query-migrate"))["status"] == "completed");
+            await b.WaitForLineAsync(l => l.Contains("continues the source's counters", StringComparison.Ordinal) && l.Contains("guest", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+
+            var after = (await QueryAsync(qmpB, "query-wire"))["ends"]!.AsArray();
+            Assert.Equal(5, (long)after[0]!["rx-frames"]!);
+            Assert.Equal(5, (long)after[0]!["tx-frames"]!);
+            Assert.Equal((long)before["rx-bytes"]!, (long)after[0]!["rx-bytes"]!);
+            Assert.Equal(1, (long)after[0]!["connections"]!);
+            Assert.Equal(5, (long)after[1]!["tx-frames"]!);
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    private static byte[] Framed(byte[] frame)
+    {
+        var framed = new byte[4 + frame.Length];
+        BinaryPrimitives.WriteUInt32BigEndian(framed, (uint)frame.Length);
+        frame.CopyTo(framed, 4);
+        return framed;
+    }
+
+    /// <summary>ARP who-has 10.0.2.2 tell 10.0.2.15, from 52:54:00:12:34:56 (RFC 826), padded to 60 bytes.</summary>
+    private static byte[] ArpRequest()
+    {
+        var frame = new byte[60];
+        byte[] mac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+        frame.AsSpan(0, 6).Fill(0xff);
+        mac.CopyTo(frame, 6);
+        frame[12] = 0x08;
+        frame[13] = 0x06;
+        byte[] arp = [0, 1, 8, 0, 6, 4, 0, 1];
+        arp.CopyTo(frame, 14);
+        mac.CopyTo(frame, 22);
+        byte[] sender = [10, 0, 2, 15];
+        sender.CopyTo(frame, 28);
+        byte[] target = [10, 0, 2, 2];
+        target.CopyTo(frame, 38);
+        return frame;
+    }
+
     [Theory]
     [InlineData("udp:127.0.0.1:4444")]
     [InlineData("tcp:localhost:4444")]
