@@ -106,33 +106,8 @@ internal sealed class IcmpHandler(Gateway gateway)
     }
 
     /// <summary>Closes idle conversations. Caller holds the gateway lock.</summary>
-    public void OnTimer(long nowMs)
-    {
-        foreach (var (key, flow) in _flows)
-        {
-            if (flow.IsClosed || nowMs - flow.LastUsedMs > IdleTimeoutMs)
-            {
-                _expired.Add(key);
-            }
-        }
-
-        foreach (var key in _expired)
-        {
-            _flows.Remove(key, out var flow);
-            flow?.Close();
-        }
-
-        _expired.Clear();
-    }
+    public void OnTimer(long nowMs) => Nat.DatagramFlowTable.ExpireIdle(_flows, _expired, nowMs, static _ => IdleTimeoutMs);
 
     /// <summary>Closes every conversation. Caller holds the gateway lock.</summary>
-    public void CloseAll()
-    {
-        foreach (var flow in _flows.Values)
-        {
-            flow.Close();
-        }
-
-        _flows.Clear();
-    }
+    public void CloseAll() => Nat.DatagramFlowTable.CloseAll(_flows);
 }

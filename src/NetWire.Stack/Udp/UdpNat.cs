@@ -255,31 +255,12 @@ internal sealed class UdpNat(Gateway gateway)
         }
 
         _expired.Clear();
-        foreach (var (key, flow) in _flows)
-        {
-            if (flow.IsClosed || nowMs - flow.LastUsedMs > flow.IdleTimeoutMs)
-            {
-                _expired.Add(key);
-            }
-        }
-
-        foreach (var key in _expired)
-        {
-            _flows.Remove(key, out var flow);
-            flow?.Close();
-        }
-
-        _expired.Clear();
+        Nat.DatagramFlowTable.ExpireIdle(_flows, _expired, nowMs, static flow => flow.IdleTimeoutMs);
     }
 
     public void CloseAll()
     {
-        foreach (var flow in _flows.Values)
-        {
-            flow.Close();
-        }
-
-        _flows.Clear();
+        Nat.DatagramFlowTable.CloseAll(_flows);
         _forwarded.Clear();
         _forwardedByClient.Clear();
     }
