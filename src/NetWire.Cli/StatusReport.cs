@@ -114,26 +114,14 @@ internal static class StatusReport
             text.AppendLine(
                 $"{end.GetProperty("name").GetString(),-8} {end.GetProperty("rx_frames").GetInt64(),12} {end.GetProperty("rx_bytes").GetInt64(),14} " +
                 $"{end.GetProperty("tx_frames").GetInt64(),12} {end.GetProperty("tx_bytes").GetInt64(),14} {end.GetProperty("drops_total").GetInt64(),8}  {end.GetProperty("device").GetString()}");
-            foreach (var drop in end.GetProperty("drops").EnumerateObject())
-            {
-                if (drop.Value.GetInt64() != 0)
-                {
-                    text.AppendLine($"         dropped {drop.Value.GetInt64()} ({drop.Name})");
-                }
-            }
+            AppendDrops(text, end.GetProperty("drops"), "dropped");
 
             if (end.TryGetProperty("gateway", out var gateway))
             {
                 text.AppendLine(
                     $"         gateway: {gateway.GetProperty("tcp_opened").GetInt64()} TCP opened, {gateway.GetProperty("tcp_refused").GetInt64()} refused, " +
                     $"{gateway.GetProperty("tcp_connections").GetInt64()} now, {gateway.GetProperty("udp_flows").GetInt64()} UDP flows, {gateway.GetProperty("dhcp_leases").GetInt64()} DHCP leases");
-                foreach (var drop in gateway.GetProperty("drops").EnumerateObject())
-                {
-                    if (drop.Value.GetInt64() != 0)
-                    {
-                        text.AppendLine($"         gateway dropped {drop.Value.GetInt64()} ({drop.Name})");
-                    }
-                }
+                AppendDrops(text, gateway.GetProperty("drops"), "gateway dropped");
             }
         }
 
@@ -148,6 +136,18 @@ internal static class StatusReport
         }
 
         return text.ToString();
+    }
+
+    /// <summary>One line per non-zero drop reason of a "drops" object.</summary>
+    private static void AppendDrops(StringBuilder text, JsonElement drops, string label)
+    {
+        foreach (var drop in drops.EnumerateObject())
+        {
+            if (drop.Value.GetInt64() != 0)
+            {
+                text.AppendLine($"         {label} {drop.Value.GetInt64()} ({drop.Name})");
+            }
+        }
     }
 
     /// <summary>Writes <paramref name="bytes"/> to <paramref name="path"/> atomically (temp file, rename).</summary>
