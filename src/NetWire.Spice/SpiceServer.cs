@@ -245,7 +245,14 @@ internal sealed class SpiceServer : IAsyncDisposable
             if (run is not null)
             {
                 handedOff = true;
-                await run().ConfigureAwait(false);
+                try
+                {
+                    await run().ConfigureAwait(false);
+                }
+                catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+                {
+                    // The server is stopping: a channel that ends by its cancellation ended cleanly.
+                }
             }
         }
         finally
