@@ -85,7 +85,7 @@ internal sealed class TunnelChannelClient
             return;
         }
 
-        using var registration = cancellationToken.Register(static state => ((TunnelChannelClient)state!).Abort(new OperationCanceledException("server stopping")), this);
+        var registration = cancellationToken.Register(static state => ((TunnelChannelClient)state!).Abort(new OperationCanceledException("server stopping")), this);
         TunnelLog.ChannelUp(_logger, _number, _sessionId);
         _connection.TrySend(CommonMessages.SetAck, CommonMessages.BuildSetAck(_ack.NextGeneration(), _ack.Window));
         _connection.TrySend(TunnelMessages.Init, TunnelMessages.BuildInit(_options.MaxSockets, (uint)_options.MaxDataSize));
@@ -113,6 +113,10 @@ internal sealed class TunnelChannelClient
         await Task.WhenAll(sockets).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         TunnelLog.ChannelClosed(_logger, _number, Describe(_abortReason));
         await _stream.DisposeAsync().ConfigureAwait(false);
+
+        // The server's stop can still call Abort through the registration: end it (waiting for a
+        // callback in flight) before the token source it cancels goes away.
+        await registration.DisposeAsync().ConfigureAwait(false);
         _aborted.Dispose();
     }
 
@@ -130,7 +134,14 @@ internal sealed class TunnelChannelClient
         }
 
         _connection.CompleteSending(reason);
-        _aborted.Cancel();
+        try
+        {
+            _aborted.Cancel();
+        }
+        catch (ObjectDisposedException)
+        {
+            // The channel already finished; nothing is left to cancel.
+        }
     }
 
     /// <summary>
