@@ -156,26 +156,8 @@ internal sealed class SpiceServer : IAsyncDisposable
 
     private async Task AcceptLoopAsync(Socket listener, CancellationToken cancellationToken)
     {
-        while (!cancellationToken.IsCancellationRequested)
+        while (await NetWire.Core.Net.ListenerAccept.NextAsync(listener, ex => SpiceLog.AcceptFailed(_logger, ex), cancellationToken).ConfigureAwait(false) is { } socket)
         {
-            Socket socket;
-            try
-            {
-                socket = await listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException || cancellationToken.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionAborted or SocketError.ConnectionReset)
-            {
-                continue;
-            }
-            catch (SocketException ex)
-            {
-                SpiceLog.AcceptFailed(_logger, ex);
-                return;
-            }
 
             var number = Interlocked.Increment(ref _accepted);
             socket.NoDelay = true;

@@ -1,0 +1,38 @@
+using System.Net.Sockets;
+
+namespace NetWire.Core.Net;
+
+/// <summary>The accept step shared by the appliance's listeners (the SPICE server, the control socket).</summary>
+public static class ListenerAccept
+{
+    /// <summary>
+    /// The next connection on <paramref name="listener"/>, or null when the listener should stop:
+    /// it was closed or cancelled, or it failed (<paramref name="failed"/> is told why). A peer that
+    /// reset or aborted before it was accepted is skipped.
+    /// </summary>
+    public static async Task<Socket?> NextAsync(Socket listener, Action<SocketException> failed, CancellationToken cancellationToken)
+    {
+        while (!cancellationToken.IsCancellationRequested)
+        {
+            try
+            {
+                return await listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException || cancellationToken.IsCancellationRequested)
+            {
+                return null;
+            }
+            catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionAborted or SocketError.ConnectionReset)
+            {
+                continue;
+            }
+            catch (SocketException ex)
+            {
+                failed(ex);
+                return null;
+            }
+        }
+
+        return null;
+    }
+}
