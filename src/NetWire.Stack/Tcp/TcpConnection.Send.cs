@@ -1,0 +1,247 @@
+namespace NetWire.Stack.Tcp;
+
+/// <summary>The send side (host to guest): ACKs from the guest, segments within its window, SYNs and bare ACKs.</summary>
+internal sealed partial class TcpConnection
+{
+    private void OnAck(TcpSegment segment, bool pureAck)
+    {
+        var ack = segment.Ack;
+        var window = GuestWindow(segment.Window);
+        if ((int)(ack - _sndMax) > 0)
+        {
+            // RFC 9293 3.10.7.4: an ACK for something not yet sent is answered with an ACK and dropped.
+            _gateway.Counters.Drop(StackDrop.OutOfWindow);
+            SendAck();
+            return;
+        }
+
+        var now = _gateway.NowMs;
+        if ((int)(ack - _sndUna) > 0)
+        {
+            var acked = ack - _sndUna;
+            var dataAcked = (int)Math.Min(acked, (uint)_toGuest.Count);
+            _toGuest.Consume(dataAcked);
+
+            // Only the FIN takes sequence space past the data. Judged by sequence, not by _finSent:
+            // a go-back-N clears _finSent while the first FIN may still be acknowledged.
+            if (acked > (uint)dataAcked)
+            {
+                _finAcked = true;
+                _finSent = true;
+            }
+
+            if (_rttStart != 0 && (int)(ack - _rttSeq) >= 0)
+            {
+                SampleRtt(now - _rttStart);
+                _rttStart = 0;
+            }
+
+            _sndUna = ack;
+            if ((int)(_sndNxt - _sndUna) < 0)
+            {
+                _sndNxt = _sndUna;
+            }
+
+            _duplicateAcks = 0;
+            _retries = 0;
+            _rtoDeadline = _sndUna == _sndMax ? 0 : now + _rtoMs;
+            if (dataAcked > 0 && _toGuest.Free >= ReceiveThreshold)
+            {
+                _toGuestRoom.Set();
+            }
+        }
+        else if (ack == _sndUna && pureAck && _sndMax != _sndUna && window == _sndWnd)
+        {
+            // RFC 5681 3.2: the third duplicate ACK retransmits the first unacknowledged segment.
+            if (++_duplicateAcks == 3)
+            {
+                // Never past SND.MAX: with only a one-byte probe in flight, a full segment would
+                // carry bytes the guest could then acknowledge as "unsent".
+                SendData(_sndUna, Math.Min(Math.Min(_mss, _toGuest.Count), (int)(_sndMax - _sndUna)), retransmit: true);
+            }
+        }
+        else if ((int)(ack - _sndUna) < 0)
+        {
+            // RFC 9293 3.10.7.4: an old (reordered) ACK must not move the window back.
+            return;
+        }
+
+        _sndWnd = window;
+    }
+
+    /// <summary>The guest's window field scaled (RFC 7323 2.3); -1 means the guest offered no scaling.</summary>
+    private long GuestWindow(ushort window) => (long)window << Math.Max(_sendShift, 0);
+
+    /// <summary>Sends what the guest's window and the guest end allow. Caller holds the gateway lock.</summary>
+    public void TrySendData()
+    {
+        if (_state != State.Established)
+        {
+            return;
+        }
+
+        while (true)
+        {
+            var inFlight = (int)(_sndNxt - _sndUna);
+            var unsent = _toGuest.Count - inFlight;
+            var usable = _sndWnd - inFlight;
+            if (unsent > 0 && usable > 0)
+            {
+                if (!_gateway.CanEmit)
+                {
+                    _gateway.RequestFlush(this);
+                    return;
+                }
+
+                var length = (int)Math.Min(Math.Min(unsent, usable), _mss);
+                SendData(_sndNxt, length, retransmit: false);
+                _sndNxt += (uint)length;
+                if ((int)(_sndNxt - _sndMax) > 0)
+                {
+                    _sndMax = _sndNxt;
+                }
+
+                continue;
+            }
+
+            if (unsent == 0 && _hostEof && !_finSent && !_finAcked)
+            {
+                if (!_gateway.CanEmit)
+                {
+                    _gateway.RequestFlush(this);
+                    return;
+                }
+
+                SendSegment(_sndNxt, TcpNat.Fin | TcpNat.AckFlag, 0, 0);
+                _finSent = true;
+                _sndNxt++;
+                if ((int)(_sndNxt - _sndMax) > 0)
+                {
+                    _sndMax = _sndNxt;
+                }
+
+                if (_rtoDeadline == 0)
+                {
+                    ArmRto(_gateway.NowMs);
+                }
+            }
+
+            if (unsent > 0 && _sndWnd == 0 && _rtoDeadline == 0)
+            {
+                // Zero window: the persist timer sends a probe.
+                ArmRto(_gateway.NowMs);
+            }
+
+            return;
+        }
+    }
+
+    /// <summary>Retry after the guest end had no room. Caller holds the gateway lock.</summary>
+    public void Flush()
+    {
+        SendPendingAck();
+        TrySendData();
+        CheckClosed();
+    }
+
+    /// <summary>The guest's burst ended: hand its bytes to the host sender, send the ACK owed. Caller holds the gateway lock.</summary>
+    public void EndOfBatch()
+    {
+        WakeHostSender();
+        SendPendingAck();
+    }
+
+    /// <summary>Sends the ACK owed for data received in the last batch. Caller holds the gateway lock.</summary>
+    public void SendPendingAck()
+    {
+        if (_unackedSegments > 0 && _state == State.Established)
+        {
+            SendAck();
+        }
+    }
+
+    private void SendData(uint seq, int length, bool retransmit)
+    {
+        if (length <= 0)
+        {
+            return;
+        }
+
+        var now = _gateway.NowMs;
+        if (retransmit)
+        {
+            _gateway.Counters.Retransmit();
+            _rttStart = 0;
+        }
+        else if (_rttStart == 0)
+        {
+            _rttSeq = seq + (uint)length;
+            _rttStart = now;
+        }
+
+        var offset = (int)(seq - _sndUna);
+        var last = offset + length == _toGuest.Count;
+        SendSegment(seq, (byte)(TcpNat.AckFlag | (last ? TcpNat.Psh : 0)), offset, length);
+        if (_rtoDeadline == 0)
+        {
+            ArmRto(now);
+        }
+    }
+
+    private void SendAck() => SendSegment(_sndNxt, TcpNat.AckFlag, 0, 0);
+
+    private void SendSyn(byte flags)
+    {
+        // MSS (4 bytes), then NOP + window scale (3 bytes) when the guest offered scaling.
+        var scale = flags == TcpNat.Syn || _sendShift >= 0;
+        var headerLength = scale ? 28 : 24;
+        var frame = _gateway.RentIpv4(headerLength);
+        var tcp = frame.Span[(Gateway.EthernetHeader + Gateway.Ipv4HeaderLength)..];
+        var window = (ushort)Math.Min(_toHost.Free, 65535);
+        TcpNat.WriteHeader(tcp, Key, _iss, flags == TcpNat.Syn ? 0 : _rcvNxt, flags, window, headerLength);
+        tcp[20] = 2;
+        tcp[21] = 4;
+        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(tcp[22..], (ushort)(_gateway.Options.Mtu - 40));
+        if (scale)
+        {
+            tcp[24] = 1;
+            tcp[25] = 3;
+            tcp[26] = 3;
+            tcp[27] = (byte)_receiveShift;
+        }
+
+        if (flags == TcpNat.Syn)
+        {
+            _sendShift = -1;
+        }
+
+        TcpNat.FinishChecksum(tcp, Key);
+        _gateway.EmitIpv4(frame, Gateway.ProtocolTcp, Key.RemoteIp, Key.GuestIp);
+    }
+
+    private void SendSegment(uint seq, byte flags, int ringOffset, int length)
+    {
+        var frame = _gateway.RentIpv4(20 + length);
+        var tcp = frame.Span[(Gateway.EthernetHeader + Gateway.Ipv4HeaderLength)..];
+        var free = _toHost.Free;
+        var shift = Math.Max(_receiveShift, 0);
+        if (_sendShift < 0)
+        {
+            // No window scaling on this connection (RFC 7323 2.2: both sides must offer it).
+            shift = 0;
+        }
+
+        var window = (ushort)Math.Min(free >> shift, 65535);
+        _lastWindow = window << shift;
+        TcpNat.WriteHeader(tcp, Key, seq, _rcvNxt, flags, window, 20);
+        if (length > 0)
+        {
+            _toGuest.CopyTo(ringOffset, tcp.Slice(20, length));
+        }
+
+        TcpNat.FinishChecksum(tcp, Key);
+        _unackedSegments = 0;
+        _rcvAcked = _rcvNxt;
+        _gateway.EmitIpv4(frame, Gateway.ProtocolTcp, Key.RemoteIp, Key.GuestIp);
+    }
+}
