@@ -1,12 +1,12 @@
-using System.Buffers.Binary;
 using System.Net;
 using Microsoft.Extensions.Logging;
 using NetWire.Core.Frames;
+using NetWire.Core.Net;
+using NetWire.Core.Packets;
 using NetWire.Core.Wire;
 using NetWire.Stack.Arp;
 using NetWire.Stack.Dhcp;
 using NetWire.Stack.Icmp;
-using NetWire.Stack.Ipv4;
 using NetWire.Stack.Tcp;
 using NetWire.Stack.Udp;
 
@@ -23,20 +23,19 @@ namespace NetWire.Stack;
 /// Frames towards the guest go to the receiver only while it can take them: TCP data waits in
 /// its connection's buffer (the connection is queued for a flush when the guest end has room),
 /// anything else is dropped and counted as <see cref="StackDrop.GuestFull"/>, as a full link
-/// would. The gateway never reassembles IP fragments and never sends IP options.
+/// would. The gateway never reassembles IP fragments and never sends IP options. Headers are
+/// read and written through the views of <c>NetWire.Core.Packets</c>; <see cref="OnGuestFrame"/>
+/// is the one place that dispatches on the EtherType, where an IPv6 layer joins IPv4.
 /// </remarks>
 internal sealed class Gateway
 {
-    public const int EthernetHeader = 14;
-    public const int Ipv4HeaderLength = 20;
-    public const byte ProtocolIcmp = 1;
-    public const byte ProtocolTcp = 6;
-    public const byte ProtocolUdp = 17;
+    /// <summary>Where the payload of an IPv4 packet the gateway sends starts in its frame (it sends no IP options).</summary>
+    public const int Ipv4PayloadOffset = EthernetFrame.HeaderLength + Ipv4Packet.MinHeaderLength;
 
     /// <summary>slirp's gateway MAC 52:55:0a:00:02:02, so guests and captures look familiar.</summary>
-    public static readonly byte[] GatewayMac = [0x52, 0x55, 0x0a, 0x00, 0x02, 0x02];
+    public static readonly MacAddress GatewayMac = new(0x5255_0a00_0202);
 
-    private readonly byte[] _guestMac = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+    private MacAddress _guestMac = MacAddress.Broadcast;
     private readonly List<TcpConnection> _flushPending = [];
     private readonly List<TcpConnection> _ackPending = [];
     private readonly AsyncSignal _flushSignal = new();
@@ -96,7 +95,7 @@ internal sealed class Gateway
     public CancellationToken Stopping { get; private set; }
 
     /// <summary>The guest's MAC (broadcast until it has sent a frame).</summary>
-    public ReadOnlySpan<byte> GuestMac => _guestMac;
+    public MacAddress GuestMac => _guestMac;
 
     public uint GuestIp => Volatile.Read(ref _guestIp);
 
@@ -121,7 +120,7 @@ internal sealed class Gateway
     }
 
     /// <summary>Sets the guest's MAC before it has sent anything (a statically configured guest). Caller holds <see cref="Sync"/>.</summary>
-    public void SetGuestMac(ReadOnlySpan<byte> mac) => mac.CopyTo(_guestMac);
+    public void SetGuestMac(MacAddress mac) => _guestMac = mac;
 
     /// <summary>Sets the guest address (a DHCP ACK, or the first packet of a statically configured guest).</summary>
     public void SetGuestIp(uint address) => Volatile.Write(ref _guestIp, address);
@@ -129,33 +128,32 @@ internal sealed class Gateway
     /// <summary>One frame from the guest. Caller holds <see cref="Sync"/>.</summary>
     public void OnGuestFrame(ReadOnlySpan<byte> frame)
     {
-        if (frame.Length < EthernetHeader)
+        if (!EthernetFrame.TryParse(frame, out var ethernet))
         {
             Counters.Drop(StackDrop.BadLength);
             return;
         }
 
-        var destination = frame[..6];
-        if ((destination[0] & 1) == 0 && !destination.SequenceEqual(GatewayMac))
+        var destination = ethernet.Destination;
+        if (!destination.IsMulticast && destination != GatewayMac)
         {
             Counters.Drop(StackDrop.Ignored);
             return;
         }
 
-        var source = frame.Slice(6, 6);
-        if ((source[0] & 1) == 0)
+        var source = ethernet.Source;
+        if (!source.IsMulticast)
         {
-            source.CopyTo(_guestMac);
+            _guestMac = source;
         }
 
-        var type = BinaryPrimitives.ReadUInt16BigEndian(frame[12..]);
-        switch (type)
+        switch (ethernet.EtherType)
         {
-            case 0x0806:
-                Arp.OnArp(frame[EthernetHeader..]);
+            case EtherType.Arp:
+                Arp.OnArp(ethernet.Payload);
                 break;
-            case 0x0800:
-                OnIpv4(frame[EthernetHeader..]);
+            case EtherType.Ipv4:
+                OnIpv4(ethernet.Payload);
                 break;
             default:
                 Counters.Drop(StackDrop.UnsupportedEtherType);
@@ -163,47 +161,37 @@ internal sealed class Gateway
         }
     }
 
-    private void OnIpv4(ReadOnlySpan<byte> packet)
+    private void OnIpv4(ReadOnlySpan<byte> bytes)
     {
-        if (packet.Length < Ipv4HeaderLength || packet[0] >> 4 != 4)
+        if (!Ipv4Packet.TryParse(bytes, out var packet))
         {
             Counters.Drop(StackDrop.BadLength);
             return;
         }
 
-        var headerLength = (packet[0] & 0xf) * 4;
-        var totalLength = BinaryPrimitives.ReadUInt16BigEndian(packet[2..]);
-        if (headerLength < Ipv4HeaderLength || totalLength < headerLength || totalLength > packet.Length)
-        {
-            Counters.Drop(StackDrop.BadLength);
-            return;
-        }
-
-        packet = packet[..totalLength];
-        if (!Checksum.IsValid(Checksum.Add(0, packet[..headerLength])))
+        if (!packet.IsHeaderChecksumValid)
         {
             Counters.Drop(StackDrop.BadChecksum);
             return;
         }
 
-        // MF set or a non-zero offset: a fragment (RFC 791 3.1).
-        if ((BinaryPrimitives.ReadUInt16BigEndian(packet[6..]) & 0x3fff) != 0)
+        if (packet.IsFragment)
         {
             Counters.Drop(StackDrop.Fragment);
             return;
         }
 
-        if (packet[8] == 0)
+        if (packet.TimeToLive == 0)
         {
             Counters.Drop(StackDrop.TtlExpired);
             return;
         }
 
-        var source = BinaryPrimitives.ReadUInt32BigEndian(packet[12..]);
-        var destination = BinaryPrimitives.ReadUInt32BigEndian(packet[16..]);
-        var payload = packet[headerLength..];
-        var protocol = packet[9];
-        if (source == 0 && protocol == ProtocolUdp)
+        var source = packet.Source;
+        var destination = packet.Destination;
+        var payload = packet.Payload;
+        var protocol = packet.Protocol;
+        if (source == 0 && protocol == IpProtocol.Udp)
         {
             // DHCP before the guest has an address.
             Udp.OnDatagram(source, destination, payload);
@@ -223,13 +211,13 @@ internal sealed class Gateway
 
         switch (protocol)
         {
-            case ProtocolIcmp:
-                Icmp.OnIcmp(source, destination, packet[8], payload);
+            case IpProtocol.Icmp:
+                Icmp.OnIcmp(source, destination, payload);
                 break;
-            case ProtocolTcp:
+            case IpProtocol.Tcp:
                 Tcp.OnSegment(source, destination, payload);
                 break;
-            case ProtocolUdp:
+            case IpProtocol.Udp:
                 Udp.OnDatagram(source, destination, payload);
                 break;
             default:
@@ -273,48 +261,25 @@ internal sealed class Gateway
         return true;
     }
 
-    /// <summary>Rents a frame for an IPv4 packet with <paramref name="payloadLength"/> bytes after the IP header.</summary>
-    public Frame RentIpv4(int payloadLength) => Pool.Rent(EthernetHeader + Ipv4HeaderLength + payloadLength);
+    /// <summary>Rents a frame for an IPv4 packet with <paramref name="payloadLength"/> bytes after the IP header (from <see cref="Ipv4PayloadOffset"/>).</summary>
+    public Frame RentIpv4(int payloadLength) => Pool.Rent(Ipv4PayloadOffset + payloadLength);
 
     /// <summary>
     /// Fills in the Ethernet and IPv4 headers of a frame from <see cref="RentIpv4"/> and hands it to
     /// the guest, or drops it (counted) when the guest end is full. Takes ownership.
     /// </summary>
-    public bool EmitIpv4(Frame frame, byte protocol, uint source, uint destination, bool broadcast = false)
+    public bool EmitIpv4(Frame frame, IpProtocol protocol, uint source, uint destination, bool broadcast = false)
     {
         var span = frame.Span;
-        WriteEthernet(span, broadcast, 0x0800);
-        var ip = span[EthernetHeader..];
-        ip[0] = 0x45;
-        ip[1] = 0;
-        BinaryPrimitives.WriteUInt16BigEndian(ip[2..], (ushort)(frame.Length - EthernetHeader));
-        BinaryPrimitives.WriteUInt16BigEndian(ip[4..], _ipId++);
-        BinaryPrimitives.WriteUInt16BigEndian(ip[6..], 0x4000);
-        ip[8] = 64;
-        ip[9] = protocol;
-        ip[10] = 0;
-        ip[11] = 0;
-        BinaryPrimitives.WriteUInt32BigEndian(ip[12..], source);
-        BinaryPrimitives.WriteUInt32BigEndian(ip[16..], destination);
-        BinaryPrimitives.WriteUInt16BigEndian(ip[10..], Checksum.Compute(ip[..Ipv4HeaderLength]));
+        WriteEthernet(span, broadcast, EtherType.Ipv4);
+        new Ipv4Header(source, destination, protocol, frame.Length - Ipv4PayloadOffset) { Identification = _ipId++ }
+            .WriteTo(span[EthernetFrame.HeaderLength..]);
         return Emit(frame);
     }
 
     /// <summary>Writes the Ethernet header: gateway MAC to the guest's (or broadcast).</summary>
-    public void WriteEthernet(Span<byte> frame, bool broadcast, ushort type)
-    {
-        if (broadcast)
-        {
-            frame[..6].Fill(0xff);
-        }
-        else
-        {
-            _guestMac.CopyTo(frame);
-        }
-
-        GatewayMac.CopyTo(frame[6..]);
-        BinaryPrimitives.WriteUInt16BigEndian(frame[12..], type);
-    }
+    public void WriteEthernet(Span<byte> frame, bool broadcast, EtherType type) =>
+        new EthernetHeader(broadcast ? MacAddress.Broadcast : _guestMac, GatewayMac, type).WriteTo(frame);
 
     /// <summary>Hands a complete frame to the guest, or drops it (counted) when the guest end is full. Takes ownership.</summary>
     public bool Emit(Frame frame)

@@ -2,6 +2,8 @@ using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using NetWire.Core.Frames;
+using NetWire.Core.Net;
+using NetWire.Core.Packets;
 using NetWire.Core.Wire;
 using NetWire.Stack.Nat;
 
@@ -67,8 +69,8 @@ public sealed class GatewayEnd : WireEnd
     {
         lock (_gateway.Sync)
         {
-            _gateway.SetGuestMac(mac);
-            _gateway.SetGuestIp(Ipv4.Ip.ToUInt(address));
+            _gateway.SetGuestMac(MacAddress.Read(mac));
+            _gateway.SetGuestIp(Ip.ToUInt(address));
         }
     }
 

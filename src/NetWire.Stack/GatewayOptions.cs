@@ -1,5 +1,5 @@
 using System.Net;
-using NetWire.Stack.Ipv4;
+using NetWire.Core.Net;
 using NetWire.Stack.Nat;
 
 namespace NetWire.Stack;

@@ -1,11 +1,10 @@
-using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 using NetWire.Core.Frames;
+using NetWire.Core.Packets;
 using NetWire.Core.Wire;
-using NetWire.Stack.Ipv4;
 using static NetWire.Stack.Tests.TestPackets;
 
 namespace NetWire.Stack.Tests;
@@ -48,7 +47,7 @@ public sealed class GatewayBadInputTests : IDisposable
     }
 
     private static byte[] Syn(ushort sourcePort, ushort port, ReadOnlySpan<byte> options = default) =>
-        BuildTcp(GuestIp, sourcePort, GatewayIp, port, 1000, 0, 0x02, 65535, [], options);
+        BuildSynWithRawOptions(GuestIp, sourcePort, GatewayIp, port, options);
 
     [Fact]
     public void SynFlood_HalfOpenTableStaysAtItsBound_RestCountedAsSynFlood()
@@ -117,11 +116,13 @@ public sealed class GatewayBadInputTests : IDisposable
         var frame = WithIpOptions(BuildIcmpEcho(GuestIp, GatewayIp), [1, 1, 1, 1, 7, 7, 4, 0]);
         Send(frame);
         Assert.True(_receiver.Frames.TryDequeue(out var reply));
-        Assert.Equal(0x45, reply[14]);
         var (source, _, protocol, icmp) = ParseIpv4(reply);
+        Assert.True(Ipv4Packet.TryParse(reply.AsSpan(EthernetFrame.HeaderLength), out var ip));
+        Assert.Equal(Ipv4Packet.MinHeaderLength, ip.HeaderLength);
         Assert.Equal(GatewayIp, source);
         Assert.Equal(1, protocol);
-        Assert.Equal(0, icmp[0]);
+        Assert.True(IcmpPacket.TryParse(icmp, out var echo));
+        Assert.Equal(IcmpType.EchoReply, echo.Type);
     }
 
     [Theory]
@@ -131,8 +132,8 @@ public sealed class GatewayBadInputTests : IDisposable
     public void BadIpv4HeaderLengthOrVersion_IsDroppedAsBadLength(byte versionAndIhl)
     {
         var frame = BuildIcmpEcho(GuestIp, GatewayIp);
-        frame[14] = versionAndIhl;
-        FixIpChecksum(frame, 20);
+        frame[EthernetFrame.HeaderLength] = versionAndIhl;
+        FixIpChecksum(frame, Ipv4Packet.MinHeaderLength);
         Send(frame);
         Assert.Equal(1, _gateway.Counters.Drops(StackDrop.BadLength));
         Assert.Empty(_receiver.Frames);
@@ -142,7 +143,8 @@ public sealed class GatewayBadInputTests : IDisposable
     public void UdpLengthFieldPastThePacket_IsDroppedAsBadLength()
     {
         var frame = BuildUdp(GuestIp, 5000, GatewayIp, 9, [1, 2, 3, 4]);
-        BinaryPrimitives.WriteUInt16BigEndian(frame.AsSpan(14 + 20 + 4), 400);
+        frame[Gateway.Ipv4PayloadOffset + 4] = 400 >> 8; // the length field: 400 bytes, past the datagram
+        frame[Gateway.Ipv4PayloadOffset + 5] = 400 & 0xff;
         Send(frame);
         Assert.Equal(1, _gateway.Counters.Drops(StackDrop.BadLength));
         Assert.Equal(0, _gateway.Udp.Count);
@@ -152,7 +154,7 @@ public sealed class GatewayBadInputTests : IDisposable
     public void EchoWithBadChecksum_IsDroppedAndNotRelayed()
     {
         var frame = BuildIcmpEcho(GuestIp, 0xC6336401);
-        frame[14 + 20 + 2] ^= 0x01;
+        frame[Gateway.Ipv4PayloadOffset + 2] ^= 0x01;
         Send(frame);
         Assert.Equal(1, _gateway.Counters.Drops(StackDrop.BadChecksum));
         Assert.Equal(0, _gateway.Icmp.Count);
@@ -161,30 +163,34 @@ public sealed class GatewayBadInputTests : IDisposable
     private static byte[] BuildIcmpEcho(uint source, uint destination)
     {
         var icmp = new byte[16];
-        icmp[0] = 8;
-        BinaryPrimitives.WriteUInt16BigEndian(icmp.AsSpan(4), 0x1234);
-        BinaryPrimitives.WriteUInt16BigEndian(icmp.AsSpan(6), 1);
-        BinaryPrimitives.WriteUInt16BigEndian(icmp.AsSpan(2), Checksum.Compute(icmp));
+        IcmpHeader.Echo(IcmpType.EchoRequest, 0x1234, 1).WriteTo(icmp);
         return BuildIpv4(source, destination, 1, icmp);
     }
 
     /// <summary>The same packet with IPv4 options inserted after the fixed header (IHL and lengths fixed up).</summary>
     private static byte[] WithIpOptions(byte[] frame, byte[] options)
     {
+        Assert.True(Ipv4Header.TryParse(frame.AsSpan(EthernetFrame.HeaderLength), out var header));
         var result = new byte[frame.Length + options.Length];
-        frame.AsSpan(0, 14 + 20).CopyTo(result);
-        options.CopyTo(result, 14 + 20);
-        frame.AsSpan(14 + 20).CopyTo(result.AsSpan(14 + 20 + options.Length));
-        result[14] = (byte)(0x40 | ((20 + options.Length) / 4));
-        BinaryPrimitives.WriteUInt16BigEndian(result.AsSpan(14 + 2), (ushort)(result.Length - 14));
-        FixIpChecksum(result, 20 + options.Length);
+        frame.AsSpan(0, Gateway.Ipv4PayloadOffset).CopyTo(result);
+        options.CopyTo(result, Gateway.Ipv4PayloadOffset);
+        frame.AsSpan(Gateway.Ipv4PayloadOffset).CopyTo(result.AsSpan(Gateway.Ipv4PayloadOffset + options.Length));
+        (header with { PayloadLength = header.PayloadLength + options.Length }).WriteTo(result.AsSpan(EthernetFrame.HeaderLength));
+
+        // An Ipv4Header has no options: the IHL is set by hand (the total length already counts them).
+        result[EthernetFrame.HeaderLength] = (byte)(0x40 | ((Ipv4Packet.MinHeaderLength + options.Length) / 4));
+        FixIpChecksum(result, Ipv4Packet.MinHeaderLength + options.Length);
         return result;
     }
 
+    /// <summary>Recomputes the header checksum after a test has changed the header by hand.</summary>
     private static void FixIpChecksum(byte[] frame, int headerLength)
     {
-        frame[14 + 10] = 0;
-        frame[14 + 11] = 0;
-        BinaryPrimitives.WriteUInt16BigEndian(frame.AsSpan(14 + 10), Checksum.Compute(frame.AsSpan(14, headerLength)));
+        var header = frame.AsSpan(EthernetFrame.HeaderLength, headerLength);
+        header[10] = 0;
+        header[11] = 0;
+        var checksum = Checksum.Compute(header);
+        header[10] = (byte)(checksum >> 8);
+        header[11] = (byte)checksum;
     }
 }

@@ -1,7 +1,7 @@
-using System.Buffers.Binary;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 using NetWire.Core.Frames;
+using NetWire.Core.Packets;
 using NetWire.Core.Wire;
 using static NetWire.Stack.Tests.TestPackets;
 
@@ -38,75 +38,67 @@ public sealed class GatewayProtocolTests
     [Fact]
     public void ArpRequestForGateway_GetsReplyWithGatewayMac()
     {
-        var frame = new byte[42];
-        frame.AsSpan(0, 6).Fill(0xff);
-        GuestMac.CopyTo(frame, 6);
-        BinaryPrimitives.WriteUInt16BigEndian(frame.AsSpan(12), 0x0806);
-        var arp = frame.AsSpan(14);
-        byte[] header = [0, 1, 8, 0, 6, 4, 0, 1];
-        header.CopyTo(arp);
-        GuestMac.CopyTo(arp[8..]);
-        BinaryPrimitives.WriteUInt32BigEndian(arp[14..], 0x0A000264);
-        BinaryPrimitives.WriteUInt32BigEndian(arp[24..], GatewayIp);
+        var frame = new byte[EthernetFrame.HeaderLength + ArpPacket.Length];
+        new EthernetHeader(MacAddress.Broadcast, GuestMac, EtherType.Arp).WriteTo(frame);
+        new ArpHeader(ArpOperation.Request, GuestMac, 0x0A000264, default, GatewayIp).WriteTo(frame.AsSpan(EthernetFrame.HeaderLength));
         Send(frame);
 
         var reply = Single();
-        Assert.Equal(GuestMac, reply[..6]);
-        Assert.Equal(2, BinaryPrimitives.ReadUInt16BigEndian(reply.AsSpan(20)));
-        Assert.Equal(Gateway.GatewayMac, reply[22..28]);
-        Assert.Equal(GatewayIp, BinaryPrimitives.ReadUInt32BigEndian(reply.AsSpan(28)));
+        Assert.True(EthernetHeader.TryParse(reply, out var ethernet));
+        Assert.Equal(new EthernetHeader(GuestMac, Gateway.GatewayMac, EtherType.Arp), ethernet);
+        Assert.True(ArpHeader.TryParse(reply.AsSpan(EthernetFrame.HeaderLength), out var arp));
+        Assert.Equal(new ArpHeader(ArpOperation.Reply, Gateway.GatewayMac, GatewayIp, GuestMac, 0x0A000264), arp);
         Assert.Equal(0x0A000264u, _gateway.GuestIp);
     }
 
     [Fact]
     public void DhcpDiscoverThenRequest_OffersAndAcksFirstPoolAddress()
     {
-        Send(BuildUdp(0, 68, 0xffffffff, 67, Bootp(1, 0), dstMac: [0xff, 0xff, 0xff, 0xff, 0xff, 0xff]));
+        Send(BuildUdp(0, 68, 0xffffffff, 67, Bootp(DhcpMessageType.Discover, 0), dstMac: MacAddress.Broadcast));
         var offer = Dhcp(Single());
-        Assert.Equal(0x0A00020Fu, BinaryPrimitives.ReadUInt32BigEndian(offer.AsSpan(16)));
-        Assert.Equal(2, Option(offer, 53)[0]);
-        Assert.Equal(GatewayIp, BinaryPrimitives.ReadUInt32BigEndian(Option(offer, 3)));
-        Assert.Equal(0x0A000203u, BinaryPrimitives.ReadUInt32BigEndian(Option(offer, 6)));
-        Assert.Equal(1500, BinaryPrimitives.ReadUInt16BigEndian(Option(offer, 26)));
+        Assert.Equal(0x0A00020Fu, offer.Header.YourAddress);
+        Assert.Equal((byte)DhcpMessageType.Offer, offer.Options[DhcpOptionCode.MessageType][0]);
+        Assert.Equal(GatewayIp, Core.Net.Ip.Read(offer.Options[DhcpOptionCode.Router]));
+        Assert.Equal(0x0A000203u, Core.Net.Ip.Read(offer.Options[DhcpOptionCode.DomainNameServer]));
+        Assert.Equal(new byte[] { 0x05, 0xdc }, offer.Options[DhcpOptionCode.InterfaceMtu]);
 
-        Send(BuildUdp(0, 68, 0xffffffff, 67, Bootp(3, 0x0A00020F), dstMac: [0xff, 0xff, 0xff, 0xff, 0xff, 0xff]));
+        Send(BuildUdp(0, 68, 0xffffffff, 67, Bootp(DhcpMessageType.Request, 0x0A00020F), dstMac: MacAddress.Broadcast));
         var ack = Dhcp(Single());
-        Assert.Equal(5, Option(ack, 53)[0]);
+        Assert.Equal((byte)DhcpMessageType.Ack, ack.Options[DhcpOptionCode.MessageType][0]);
         Assert.Equal(0x0A00020Fu, _gateway.GuestIp);
 
-        Send(BuildUdp(0, 68, 0xffffffff, 67, Bootp(3, 0x0A000263), dstMac: [0xff, 0xff, 0xff, 0xff, 0xff, 0xff]));
-        Assert.Equal(6, Option(Dhcp(Single()), 53)[0]);
+        Send(BuildUdp(0, 68, 0xffffffff, 67, Bootp(DhcpMessageType.Request, 0x0A000263), dstMac: MacAddress.Broadcast));
+        Assert.Equal((byte)DhcpMessageType.Nak, Dhcp(Single()).Options[DhcpOptionCode.MessageType][0]);
     }
 
     [Fact]
     public void EchoToGateway_IsAnswered()
     {
         var icmp = new byte[16];
-        icmp[0] = 8;
-        BinaryPrimitives.WriteUInt16BigEndian(icmp.AsSpan(4), 0x1234);
-        BinaryPrimitives.WriteUInt16BigEndian(icmp.AsSpan(2), NetWire.Stack.Ipv4.Checksum.Compute(icmp));
+        IcmpHeader.Echo(IcmpType.EchoRequest, 0x1234, 0).WriteTo(icmp);
         Send(BuildIpv4(GuestIp, GatewayIp, 1, icmp));
         var (source, destination, protocol, payload) = ParseIpv4(Single());
         Assert.Equal((GatewayIp, GuestIp, (byte)1), (source, destination, protocol));
-        Assert.Equal(0, payload[0]);
-        Assert.Equal(0x1234, BinaryPrimitives.ReadUInt16BigEndian(payload.AsSpan(4)));
-        Assert.True(NetWire.Stack.Ipv4.Checksum.IsValid(NetWire.Stack.Ipv4.Checksum.Add(0, payload)));
+        Assert.True(IcmpPacket.TryParse(payload, out var reply));
+        Assert.Equal(IcmpType.EchoReply, reply.Type);
+        Assert.Equal(0x1234, reply.Identifier);
+        Assert.True(reply.IsChecksumValid);
     }
 
     [Fact]
     public void BadInput_IsDroppedAndCountedByReason()
     {
-        var good = BuildTcp(GuestIp, 40000, GatewayIp, 80, 1, 0, 0x02, 65535, []);
+        var good = BuildTcp(GuestIp, 40000, GatewayIp, 80, 1, 0, TcpFlags.Syn, 65535, []);
         var badChecksum = (byte[])good.Clone();
         badChecksum[^1] ^= 0xff;
         badChecksum[^3] ^= 0x55;
         Send(badChecksum);
-        Send(BuildIpv4(GuestIp, GatewayIp, 6, new byte[20], fragment: 0x2000));
+        Send(BuildIpv4(GuestIp, GatewayIp, 6, new byte[20], moreFragments: true));
         Send(BuildIpv4(GuestIp, GatewayIp, 6, new byte[20], ttl: 0));
         Send(good[..30]);
         Send(BuildIpv4(GuestIp, GatewayIp, 47, new byte[8]));
-        var badOffset = BuildTcp(GuestIp, 40000, GatewayIp, 80, 1, 0, 0x02, 65535, []);
-        badOffset[14 + 20 + 12] = 0xf0;
+        var badOffset = BuildTcp(GuestIp, 40000, GatewayIp, 80, 1, 0, TcpFlags.Syn, 65535, []);
+        badOffset[Gateway.Ipv4PayloadOffset + 12] = 0xf0; // data offset 15: 60 bytes, past the segment
         Send(badOffset);
         var random = new Random(7);
         for (var i = 0; i < 2000; i++)
@@ -127,65 +119,55 @@ public sealed class GatewayProtocolTests
     [Fact]
     public void SegmentForUnknownFlow_IsAnsweredWithReset()
     {
-        Send(BuildTcp(GuestIp, 40000, 0x08080808, 80, 1000, 5000, 0x10, 65535, [1, 2, 3]));
-        var (_, _, _, tcp) = ParseIpv4(Single());
-        Assert.Equal(0x04, tcp[13]);
-        Assert.Equal(5000u, BinaryPrimitives.ReadUInt32BigEndian(tcp.AsSpan(4)));
+        Send(BuildTcp(GuestIp, 40000, 0x08080808, 80, 1000, 5000, TcpFlags.Ack, 65535, [1, 2, 3]));
+        var (tcp, _) = ParseTcp(Single());
+        Assert.Equal(TcpFlags.Rst, tcp.Flags);
+        Assert.Equal(5000u, tcp.SequenceNumber);
         Assert.Equal(1, _gateway.Counters.Drops(StackDrop.UnknownFlow));
     }
 
     [Fact]
     public void SynToHostLoopbackWithoutPermission_IsRefusedWithReset()
     {
-        Send(BuildTcp(GuestIp, 40000, GatewayIp, 22, 1000, 0, 0x02, 65535, []));
-        var (_, _, _, tcp) = ParseIpv4(Single());
-        Assert.Equal(0x14, tcp[13]);
-        Assert.Equal(1001u, BinaryPrimitives.ReadUInt32BigEndian(tcp.AsSpan(8)));
+        Send(BuildTcp(GuestIp, 40000, GatewayIp, 22, 1000, 0, TcpFlags.Syn, 65535, []));
+        var (tcp, _) = ParseTcp(Single());
+        Assert.Equal(TcpFlags.Rst | TcpFlags.Ack, tcp.Flags);
+        Assert.Equal(1001u, tcp.AckNumber);
         Assert.Equal(1, _gateway.Counters.Drops(StackDrop.Denied));
     }
 
-    private static byte[] Bootp(byte type, uint requested)
+    private static byte[] Bootp(DhcpMessageType type, uint requested)
     {
-        var bootp = new byte[240 + 3 + 6 + 1];
-        bootp[0] = 1;
-        bootp[1] = 1;
-        bootp[2] = 6;
-        BinaryPrimitives.WriteUInt32BigEndian(bootp.AsSpan(4), 0xdeadbeef);
-        GuestMac.CopyTo(bootp, 28);
-        BinaryPrimitives.WriteUInt32BigEndian(bootp.AsSpan(236), 0x63825363);
-        bootp[240] = 53;
-        bootp[241] = 1;
-        bootp[242] = type;
-        bootp[243] = requested == 0 ? (byte)0 : (byte)50;
-        bootp[244] = requested == 0 ? (byte)0 : (byte)4;
-        BinaryPrimitives.WriteUInt32BigEndian(bootp.AsSpan(245), requested);
-        bootp[^1] = 255;
+        var bootp = new byte[DhcpPacket.OptionsOffset + 3 + 6 + 1];
+        new DhcpHeader(DhcpPacket.BootRequest, 0xdeadbeef, GuestMac).WriteTo(bootp);
+        var options = new DhcpOptionWriter(bootp.AsSpan(DhcpPacket.OptionsOffset));
+        options.Write(DhcpOptionCode.MessageType, (byte)type);
+        if (requested != 0)
+        {
+            options.Write(DhcpOptionCode.RequestedAddress, requested);
+        }
+
+        options.WriteEnd();
         return bootp;
     }
 
-    private static byte[] Dhcp(byte[] frame)
+    /// <summary>The DHCP reply in a frame from the gateway: its fixed part and its options by code.</summary>
+    private static (DhcpHeader Header, Dictionary<DhcpOptionCode, byte[]> Options) Dhcp(byte[] frame)
     {
         var (_, destination, protocol, udp) = ParseIpv4(frame);
         Assert.Equal((0xffffffffu, (byte)17), (destination, protocol));
-        var bootp = udp[8..];
-        Assert.Equal(0xdeadbeefu, BinaryPrimitives.ReadUInt32BigEndian(bootp.AsSpan(4)));
-        return bootp;
-    }
-
-    private static byte[] Option(byte[] bootp, byte code)
-    {
-        var i = 240;
-        while (bootp[i] != 255)
+        Assert.True(UdpPacket.TryParse(udp, out var datagram));
+        Assert.True(DhcpHeader.TryParse(datagram.Payload, out var header));
+        Assert.Equal(0xdeadbeefu, header.TransactionId);
+        Assert.True(DhcpPacket.TryParse(datagram.Payload, out var message));
+        var options = new Dictionary<DhcpOptionCode, byte[]>();
+        var reader = message.GetOptions();
+        while (reader.MoveNext())
         {
-            if (bootp[i] == code)
-            {
-                return bootp.AsSpan(i + 2, bootp[i + 1]).ToArray();
-            }
-
-            i += 2 + bootp[i + 1];
+            options.Add(reader.Code, reader.Value.ToArray());
         }
 
-        Assert.Fail($"option {code} missing");
-        return [];
+        Assert.False(reader.IsMalformed);
+        return (header, options);
     }
 }

@@ -1,9 +1,9 @@
-using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 using NetWire.Core.Frames;
+using NetWire.Core.Packets;
 using NetWire.Core.Wire;
 using static NetWire.Stack.Tests.TestPackets;
 
@@ -68,28 +68,28 @@ public sealed class TcpBurstAckTests : IDisposable
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
         var port = (ushort)((IPEndPoint)listener.LocalEndpoint).Port;
-        SendBatch(BuildTcp(GuestIp, 41000, GatewayIp, port, GuestIsn, 0, 0x02, 65535, [], [2, 4, 0x05, 0xb4, 1, 3, 3, 7]));
+        SendBatch(BuildTcp(GuestIp, 41000, GatewayIp, port, GuestIsn, 0, TcpFlags.Syn, 65535, [], new TcpOptions { MaxSegmentSize = 1460, WindowScale = 7 }));
         using var accepted = await listener.AcceptSocketAsync();
-        var (_, _, _, synAck) = ParseIpv4(await NextFrameAsync(_receiver));
-        Assert.Equal(0x12, synAck[13]);
-        var serverIsn = BinaryPrimitives.ReadUInt32BigEndian(synAck.AsSpan(4));
-        SendBatch(BuildTcp(GuestIp, 41000, GatewayIp, port, GuestIsn + 1, serverIsn + 1, 0x10, 65535, []));
+        var (synAck, _) = ParseTcp(await NextFrameAsync(_receiver));
+        Assert.Equal(TcpFlags.Syn | TcpFlags.Ack, synAck.Flags);
+        var serverIsn = synAck.SequenceNumber;
+        SendBatch(BuildTcp(GuestIp, 41000, GatewayIp, port, GuestIsn + 1, serverIsn + 1, TcpFlags.Ack, 65535, []));
 
         var payload = new byte[10 * 1000];
         new Random(10).NextBytes(payload);
         var burst = new byte[10][];
         for (var i = 0; i < burst.Length; i++)
         {
-            burst[i] = BuildTcp(GuestIp, 41000, GatewayIp, port, GuestIsn + 1 + (uint)(i * 1000), serverIsn + 1, i == 9 ? (byte)0x18 : (byte)0x10, 65535, payload.AsSpan(i * 1000, 1000));
+            burst[i] = BuildTcp(GuestIp, 41000, GatewayIp, port, GuestIsn + 1 + (uint)(i * 1000), serverIsn + 1, i == 9 ? TcpFlags.Ack | TcpFlags.Psh : TcpFlags.Ack, 65535, payload.AsSpan(i * 1000, 1000));
         }
 
         SendBatch(burst);
         var acks = _receiver.Frames.ToArray();
         _receiver.Frames.Clear();
         var ack = Assert.Single(acks);
-        var (_, _, _, tcp) = ParseIpv4(ack);
-        Assert.Equal(0x10, tcp[13]);
-        Assert.Equal(GuestIsn + 1 + (uint)payload.Length, BinaryPrimitives.ReadUInt32BigEndian(tcp.AsSpan(8)));
+        var (tcp, _) = ParseTcp(ack);
+        Assert.Equal(TcpFlags.Ack, tcp.Flags);
+        Assert.Equal(GuestIsn + 1 + (uint)payload.Length, tcp.AckNumber);
 
         var received = new byte[payload.Length];
         var got = 0;

@@ -1,82 +1,90 @@
-using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using NetWire.Core.Frames;
+using NetWire.Core.Packets;
 using NetWire.Core.Wire;
-using NetWire.Stack.Ipv4;
 
 namespace NetWire.Stack.Tests;
 
-/// <summary>Builds and parses the guest's side of the wire for tests.</summary>
+/// <summary>Builds and parses the guest's side of the wire for tests, through the packet views.</summary>
 internal static class TestPackets
 {
-    public static readonly byte[] GuestMac = [0x02, 0x00, 0x00, 0x00, 0x00, 0x15];
+    public static readonly MacAddress GuestMac = new(0x0200_0000_0015);
     public const uint GuestIp = 0x0A00020F;
     public const uint GatewayIp = 0x0A000202;
 
-    public static byte[] BuildIpv4(uint source, uint destination, byte protocol, ReadOnlySpan<byte> payload, byte ttl = 64, ushort fragment = 0x4000, byte[]? dstMac = null)
+    public static byte[] BuildIpv4(uint source, uint destination, byte protocol, ReadOnlySpan<byte> payload, byte ttl = 64, bool moreFragments = false, MacAddress? dstMac = null)
     {
-        var frame = new byte[14 + 20 + payload.Length];
-        (dstMac ?? Gateway.GatewayMac).CopyTo(frame, 0);
-        GuestMac.CopyTo(frame, 6);
-        BinaryPrimitives.WriteUInt16BigEndian(frame.AsSpan(12), 0x0800);
-        var ip = frame.AsSpan(14);
-        ip[0] = 0x45;
-        BinaryPrimitives.WriteUInt16BigEndian(ip[2..], (ushort)(20 + payload.Length));
-        BinaryPrimitives.WriteUInt16BigEndian(ip[6..], fragment);
-        ip[8] = ttl;
-        ip[9] = protocol;
-        BinaryPrimitives.WriteUInt32BigEndian(ip[12..], source);
-        BinaryPrimitives.WriteUInt32BigEndian(ip[16..], destination);
-        BinaryPrimitives.WriteUInt16BigEndian(ip[10..], Checksum.Compute(ip[..20]));
-        payload.CopyTo(ip[20..]);
+        var frame = new byte[EthernetFrame.HeaderLength + Ipv4Packet.MinHeaderLength + payload.Length];
+        new EthernetHeader(dstMac ?? Gateway.GatewayMac, GuestMac, EtherType.Ipv4).WriteTo(frame);
+        new Ipv4Header(source, destination, (IpProtocol)protocol, payload.Length) { TimeToLive = ttl, MoreFragments = moreFragments }
+            .WriteTo(frame.AsSpan(EthernetFrame.HeaderLength));
+        payload.CopyTo(frame.AsSpan(Gateway.Ipv4PayloadOffset));
         return frame;
     }
 
-    public static byte[] BuildUdp(uint source, ushort sourcePort, uint destination, ushort destinationPort, ReadOnlySpan<byte> data, byte[]? dstMac = null)
+    public static byte[] BuildUdp(uint source, ushort sourcePort, uint destination, ushort destinationPort, ReadOnlySpan<byte> data, MacAddress? dstMac = null)
     {
-        var udp = new byte[8 + data.Length];
-        BinaryPrimitives.WriteUInt16BigEndian(udp, sourcePort);
-        BinaryPrimitives.WriteUInt16BigEndian(udp.AsSpan(2), destinationPort);
-        BinaryPrimitives.WriteUInt16BigEndian(udp.AsSpan(4), (ushort)udp.Length);
-        data.CopyTo(udp.AsSpan(8));
-        var sum = Checksum.Finish(Checksum.Add(Checksum.AddPseudoHeader(0, source, destination, 17, udp.Length), udp));
-        BinaryPrimitives.WriteUInt16BigEndian(udp.AsSpan(6), sum == 0 ? (ushort)0xffff : sum);
-        return BuildIpv4(source, destination, 17, udp, dstMac: dstMac);
+        var udp = new byte[UdpPacket.HeaderLength + data.Length];
+        data.CopyTo(udp.AsSpan(UdpPacket.HeaderLength));
+        new UdpHeader(sourcePort, destinationPort).WriteTo(udp, PseudoHeader.Ipv4(source, destination, IpProtocol.Udp));
+        return BuildIpv4(source, destination, (byte)IpProtocol.Udp, udp, dstMac: dstMac);
     }
 
-    public static byte[] BuildTcp(uint source, ushort sourcePort, uint destination, ushort destinationPort, uint seq, uint ack, byte flags, ushort window, ReadOnlySpan<byte> data, ReadOnlySpan<byte> options = default)
+    public static byte[] BuildTcp(uint source, ushort sourcePort, uint destination, ushort destinationPort, uint seq, uint ack, TcpFlags flags, ushort window, ReadOnlySpan<byte> data, TcpOptions options = default)
     {
-        var headerLength = 20 + options.Length;
-        var tcp = new byte[headerLength + data.Length];
-        BinaryPrimitives.WriteUInt16BigEndian(tcp, sourcePort);
-        BinaryPrimitives.WriteUInt16BigEndian(tcp.AsSpan(2), destinationPort);
-        BinaryPrimitives.WriteUInt32BigEndian(tcp.AsSpan(4), seq);
-        BinaryPrimitives.WriteUInt32BigEndian(tcp.AsSpan(8), ack);
-        tcp[12] = (byte)(headerLength / 4 << 4);
-        tcp[13] = flags;
-        BinaryPrimitives.WriteUInt16BigEndian(tcp.AsSpan(14), window);
-        options.CopyTo(tcp.AsSpan(20));
-        data.CopyTo(tcp.AsSpan(headerLength));
-        BinaryPrimitives.WriteUInt16BigEndian(tcp.AsSpan(16), Checksum.Finish(Checksum.Add(Checksum.AddPseudoHeader(0, source, destination, 6, tcp.Length), tcp)));
-        return BuildIpv4(source, destination, 6, tcp);
+        var header = new TcpHeader(sourcePort, destinationPort, seq, ack, flags, window) { Options = options };
+        var tcp = new byte[header.Length + data.Length];
+        data.CopyTo(tcp.AsSpan(header.Length));
+        header.WriteTo(tcp, PseudoHeader.Ipv4(source, destination, IpProtocol.Tcp));
+        return BuildIpv4(source, destination, (byte)IpProtocol.Tcp, tcp);
+    }
+
+    /// <summary>
+    /// A SYN whose options are <paramref name="rawOptions"/> as given, which may be malformed (and
+    /// so cannot be a <see cref="TcpOptions"/>): the data offset and checksum are set by hand.
+    /// </summary>
+    public static byte[] BuildSynWithRawOptions(uint source, ushort sourcePort, uint destination, ushort destinationPort, ReadOnlySpan<byte> rawOptions)
+    {
+        var tcp = new byte[TcpPacket.MinHeaderLength + rawOptions.Length];
+        var pseudoHeader = PseudoHeader.Ipv4(source, destination, IpProtocol.Tcp);
+        new TcpHeader(sourcePort, destinationPort, 1000, 0, TcpFlags.Syn, 65535).WriteTo(tcp, pseudoHeader);
+        rawOptions.CopyTo(tcp.AsSpan(TcpPacket.MinHeaderLength));
+        tcp[12] = (byte)(tcp.Length / 4 << 4);
+        tcp[16] = 0;
+        tcp[17] = 0;
+        var checksum = pseudoHeader.Compute(tcp);
+        tcp[16] = (byte)(checksum >> 8);
+        tcp[17] = (byte)checksum;
+        return BuildIpv4(source, destination, (byte)IpProtocol.Tcp, tcp);
     }
 
     /// <summary>A parsed frame from the gateway: IPv4 fields and the L4 bytes (checksums verified).</summary>
     public static (uint Source, uint Destination, byte Protocol, byte[] Payload) ParseIpv4(byte[] frame)
     {
-        Assert.Equal(0x0800, BinaryPrimitives.ReadUInt16BigEndian(frame.AsSpan(12)));
-        var ip = frame.AsSpan(14);
-        Assert.True(Checksum.IsValid(Checksum.Add(0, ip[..20])), "IP header checksum");
-        var total = BinaryPrimitives.ReadUInt16BigEndian(ip[2..]);
-        var source = BinaryPrimitives.ReadUInt32BigEndian(ip[12..]);
-        var destination = BinaryPrimitives.ReadUInt32BigEndian(ip[16..]);
-        var payload = ip[20..total].ToArray();
-        if (ip[9] is 6 or 17)
+        Assert.True(EthernetFrame.TryParse(frame, out var ethernet), "an Ethernet frame");
+        Assert.Equal(EtherType.Ipv4, ethernet.EtherType);
+        Assert.True(Ipv4Packet.TryParse(ethernet.Payload, out var ip), "an IPv4 packet");
+        Assert.True(ip.IsHeaderChecksumValid, "IP header checksum");
+        if (ip.Protocol == IpProtocol.Tcp)
         {
-            Assert.True(Checksum.IsValid(Checksum.Add(Checksum.AddPseudoHeader(0, source, destination, ip[9], payload.Length), payload)), "L4 checksum");
+            Assert.True(TcpPacket.TryParse(ip.Payload, out var tcp) && tcp.IsChecksumValid(ip.PseudoHeader), "TCP checksum");
+        }
+        else if (ip.Protocol == IpProtocol.Udp)
+        {
+            Assert.True(UdpPacket.TryParse(ip.Payload, out var udp) && udp.IsChecksumValid(ip.PseudoHeader), "UDP checksum");
         }
 
-        return (source, destination, ip[9], payload);
+        return (ip.Source, ip.Destination, (byte)ip.Protocol, ip.Payload.ToArray());
+    }
+
+    /// <summary>The TCP segment in a frame from the gateway (checksums verified), as a header value and its data.</summary>
+    public static (TcpHeader Header, byte[] Data) ParseTcp(byte[] frame)
+    {
+        var (_, _, protocol, payload) = ParseIpv4(frame);
+        Assert.Equal((byte)IpProtocol.Tcp, protocol);
+        Assert.True(TcpHeader.TryParse(payload, out var header), "a TCP header with well-formed options");
+        Assert.True(TcpPacket.TryParse(payload, out var segment));
+        return (header, segment.Payload.ToArray());
     }
 }
 

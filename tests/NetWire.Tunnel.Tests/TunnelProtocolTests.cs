@@ -4,7 +4,7 @@ using System.Net.Sockets;
 using System.Text;
 using NetWire.Spice.Channels;
 using NetWire.Spice.Channels.Tunnel;
-using NetWire.Stack.Ipv4;
+using NetWire.Core.Net;
 
 namespace NetWire.Tunnel.Tests;
 

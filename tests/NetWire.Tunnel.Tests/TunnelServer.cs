@@ -62,7 +62,7 @@ internal sealed class TunnelServer : IAsyncDisposable
 
     /// <summary>Opens a connection as the gateway would for a guest SYN to <paramref name="address"/>:<paramref name="port"/>.</summary>
     public Task<Socket> ConnectAsGuestAsync(IPAddress address, ushort port, ushort guestPort = 40000) =>
-        Gateway.ConnectAsync(Stack.Ipv4.Ip.ToUInt(IPAddress.Parse("10.0.2.100")), guestPort, Stack.Ipv4.Ip.ToUInt(address), port, TestContext.Current.CancellationToken);
+        Gateway.ConnectAsync(Core.Net.Ip.ToUInt(IPAddress.Parse("10.0.2.100")), guestPort, Core.Net.Ip.ToUInt(address), port, TestContext.Current.CancellationToken);
 
     public ValueTask DisposeAsync() => Server.DisposeAsync();
 

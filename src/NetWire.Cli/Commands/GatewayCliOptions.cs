@@ -1,7 +1,7 @@
 using System.CommandLine;
 using System.Net;
 using NetWire.Stack;
-using NetWire.Stack.Ipv4;
+using NetWire.Core.Net;
 using NetWire.Stack.Nat;
 
 namespace NetWire.Cli.Commands;

@@ -6,7 +6,7 @@ using NetWire.Core.Frames;
 using NetWire.Core.Wire;
 using NetWire.Devices.Tap;
 using NetWire.Stack;
-using NetWire.Stack.Ipv4;
+using NetWire.Core.Net;
 
 namespace NetWire.Cli.Commands;
 

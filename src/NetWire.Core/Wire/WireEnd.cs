@@ -1,5 +1,7 @@
 using System.Net;
 using NetWire.Core.Frames;
+using NetWire.Core.Net;
+using NetWire.Core.Packets;
 
 namespace NetWire.Core.Wire;
 
@@ -42,12 +44,12 @@ public abstract class WireEnd : INetWire, IAsyncDisposable
         get
         {
             var learned = Volatile.Read(ref _learnedGuestIp);
-            return learned == 0 ? null : new IPAddress(learned);
+            return learned == 0 ? null : Ip.ToAddress(learned);
         }
     }
 
-    /// <summary>Learned guest IPv4 address in network byte order as stored by IPAddress; 0 while unknown. Written by the link.</summary>
-    private long _learnedGuestIp;
+    /// <summary>Learned guest IPv4 address, host order (<see cref="Ip"/>); 0 while unknown. Written by the link.</summary>
+    private uint _learnedGuestIp;
 
     /// <summary>This end's counters.</summary>
     public WireCounters Counters { get; } = new();
@@ -92,26 +94,27 @@ public abstract class WireEnd : INetWire, IAsyncDisposable
     /// </summary>
     public void LearnGuestIp(ReadOnlySpan<byte> frame)
     {
-        const int EtherTypeOffset = 12;
-        if (frame.Length < 34)
+        if (!EthernetFrame.TryParse(frame, out var ethernet))
         {
             return;
         }
 
-        var etherType = (frame[EtherTypeOffset] << 8) | frame[EtherTypeOffset + 1];
-        var address = etherType switch
+        uint address;
+        switch (ethernet.EtherType)
         {
-            0x0800 when (frame[14] >> 4) == 4 => frame.Slice(26, 4),
-            0x0806 when frame.Length >= 42 => frame.Slice(28, 4),
-            _ => default,
-        };
-        if (address.Length == 4)
+            case EtherType.Ipv4 when Ipv4Packet.TryParse(ethernet.Payload, out var ip):
+                address = ip.Source;
+                break;
+            case EtherType.Arp when ArpPacket.TryParse(ethernet.Payload, out var arp):
+                address = arp.SenderProtocolAddress;
+                break;
+            default:
+                return;
+        }
+
+        if (address != 0 && address != 0xffffffff && Volatile.Read(ref _learnedGuestIp) != address)
         {
-            var value = (long)System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(address);
-            if (value != 0 && value != 0xffffffff && Volatile.Read(ref _learnedGuestIp) != value)
-            {
-                Volatile.Write(ref _learnedGuestIp, value);
-            }
+            Volatile.Write(ref _learnedGuestIp, address);
         }
     }
 

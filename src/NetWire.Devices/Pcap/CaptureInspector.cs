@@ -1,5 +1,7 @@
+using System.Buffers.Binary;
 using System.Net;
-using PacketDotNet;
+using NetWire.Core.Packets;
+using LinkLayers = PacketDotNet.LinkLayers;
 using SharpPcap.LibPcap;
 
 namespace NetWire.Devices.Pcap;
@@ -101,8 +103,8 @@ public sealed class CaptureSummary
 }
 
 /// <summary>
-/// Dissects every frame of a capture with PacketDotNet: protocols, 5-tuple flows with TCP events,
-/// malformed frames. Files are read with <see cref="CaptureFileReader"/>, so a bad file gives the
+/// Dissects every frame of a capture with the packet views of <c>NetWire.Core.Packets</c>:
+/// protocols, 5-tuple flows with TCP events, malformed frames. Files are read with <see cref="CaptureFileReader"/>, so a bad file gives the
 /// same located <see cref="CaptureFormatException"/> as replay. <c>--filter</c> is compiled by
 /// libpcap through SharpPcap's <see cref="BpfProgram"/> and run on each frame.
 /// </summary>
@@ -132,7 +134,7 @@ public static class CaptureInspector
             summary.Frames++;
             summary.Bytes += data.Length;
             summary.LastNs = Math.Max(summary.LastNs, record.TimestampNs);
-            Dissect(summary, record, data.ToArray());
+            Dissect(summary, record, data);
         }
 
         summary.Interfaces = reader.Interfaces.Count;
@@ -144,144 +146,137 @@ public static class CaptureInspector
         return summary;
     }
 
-    private static void Dissect(CaptureSummary summary, CaptureRecord record, byte[] bytes)
+    private static void Dissect(CaptureSummary summary, CaptureRecord record, ReadOnlySpan<byte> bytes)
     {
-        if (bytes.Length < 14)
+        if (!EthernetFrame.TryParse(bytes, out var ethernet))
         {
             Count(summary, "runt");
             summary.Malformed.Add((record.Number, $"{bytes.Length} bytes, shorter than an Ethernet header"));
             return;
         }
 
-        EthernetPacket ethernet;
-        try
+        switch (ethernet.EtherType)
         {
-            ethernet = new EthernetPacket(new PacketDotNet.Utils.ByteArraySegment(bytes));
-        }
-        catch (Exception ex) when (ex is ArgumentException or IndexOutOfRangeException or InvalidOperationException)
-        {
-            Count(summary, "undissectable");
-            summary.Malformed.Add((record.Number, $"does not dissect: {ex.Message}"));
-            return;
-        }
-
-        var etherType = (bytes[12] << 8) | bytes[13];
-        switch (etherType)
-        {
-            case 0x0806:
+            case EtherType.Arp:
                 Count(summary, "ARP");
-                if (bytes.Length < 42)
+                if (ethernet.Payload.Length < ArpPacket.Length)
                 {
-                    summary.Malformed.Add((record.Number, $"ARP packet of {bytes.Length - 14} bytes, shorter than 28"));
+                    summary.Malformed.Add((record.Number, $"ARP packet of {ethernet.Payload.Length} bytes, shorter than 28"));
                 }
 
                 return;
-            case 0x0800:
-                DissectIp(summary, record, bytes, 14, "IPv4");
+            case EtherType.Ipv4:
+                DissectIpv4(summary, record, bytes.Length, ethernet.Payload);
                 return;
-            case 0x86dd:
-                DissectIp(summary, record, bytes, 14, "IPv6");
+            case EtherType.Ipv6:
+                DissectIpv6(summary, record, bytes.Length, ethernet.Payload);
                 return;
             default:
-                Count(summary, $"0x{etherType:x4}");
-                _ = ethernet;
+                Count(summary, $"0x{(ushort)ethernet.EtherType:x4}");
                 return;
         }
     }
 
-    private static void DissectIp(CaptureSummary summary, CaptureRecord record, byte[] bytes, int offset, string family)
+    private static void DissectIpv4(CaptureSummary summary, CaptureRecord record, int frameLength, ReadOnlySpan<byte> bytes)
     {
-        var available = bytes.Length - offset;
-        int headerLength;
-        int totalLength;
-        int protocol;
-        IPAddress source;
-        IPAddress destination;
-        if (family == "IPv4")
+        if (!Ipv4Packet.TryParseQuoted(bytes, out var header))
         {
-            if (available < 20 || (bytes[offset] >> 4) != 4 || (bytes[offset] & 0x0f) < 5)
+            Count(summary, "IPv4/malformed");
+            summary.Malformed.Add((record.Number, "IPv4 header shorter than 20 bytes or bad version/IHL"));
+            return;
+        }
+
+        if (!Ipv4Packet.TryParse(bytes, out var packet))
+        {
+            Count(summary, "IPv4/malformed");
+            summary.Malformed.Add((record.Number, $"IPv4 total length {header.TotalLength} does not fit the {bytes.Length} bytes after the Ethernet header"));
+            return;
+        }
+
+        if (packet.FragmentOffset != 0)
+        {
+            // A later fragment: no transport header to read.
+            Count(summary, "IPv4/fragment");
+            return;
+        }
+
+        DissectTransport(summary, record, frameLength, "IPv4", Core.Net.Ip.ToAddress(packet.Source), Core.Net.Ip.ToAddress(packet.Destination), (int)packet.Protocol, packet.Payload);
+    }
+
+    private static void DissectIpv6(CaptureSummary summary, CaptureRecord record, int frameLength, ReadOnlySpan<byte> bytes)
+    {
+        // The packet views have no IPv6 yet (it is the next layer to join them), so the fixed header
+        // (RFC 8200 3) and the extension-header chain are read here by offset.
+        if (bytes.Length < 40)
+        {
+            Count(summary, "IPv6/malformed");
+            summary.Malformed.Add((record.Number, "IPv6 header shorter than 40 bytes"));
+            return;
+        }
+
+        var headerLength = 40;
+        var totalLength = 40 + BinaryPrimitives.ReadUInt16BigEndian(bytes[4..]);
+        int protocol = bytes[6];
+        var source = new IPAddress(bytes.Slice(8, 16));
+        var destination = new IPAddress(bytes.Slice(24, 16));
+        if (totalLength > bytes.Length)
+        {
+            Count(summary, "IPv6/malformed");
+            summary.Malformed.Add((record.Number, $"IPv6 payload length {totalLength - 40} does not fit the {bytes.Length - 40} bytes captured"));
+            return;
+        }
+
+        // RFC 8200 4: skip hop-by-hop (0), routing (43) and destination options (60) to the upper layer.
+        while (protocol is 0 or 43 or 60)
+        {
+            if (headerLength + 8 > totalLength)
             {
-                Count(summary, "IPv4/malformed");
-                summary.Malformed.Add((record.Number, "IPv4 header shorter than 20 bytes or bad version/IHL"));
+                Count(summary, "IPv6/malformed");
+                summary.Malformed.Add((record.Number, $"IPv6 extension header {protocol} runs past the payload"));
                 return;
             }
 
-            headerLength = (bytes[offset] & 0x0f) * 4;
-            totalLength = (bytes[offset + 2] << 8) | bytes[offset + 3];
-            protocol = bytes[offset + 9];
-            source = new IPAddress(bytes.AsSpan(offset + 12, 4));
-            destination = new IPAddress(bytes.AsSpan(offset + 16, 4));
-            if (totalLength < headerLength || totalLength > available)
+            var next = bytes[headerLength];
+            headerLength += (bytes[headerLength + 1] + 1) * 8;
+            protocol = next;
+            if (headerLength > totalLength)
             {
-                Count(summary, "IPv4/malformed");
-                summary.Malformed.Add((record.Number, $"IPv4 total length {totalLength} does not fit the {available} bytes after the Ethernet header"));
-                return;
-            }
-
-            if (((bytes[offset + 6] & 0x1f) | bytes[offset + 7]) != 0)
-            {
-                Count(summary, "IPv4/fragment");
+                Count(summary, "IPv6/malformed");
+                summary.Malformed.Add((record.Number, "IPv6 extension header runs past the payload"));
                 return;
             }
         }
-        else
-        {
-            if (available < 40)
-            {
-                Count(summary, "IPv6/malformed");
-                summary.Malformed.Add((record.Number, "IPv6 header shorter than 40 bytes"));
-                return;
-            }
 
-            headerLength = 40;
-            totalLength = 40 + ((bytes[offset + 4] << 8) | bytes[offset + 5]);
-            protocol = bytes[offset + 6];
-            source = new IPAddress(bytes.AsSpan(offset + 8, 16));
-            destination = new IPAddress(bytes.AsSpan(offset + 24, 16));
-            if (totalLength > available)
-            {
-                Count(summary, "IPv6/malformed");
-                summary.Malformed.Add((record.Number, $"IPv6 payload length {totalLength - 40} does not fit the {available - 40} bytes captured"));
-                return;
-            }
+        DissectTransport(summary, record, frameLength, "IPv6", source, destination, protocol, bytes[headerLength..totalLength]);
+    }
 
-            // RFC 8200 4: skip hop-by-hop (0), routing (43) and destination options (60) to the upper layer.
-            while (protocol is 0 or 43 or 60)
-            {
-                if (headerLength + 8 > totalLength)
-                {
-                    Count(summary, "IPv6/malformed");
-                    summary.Malformed.Add((record.Number, $"IPv6 extension header {protocol} runs past the payload"));
-                    return;
-                }
-
-                var next = bytes[offset + headerLength];
-                headerLength += (bytes[offset + headerLength + 1] + 1) * 8;
-                protocol = next;
-                if (headerLength > totalLength)
-                {
-                    Count(summary, "IPv6/malformed");
-                    summary.Malformed.Add((record.Number, "IPv6 extension header runs past the payload"));
-                    return;
-                }
-            }
-        }
-
-        var l4 = bytes.AsSpan(offset + headerLength, totalLength - headerLength);
+    private static void DissectTransport(CaptureSummary summary, CaptureRecord record, int frameLength, string family, IPAddress source, IPAddress destination, int protocol, ReadOnlySpan<byte> l4)
+    {
         var name = protocol switch { 6 => "TCP", 17 => "UDP", 1 => "ICMP", 58 => "ICMPv6", _ => protocol.ToString(System.Globalization.CultureInfo.InvariantCulture) };
         Count(summary, $"{family}/{name}");
         int sourcePort = 0, destinationPort = 0;
-        if (protocol is 6 or 17)
+        var segment = default(TcpPacket);
+        if (protocol == (int)IpProtocol.Tcp)
         {
-            var minimum = protocol == 6 ? 20 : 8;
-            if (l4.Length < minimum || (protocol == 6 && ((l4[12] >> 4) * 4 < 20 || (l4[12] >> 4) * 4 > l4.Length)))
+            if (!TcpPacket.TryParse(l4, out segment))
             {
                 summary.Malformed.Add((record.Number, $"{name} header does not fit the {l4.Length} bytes of the IP payload"));
                 return;
             }
 
-            sourcePort = (l4[0] << 8) | l4[1];
-            destinationPort = (l4[2] << 8) | l4[3];
+            (sourcePort, destinationPort) = (segment.SourcePort, segment.DestinationPort);
+        }
+        else if (protocol == (int)IpProtocol.Udp)
+        {
+            if (!UdpPacket.TryParse(l4, out var datagram))
+            {
+                summary.Malformed.Add((record.Number, l4.Length < UdpPacket.HeaderLength
+                    ? $"{name} header does not fit the {l4.Length} bytes of the IP payload"
+                    : $"{name} length field does not fit the {l4.Length} bytes of the IP payload"));
+                return;
+            }
+
+            (sourcePort, destinationPort) = (datagram.SourcePort, datagram.DestinationPort);
         }
 
         var a = Endpoint(source, sourcePort, protocol);
@@ -303,28 +298,22 @@ public static class CaptureInspector
         }
 
         flow.Frames++;
-        flow.Bytes += bytes.Length;
+        flow.Bytes += frameLength;
         flow.LastNs = Math.Max(flow.LastNs, record.TimestampNs);
         if (flow.Tcp is { } tcp)
         {
-            var flags = l4[13];
-            var syn = (flags & 0x02) != 0;
-            var ack = (flags & 0x10) != 0;
-            var rst = (flags & 0x04) != 0;
+            var flags = segment.Flags;
+            var syn = (flags & TcpFlags.Syn) != 0;
+            var ack = (flags & TcpFlags.Ack) != 0;
+            var rst = (flags & TcpFlags.Rst) != 0;
             tcp.Syn += syn && !ack ? 1 : 0;
             tcp.SynAck += syn && ack ? 1 : 0;
-            tcp.Fin += (flags & 0x01) != 0 ? 1 : 0;
+            tcp.Fin += (flags & TcpFlags.Fin) != 0 ? 1 : 0;
             tcp.Rst += rst ? 1 : 0;
-            var window = (l4[14] << 8) | l4[15];
-            tcp.ZeroWindows += window == 0 && !rst ? 1 : 0;
-            var payload = l4.Length - ((l4[12] >> 4) * 4);
-            if (payload > 0)
+            tcp.ZeroWindows += segment.Window == 0 && !rst ? 1 : 0;
+            if (segment.Payload.Length > 0 && !tcp.DataSeen.Add((forward, segment.SequenceNumber)))
             {
-                var sequence = (uint)((l4[4] << 24) | (l4[5] << 16) | (l4[6] << 8) | l4[7]);
-                if (!tcp.DataSeen.Add((forward, sequence)))
-                {
-                    tcp.Retransmissions++;
-                }
+                tcp.Retransmissions++;
             }
         }
     }

@@ -1,4 +1,4 @@
-using System.Buffers.Binary;
+using NetWire.Core.Packets;
 
 namespace NetWire.Stack.Arp;
 
@@ -9,48 +9,34 @@ namespace NetWire.Stack.Arp;
 /// </summary>
 internal sealed class ArpHandler(Gateway gateway)
 {
-    private const int Length = 28;
-
     /// <summary>Caller holds the gateway lock.</summary>
-    public void OnArp(ReadOnlySpan<byte> arp)
+    public void OnArp(ReadOnlySpan<byte> bytes)
     {
-        if (arp.Length < Length)
+        if (!ArpPacket.TryParse(bytes, out var arp))
         {
             gateway.Counters.Drop(StackDrop.BadLength);
             return;
         }
 
-        // htype 1 (Ethernet), ptype 0x0800, hlen 6, plen 4.
-        if (BinaryPrimitives.ReadUInt16BigEndian(arp) != 1 || BinaryPrimitives.ReadUInt16BigEndian(arp[2..]) != 0x0800 || arp[4] != 6 || arp[5] != 4)
-        {
-            gateway.Counters.Drop(StackDrop.BadLength);
-            return;
-        }
-
-        var operation = BinaryPrimitives.ReadUInt16BigEndian(arp[6..]);
-        var senderIp = BinaryPrimitives.ReadUInt32BigEndian(arp[14..]);
-        var targetIp = BinaryPrimitives.ReadUInt32BigEndian(arp[24..]);
+        var senderIp = arp.SenderProtocolAddress;
+        var targetIp = arp.TargetProtocolAddress;
         if (senderIp != 0 && gateway.Options.Network.Contains(senderIp) && senderIp != gateway.GatewayIp && senderIp != gateway.DnsIp
             && gateway.GuestIp == 0)
         {
             gateway.SetGuestIp(senderIp);
         }
 
-        if (operation != 1 || !Owns(targetIp))
+        if (arp.Operation != ArpOperation.Request || !Owns(targetIp))
         {
             gateway.Counters.Drop(StackDrop.Ignored);
             return;
         }
 
-        var frame = gateway.Pool.Rent(Gateway.EthernetHeader + Length);
+        var frame = gateway.Pool.Rent(EthernetFrame.HeaderLength + ArpPacket.Length);
         var span = frame.Span;
-        gateway.WriteEthernet(span, broadcast: false, 0x0806);
-        var reply = span[Gateway.EthernetHeader..];
-        arp[..6].CopyTo(reply);
-        BinaryPrimitives.WriteUInt16BigEndian(reply[6..], 2);
-        Gateway.GatewayMac.CopyTo(reply[8..]);
-        BinaryPrimitives.WriteUInt32BigEndian(reply[14..], targetIp);
-        arp.Slice(8, 10).CopyTo(reply[18..]);
+        gateway.WriteEthernet(span, broadcast: false, EtherType.Arp);
+        new ArpHeader(ArpOperation.Reply, Gateway.GatewayMac, targetIp, arp.SenderHardwareAddress, senderIp)
+            .WriteTo(span[EthernetFrame.HeaderLength..]);
         gateway.Emit(frame);
     }
 

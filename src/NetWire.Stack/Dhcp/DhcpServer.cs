@@ -1,5 +1,5 @@
-using System.Buffers.Binary;
-using NetWire.Stack.Ipv4;
+using NetWire.Core.Net;
+using NetWire.Core.Packets;
 
 namespace NetWire.Stack.Dhcp;
 
@@ -17,15 +17,6 @@ namespace NetWire.Stack.Dhcp;
 /// </remarks>
 internal sealed class DhcpServer(Gateway gateway)
 {
-    private const int BootpLength = 236;
-    private const uint MagicCookie = 0x63825363;
-    private const byte Discover = 1;
-    private const byte Offer = 2;
-    private const byte Request = 3;
-    private const byte Ack = 5;
-    private const byte Nak = 6;
-    private const byte Release = 7;
-
     private readonly Lease[] _leases = new Lease[gateway.Options.DhcpPoolSize];
 
     private struct Lease
@@ -36,55 +27,47 @@ internal sealed class DhcpServer(Gateway gateway)
     }
 
     /// <summary>A BOOTP request on UDP port 67. Caller holds the gateway lock.</summary>
-    public void OnRequest(ReadOnlySpan<byte> bootp)
+    public void OnRequest(ReadOnlySpan<byte> bytes)
     {
-        if (bootp.Length < BootpLength + 4 || bootp[0] != 1 || bootp[1] != 1 || bootp[2] != 6
-            || BinaryPrimitives.ReadUInt32BigEndian(bootp[BootpLength..]) != MagicCookie)
+        if (!DhcpPacket.TryParse(bytes, out var request) || request.Operation != DhcpPacket.BootRequest
+            || request.HardwareType != 1 || request.HardwareLength != MacAddress.Length)
         {
             gateway.Counters.Drop(StackDrop.BadLength);
             return;
         }
 
-        byte type = 0;
+        var type = DhcpMessageType.None;
         uint requested = 0, serverId = 0;
-        var options = bootp[(BootpLength + 4)..];
-        while (options.Length > 0 && options[0] != 255)
+        var options = request.GetOptions();
+        while (options.MoveNext())
         {
-            if (options[0] == 0)
+            var value = options.Value;
+            switch (options.Code)
             {
-                options = options[1..];
-                continue;
-            }
-
-            if (options.Length < 2 || options.Length < 2 + options[1])
-            {
-                gateway.Counters.Drop(StackDrop.BadOptions);
-                return;
-            }
-
-            var value = options.Slice(2, options[1]);
-            switch (options[0])
-            {
-                case 53 when value.Length == 1:
-                    type = value[0];
+                case DhcpOptionCode.MessageType when value.Length == 1:
+                    type = (DhcpMessageType)value[0];
                     break;
-                case 50 when value.Length == 4:
-                    requested = BinaryPrimitives.ReadUInt32BigEndian(value);
+                case DhcpOptionCode.RequestedAddress when value.Length == 4:
+                    requested = Ip.Read(value);
                     break;
-                case 54 when value.Length == 4:
-                    serverId = BinaryPrimitives.ReadUInt32BigEndian(value);
+                case DhcpOptionCode.ServerIdentifier when value.Length == 4:
+                    serverId = Ip.Read(value);
                     break;
             }
-
-            options = options[(2 + value.Length)..];
         }
 
-        var mac = ReadMac(bootp.Slice(28, 6));
-        var ciaddr = BinaryPrimitives.ReadUInt32BigEndian(bootp[12..]);
+        if (options.IsMalformed)
+        {
+            gateway.Counters.Drop(StackDrop.BadOptions);
+            return;
+        }
+
+        var mac = request.ClientMac.ToUInt64();
+        var ciaddr = request.ClientAddress;
         var now = gateway.NowMs;
         switch (type)
         {
-            case Discover:
+            case DhcpMessageType.Discover:
             {
                 var index = Find(mac, now, allocate: true);
                 if (index < 0)
@@ -93,11 +76,11 @@ internal sealed class DhcpServer(Gateway gateway)
                     return;
                 }
 
-                Reply(bootp, Offer, AddressOf(index));
+                Reply(request, DhcpMessageType.Offer, AddressOf(index));
                 break;
             }
 
-            case Request:
+            case DhcpMessageType.Request:
             {
                 if (serverId != 0 && serverId != gateway.GatewayIp)
                 {
@@ -108,18 +91,18 @@ internal sealed class DhcpServer(Gateway gateway)
                 var index = Find(mac, now, allocate: true);
                 if (index < 0 || wanted != AddressOf(index))
                 {
-                    Reply(bootp, Nak, 0);
+                    Reply(request, DhcpMessageType.Nak, 0);
                     return;
                 }
 
                 _leases[index].ExpiresMs = now + (long)gateway.Options.LeaseTime.TotalMilliseconds;
-                Reply(bootp, Ack, wanted);
+                Reply(request, DhcpMessageType.Ack, wanted);
                 gateway.SetGuestIp(wanted);
                 gateway.Counters.DhcpLease();
                 break;
             }
 
-            case Release:
+            case DhcpMessageType.Release:
             {
                 var index = Find(mac, now, allocate: false);
                 if (index >= 0)
@@ -192,68 +175,37 @@ internal sealed class DhcpServer(Gateway gateway)
         return free;
     }
 
-    private static ulong ReadMac(ReadOnlySpan<byte> mac)
+    private void Reply(DhcpPacket request, DhcpMessageType type, uint yourAddress)
     {
-        ulong value = 0;
-        for (var i = 0; i < 6; i++)
-        {
-            value = (value << 8) | mac[i];
-        }
-
-        return value;
-    }
-
-    private void Reply(ReadOnlySpan<byte> request, byte type, uint yourAddress)
-    {
-        const int optionsLength = 3 + 6 + 6 + 6 + 6 + 6 + 4 + 1;
-        var bootpLength = BootpLength + 4 + optionsLength;
-        var udpLength = 8 + bootpLength;
+        // Message type, server id, lease time, mask, router, DNS (2 + 1, 5 x (2 + 4)), MTU (2 + 2), End.
+        const int optionsLength = 3 + (5 * 6) + 4 + 1;
+        var udpLength = UdpPacket.HeaderLength + DhcpPacket.OptionsOffset + optionsLength;
         var frame = gateway.RentIpv4(udpLength);
-        var udp = frame.Span[(Gateway.EthernetHeader + Gateway.Ipv4HeaderLength)..];
-        udp.Clear();
-        BinaryPrimitives.WriteUInt16BigEndian(udp, 67);
-        BinaryPrimitives.WriteUInt16BigEndian(udp[2..], 68);
-        BinaryPrimitives.WriteUInt16BigEndian(udp[4..], (ushort)udpLength);
-        var bootp = udp[8..];
-        bootp[0] = 2;
-        bootp[1] = 1;
-        bootp[2] = 6;
-        request.Slice(4, 4).CopyTo(bootp[4..]);
-        request.Slice(10, 2).CopyTo(bootp[10..]);
-        request.Slice(24, 4).CopyTo(bootp[24..]);
-        request.Slice(28, 16).CopyTo(bootp[28..]);
-        BinaryPrimitives.WriteUInt32BigEndian(bootp[16..], yourAddress);
-        BinaryPrimitives.WriteUInt32BigEndian(bootp[BootpLength..], MagicCookie);
-        var o = bootp[(BootpLength + 4)..];
-        o[0] = 53;
-        o[1] = 1;
-        o[2] = type;
-        o = o[3..];
-        o = Option(o, 54, gateway.GatewayIp);
-        if (type != Nak)
+        var udp = frame.Span.Slice(Gateway.Ipv4PayloadOffset, udpLength);
+        var message = udp[UdpPacket.HeaderLength..];
+
+        // RFC 2131 4.3.1: xid, flags, giaddr and chaddr come from the client's message.
+        new DhcpHeader(DhcpPacket.BootReply, request.TransactionId, request.ClientMac)
         {
-            o = Option(o, 51, (uint)gateway.Options.LeaseTime.TotalSeconds);
-            o = Option(o, 1, gateway.Options.Network.Mask);
-            o = Option(o, 3, gateway.GatewayIp);
-            o = Option(o, 6, gateway.DnsIp);
-            o[0] = 26;
-            o[1] = 2;
-            BinaryPrimitives.WriteUInt16BigEndian(o[2..], (ushort)gateway.Options.Mtu);
-            o = o[4..];
+            Flags = request.Flags,
+            RelayAddress = request.RelayAddress,
+            YourAddress = yourAddress,
+        }.WriteTo(message);
+        var options = new DhcpOptionWriter(message[DhcpPacket.OptionsOffset..]);
+        options.Write(DhcpOptionCode.MessageType, (byte)type);
+        options.Write(DhcpOptionCode.ServerIdentifier, gateway.GatewayIp);
+        if (type != DhcpMessageType.Nak)
+        {
+            options.Write(DhcpOptionCode.LeaseTime, (uint)gateway.Options.LeaseTime.TotalSeconds);
+            options.Write(DhcpOptionCode.SubnetMask, gateway.Options.Network.Mask);
+            options.Write(DhcpOptionCode.Router, gateway.GatewayIp);
+            options.Write(DhcpOptionCode.DomainNameServer, gateway.DnsIp);
+            options.Write(DhcpOptionCode.InterfaceMtu, (ushort)gateway.Options.Mtu);
         }
 
-        o[0] = 255;
-        var sum = Checksum.AddPseudoHeader(0, gateway.GatewayIp, 0xffffffff, Gateway.ProtocolUdp, udpLength);
-        var checksum = Checksum.Finish(Checksum.Add(sum, udp[..udpLength]));
-        BinaryPrimitives.WriteUInt16BigEndian(udp[6..], checksum == 0 ? (ushort)0xffff : checksum);
-        gateway.EmitIpv4(frame, Gateway.ProtocolUdp, gateway.GatewayIp, 0xffffffff, broadcast: true);
-    }
-
-    private static Span<byte> Option(Span<byte> o, byte code, uint value)
-    {
-        o[0] = code;
-        o[1] = 4;
-        BinaryPrimitives.WriteUInt32BigEndian(o[2..], value);
-        return o[6..];
+        options.WriteEnd();
+        message[(DhcpPacket.OptionsOffset + options.Written)..].Clear();
+        new UdpHeader(67, 68).WriteTo(udp, PseudoHeader.Ipv4(gateway.GatewayIp, 0xffffffff, IpProtocol.Udp));
+        gateway.EmitIpv4(frame, IpProtocol.Udp, gateway.GatewayIp, 0xffffffff, broadcast: true);
     }
 }

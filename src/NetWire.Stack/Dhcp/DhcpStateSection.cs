@@ -1,5 +1,5 @@
 using NetWire.Core.State;
-using NetWire.Stack.Ipv4;
+using NetWire.Core.Net;
 
 namespace NetWire.Stack.Dhcp;
 

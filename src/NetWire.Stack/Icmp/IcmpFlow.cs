@@ -1,7 +1,6 @@
-using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
-using NetWire.Stack.Ipv4;
+using NetWire.Core.Packets;
 using NetWire.Stack.Nat;
 
 namespace NetWire.Stack.Icmp;
@@ -10,9 +9,10 @@ namespace NetWire.Stack.Icmp;
 /// One relayed ping conversation: the guest's echo identifier towards one destination, over an
 /// unprivileged ICMP socket (SOCK_DGRAM, IPPROTO_ICMP) connected to the destination. The kernel
 /// gives the socket its own identifier and fills in the checksum; replies get the guest's
-/// identifier back and come from the address the guest pinged.
+/// identifier back and come from the address the guest pinged. The key's guest port is the
+/// guest's echo identifier.
 /// </summary>
-internal sealed class IcmpFlow(Gateway gateway, IcmpFlowKey key, Socket socket) : DatagramFlow(gateway, socket)
+internal sealed class IcmpFlow(Gateway gateway, FlowKey key, Socket socket) : DatagramFlow(gateway, socket)
 {
     /// <summary>
     /// Opens the socket. Fails with the socket error when the host does not allow unprivileged
@@ -49,25 +49,25 @@ internal sealed class IcmpFlow(Gateway gateway, IcmpFlowKey key, Socket socket) 
 
     public void Start() => StartReceiving();
 
-    protected override void Deliver(ReadOnlySpan<byte> reply)
+    protected override void Deliver(ReadOnlySpan<byte> bytes)
     {
         // The kernel passes only echo replies to a ping socket, but check what is relayed.
-        if (reply.Length < 8 || reply[0] != 0 || reply.Length + Gateway.Ipv4HeaderLength > Gateway.Options.Mtu)
+        if (!IcmpPacket.TryParse(bytes, out var reply))
         {
-            Gateway.Counters.Drop(reply.Length < 8 || reply[0] == 0 ? StackDrop.BadLength : StackDrop.Ignored);
+            Gateway.Counters.Drop(StackDrop.BadLength);
             return;
         }
 
-        var frame = Gateway.RentIpv4(reply.Length);
-        var icmp = frame.Span[(Gateway.EthernetHeader + Gateway.Ipv4HeaderLength)..];
-        reply.CopyTo(icmp);
-        BinaryPrimitives.WriteUInt16BigEndian(icmp[4..], key.Identifier);
-        icmp[2] = 0;
-        icmp[3] = 0;
-        BinaryPrimitives.WriteUInt16BigEndian(icmp[2..], Checksum.Compute(icmp));
-        Gateway.EmitIpv4(frame, Gateway.ProtocolIcmp, key.RemoteIp, key.GuestIp);
+        if (reply.Type != IcmpType.EchoReply || bytes.Length + Ipv4Packet.MinHeaderLength > Gateway.Options.Mtu)
+        {
+            Gateway.Counters.Drop(reply.Type == IcmpType.EchoReply ? StackDrop.BadLength : StackDrop.Ignored);
+            return;
+        }
+
+        var frame = Gateway.RentIpv4(bytes.Length);
+        var icmp = frame.Span[Gateway.Ipv4PayloadOffset..];
+        reply.Data.CopyTo(icmp[IcmpPacket.HeaderLength..]);
+        new IcmpHeader(reply.Type, reply.Code, ((uint)key.GuestPort << 16) | reply.SequenceNumber).WriteTo(icmp);
+        Gateway.EmitIpv4(frame, IpProtocol.Icmp, key.RemoteIp.Ipv4, key.GuestIp.Ipv4);
     }
 }
-
-/// <summary>A relayed ping conversation: the guest, its echo identifier, and the address it pings.</summary>
-internal readonly record struct IcmpFlowKey(uint GuestIp, ushort Identifier, uint RemoteIp);

@@ -1,7 +1,7 @@
-using System.Buffers.Binary;
 using System.Net.Sockets;
-using Microsoft.Extensions.Logging;
-using NetWire.Stack.Ipv4;
+using NetWire.Core.Net;
+using NetWire.Core.Packets;
+using NetWire.Stack.Nat;
 
 namespace NetWire.Stack.Icmp;
 
@@ -22,29 +22,28 @@ internal sealed class IcmpHandler(Gateway gateway)
     /// <summary>A relayed conversation with no echo for this long is closed.</summary>
     public const long IdleTimeoutMs = 30_000;
 
-    private readonly Dictionary<IcmpFlowKey, IcmpFlow> _flows = [];
-    private readonly List<IcmpFlowKey> _expired = [];
+    private readonly Dictionary<FlowKey, IcmpFlow> _flows = [];
+    private readonly List<FlowKey> _expired = [];
     private bool _unavailableLogged;
 
     public int Count => _flows.Count;
 
     /// <summary>Caller holds the gateway lock.</summary>
-    public void OnIcmp(uint source, uint destination, byte ttl, ReadOnlySpan<byte> icmp)
+    public void OnIcmp(uint source, uint destination, ReadOnlySpan<byte> bytes)
     {
-        _ = ttl;
-        if (icmp.Length < 8)
+        if (!IcmpPacket.TryParse(bytes, out var icmp))
         {
             gateway.Counters.Drop(StackDrop.BadLength);
             return;
         }
 
-        if (!Checksum.IsValid(Checksum.Add(0, icmp)))
+        if (!icmp.IsChecksumValid)
         {
             gateway.Counters.Drop(StackDrop.BadChecksum);
             return;
         }
 
-        if (icmp[0] != 8 || icmp[1] != 0)
+        if (icmp.Type != IcmpType.EchoRequest || icmp.Code != 0)
         {
             gateway.Counters.Drop(StackDrop.Ignored);
             return;
@@ -56,19 +55,17 @@ internal sealed class IcmpHandler(Gateway gateway)
             return;
         }
 
-        var frame = gateway.RentIpv4(icmp.Length);
-        var reply = frame.Span[(Gateway.EthernetHeader + Gateway.Ipv4HeaderLength)..];
-        icmp.CopyTo(reply);
-        reply[0] = 0;
-        reply[2] = 0;
-        reply[3] = 0;
-        BinaryPrimitives.WriteUInt16BigEndian(reply[2..], Checksum.Compute(reply));
-        gateway.EmitIpv4(frame, Gateway.ProtocolIcmp, destination, source);
+        var frame = gateway.RentIpv4(icmp.Bytes.Length);
+        var reply = frame.Span[Gateway.Ipv4PayloadOffset..];
+        icmp.Data.CopyTo(reply[IcmpPacket.HeaderLength..]);
+        IcmpHeader.Echo(IcmpType.EchoReply, icmp.Identifier, icmp.SequenceNumber).WriteTo(reply);
+        gateway.EmitIpv4(frame, IpProtocol.Icmp, destination, source);
     }
 
-    private void Relay(uint source, uint destination, ReadOnlySpan<byte> echo)
+    private void Relay(uint source, uint destination, IcmpPacket echo)
     {
-        var key = new IcmpFlowKey(source, BinaryPrimitives.ReadUInt16BigEndian(echo[4..]), destination);
+        // The echo identifier stands in for the guest's port, as in a NAPT for ICMP (RFC 5508 3.1).
+        var key = new FlowKey(IpAddr.FromIpv4(source), echo.Identifier, IpAddr.FromIpv4(destination), 0);
         if (!_flows.TryGetValue(key, out var flow))
         {
             if (!gateway.TryMapDestination(destination, out var address, out var refusal))
@@ -102,7 +99,7 @@ internal sealed class IcmpHandler(Gateway gateway)
             flow.Start();
         }
 
-        flow.Send(echo, gateway.NowMs);
+        flow.Send(echo.Bytes, gateway.NowMs);
     }
 
     /// <summary>Closes idle conversations. Caller holds the gateway lock.</summary>

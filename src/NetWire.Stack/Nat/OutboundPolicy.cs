@@ -1,4 +1,4 @@
-using NetWire.Stack.Ipv4;
+using NetWire.Core.Net;
 
 namespace NetWire.Stack.Nat;
 

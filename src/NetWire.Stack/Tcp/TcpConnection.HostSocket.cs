@@ -1,5 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
+using NetWire.Core.Packets;
 
 namespace NetWire.Stack.Tcp;
 
@@ -35,7 +36,7 @@ internal sealed partial class TcpConnection
                 if (_state == State.Connecting)
                 {
                     _gateway.Counters.TcpRefuse();
-                    _table.SendReset(Key, 0, _rcvNxt, TcpNat.Rst | TcpNat.AckFlag);
+                    _table.SendReset(Key, 0, _rcvNxt, TcpFlags.Rst | TcpFlags.Ack);
                     Release();
                 }
             }
@@ -55,7 +56,7 @@ internal sealed partial class TcpConnection
             _state = State.SynReceived;
             _gateway.Counters.TcpOpen();
             ChooseIss();
-            SendSyn(TcpNat.Syn | TcpNat.AckFlag);
+            SendSyn(TcpFlags.Syn | TcpFlags.Ack);
             ArmRto(_gateway.NowMs);
         }
     }

@@ -1,11 +1,13 @@
+using NetWire.Core.Packets;
+
 namespace NetWire.Stack.Tcp;
 
 /// <summary>The send side (host to guest): ACKs from the guest, segments within its window, SYNs and bare ACKs.</summary>
 internal sealed partial class TcpConnection
 {
-    private void OnAck(TcpSegment segment, bool pureAck)
+    private void OnAck(TcpPacket segment, bool pureAck)
     {
-        var ack = segment.Ack;
+        var ack = segment.AckNumber;
         var window = GuestWindow(segment.Window);
         if ((int)(ack - _sndMax) > 0)
         {
@@ -112,7 +114,7 @@ internal sealed partial class TcpConnection
                     return;
                 }
 
-                SendSegment(_sndNxt, TcpNat.Fin | TcpNat.AckFlag, 0, 0);
+                SendSegment(_sndNxt, TcpFlags.Fin | TcpFlags.Ack, 0, 0);
                 _finSent = true;
                 _sndNxt++;
                 if ((int)(_sndNxt - _sndMax) > 0)
@@ -181,48 +183,36 @@ internal sealed partial class TcpConnection
 
         var offset = (int)(seq - _sndUna);
         var last = offset + length == _toGuest.Count;
-        SendSegment(seq, (byte)(TcpNat.AckFlag | (last ? TcpNat.Psh : 0)), offset, length);
+        SendSegment(seq, last ? TcpFlags.Ack | TcpFlags.Psh : TcpFlags.Ack, offset, length);
         if (_rtoDeadline == 0)
         {
             ArmRto(now);
         }
     }
 
-    private void SendAck() => SendSegment(_sndNxt, TcpNat.AckFlag, 0, 0);
+    private void SendAck() => SendSegment(_sndNxt, TcpFlags.Ack, 0, 0);
 
-    private void SendSyn(byte flags)
+    private void SendSyn(TcpFlags flags)
     {
-        // MSS (4 bytes), then NOP + window scale (3 bytes) when the guest offered scaling.
-        var scale = flags == TcpNat.Syn || _sendShift >= 0;
-        var headerLength = scale ? 28 : 24;
-        var frame = _gateway.RentIpv4(headerLength);
-        var tcp = frame.Span[(Gateway.EthernetHeader + Gateway.Ipv4HeaderLength)..];
+        // MSS, and window scale when the guest offered scaling (always in our own SYN).
+        var scale = flags == TcpFlags.Syn || _sendShift >= 0;
+        var options = new TcpOptions { MaxSegmentSize = (ushort)(_gateway.Options.Mtu - 40), WindowScale = scale ? (byte)_receiveShift : null };
         var window = (ushort)Math.Min(_toHost.Free, 65535);
-        TcpNat.WriteHeader(tcp, Key, _iss, flags == TcpNat.Syn ? 0 : _rcvNxt, flags, window, headerLength);
-        tcp[20] = 2;
-        tcp[21] = 4;
-        System.Buffers.Binary.BinaryPrimitives.WriteUInt16BigEndian(tcp[22..], (ushort)(_gateway.Options.Mtu - 40));
-        if (scale)
-        {
-            tcp[24] = 1;
-            tcp[25] = 3;
-            tcp[26] = 3;
-            tcp[27] = (byte)_receiveShift;
-        }
-
-        if (flags == TcpNat.Syn)
+        var header = new TcpHeader(Key.RemotePort, Key.GuestPort, _iss, flags == TcpFlags.Syn ? 0 : _rcvNxt, flags, window) { Options = options };
+        var frame = _gateway.RentIpv4(header.Length);
+        header.WriteTo(frame.Span[Gateway.Ipv4PayloadOffset..], _toGuestPseudoHeader);
+        if (flags == TcpFlags.Syn)
         {
             _sendShift = -1;
         }
 
-        TcpNat.FinishChecksum(tcp, Key);
-        _gateway.EmitIpv4(frame, Gateway.ProtocolTcp, Key.RemoteIp, Key.GuestIp);
+        _gateway.EmitIpv4(frame, IpProtocol.Tcp, Key.RemoteIp.Ipv4, Key.GuestIp.Ipv4);
     }
 
-    private void SendSegment(uint seq, byte flags, int ringOffset, int length)
+    private void SendSegment(uint seq, TcpFlags flags, int ringOffset, int length)
     {
-        var frame = _gateway.RentIpv4(20 + length);
-        var tcp = frame.Span[(Gateway.EthernetHeader + Gateway.Ipv4HeaderLength)..];
+        var frame = _gateway.RentIpv4(TcpPacket.MinHeaderLength + length);
+        var tcp = frame.Span[Gateway.Ipv4PayloadOffset..];
         var free = _toHost.Free;
         var shift = Math.Max(_receiveShift, 0);
         if (_sendShift < 0)
@@ -233,15 +223,14 @@ internal sealed partial class TcpConnection
 
         var window = (ushort)Math.Min(free >> shift, 65535);
         _lastWindow = window << shift;
-        TcpNat.WriteHeader(tcp, Key, seq, _rcvNxt, flags, window, 20);
         if (length > 0)
         {
-            _toGuest.CopyTo(ringOffset, tcp.Slice(20, length));
+            _toGuest.CopyTo(ringOffset, tcp.Slice(TcpPacket.MinHeaderLength, length));
         }
 
-        TcpNat.FinishChecksum(tcp, Key);
+        new TcpHeader(Key.RemotePort, Key.GuestPort, seq, _rcvNxt, flags, window).WriteTo(tcp, _toGuestPseudoHeader);
         _unackedSegments = 0;
         _rcvAcked = _rcvNxt;
-        _gateway.EmitIpv4(frame, Gateway.ProtocolTcp, Key.RemoteIp, Key.GuestIp);
+        _gateway.EmitIpv4(frame, IpProtocol.Tcp, Key.RemoteIp.Ipv4, Key.GuestIp.Ipv4);
     }
 }

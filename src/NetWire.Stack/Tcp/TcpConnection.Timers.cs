@@ -1,3 +1,5 @@
+using NetWire.Core.Packets;
+
 namespace NetWire.Stack.Tcp;
 
 /// <summary>Round-trip estimation and the retransmission, persist and TIME-WAIT timers.</summary>
@@ -53,12 +55,12 @@ internal sealed partial class TcpConnection
         switch (_state)
         {
             case State.SynReceived:
-                SendSyn(TcpNat.Syn | TcpNat.AckFlag);
+                SendSyn(TcpFlags.Syn | TcpFlags.Ack);
                 _gateway.Counters.Retransmit();
                 ArmRto(now);
                 return;
             case State.SynSent:
-                SendSyn(TcpNat.Syn);
+                SendSyn(TcpFlags.Syn);
                 _gateway.Counters.Retransmit();
                 ArmRto(now);
                 return;
@@ -105,11 +107,11 @@ internal sealed partial class TcpConnection
             _gateway.Counters.Retransmit();
             if (_toGuest.Count > 0)
             {
-                SendSegment(_sndUna, TcpNat.AckFlag, 0, 1);
+                SendSegment(_sndUna, TcpFlags.Ack, 0, 1);
             }
             else
             {
-                SendSegment(_sndUna, TcpNat.Fin | TcpNat.AckFlag, 0, 0);
+                SendSegment(_sndUna, TcpFlags.Fin | TcpFlags.Ack, 0, 0);
             }
 
             _retries = 0;
@@ -122,7 +124,7 @@ internal sealed partial class TcpConnection
         {
             // RFC 9293 3.8.6.1: a zero-window probe carries the next byte.
             _gateway.Counters.Retransmit();
-            SendSegment(_sndNxt, TcpNat.AckFlag, (int)(_sndNxt - _sndUna), 1);
+            SendSegment(_sndNxt, TcpFlags.Ack, (int)(_sndNxt - _sndUna), 1);
             if ((int)(_sndNxt + 1 - _sndMax) > 0)
             {
                 _sndMax = _sndNxt + 1;

@@ -1,5 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
+using NetWire.Core.Packets;
+using NetWire.Stack.Nat;
 
 namespace NetWire.Stack.Tcp;
 
@@ -45,6 +47,9 @@ internal sealed partial class TcpConnection
     private readonly AsyncSignal _toGuestRoom = new();
     private readonly int _receiveShift;
 
+    /// <summary>The pseudo-header of every segment towards the guest (the remote side to the guest).</summary>
+    private readonly PseudoHeader _toGuestPseudoHeader;
+
     private State _state;
     private Socket? _host;
     private int _loopsRunning;
@@ -82,7 +87,7 @@ internal sealed partial class TcpConnection
     private long _rttStart;
     private long _timeWaitUntil;
 
-    public TcpConnection(Gateway gateway, TcpNat table, FlowKeyTcp key)
+    public TcpConnection(Gateway gateway, TcpNat table, FlowKey key)
     {
         _gateway = gateway;
         _table = table;
@@ -96,6 +101,7 @@ internal sealed partial class TcpConnection
         }
 
         _mss = gateway.Options.Mtu - 40;
+        _toGuestPseudoHeader = PseudoHeader.Create(key.RemoteIp, key.GuestIp, IpProtocol.Tcp);
     }
 
     private enum State
@@ -108,7 +114,7 @@ internal sealed partial class TcpConnection
         Closed,
     }
 
-    public FlowKeyTcp Key { get; }
+    public FlowKey Key { get; }
 
     /// <summary>Queued in the gateway's flush list; written under the gateway lock.</summary>
     public bool FlushQueued { get; set; }
@@ -152,15 +158,16 @@ internal sealed partial class TcpConnection
         _state = State.SynSent;
         _sendShift = 0;
         ChooseIss();
-        SendSyn(TcpNat.Syn);
+        SendSyn(TcpFlags.Syn);
         ArmRto(_gateway.NowMs);
         _gateway.Counters.TcpOpen();
     }
 
     private void ApplyOptions(TcpOptions options)
     {
-        _mss = Math.Min(options.Mss, _gateway.Options.Mtu - 40);
-        _sendShift = options.WindowScale;
+        // RFC 9293 3.7.1: 536 when the guest sends no MSS; RFC 7323 2.3: a shift over 14 is taken as 14.
+        _mss = Math.Min(Math.Max(64, (int)(options.MaxSegmentSize ?? 536)), _gateway.Options.Mtu - 40);
+        _sendShift = options.WindowScale is { } shift ? Math.Min((int)shift, 14) : -1;
     }
 
     private void ChooseIss()
@@ -172,13 +179,14 @@ internal sealed partial class TcpConnection
     }
 
     /// <summary>One segment from the guest for this connection. Caller holds the gateway lock.</summary>
-    public void OnSegment(TcpSegment segment, ReadOnlySpan<byte> options, ReadOnlySpan<byte> data)
+    public void OnSegment(TcpPacket segment)
     {
         var flags = segment.Flags;
-        if ((flags & TcpNat.Rst) != 0)
+        var data = segment.Payload;
+        if ((flags & TcpFlags.Rst) != 0)
         {
             // RFC 5961 3: only an in-window RST is accepted.
-            if (_state is State.Connecting or State.SynSent || InReceiveWindow(segment.Seq))
+            if (_state is State.Connecting or State.SynSent || InReceiveWindow(segment.SequenceNumber))
             {
                 Abort(sendReset: false);
             }
@@ -197,17 +205,17 @@ internal sealed partial class TcpConnection
                 return;
 
             case State.SynSent:
-                if ((flags & (TcpNat.Syn | TcpNat.AckFlag)) == (TcpNat.Syn | TcpNat.AckFlag) && segment.Ack == _iss + 1)
+                if ((flags & (TcpFlags.Syn | TcpFlags.Ack)) == (TcpFlags.Syn | TcpFlags.Ack) && segment.AckNumber == _iss + 1)
                 {
-                    if (!TcpOptions.TryParse(options, out var parsed))
+                    if (!TcpOptions.TryParse(segment.Options, out var parsed))
                     {
                         _gateway.Counters.Drop(StackDrop.BadOptions);
                         return;
                     }
 
-                    _rcvNxt = segment.Seq + 1;
+                    _rcvNxt = segment.SequenceNumber + 1;
                     ApplyOptions(parsed);
-                    _sndUna = segment.Ack;
+                    _sndUna = segment.AckNumber;
                     _sndWnd = segment.Window;
                     Establish();
                     SendAck();
@@ -216,25 +224,25 @@ internal sealed partial class TcpConnection
                 return;
 
             case State.SynReceived:
-                if ((flags & TcpNat.Syn) != 0)
+                if ((flags & TcpFlags.Syn) != 0)
                 {
-                    SendSyn(TcpNat.Syn | TcpNat.AckFlag);
+                    SendSyn(TcpFlags.Syn | TcpFlags.Ack);
                     return;
                 }
 
-                if ((flags & TcpNat.AckFlag) == 0 || segment.Ack != _iss + 1)
+                if ((flags & TcpFlags.Ack) == 0 || segment.AckNumber != _iss + 1)
                 {
                     _gateway.Counters.Drop(StackDrop.OutOfWindow);
                     return;
                 }
 
-                _sndUna = segment.Ack;
+                _sndUna = segment.AckNumber;
                 _sndWnd = GuestWindow(segment.Window);
                 Establish();
                 break;
 
             case State.TimeWait:
-                if ((flags & TcpNat.Fin) != 0)
+                if ((flags & TcpFlags.Fin) != 0)
                 {
                     SendAck();
                 }
@@ -245,16 +253,16 @@ internal sealed partial class TcpConnection
                 return;
         }
 
-        if ((flags & TcpNat.Syn) != 0)
+        if ((flags & TcpFlags.Syn) != 0)
         {
             // RFC 5961 4: a SYN on an established connection gets a challenge ACK.
             SendAck();
             return;
         }
 
-        if ((flags & TcpNat.AckFlag) != 0)
+        if ((flags & TcpFlags.Ack) != 0)
         {
-            OnAck(segment, data.Length == 0 && (flags & TcpNat.Fin) == 0);
+            OnAck(segment, data.Length == 0 && (flags & TcpFlags.Fin) == 0);
         }
 
         if (_state == State.Closed)
@@ -262,9 +270,9 @@ internal sealed partial class TcpConnection
             return;
         }
 
-        if (data.Length > 0 || (flags & TcpNat.Fin) != 0)
+        if (data.Length > 0 || (flags & TcpFlags.Fin) != 0)
         {
-            OnData(segment.Seq, data, (flags & TcpNat.Fin) != 0);
+            OnData(segment.SequenceNumber, data, (flags & TcpFlags.Fin) != 0);
         }
 
         TrySendData();
@@ -308,7 +316,7 @@ internal sealed partial class TcpConnection
 
         if (sendReset && _state is State.Established or State.SynReceived)
         {
-            SendSegment(_sndNxt, TcpNat.Rst | TcpNat.AckFlag, 0, 0);
+            SendSegment(_sndNxt, TcpFlags.Rst | TcpFlags.Ack, 0, 0);
         }
 
         DisposeHost(reset: true);

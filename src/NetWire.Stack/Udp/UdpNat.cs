@@ -1,7 +1,8 @@
-using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
-using NetWire.Stack.Ipv4;
+using NetWire.Core.Net;
+using NetWire.Core.Packets;
+using NetWire.Stack.Nat;
 
 namespace NetWire.Stack.Udp;
 
@@ -30,36 +31,28 @@ internal sealed class UdpNat(Gateway gateway)
     public int Count => _flows.Count + _forwarded.Count;
 
     /// <summary>One UDP datagram from the guest. Caller holds the gateway lock.</summary>
-    public void OnDatagram(uint source, uint destination, ReadOnlySpan<byte> udp)
+    public void OnDatagram(uint source, uint destination, ReadOnlySpan<byte> bytes)
     {
-        if (udp.Length < 8)
+        if (!UdpPacket.TryParse(bytes, out var udp))
         {
             gateway.Counters.Drop(StackDrop.BadLength);
             return;
         }
 
-        var length = BinaryPrimitives.ReadUInt16BigEndian(udp[4..]);
-        if (length < 8 || length > udp.Length)
-        {
-            gateway.Counters.Drop(StackDrop.BadLength);
-            return;
-        }
-
-        udp = udp[..length];
-        if (BinaryPrimitives.ReadUInt16BigEndian(udp[6..]) != 0
-            && !Checksum.IsValid(Checksum.Add(Checksum.AddPseudoHeader(0, source, destination, Gateway.ProtocolUdp, length), udp)))
+        if (udp.Checksum != 0 && !udp.IsChecksumValid(PseudoHeader.Ipv4(source, destination, IpProtocol.Udp)))
         {
             gateway.Counters.Drop(StackDrop.BadChecksum);
             return;
         }
 
-        var sourcePort = BinaryPrimitives.ReadUInt16BigEndian(udp);
-        var destinationPort = BinaryPrimitives.ReadUInt16BigEndian(udp[2..]);
+        var sourcePort = udp.SourcePort;
+        var destinationPort = udp.DestinationPort;
+        var payload = udp.Payload;
         if (destinationPort == 67)
         {
             if (destination == 0xffffffff || destination == gateway.GatewayIp)
             {
-                gateway.Dhcp.OnRequest(udp[8..]);
+                gateway.Dhcp.OnRequest(payload);
             }
             else
             {
@@ -75,13 +68,13 @@ internal sealed class UdpNat(Gateway gateway)
             return;
         }
 
-        var key = new FlowKey(source, sourcePort, destination, destinationPort);
+        var key = new FlowKey(IpAddr.FromIpv4(source), sourcePort, IpAddr.FromIpv4(destination), destinationPort);
         if (_forwarded.TryGetValue(key, out var peer))
         {
             peer.LastUsedMs = gateway.NowMs;
             try
             {
-                peer.Listener.SendTo(udp[8..], SocketFlags.None, peer.Client);
+                peer.Listener.SendTo(payload, SocketFlags.None, peer.Client);
             }
             catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
             {
@@ -112,7 +105,7 @@ internal sealed class UdpNat(Gateway gateway)
             flow.Start();
         }
 
-        flow.Send(udp[8..], gateway.NowMs);
+        flow.Send(payload, gateway.NowMs);
     }
 
     private bool TryResolve(uint destination, ushort port, out IPEndPoint target, out StackDrop refusal)
@@ -195,7 +188,7 @@ internal sealed class UdpNat(Gateway gateway)
                 return;
             }
 
-            key = new FlowKey(guestIp, guestPort, gateway.GatewayIp, _nextForwardPort);
+            key = new FlowKey(IpAddr.FromIpv4(guestIp), guestPort, IpAddr.FromIpv4(gateway.GatewayIp), _nextForwardPort);
             while (_forwarded.ContainsKey(key) || _flows.ContainsKey(key))
             {
                 _nextForwardPort = _nextForwardPort == ushort.MaxValue ? (ushort)49152 : (ushort)(_nextForwardPort + 1);
@@ -215,8 +208,8 @@ internal sealed class UdpNat(Gateway gateway)
     /// <summary>Sends a UDP datagram to the guest from the flow's remote side. Caller holds the gateway lock.</summary>
     public static void EmitToGuest(Gateway gateway, FlowKey key, ReadOnlySpan<byte> payload)
     {
-        var length = 8 + payload.Length;
-        if (Gateway.Ipv4HeaderLength + length > gateway.Options.Mtu)
+        var length = UdpPacket.HeaderLength + payload.Length;
+        if (Ipv4Packet.MinHeaderLength + length > gateway.Options.Mtu)
         {
             // Larger than the guest's MTU, and the gateway does not fragment.
             gateway.Counters.Drop(StackDrop.BadLength);
@@ -224,16 +217,10 @@ internal sealed class UdpNat(Gateway gateway)
         }
 
         var frame = gateway.RentIpv4(length);
-        var udp = frame.Span[(Gateway.EthernetHeader + Gateway.Ipv4HeaderLength)..];
-        BinaryPrimitives.WriteUInt16BigEndian(udp, key.RemotePort);
-        BinaryPrimitives.WriteUInt16BigEndian(udp[2..], key.GuestPort);
-        BinaryPrimitives.WriteUInt16BigEndian(udp[4..], (ushort)length);
-        udp[6] = 0;
-        udp[7] = 0;
-        payload.CopyTo(udp[8..]);
-        var checksum = Checksum.Finish(Checksum.Add(Checksum.AddPseudoHeader(0, key.RemoteIp, key.GuestIp, Gateway.ProtocolUdp, length), udp[..length]));
-        BinaryPrimitives.WriteUInt16BigEndian(udp[6..], checksum == 0 ? (ushort)0xffff : checksum);
-        gateway.EmitIpv4(frame, Gateway.ProtocolUdp, key.RemoteIp, key.GuestIp);
+        var udp = frame.Span.Slice(Gateway.Ipv4PayloadOffset, length);
+        payload.CopyTo(udp[UdpPacket.HeaderLength..]);
+        new UdpHeader(key.RemotePort, key.GuestPort).WriteTo(udp, PseudoHeader.Create(key.RemoteIp, key.GuestIp, IpProtocol.Udp));
+        gateway.EmitIpv4(frame, IpProtocol.Udp, key.RemoteIp.Ipv4, key.GuestIp.Ipv4);
     }
 
     /// <summary>Closes idle flows. Caller holds the gateway lock.</summary>
@@ -276,5 +263,3 @@ internal sealed class UdpNat(Gateway gateway)
     }
 }
 
-/// <summary>A UDP flow as the guest sees it: its address and port, and where it sent to.</summary>
-internal readonly record struct FlowKey(uint GuestIp, ushort GuestPort, uint RemoteIp, ushort RemotePort);

@@ -20,7 +20,7 @@ public sealed class DhcpStateSectionTests
         Assert.Equal(["gateway.dhcp"], same.Adopt(StateStream.Parse(bytes)).Adopted);
 
         var other = new StateRegistry();
-        other.Register(new DhcpStateSection(() => End(new GatewayOptions { Network = Stack.Ipv4.Ipv4Cidr.Parse("10.9.0.0/24"), GatewayIp = System.Net.IPAddress.Parse("10.9.0.2"), DnsIp = System.Net.IPAddress.Parse("10.9.0.3"), DhcpStart = System.Net.IPAddress.Parse("10.9.0.15") })));
+        other.Register(new DhcpStateSection(() => End(new GatewayOptions { Network = Core.Net.Ipv4Cidr.Parse("10.9.0.0/24"), GatewayIp = System.Net.IPAddress.Parse("10.9.0.2"), DnsIp = System.Net.IPAddress.Parse("10.9.0.3"), DhcpStart = System.Net.IPAddress.Parse("10.9.0.15") })));
         var ex = Assert.Throws<StateFormatException>(() => other.Adopt(StateStream.Parse(bytes)));
         Assert.Contains("10.0.2.0/24", ex.Message, StringComparison.Ordinal);
         Assert.Contains("10.9.0.0/24", ex.Message, StringComparison.Ordinal);

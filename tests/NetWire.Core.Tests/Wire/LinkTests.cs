@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging.Abstractions;
+using NetWire.Core.Packets;
 using NetWire.Core.Taps;
 using NetWire.Core.Wire;
 
@@ -6,11 +7,23 @@ namespace NetWire.Core.Tests.Wire;
 
 public sealed class LinkTests
 {
+    private static readonly MacAddress GuestMac = new(0x5254_0012_3456);
+
     private static byte[] FrameBytes(int length, byte tag)
     {
         var bytes = new byte[length];
         bytes.AsSpan().Fill(tag);
         return bytes;
+    }
+
+    /// <summary>A frame of <paramref name="length"/> bytes holding an IPv4 packet from <paramref name="source"/>.</summary>
+    private static byte[] Ipv4Frame(int length, uint source, uint destination)
+    {
+        var frame = new byte[length];
+        new EthernetHeader(MacAddress.Broadcast, GuestMac, EtherType.Ipv4).WriteTo(frame);
+        new Ipv4Header(source, destination, IpProtocol.Udp, length - EthernetFrame.HeaderLength - Ipv4Packet.MinHeaderLength)
+            .WriteTo(frame.AsSpan(EthernetFrame.HeaderLength));
+        return frame;
     }
 
     [Fact]
@@ -138,30 +151,16 @@ public sealed class LinkTests
         Assert.Null(guest.GuestIp);
 
         // DHCP DISCOVER comes from 0.0.0.0: no address yet.
-        var discover = FrameBytes(342, 0);
-        discover[12] = 0x08;
-        discover[13] = 0x00;
-        discover[14] = 0x45;
-        await guest.Inject(discover);
+        await guest.Inject(Ipv4Frame(342, 0, 0xffffffff));
         Assert.Null(guest.GuestIp);
 
         var arp = FrameBytes(42, 0);
-        arp[12] = 0x08;
-        arp[13] = 0x06;
-        arp[28] = 10;
-        arp[29] = 0;
-        arp[30] = 2;
-        arp[31] = 15;
+        new EthernetHeader(MacAddress.Broadcast, GuestMac, EtherType.Arp).WriteTo(arp);
+        new ArpHeader(ArpOperation.Request, GuestMac, 0x0A00020F, default, 0x0A000202).WriteTo(arp.AsSpan(EthernetFrame.HeaderLength));
         await guest.Inject(arp);
         Assert.Equal("10.0.2.15", guest.GuestIp?.ToString());
 
-        var fromHost = FrameBytes(60, 0);
-        fromHost[12] = 0x08;
-        fromHost[13] = 0x00;
-        fromHost[14] = 0x45;
-        fromHost[26] = 192;
-        fromHost[29] = 1;
-        await host.Inject(fromHost);
+        await host.Inject(Ipv4Frame(60, 0xC0000001, 0x0A00020F));
         Assert.Equal("10.0.2.15", guest.GuestIp?.ToString());
 
         await cts.CancelAsync();

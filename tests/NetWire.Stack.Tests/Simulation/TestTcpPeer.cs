@@ -1,5 +1,4 @@
-using System.Buffers.Binary;
-using NetWire.Stack.Tcp;
+using NetWire.Core.Packets;
 using static NetWire.Stack.Tests.TestPackets;
 
 namespace NetWire.Stack.Tests.Simulation;
@@ -107,7 +106,7 @@ internal sealed class TestTcpPeer
     {
         (_localIp, _localPort, _remoteIp, _remotePort) = (localIp, localPort, remoteIp, remotePort);
         _state = PeerState.SynSent;
-        SendSyn(TcpNat.Syn);
+        SendSyn(TcpFlags.Syn);
         _rtoDeadline = now + _rtoMs;
     }
 
@@ -135,37 +134,36 @@ internal sealed class TestTcpPeer
     /// <summary>One frame from the gateway.</summary>
     public void OnFrame(byte[] frame, long now)
     {
-        var (source, destination, protocol, tcp) = ParseIpv4(frame);
-        Assert.Equal(6, protocol);
+        var (source, destination, _, _) = ParseIpv4(frame);
         Assert.Equal(_localIp, destination);
-        var sourcePort = BinaryPrimitives.ReadUInt16BigEndian(tcp);
-        Assert.Equal(_localPort, BinaryPrimitives.ReadUInt16BigEndian(tcp.AsSpan(2)));
-        var seq = BinaryPrimitives.ReadUInt32BigEndian(tcp.AsSpan(4));
-        var ack = BinaryPrimitives.ReadUInt32BigEndian(tcp.AsSpan(8));
-        var headerLength = (tcp[12] >> 4) * 4;
-        var flags = tcp[13];
-        var window = BinaryPrimitives.ReadUInt16BigEndian(tcp.AsSpan(14));
-        var data = tcp.AsSpan(headerLength);
+        var (header, bytes) = ParseTcp(frame);
+        var sourcePort = header.SourcePort;
+        Assert.Equal(_localPort, header.DestinationPort);
+        var seq = header.SequenceNumber;
+        var ack = header.AckNumber;
+        var flags = header.Flags;
+        var window = header.Window;
+        var data = bytes.AsSpan();
 
         if (_state == PeerState.Listen)
         {
-            if ((flags & (TcpNat.Syn | TcpNat.AckFlag)) != TcpNat.Syn)
+            if ((flags & (TcpFlags.Syn | TcpFlags.Ack)) != TcpFlags.Syn)
             {
                 return;
             }
 
             (_remoteIp, _remotePort) = (source, sourcePort);
-            AcceptSynOptions(tcp.AsSpan(20, headerLength - 20), seq);
+            AcceptSynOptions(header.Options, seq);
             _sndWnd = window;
             _state = PeerState.SynReceived;
-            SendSyn(TcpNat.Syn | TcpNat.AckFlag);
+            SendSyn(TcpFlags.Syn | TcpFlags.Ack);
             _rtoDeadline = now + _rtoMs;
             return;
         }
 
         Assert.Equal(_remoteIp, source);
         Assert.Equal(_remotePort, sourcePort);
-        if ((flags & TcpNat.Rst) != 0)
+        if ((flags & TcpFlags.Rst) != 0)
         {
             GotReset = true;
             _state = PeerState.Closed;
@@ -175,12 +173,12 @@ internal sealed class TestTcpPeer
         switch (_state)
         {
             case PeerState.SynSent:
-                if ((flags & (TcpNat.Syn | TcpNat.AckFlag)) != (TcpNat.Syn | TcpNat.AckFlag) || ack != _iss + 1)
+                if ((flags & (TcpFlags.Syn | TcpFlags.Ack)) != (TcpFlags.Syn | TcpFlags.Ack) || ack != _iss + 1)
                 {
                     return;
                 }
 
-                AcceptSynOptions(tcp.AsSpan(20, headerLength - 20), seq);
+                AcceptSynOptions(header.Options, seq);
                 _sndUna = _sndNxt = _sndMax = 0;
                 _sndWnd = window;
                 Established();
@@ -188,13 +186,13 @@ internal sealed class TestTcpPeer
                 return;
 
             case PeerState.SynReceived:
-                if ((flags & TcpNat.Syn) != 0)
+                if ((flags & TcpFlags.Syn) != 0)
                 {
-                    SendSyn(TcpNat.Syn | TcpNat.AckFlag);
+                    SendSyn(TcpFlags.Syn | TcpFlags.Ack);
                     return;
                 }
 
-                if ((flags & TcpNat.AckFlag) == 0 || ack != _iss + 1)
+                if ((flags & TcpFlags.Ack) == 0 || ack != _iss + 1)
                 {
                     return;
                 }
@@ -210,34 +208,33 @@ internal sealed class TestTcpPeer
                 return;
         }
 
-        if ((flags & TcpNat.Syn) != 0)
+        if ((flags & TcpFlags.Syn) != 0)
         {
             // A duplicate SYN-ACK (ours was acknowledged already, or the ACK was lost).
             SendAck();
             return;
         }
 
-        if ((flags & TcpNat.AckFlag) != 0)
+        if ((flags & TcpFlags.Ack) != 0)
         {
-            OnAck((int)(ack - (_iss + 1)), (long)window << _peerShift, data.Length == 0 && (flags & TcpNat.Fin) == 0, now);
+            OnAck((int)(ack - (_iss + 1)), (long)window << _peerShift, data.Length == 0 && (flags & TcpFlags.Fin) == 0, now);
         }
 
-        if (data.Length > 0 || (flags & TcpNat.Fin) != 0)
+        if (data.Length > 0 || (flags & TcpFlags.Fin) != 0)
         {
-            OnData((int)(seq - (_irs + 1)), data, (flags & TcpNat.Fin) != 0);
+            OnData((int)(seq - (_irs + 1)), data, (flags & TcpFlags.Fin) != 0);
             SendAck();
         }
     }
 
-    private void AcceptSynOptions(ReadOnlySpan<byte> options, uint seq)
+    private void AcceptSynOptions(TcpOptions options, uint seq)
     {
-        Assert.True(TcpOptions.TryParse(options, out var parsed), "the gateway's SYN options parse");
-        Assert.True(parsed.Mss >= 536, "MSS offered");
-        _mss = parsed.Mss;
+        Assert.True(options.MaxSegmentSize >= 536, "MSS offered");
+        _mss = options.MaxSegmentSize!.Value;
         _irs = seq;
         _rcvNxt = 0;
-        var scaled = _offeredShift >= 0 && parsed.WindowScale >= 0;
-        _peerShift = scaled ? parsed.WindowScale : 0;
+        var scaled = _offeredShift >= 0 && options.WindowScale.HasValue;
+        _peerShift = scaled ? options.WindowScale!.Value : 0;
         _shift = scaled ? _offeredShift : 0;
     }
 
@@ -351,7 +348,7 @@ internal sealed class TestTcpPeer
 
             if (unsent == 0 && !_finSent)
             {
-                SendSegment(_sndNxt, TcpNat.Fin | TcpNat.AckFlag, []);
+                SendSegment(_sndNxt, TcpFlags.Fin | TcpFlags.Ack, []);
                 _finSent = true;
                 _sndNxt++;
                 _sndMax = Math.Max(_sndMax, _sndNxt);
@@ -389,10 +386,10 @@ internal sealed class TestTcpPeer
         switch (_state)
         {
             case PeerState.SynSent:
-                SendSyn(TcpNat.Syn);
+                SendSyn(TcpFlags.Syn);
                 return;
             case PeerState.SynReceived:
-                SendSyn(TcpNat.Syn | TcpNat.AckFlag);
+                SendSyn(TcpFlags.Syn | TcpFlags.Ack);
                 return;
             case PeerState.Established:
                 break;
@@ -438,13 +435,13 @@ internal sealed class TestTcpPeer
     {
         if (length > 0)
         {
-            SendSegment(offset, TcpNat.AckFlag | TcpNat.Psh, _outgoing.AsSpan((int)offset, length));
+            SendSegment(offset, TcpFlags.Ack | TcpFlags.Psh, _outgoing.AsSpan((int)offset, length));
         }
     }
 
-    private void SendAck() => SendSegment(_sndNxt, TcpNat.AckFlag, []);
+    private void SendAck() => SendSegment(_sndNxt, TcpFlags.Ack, []);
 
-    private void SendSegment(long offset, byte flags, ReadOnlySpan<byte> data)
+    private void SendSegment(long offset, TcpFlags flags, ReadOnlySpan<byte> data)
     {
         var window = Math.Min(Window >> _shift, 65535);
         _advertisedRight = _rcvNxt + ((long)window << _shift);
@@ -456,10 +453,10 @@ internal sealed class TestTcpPeer
         _output.Add(BuildTcp(_localIp, _localPort, _remoteIp, _remotePort, _iss + 1 + (uint)offset, _irs + 1 + (uint)_rcvNxt, flags, (ushort)window, data));
     }
 
-    private void SendSyn(byte flags)
+    private void SendSyn(TcpFlags flags)
     {
-        byte[] options = _offeredShift >= 0 ? [2, 4, 0x05, 0xb4, 1, 3, 3, (byte)_offeredShift] : [2, 4, 0x05, 0xb4];
-        var ack = flags == TcpNat.Syn ? 0 : _irs + 1;
+        var options = new TcpOptions { MaxSegmentSize = 1460, WindowScale = _offeredShift >= 0 ? (byte)_offeredShift : null };
+        var ack = flags == TcpFlags.Syn ? 0 : _irs + 1;
         _output.Add(BuildTcp(_localIp, _localPort, _remoteIp, _remotePort, _iss, ack, flags, (ushort)Math.Min(_capacity, 65535), [], options));
     }
 }

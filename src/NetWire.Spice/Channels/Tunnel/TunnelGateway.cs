@@ -2,7 +2,7 @@ using System.Collections.Frozen;
 using System.Net;
 using System.Net.Sockets;
 using NetWire.Stack;
-using NetWire.Stack.Ipv4;
+using NetWire.Core.Net;
 using NetWire.Stack.Tcp;
 
 namespace NetWire.Spice.Channels.Tunnel;

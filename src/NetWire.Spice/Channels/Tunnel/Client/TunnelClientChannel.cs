@@ -4,7 +4,7 @@ using System.Net.Sockets;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using NetWire.Spice.Framing;
-using NetWire.Stack.Ipv4;
+using NetWire.Core.Net;
 
 namespace NetWire.Spice.Channels.Tunnel.Client;
 

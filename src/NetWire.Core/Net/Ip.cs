@@ -2,7 +2,7 @@ using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
 
-namespace NetWire.Stack.Ipv4;
+namespace NetWire.Core.Net;
 
 /// <summary>IPv4 addresses as host-order <see cref="uint"/> values (10.0.2.2 is 0x0A000202), the form the stack compares and stores.</summary>
 public static class Ip
@@ -27,6 +27,9 @@ public static class Ip
         BinaryPrimitives.WriteUInt32BigEndian(bytes, value);
         return new IPAddress(bytes);
     }
+
+    /// <summary>The address in the first 4 bytes of <paramref name="bytes"/> (network order), as a number.</summary>
+    public static uint Read(ReadOnlySpan<byte> bytes) => BinaryPrimitives.ReadUInt32BigEndian(bytes);
 
     /// <summary>Dotted form, for logs and errors.</summary>
     public static string Format(uint value) => $"{value >> 24}.{(value >> 16) & 0xff}.{(value >> 8) & 0xff}.{value & 0xff}";

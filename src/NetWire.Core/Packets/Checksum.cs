@@ -1,8 +1,9 @@
 using System.Buffers.Binary;
 using System.Numerics;
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 
-namespace NetWire.Stack.Ipv4;
+namespace NetWire.Core.Packets;
 
 /// <summary>
 /// The Internet checksum (RFC 1071): the ones' complement of the ones' complement sum of
@@ -54,18 +55,6 @@ public static class Checksum
         return sum;
     }
 
-    /// <summary>Adds the TCP/UDP pseudo header (RFC 9293 3.1, RFC 768).</summary>
-    public static ulong AddPseudoHeader(ulong sum, uint source, uint destination, byte protocol, int length)
-    {
-        Span<byte> pseudo = stackalloc byte[12];
-        BinaryPrimitives.WriteUInt32BigEndian(pseudo, source);
-        BinaryPrimitives.WriteUInt32BigEndian(pseudo[4..], destination);
-        pseudo[8] = 0;
-        pseudo[9] = protocol;
-        BinaryPrimitives.WriteUInt16BigEndian(pseudo[10..], (ushort)length);
-        return Add(sum, pseudo);
-    }
-
     /// <summary>Folds a running sum to the 16-bit checksum value in network byte order (already complemented).</summary>
     public static ushort Finish(ulong sum)
     {
@@ -83,4 +72,12 @@ public static class Checksum
 
     /// <summary>True when data that includes its checksum field sums to all ones.</summary>
     public static bool IsValid(ulong sum) => Finish(sum) == 0;
+
+    /// <summary>A 32-bit big-endian field's bytes as <see cref="Add"/> would read them (native order).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static ulong Native(uint value) => BitConverter.IsLittleEndian ? BinaryPrimitives.ReverseEndianness(value) : value;
+
+    /// <summary>A 16-bit big-endian field's bytes as <see cref="Add"/> would read them (native order).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static ulong Native(ushort value) => BitConverter.IsLittleEndian ? BinaryPrimitives.ReverseEndianness(value) : value;
 }

@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Net;
 
-namespace NetWire.Stack.Ipv4;
+namespace NetWire.Core.Net;
 
 /// <summary>An IPv4 network such as 10.0.2.0/24, as written on the command line.</summary>
 public readonly record struct Ipv4Cidr(uint Address, int PrefixLength)

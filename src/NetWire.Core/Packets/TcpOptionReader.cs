@@ -1,0 +1,89 @@
+namespace NetWire.Core.Packets;
+
+/// <summary>
+/// Walks TCP options (RFC 9293 3.2): each <see cref="MoveNext"/> stops at the next option other
+/// than NOP, until End of Option List or the end of the bytes. An option whose length is under
+/// 2 or runs past the bytes ends the walk with <see cref="IsMalformed"/> set.
+/// </summary>
+public ref struct TcpOptionReader
+{
+    private ReadOnlySpan<byte> _rest;
+
+    /// <summary>Starts a walk over <paramref name="options"/> (<see cref="TcpPacket.Options"/>).</summary>
+    public TcpOptionReader(ReadOnlySpan<byte> options)
+    {
+        _rest = options;
+        Kind = TcpOptionKind.End;
+        Value = default;
+        IsMalformed = false;
+    }
+
+    /// <summary>The current option's kind.</summary>
+    public TcpOptionKind Kind { get; private set; }
+
+    /// <summary>The current option's value: the bytes after its kind and length.</summary>
+    public ReadOnlySpan<byte> Value { get; private set; }
+
+    /// <summary>The walk stopped at an option with a bad length.</summary>
+    public bool IsMalformed { get; private set; }
+
+    /// <summary>Moves to the next option; false at the end of the list or at a malformed option.</summary>
+    public bool MoveNext()
+    {
+        while (_rest.Length > 0)
+        {
+            var kind = (TcpOptionKind)_rest[0];
+            if (kind == TcpOptionKind.End)
+            {
+                break;
+            }
+
+            if (kind == TcpOptionKind.Nop)
+            {
+                _rest = _rest[1..];
+                continue;
+            }
+
+            if (_rest.Length < 2 || _rest[1] < 2 || _rest[1] > _rest.Length)
+            {
+                IsMalformed = true;
+                break;
+            }
+
+            Kind = kind;
+            Value = _rest[2.._rest[1]];
+            _rest = _rest[_rest[1]..];
+            return true;
+        }
+
+        _rest = default;
+        Kind = TcpOptionKind.End;
+        Value = default;
+        return false;
+    }
+}
+
+/// <summary>TCP option kinds (IANA).</summary>
+public enum TcpOptionKind : byte
+{
+    /// <summary>End of option list.</summary>
+    End = 0,
+
+    /// <summary>No-operation (padding).</summary>
+    Nop = 1,
+
+    /// <summary>Maximum segment size (RFC 9293 3.7.1).</summary>
+    MaxSegmentSize = 2,
+
+    /// <summary>Window scale (RFC 7323 2).</summary>
+    WindowScale = 3,
+
+    /// <summary>SACK permitted (RFC 2018).</summary>
+    SackPermitted = 4,
+
+    /// <summary>SACK blocks (RFC 2018).</summary>
+    Sack = 5,
+
+    /// <summary>Timestamps (RFC 7323 3).</summary>
+    Timestamps = 8,
+}
