@@ -7,60 +7,23 @@ namespace NetWire.Core.Packets;
 /// </summary>
 public ref struct TcpOptionReader
 {
-    private ReadOnlySpan<byte> _rest;
+    private OptionWalker _walker;
 
     /// <summary>Starts a walk over <paramref name="options"/> (<see cref="TcpPacket.Options"/>).</summary>
-    public TcpOptionReader(ReadOnlySpan<byte> options)
-    {
-        _rest = options;
-        Kind = TcpOptionKind.End;
-        Value = default;
-        IsMalformed = false;
-    }
+    public TcpOptionReader(ReadOnlySpan<byte> options) =>
+        _walker = new OptionWalker(options, (byte)TcpOptionKind.Nop, (byte)TcpOptionKind.End, lengthCountsHeader: true);
 
     /// <summary>The current option's kind.</summary>
-    public TcpOptionKind Kind { get; private set; }
+    public readonly TcpOptionKind Kind => (TcpOptionKind)_walker.Code;
 
     /// <summary>The current option's value: the bytes after its kind and length.</summary>
-    public ReadOnlySpan<byte> Value { get; private set; }
+    public readonly ReadOnlySpan<byte> Value => _walker.Value;
 
-    /// <summary>The walk stopped at an option with a bad length.</summary>
-    public bool IsMalformed { get; private set; }
+    /// <summary>The walk stopped at a malformed option.</summary>
+    public readonly bool IsMalformed => _walker.IsMalformed;
 
     /// <summary>Moves to the next option; false at the end of the list or at a malformed option.</summary>
-    public bool MoveNext()
-    {
-        while (_rest.Length > 0)
-        {
-            var kind = (TcpOptionKind)_rest[0];
-            if (kind == TcpOptionKind.End)
-            {
-                break;
-            }
-
-            if (kind == TcpOptionKind.Nop)
-            {
-                _rest = _rest[1..];
-                continue;
-            }
-
-            if (_rest.Length < 2 || _rest[1] < 2 || _rest[1] > _rest.Length)
-            {
-                IsMalformed = true;
-                break;
-            }
-
-            Kind = kind;
-            Value = _rest[2.._rest[1]];
-            _rest = _rest[_rest[1]..];
-            return true;
-        }
-
-        _rest = default;
-        Kind = TcpOptionKind.End;
-        Value = default;
-        return false;
-    }
+    public bool MoveNext() => _walker.MoveNext();
 }
 
 /// <summary>TCP option kinds (IANA).</summary>

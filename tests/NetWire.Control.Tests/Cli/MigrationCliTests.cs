@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Net;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
+using NetWire.Core.Packets;
 using NetWire.Spice.Channels.Main;
 using NetWire.Spice.Link;
 using NetWire.Spice.Tests;
@@ -129,18 +130,9 @@ public sealed partial class MigrationCliTests
     private static byte[] ArpRequest()
     {
         var frame = new byte[60];
-        byte[] mac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
-        frame.AsSpan(0, 6).Fill(0xff);
-        mac.CopyTo(frame, 6);
-        frame[12] = 0x08;
-        frame[13] = 0x06;
-        byte[] arp = [0, 1, 8, 0, 6, 4, 0, 1];
-        arp.CopyTo(frame, 14);
-        mac.CopyTo(frame, 22);
-        byte[] sender = [10, 0, 2, 15];
-        sender.CopyTo(frame, 28);
-        byte[] target = [10, 0, 2, 2];
-        target.CopyTo(frame, 38);
+        var mac = new MacAddress(0x5254_0012_3456);
+        new EthernetHeader(MacAddress.Broadcast, mac, EtherType.Arp).WriteTo(frame);
+        new ArpHeader(ArpOperation.Request, mac, 0x0A00020F, default, 0x0A000202).WriteTo(frame.AsSpan(EthernetFrame.HeaderLength));
         return frame;
     }
 

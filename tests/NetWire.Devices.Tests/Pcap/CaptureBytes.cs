@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using NetWire.Core.Packets;
 
 namespace NetWire.Devices.Tests.Pcap;
 
@@ -9,11 +10,7 @@ internal static class CaptureBytes
     public static byte[] Frame(byte tag, int length = 60)
     {
         var frame = new byte[length];
-        frame.AsSpan(0, 6).Fill(0xff);
-        frame[6] = 0x52;
-        frame[7] = 0x54;
-        frame[12] = 0x08;
-        frame[13] = 0x06;
+        new EthernetHeader(MacAddress.Broadcast, new MacAddress(0x5254_0000_0000), EtherType.Arp).WriteTo(frame);
         frame[^1] = tag;
         return frame;
     }

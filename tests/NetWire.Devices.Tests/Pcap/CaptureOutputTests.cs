@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using NetWire.Core.Packets;
 using NetWire.Devices.Tests.Host;
 using NetWire.Devices.Tests.Qemu;
 using NetWire.Testing;
@@ -12,7 +13,7 @@ namespace NetWire.Devices.Tests.Pcap;
 /// </summary>
 public sealed class CaptureOutputTests : IDisposable
 {
-    private static readonly byte[] s_guestMac = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
+    private static readonly MacAddress s_guestMac = new(0x5254_0012_3456);
 
     private readonly string _dir = Directory.CreateTempSubdirectory("netwire-capture-").FullName;
 
@@ -175,20 +176,10 @@ public sealed class CaptureOutputTests : IDisposable
     /// <summary>An ARP request for 10.0.2.2 from 10.0.2.15, its sender MAC ending in <paramref name="n"/>.</summary>
     private static byte[] ArpRequest(int n)
     {
-        var frame = new byte[42];
-        frame.AsSpan(0, 6).Fill(0xff);
-        s_guestMac.CopyTo(frame, 6);
-        frame[11] = (byte)n;
-        BinaryPrimitives.WriteUInt16BigEndian(frame.AsSpan(12), 0x0806);
-        var arp = frame.AsSpan(14);
-        BinaryPrimitives.WriteUInt16BigEndian(arp, 1);
-        BinaryPrimitives.WriteUInt16BigEndian(arp[2..], 0x0800);
-        arp[4] = 6;
-        arp[5] = 4;
-        BinaryPrimitives.WriteUInt16BigEndian(arp[6..], 1);
-        frame.AsSpan(6, 6).CopyTo(arp[8..]);
-        ((ReadOnlySpan<byte>)[10, 0, 2, 15]).CopyTo(arp[14..]);
-        ((ReadOnlySpan<byte>)[10, 0, 2, 2]).CopyTo(arp[24..]);
+        var frame = new byte[EthernetFrame.HeaderLength + ArpPacket.Length];
+        var mac = new MacAddress((s_guestMac.ToUInt64() & ~0xffUL) | (byte)n);
+        new EthernetHeader(MacAddress.Broadcast, mac, EtherType.Arp).WriteTo(frame);
+        new ArpHeader(ArpOperation.Request, mac, 0x0A00020F, default, 0x0A000202).WriteTo(frame.AsSpan(EthernetFrame.HeaderLength));
         return frame;
     }
 
@@ -199,9 +190,10 @@ public sealed class CaptureOutputTests : IDisposable
         {
             var frame = await guest.ReceiveFrameAsync(TimeSpan.FromSeconds(30));
             Assert.NotNull(frame);
-            if (frame.Length >= 22 && BinaryPrimitives.ReadUInt16BigEndian(frame.AsSpan(12)) == 0x0806)
+            if (EthernetFrame.TryParse(frame, out var ethernet) && ethernet.EtherType == EtherType.Arp)
             {
-                return BinaryPrimitives.ReadUInt16BigEndian(frame.AsSpan(20));
+                Assert.True(ArpPacket.TryParse(ethernet.Payload, out var arp), "an Ethernet/IPv4 ARP packet");
+                return (int)arp.Operation;
             }
         }
     }

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using NetWire.Core.Packets;
 using NetWire.Testing;
 using static NetWire.Devices.Tests.Pcap.CaptureBytes;
 
@@ -85,12 +86,10 @@ public sealed class InspectCliTests
         var dir = Directory.CreateTempSubdirectory("netwire-inspect-").FullName;
         try
         {
+            // A 1500-byte IPv4 packet cut to the 46 bytes of a minimum frame.
             var ipv4 = Frame(1, 60);
-            ipv4[12] = 0x08;
-            ipv4[13] = 0x00;
-            ipv4[14] = 0x45;
-            ipv4[16] = 0x05;
-            ipv4[17] = 0xdc;
+            new EthernetHeader(MacAddress.Broadcast, new MacAddress(0x5254_0000_0000), EtherType.Ipv4).WriteTo(ipv4);
+            new Ipv4Header(0x0A00020F, 0x0A000202, IpProtocol.Udp, 1480).WriteTo(ipv4.AsSpan(EthernetFrame.HeaderLength));
             var file = Write(dir, "m.pcap", Concat(PcapHeader(), PcapRecord(0, 0, Frame(0)), PcapRecord(0, 1, ipv4)));
             var result = await NetwireAsync("inspect", file);
             Assert.Equal(0, result.ExitCode);

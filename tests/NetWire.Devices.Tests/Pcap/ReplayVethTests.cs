@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using NetWire.Core.Packets;
 using NetWire.Devices.Pcap;
 using NetWire.Testing;
 using static NetWire.Devices.Tests.Pcap.CaptureBytes;
@@ -67,12 +68,8 @@ public sealed class ReplayVethTests : IDisposable
     private static byte[] Numbered(int n, int length)
     {
         var frame = new byte[length];
-        frame[0] = 0x02;
-        frame[5] = 0x02;
-        frame[6] = 0x02;
-        frame[11] = 0x01;
-        BinaryPrimitives.WriteUInt16BigEndian(frame.AsSpan(12), 0x88b5);
-        BinaryPrimitives.WriteInt32BigEndian(frame.AsSpan(14), n);
+        new EthernetHeader(new MacAddress(0x0200_0000_0002), new MacAddress(0x0200_0000_0001), (EtherType)0x88b5).WriteTo(frame);
+        BinaryPrimitives.WriteInt32BigEndian(frame.AsSpan(EthernetFrame.HeaderLength), n);
         for (var i = 18; i < length; i++)
         {
             frame[i] = (byte)(n + i);

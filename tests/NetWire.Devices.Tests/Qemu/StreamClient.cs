@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Net.Sockets;
+using NetWire.Core.Packets;
 
 namespace NetWire.Devices.Tests.Qemu;
 
@@ -25,11 +26,9 @@ internal sealed class StreamClient : IDisposable
 
     public static byte[] Frame(int length, int seq)
     {
+        // The sequence number in the first four bytes of the source MAC; IEEE local experimental EtherType 1.
         var frame = new byte[length];
-        frame.AsSpan(0, 6).Fill(0xff);
-        BinaryPrimitives.WriteInt32BigEndian(frame.AsSpan(6), seq);
-        frame[12] = 0x88;
-        frame[13] = 0xb5;
+        new EthernetHeader(MacAddress.Broadcast, new MacAddress((ulong)(uint)seq << 16), (EtherType)0x88b5).WriteTo(frame);
         for (var i = 14; i < length; i++)
         {
             frame[i] = (byte)(seq + i);

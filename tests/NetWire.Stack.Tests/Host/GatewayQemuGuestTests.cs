@@ -1,8 +1,8 @@
-using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
 using System.Text.Json;
+using NetWire.Core.Packets;
 using NetWire.Testing;
 
 namespace NetWire.Stack.Tests.Host;
@@ -109,32 +109,39 @@ public sealed class GatewayQemuGuestTests
             while (true)
             {
                 var query = await dns.ReceiveAsync(cancellationToken);
-                var q = query.Buffer;
-                var end = 12;
-                while (q[end] != 0)
-                {
-                    end += q[end] + 1;
-                }
-
-                end += 5;
-                var reply = new byte[end + 16];
-                q.AsSpan(0, end).CopyTo(reply);
-                reply[2] = 0x81;
-                reply[3] = 0x80;
-                BinaryPrimitives.WriteUInt16BigEndian(reply.AsSpan(6), BinaryPrimitives.ReadUInt16BigEndian(q.AsSpan(4, 2)) == 1 && BinaryPrimitives.ReadUInt16BigEndian(q.AsSpan(end - 4)) == 1 ? (ushort)1 : (ushort)0);
-                byte[] answer = [0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 9, 8, 7];
-                var length = end;
-                if (reply[7] == 1)
-                {
-                    answer.CopyTo(reply, end);
-                    length += 16;
-                }
-
-                await dns.SendAsync(reply.AsMemory(0, length), query.RemoteEndPoint, cancellationToken);
+                var reply = Answer(query.Buffer);
+                await dns.SendAsync(reply, query.RemoteEndPoint, cancellationToken);
             }
         }
         catch (OperationCanceledException)
         {
         }
+    }
+
+    /// <summary>The reply to <paramref name="query"/>: its question, and for an A question the answer 10.9.8.7.</summary>
+    private static byte[] Answer(byte[] query)
+    {
+        Assert.True(DnsPacket.TryParse(query, out var message), "a DNS query");
+
+        // The question (RFC 1035 4.1.2): the name's labels up to the root's zero length, QTYPE, QCLASS.
+        var body = message.Body;
+        var nameEnd = 0;
+        while (body[nameEnd] != 0)
+        {
+            nameEnd += body[nameEnd] + 1;
+        }
+
+        var questionEnd = DnsPacket.HeaderLength + nameEnd + 5;
+        var isA = message.QuestionCount == 1 && body[nameEnd + 1] == 0 && body[nameEnd + 2] == 1;
+        byte[] answer = [0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 10, 9, 8, 7];
+        var reply = new byte[questionEnd + (isA ? answer.Length : 0)];
+        query.AsSpan(0, questionEnd).CopyTo(reply);
+        new DnsHeader(message.Id, 0x8180, message.QuestionCount, isA ? (ushort)1 : (ushort)0, 0, 0).WriteTo(reply);
+        if (isA)
+        {
+            answer.CopyTo(reply, questionEnd);
+        }
+
+        return reply;
     }
 }
