@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using NetWire.Core.Net;
 using NetWire.Spice.Channels.Main;
 using NetWire.Spice.Link;
 
@@ -149,10 +150,9 @@ internal sealed class SpiceServer : IAsyncDisposable
         _stop.Dispose();
     }
 
+    /// <summary>The client went away during the link: it closed mid-message, its connection failed, or the stream was closed under the read.</summary>
     private static bool IsExpectedIoFailure(Exception ex) =>
-        ex is EndOfStreamException or ObjectDisposedException
-        || ex is IOException { InnerException: SocketException }
-        || ex is SocketException;
+        ex is EndOfStreamException or ObjectDisposedException || IoErrors.IsSocketFailure(ex);
 
     private async Task AcceptLoopAsync(Socket listener, CancellationToken cancellationToken)
     {

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using NetWire.Core.Net;
 using NetWire.Spice.Channels.Main;
 using NetWire.Spice.Link;
 
@@ -207,7 +208,7 @@ internal sealed class SpiceMigration
             foreach (var session in leaving.Where(s => !s.Ended.IsCompleted))
             {
                 closed++;
-                session.Abort(new SpiceProtocolException("migrated: the client did not leave the source in time"));
+                session.Abort(EndReason.TimedOut, new SpiceProtocolException("migrated: the client did not leave the source in time"));
             }
 
             await Task.WhenAny(all, Task.Delay(TimeSpan.FromSeconds(2), _server.Options.Time)).ConfigureAwait(false);

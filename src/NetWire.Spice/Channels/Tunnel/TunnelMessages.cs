@@ -218,26 +218,6 @@ internal static class TunnelMessages
         }
     }
 
-    /// <summary>
-    /// Runs one of a channel's loops: a loop that returns ends the channel with <paramref name="endReason"/>,
-    /// a failure ends it with the failure, and the cancellation that follows an abort is quiet.
-    /// </summary>
-    public static async Task GuardAsync(Task loop, string endReason, Action<Exception> abort, CancellationToken aborted)
-    {
-        try
-        {
-            await loop.ConfigureAwait(false);
-            abort(new EndOfStreamException(endReason));
-        }
-        catch (Exception ex) when (ex is OperationCanceledException or System.Threading.Channels.ChannelClosedException && aborted.IsCancellationRequested)
-        {
-        }
-        catch (Exception ex)
-        {
-            abort(ex);
-        }
-    }
-
     /// <summary>A u16 connection id from a message that must be exactly <paramref name="size"/> bytes.</summary>
     public static bool TryReadId(ReadOnlySpan<byte> body, int size, out ushort connectionId)
     {

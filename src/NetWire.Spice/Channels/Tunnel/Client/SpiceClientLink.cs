@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Net.Sockets;
+using NetWire.Core.Net;
 using NetWire.Spice.Link;
 
 namespace NetWire.Spice.Channels.Tunnel.Client;
@@ -116,7 +117,7 @@ internal static class SpiceClientLink
 }
 
 /// <summary>The server refused a link (the SpiceLinkErr it sent), or its reply made no sense.</summary>
-internal sealed class SpiceLinkException : Exception
+internal sealed class SpiceLinkException : Exception, IHasEndReason
 {
     public SpiceLinkException()
     {
@@ -137,4 +138,7 @@ internal sealed class SpiceLinkException : Exception
 
     /// <summary>What the server answered.</summary>
     public SpiceLinkErr Error { get; }
+
+    /// <inheritdoc/>
+    public EndReason EndReason => EndReason.Refused;
 }

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Net;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
+using NetWire.Core.Net;
 using NetWire.Spice.Channels.Main;
 using NetWire.Spice.Framing;
 using NetWire.Spice.Link;
@@ -71,7 +72,8 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
         Linked? migrated = null;
         while (!cancellationToken.IsCancellationRequested)
         {
-            string reason;
+            EndReason reason;
+            string detail;
             var initialized = false;
             try
             {
@@ -83,7 +85,7 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
                     continue;
                 }
 
-                reason = "session ended";
+                (reason, detail) = (outcome.Reason, outcome.Detail);
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {
@@ -93,9 +95,9 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
             {
                 throw;
             }
-            catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException or SpiceLinkException or SpiceProtocolException or OperationCanceledException or ChannelClosedException)
+            catch (Exception ex) when (IoErrors.IsIoFailure(ex) || ex is SpiceLinkException or SpiceProtocolException or OperationCanceledException or ChannelClosedException)
             {
-                reason = ex.Message;
+                (reason, detail) = (ChannelLifetime.ReasonOf(ex), ex.Message);
                 migrated = null;
             }
 
@@ -104,7 +106,7 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
                 backoff = options.MinBackoff;
             }
 
-            TunnelLog.ClientRetry(_logger, Server, reason, (long)backoff.TotalMilliseconds);
+            TunnelLog.ClientRetry(_logger, Server, reason, detail, (long)backoff.TotalMilliseconds);
             try
             {
                 await Task.Delay(backoff, cancellationToken).ConfigureAwait(false);
@@ -155,10 +157,15 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
             var tunnelRun = tunnel.RunAsync(session.Token);
             var migration = new MigrationFollower(this, linked, sessionId);
             var mainRun = migration.RunAsync(session.Token);
-            await Task.WhenAny(tunnelRun, mainRun).ConfigureAwait(false);
+            var first = await Task.WhenAny(tunnelRun, mainRun).ConfigureAwait(false);
             await session.CancelAsync().ConfigureAwait(false);
             await tunnelRun.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             await mainRun.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+
+            // The channel that ended first says why the session ended.
+            var (reason, detail) = first == tunnelRun || mainRun.Exception?.InnerException is not { } failure
+                ? (tunnel.EndedBy ?? EndReason.Stopping, tunnel.AbortReason?.Message ?? "stopping")
+                : (ChannelLifetime.ReasonOf(failure), failure.Message);
             if (tunnel.Initialized)
             {
                 Interlocked.Increment(ref _sessions);
@@ -174,14 +181,14 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
             {
                 Volatile.Write(ref _host, next.Host);
                 Volatile.Write(ref _port, next.Port);
-                return new Outcome(tunnel.Initialized, null, true);
+                return new Outcome(tunnel.Initialized, null, true, reason, detail);
             }
             else
             {
                 migration.DropTarget();
             }
 
-            return new Outcome(tunnel.Initialized, target, false);
+            return new Outcome(tunnel.Initialized, target, false, reason, detail);
         }
         finally
         {
@@ -225,7 +232,7 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
         }
     }
 
-    private readonly record struct Outcome(bool Initialized, Linked? Target, bool SwitchedHost);
+    private readonly record struct Outcome(bool Initialized, Linked? Target, bool SwitchedHost, EndReason Reason, string Detail);
 
     /// <summary>A linked main channel (its send loop running) and, once linked, the tunnel on the same server.</summary>
     private sealed class Linked : IAsyncDisposable
@@ -349,9 +356,9 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
                 _target = target;
                 await source.Main.SendAsync(MainMessages.MigrateConnected, [], cancellationToken).ConfigureAwait(false);
             }
-            catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException or SpiceLinkException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
+            catch (Exception ex) when ((IoErrors.IsIoFailure(ex) || ex is SpiceLinkException or OperationCanceledException) && !cancellationToken.IsCancellationRequested)
             {
-                TunnelLog.ClientRetry(client._logger, $"{destination.Host}:{destination.Port}", $"migration target link failed: {ex.Message}", 0);
+                TunnelLog.ClientRetry(client._logger, $"{destination.Host}:{destination.Port}", ChannelLifetime.ReasonOf(ex), $"migration target link failed: {ex.Message}", 0);
                 if (target is not null)
                 {
                     await target.DisposeAsync().ConfigureAwait(false);
