@@ -13,7 +13,7 @@ namespace NetWire.Spice;
 /// sessions it creates.
 /// </summary>
 /// <remarks>
-/// How this works. Each accepted connection is one channel (brief 1.1). At most
+/// How this works. Each accepted connection is one channel (protocol.md §1.1). At most
 /// <see cref="SpiceServerOptions.MaxConcurrentLinks"/> may be in the link stage at once;
 /// beyond that a connection is closed at accept. The whole link stage, from accept to the
 /// link result, must finish within <see cref="SpiceServerOptions.LinkTimeout"/> (a silent or
@@ -351,7 +351,7 @@ internal sealed class SpiceServer : IAsyncDisposable
         return async () =>
         {
             // A channel of a client migrating in stays parked (authenticated, silent) until the
-            // client's MIGRATE_END; then it starts as a fresh link (brief 5.1 step 7).
+            // client's MIGRATE_END; then it starts as a fresh link (protocol.md §5.1 step 7).
             var started = false;
             try
             {

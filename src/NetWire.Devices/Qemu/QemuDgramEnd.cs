@@ -9,7 +9,7 @@ namespace NetWire.Devices.Qemu;
 
 /// <summary>
 /// A guest end on QEMU's datagram backends (<c>-netdev dgram</c>, <c>-netdev socket,udp=</c>):
-/// one datagram is one Ethernet frame, no header.
+/// one datagram is one Ethernet frame, no header (protocol.md §8.2).
 /// </summary>
 /// <remarks>
 /// How this works: NetWire binds its local address and sends to QEMU's. Datagrams from any

@@ -11,7 +11,7 @@ namespace NetWire.Devices.Qemu;
 
 /// <summary>
 /// A guest end on QEMU's stream framing (<c>-netdev stream</c> and <c>-netdev socket</c>,
-/// TCP or unix): each frame is a 4-byte big-endian length then the Ethernet frame.
+/// TCP or unix): each frame is a 4-byte big-endian length then the Ethernet frame (protocol.md §8.1).
 /// </summary>
 /// <remarks>
 /// How this works: NetWire listens (QEMU <c>server=off</c>, <c>socket,connect=</c>) or connects

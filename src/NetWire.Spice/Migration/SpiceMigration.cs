@@ -17,7 +17,7 @@ internal sealed record MigrateConnectResult(int Connected, int Failed, int Timed
 internal sealed record MigrateEndResult(bool Completed, int MigrateEnd, int MigrateCancel, int SwitchHost, int Closed);
 
 /// <summary>
-/// The source side of semi-seamless client migration (brief 5.1, steps 1, 4 and 5), as
+/// The source side of semi-seamless client migration (protocol.md §5.1, steps 1, 4 and 5), as
 /// spice-server's <c>spice_server_migrate_connect</c> / <c>_migrate_end</c>.
 /// </summary>
 /// <remarks>

@@ -22,7 +22,7 @@ namespace NetWire.Spice.Channels.Main;
 /// AGENT_* are absorbed: no agent is connected, and a token violation ends nothing.
 /// DISCONNECTING ends the session quietly.
 ///
-/// Migration, source side (brief 5.1): <see cref="BeginMigration"/> sends MIGRATE_BEGIN to a
+/// Migration, source side (protocol.md §5.1): <see cref="BeginMigration"/> sends MIGRATE_BEGIN to a
 /// client with SEMI_SEAMLESS and marks it WAITING; its MIGRATE_CONNECTED or
 /// MIGRATE_CONNECT_ERROR is reported through <see cref="MigrationAnswered"/>. A MIGRATE_CONNECTED
 /// that comes after the wait was abandoned is answered with MIGRATE_CANCEL.
@@ -275,7 +275,7 @@ internal sealed class MainChannelClient : IDisposable
 
     private void QueueOpening()
     {
-        // brief 4.3: multi_media_time = now_ms - 400 (spice-server's MM_TIME_DELAY).
+        // protocol.md §4.3: multi_media_time = now_ms - 400 (spice-server's MM_TIME_DELAY).
         var mmTime = (uint)(_time.GetElapsedTime(0).Ticks / TimeSpan.TicksPerMillisecond) - 400;
         var init = new MainInit(
             SessionId,
@@ -344,7 +344,7 @@ internal sealed class MainChannelClient : IDisposable
             return;
         }
 
-        // brief 5.1 step 4: a late MIGRATE_CONNECTED, after the source stopped waiting.
+        // protocol.md §5.1 step 4: a late MIGRATE_CONNECTED, after the source stopped waiting.
         if (connected && MigrationState == MigrationClientState.NotConnected)
         {
             _connection.TrySend(MainMessages.MigrateCancel, []);
@@ -390,7 +390,7 @@ internal sealed class MainChannelClient : IDisposable
                 case CommonMessages.ClientDisconnecting:
                     break;
                 default:
-                    // Nothing runs before INIT (brief 5.1: held, as spice-server discards it).
+                    // Nothing runs before INIT (protocol.md §5.1: held, as spice-server discards it).
                     SpiceLog.Ignored(_logger, SessionId, message.Type, "migration target waiting for the client's MIGRATE_END");
                     return true;
             }
@@ -403,7 +403,7 @@ internal sealed class MainChannelClient : IDisposable
                 break;
             case CommonMessages.AckSync:
             case CommonMessages.Ack:
-                // No ACK window on main (brief 3); accepted and ignored.
+                // No ACK window on main (protocol.md §3.3); accepted and ignored.
                 break;
             case CommonMessages.ClientDisconnecting:
                 SpiceLog.ClientDisconnecting(_logger, SessionId, message.Value);

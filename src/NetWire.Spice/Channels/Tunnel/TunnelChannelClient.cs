@@ -9,7 +9,7 @@ namespace NetWire.Spice.Channels.Tunnel;
 
 /// <summary>
 /// One linked tunnel channel (type 7), server side: the client's services and its tunnel
-/// sockets (brief 6).
+/// sockets (protocol.md §6).
 /// </summary>
 /// <remarks>
 /// How this works. After the link the server queues SET_ACK{1, 20} and INIT{max sockets, max
@@ -24,7 +24,7 @@ namespace NetWire.Spice.Channels.Tunnel;
 ///      └─OPEN_NACK──▶ free (guest gets RST)              └─client CLOSED: guest socket closed,
 ///                                                          CLOSED_ACK sent, free
 /// </code>
-/// A CLOSE crossing the client's CLOSED is acknowledged by the client (brief 6.6). Violations
+/// A CLOSE crossing the client's CLOSED is acknowledged by the client (protocol.md §6.6). Violations
 /// end the channel (a <see cref="SpiceProtocolException"/>), never the server: an id out of range
 /// or for a free slot, a message of the wrong size, data beyond the tokens granted, tokens past
 /// the client's own grant, a duplicate service, common migration messages. SOCKET_DATA for a
@@ -164,7 +164,7 @@ internal sealed class TunnelChannelClient
             {
                 if (slot.State == SlotState.WaitOpen)
                 {
-                    // A late OPEN_ACK is answered with CLOSE, a late NACK frees the slot (brief 6.5).
+                    // A late OPEN_ACK is answered with CLOSE, a late NACK frees the slot (protocol.md §6.5).
                     slot.State = SlotState.TimedOut;
                 }
             }
@@ -400,7 +400,7 @@ internal sealed class TunnelChannelClient
             var slot = SlotFor(id, "SOCKET_CLOSED");
             if (slot.State == SlotState.Closing)
             {
-                // Crossed our CLOSE: the client acknowledges it (brief 6.6).
+                // Crossed our CLOSE: the client acknowledges it (protocol.md §6.6).
                 return;
             }
 

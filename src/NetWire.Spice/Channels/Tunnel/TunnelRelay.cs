@@ -11,7 +11,7 @@ namespace NetWire.Spice.Channels.Tunnel;
 /// service) against SOCKET_DATA / SOCKET_FIN / SOCKET_TOKEN on the channel.
 /// </summary>
 /// <remarks>
-/// How this works (brief 6.7, tokens count SOCKET_DATA messages, not bytes):
+/// How this works (protocol.md §6.7, tokens count SOCKET_DATA messages, not bytes):
 /// <code>
 ///   local socket ──read ≤ max data──▶ SOCKET_DATA   one token each; none left: stop reading
 ///                                                   (the kernel buffer fills, the TCP window closes)

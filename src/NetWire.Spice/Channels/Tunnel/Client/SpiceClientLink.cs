@@ -6,7 +6,7 @@ using NetWire.Spice.Link;
 namespace NetWire.Spice.Channels.Tunnel.Client;
 
 /// <summary>
-/// The client side of the link stage (brief 1.1): link message, the server's reply with its RSA
+/// The client side of the link stage (protocol.md §1.1): link message, the server's reply with its RSA
 /// key and caps, the SPICE ticket auth mechanism, the password encrypted with RSA-OAEP (SHA-1),
 /// and the 4-byte result.
 /// </summary>
@@ -88,7 +88,7 @@ internal static class SpiceClientLink
         var serverCommon = numCommon > 0 ? BinaryPrimitives.ReadUInt32LittleEndian(span[(int)capsOffset..]) : 0;
         var mini = SpiceCaps.Has([serverCommon], SpiceCaps.MiniHeader);
 
-        // AUTH_SELECTION is offered, so the mechanism word comes first (brief 1.6).
+        // AUTH_SELECTION is offered, so the mechanism word comes first (protocol.md §1.6).
         var ticket = new byte[password.Length + 1];
         password.CopyTo(ticket, 0);
         byte[] encrypted;

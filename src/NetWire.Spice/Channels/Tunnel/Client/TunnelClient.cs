@@ -34,12 +34,12 @@ internal sealed record TunnelClientOptions(string Host, int Port, byte[] Passwor
 /// are closed, and the client links again after a backoff (250 ms doubling to 10 s, back to
 /// 250 ms after a session that reached INIT); the services are added again.
 ///
-/// Semi-seamless migration, as spice-gtk follows it (brief 5.1): MIGRATE_BEGIN links main and
+/// Semi-seamless migration, as spice-gtk follows it (protocol.md §5.1): MIGRATE_BEGIN links main and
 /// the tunnel to the target with the session id (the target keeps them silent), then
 /// MIGRATE_CONNECTED (or MIGRATE_CONNECT_ERROR) goes to the source; MIGRATE_CANCEL drops the
 /// target links; MIGRATE_END ends the source session, sends MIGRATE_END (109) on the target's
 /// main channel, waits for its INIT, and the target's tunnel channel starts fresh (SET_ACK,
-/// INIT): services are added again and open sockets are lost (the brief's inferred behaviour).
+/// INIT): services are added again and open sockets are lost (inferred for the original, protocol.md §5.1).
 /// SWITCH_HOST makes the next session a new one on the named host. The target becomes the
 /// server for later reconnects. A refused password ends the client: a retry could not succeed.
 /// </remarks>
@@ -134,7 +134,7 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
                 timeout.CancelAfter(options.LinkTimeout);
                 if (migrated is not null)
                 {
-                    // brief 5.1 step 6: MIGRATE_END (109) on the target's main, then its INIT.
+                    // protocol.md §5.1 step 6: MIGRATE_END (109) on the target's main, then its INIT.
                     await linked.Main.SendAsync(MainMessages.ClientMigrateEnd, [], timeout.Token).ConfigureAwait(false);
                 }
 
@@ -277,7 +277,7 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
         }
     }
 
-    /// <summary>The source session's main channel: PINGs, and the migration messages of brief 5.1.</summary>
+    /// <summary>The source session's main channel: PINGs, and the migration messages of protocol.md §5.1.</summary>
     private sealed class MigrationFollower(TunnelClient client, Linked source, uint sessionId)
     {
         private Linked? _target;

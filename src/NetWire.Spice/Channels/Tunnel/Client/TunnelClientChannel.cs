@@ -10,7 +10,7 @@ namespace NetWire.Spice.Channels.Tunnel.Client;
 
 /// <summary>
 /// The client side of one linked tunnel channel: adds the services after INIT, opens a real
-/// TCP connection to the target for each SOCKET_OPEN, and relays it (brief 6.6, 6.7).
+/// TCP connection to the target for each SOCKET_OPEN, and relays it (protocol.md §6.6, §6.7).
 /// </summary>
 /// <remarks>
 /// How this works. SET_ACK is answered with ACK_SYNC and then one ACK per window of messages
@@ -322,7 +322,7 @@ internal sealed class TunnelClientChannel
             switch (slot.State)
             {
                 case SlotState.ClosedSent:
-                    // Crossed our CLOSED (brief 6.6): acknowledge and forget.
+                    // Crossed our CLOSED (protocol.md §6.6): acknowledge and forget.
                     _slots[id] = null;
                     Send(TunnelMessages.ClientSocketClosedAck, TunnelMessages.BuildId(id));
                     return;
