@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using NetWire.Core.Net;
 
 namespace NetWire.Cli.Commands;
 
@@ -22,7 +23,7 @@ internal static class StatusCommand
             {
                 text = File.ReadAllText(path);
             }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            catch (Exception ex) when (IoErrors.IsFileError(ex))
             {
                 Console.Error.WriteLine($"netwire status: cannot read '{path}': {ex.Message}");
                 return ExitCodes.Setup;

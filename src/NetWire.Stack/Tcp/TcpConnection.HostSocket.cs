@@ -29,7 +29,7 @@ internal sealed partial class TcpConnection
         {
             socket = await connect(_gateway.Stopping).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is SocketException or OperationCanceledException or ObjectDisposedException)
+        catch (Exception ex) when (NetWire.Core.Net.IoErrors.IsSocketEnd(ex))
         {
             lock (_gateway.Sync)
             {
@@ -115,7 +115,7 @@ internal sealed partial class TcpConnection
                 }
             }
         }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or OperationCanceledException)
+        catch (Exception ex) when (NetWire.Core.Net.IoErrors.IsSocketEnd(ex))
         {
             OnHostLoopFailed();
         }
@@ -192,7 +192,7 @@ internal sealed partial class TcpConnection
                 }
             }
         }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or OperationCanceledException)
+        catch (Exception ex) when (NetWire.Core.Net.IoErrors.IsSocketEnd(ex))
         {
             OnHostLoopFailed();
         }

@@ -76,7 +76,7 @@ internal sealed class UdpNat(Gateway gateway)
             {
                 peer.Listener.SendTo(payload, SocketFlags.None, peer.Client);
             }
-            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            catch (Exception ex) when (NetWire.Core.Net.IoErrors.IsSocketEnd(ex))
             {
                 gateway.Counters.Drop(StackDrop.HostSendFailed);
             }
@@ -156,10 +156,7 @@ internal sealed class UdpNat(Gateway gateway)
                     }
                 }
             }
-            catch (IOException)
-            {
-            }
-            catch (UnauthorizedAccessException)
+            catch (Exception ex) when (NetWire.Core.Net.IoErrors.IsFileError(ex))
             {
             }
         }

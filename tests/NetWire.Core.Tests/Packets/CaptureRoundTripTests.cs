@@ -1,4 +1,4 @@
-using System.Net;
+using NetWire.Core.Net;
 using NetWire.Core.Packets;
 using NetWire.Testing;
 using Pdn = PacketDotNet;
@@ -68,7 +68,7 @@ public sealed class CaptureRoundTripTests
         var offer = Udp(dhcp[1].Frame);
         Assert.True(DhcpPacket.TryParse(offer, out var message));
         Assert.Equal(DhcpPacket.BootReply, message.Operation);
-        Assert.Equal("10.0.2.15", Net.Ip.Format(message.YourAddress));
+        Assert.Equal("10.0.2.15", Ip.Format(message.YourAddress));
         var options = message.GetOptions();
         var type = DhcpMessageType.None;
         while (options.MoveNext())
@@ -141,8 +141,8 @@ public sealed class CaptureRoundTripTests
         Assert.Equal((ushort)pdn.Operation, (ushort)arp.Operation);
         Assert.Equal(pdn.SenderHardwareAddress.GetAddressBytes(), Bytes(arp.SenderHardwareAddress));
         Assert.Equal(pdn.TargetHardwareAddress.GetAddressBytes(), Bytes(arp.TargetHardwareAddress));
-        Assert.Equal(pdn.SenderProtocolAddress, Net.Ip.ToAddress(arp.SenderProtocolAddress));
-        Assert.Equal(pdn.TargetProtocolAddress, Net.Ip.ToAddress(arp.TargetProtocolAddress));
+        Assert.Equal(pdn.SenderProtocolAddress, Ip.ToAddress(arp.SenderProtocolAddress));
+        Assert.Equal(pdn.TargetProtocolAddress, Ip.ToAddress(arp.TargetProtocolAddress));
         Assert.True(ArpHeader.TryParse(bytes, out var header));
         AssertWritesBack(bytes[..ArpPacket.Length], header.WriteTo);
     }
@@ -156,8 +156,8 @@ public sealed class CaptureRoundTripTests
         Assert.Equal(pdn.Id, ip.Identification);
         Assert.Equal(pdn.TimeToLive, ip.TimeToLive);
         Assert.Equal((int)pdn.Protocol, (int)ip.Protocol);
-        Assert.Equal(pdn.SourceAddress, Net.Ip.ToAddress(ip.Source));
-        Assert.Equal(pdn.DestinationAddress, Net.Ip.ToAddress(ip.Destination));
+        Assert.Equal(pdn.SourceAddress, Ip.ToAddress(ip.Source));
+        Assert.Equal(pdn.DestinationAddress, Ip.ToAddress(ip.Destination));
         Assert.Equal((pdn.FragmentFlags & 2) != 0, ip.DontFragment);
         Assert.Equal((pdn.FragmentFlags & 1) != 0, ip.MoreFragments);
         Assert.True(pdn.ValidIPChecksum);
@@ -248,10 +248,10 @@ public sealed class CaptureRoundTripTests
         Assert.Equal((byte)pdn.Operation, dhcp.Operation);
         Assert.Equal(pdn.TransactionId, dhcp.TransactionId);
         Assert.Equal(pdn.Flags, dhcp.Flags);
-        Assert.Equal(pdn.ClientAddress, Net.Ip.ToAddress(dhcp.ClientAddress));
-        Assert.Equal(pdn.YourAddress, Net.Ip.ToAddress(dhcp.YourAddress));
-        Assert.Equal(pdn.ServerAddress, Net.Ip.ToAddress(dhcp.ServerAddress));
-        Assert.Equal(pdn.GatewayAddress, Net.Ip.ToAddress(dhcp.RelayAddress));
+        Assert.Equal(pdn.ClientAddress, Ip.ToAddress(dhcp.ClientAddress));
+        Assert.Equal(pdn.YourAddress, Ip.ToAddress(dhcp.YourAddress));
+        Assert.Equal(pdn.ServerAddress, Ip.ToAddress(dhcp.ServerAddress));
+        Assert.Equal(pdn.GatewayAddress, Ip.ToAddress(dhcp.RelayAddress));
         Assert.Equal(pdn.ClientHardwareAddress.GetAddressBytes(), Bytes(dhcp.ClientMac));
         Assert.Equal(DhcpPacket.MagicCookie, pdn.MagicNumber);
 
