@@ -6,7 +6,7 @@ namespace NetWire.Spice.Channels.Tunnel;
 
 /// <summary>
 /// The tunnel channel (type 7, id 0) as the SPICE server serves it: listed in CHANNELS_LIST,
-/// each link runs a <see cref="TunnelChannelClient"/> bound to one gateway's <see cref="TunnelGateway"/>.
+/// each link runs a <see cref="TunnelSession"/> bound to one gateway's <see cref="TunnelGateway"/>.
 /// </summary>
 internal sealed class TunnelChannelService(TunnelGateway gateway, ILoggerFactory loggers) : ISpiceChannelService
 {
@@ -21,15 +21,15 @@ internal sealed class TunnelChannelService(TunnelGateway gateway, ILoggerFactory
 
     public TunnelGateway Gateway => gateway;
 
-    public Task RunAsync(Stream stream, SpiceLinkMess link, MainChannelClient session, CancellationToken cancellationToken)
+    public Task RunAsync(Stream stream, SpiceLinkMess link, SpiceSession session, CancellationToken cancellationToken)
     {
-        var client = new TunnelChannelClient(
+        var client = new TunnelSession(
             Interlocked.Increment(ref _links),
             session.SessionId,
             stream,
             link.HasCommonCap(SpiceCaps.MiniHeader),
             gateway,
-            loggers.CreateLogger<TunnelChannelClient>());
+            loggers.CreateLogger<TunnelSession>());
         return client.RunAsync(cancellationToken);
     }
 }

@@ -26,7 +26,7 @@ internal sealed class TunnelGateway : IVirtualServices
 {
     private readonly Lock _gate = new();
     private readonly Dictionary<uint, VirtualHost> _hosts = [];
-    private readonly HashSet<TunnelChannelClient> _clients = [];
+    private readonly HashSet<TunnelSession> _clients = [];
     private readonly uint _first;
     private readonly uint _last;
     private readonly uint[] _reserved;
@@ -66,7 +66,7 @@ internal sealed class TunnelGateway : IVirtualServices
     /// <inheritdoc/>
     public Task<Socket> ConnectAsync(uint guestIp, ushort guestPort, uint address, ushort port, CancellationToken cancellationToken)
     {
-        TunnelChannelClient owner;
+        TunnelSession owner;
         uint serviceId;
         lock (_gate)
         {
@@ -86,7 +86,7 @@ internal sealed class TunnelGateway : IVirtualServices
     public static Task<Socket> Refused() => Task.FromException<Socket>(new SocketException((int)SocketError.ConnectionRefused));
 
     /// <summary>Admits a client; false when <see cref="TunnelOptions.MaxClients"/> are connected.</summary>
-    public bool TryAddClient(TunnelChannelClient client)
+    public bool TryAddClient(TunnelSession client)
     {
         lock (_gate)
         {
@@ -103,7 +103,7 @@ internal sealed class TunnelGateway : IVirtualServices
     /// Gives <paramref name="service"/> of <paramref name="owner"/> an address: its group's, or a new
     /// one. Null (and why) when no address is free or the port is taken on that address.
     /// </summary>
-    public uint? AddService(TunnelChannelClient owner, TunnelService service, out string error)
+    public uint? AddService(TunnelSession owner, TunnelService service, out string error)
     {
         error = string.Empty;
         lock (_gate)
@@ -148,7 +148,7 @@ internal sealed class TunnelGateway : IVirtualServices
     }
 
     /// <summary>Takes a service's port off its address; the address goes with its last service.</summary>
-    public void RemoveService(TunnelChannelClient owner, uint address, ushort port)
+    public void RemoveService(TunnelSession owner, uint address, ushort port)
     {
         lock (_gate)
         {
@@ -166,7 +166,7 @@ internal sealed class TunnelGateway : IVirtualServices
     }
 
     /// <summary>A client left: its addresses and services go.</summary>
-    public void RemoveClient(TunnelChannelClient owner)
+    public void RemoveClient(TunnelSession owner)
     {
         lock (_gate)
         {
@@ -205,9 +205,9 @@ internal sealed class TunnelGateway : IVirtualServices
 
     private void Publish() => Volatile.Write(ref _addresses, _hosts.Keys.ToFrozenSet());
 
-    private sealed class VirtualHost(TunnelChannelClient owner, uint group)
+    private sealed class VirtualHost(TunnelSession owner, uint group)
     {
-        public TunnelChannelClient Owner { get; } = owner;
+        public TunnelSession Owner { get; } = owner;
 
         public uint Group { get; } = group;
 

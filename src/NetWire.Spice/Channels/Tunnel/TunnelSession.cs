@@ -32,7 +32,7 @@ namespace NetWire.Spice.Channels.Tunnel;
 /// towards the guest (FIN, or RST for data in flight) and the client's addresses go.
 /// </remarks>
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "RunAsync disposes the token source when the channel has ended.")]
-internal sealed class TunnelChannelClient
+internal sealed class TunnelSession
 {
     private readonly long _number;
     private readonly uint _sessionId;
@@ -51,7 +51,7 @@ internal sealed class TunnelChannelClient
     private readonly List<Task> _socketTasks = [];
     private Exception? _abortReason;
 
-    public TunnelChannelClient(long number, uint sessionId, Stream stream, bool miniHeader, TunnelGateway gateway, ILogger logger)
+    public TunnelSession(long number, uint sessionId, Stream stream, bool miniHeader, TunnelGateway gateway, ILogger logger)
     {
         _number = number;
         _sessionId = sessionId;
@@ -85,7 +85,7 @@ internal sealed class TunnelChannelClient
             return;
         }
 
-        var registration = cancellationToken.Register(static state => ((TunnelChannelClient)state!).Abort(new OperationCanceledException("server stopping")), this);
+        var registration = cancellationToken.Register(static state => ((TunnelSession)state!).Abort(new OperationCanceledException("server stopping")), this);
         TunnelLog.ChannelUp(_logger, _number, _sessionId);
         _connection.TrySend(CommonMessages.SetAck, CommonMessages.BuildSetAck(_ack.NextGeneration(), _ack.Window));
         _connection.TrySend(TunnelMessages.Init, TunnelMessages.BuildInit(_options.MaxSockets, (uint)_options.MaxDataSize));

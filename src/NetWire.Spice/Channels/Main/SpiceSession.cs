@@ -34,7 +34,7 @@ namespace NetWire.Spice.Channels.Main;
 /// MIGRATE_END within <see cref="SpiceServerOptions.MigrationTargetTimeout"/> is dropped. An unknown type or a truncated message is a
 /// protocol violation and ends this session only.
 /// </remarks>
-internal sealed class MainChannelClient : IDisposable
+internal sealed class SpiceSession : IDisposable
 {
     private readonly Stream _stream;
     private readonly MessageConnection _connection;
@@ -46,7 +46,7 @@ internal sealed class MainChannelClient : IDisposable
     private readonly TaskCompletionSource _sendDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource<bool> _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private readonly Func<MainChannelClient, CancellationToken, Task<string?>>? _adopt;
+    private readonly Func<SpiceSession, CancellationToken, Task<string?>>? _adopt;
 
     /// <summary>A <see cref="MigrationClientState"/>; Interlocked.</summary>
     private int _migration;
@@ -69,7 +69,7 @@ internal sealed class MainChannelClient : IDisposable
     /// <summary>Round trip of the last matched PONG, in µs. Interlocked.</summary>
     private long _lastRoundTripMicros = -1;
 
-    public MainChannelClient(
+    public SpiceSession(
         uint sessionId,
         SpiceLinkMess link,
         Stream stream,
@@ -77,7 +77,7 @@ internal sealed class MainChannelClient : IDisposable
         Func<IReadOnlyList<(byte Type, byte Id)>> channels,
         ILogger logger,
         bool migrationTarget = false,
-        Func<MainChannelClient, CancellationToken, Task<string?>>? adopt = null)
+        Func<SpiceSession, CancellationToken, Task<string?>>? adopt = null)
     {
         IsMigrationTarget = migrationTarget;
         _adopt = adopt;
@@ -123,7 +123,7 @@ internal sealed class MainChannelClient : IDisposable
     public MigrationClientState MigrationState => (MigrationClientState)Volatile.Read(ref _migration);
 
     /// <summary>Called (on the receive loop; must not block) when the client answers MIGRATE_BEGIN.</summary>
-    public Action<MainChannelClient>? MigrationAnswered { get; set; }
+    public Action<SpiceSession>? MigrationAnswered { get; set; }
 
     /// <summary>Why the session ended, once it has.</summary>
     public Exception? AbortReason => Volatile.Read(ref _abortReason);
@@ -131,7 +131,7 @@ internal sealed class MainChannelClient : IDisposable
     /// <summary>Runs the session until the client leaves, a violation, <see cref="Abort"/> or cancellation.</summary>
     public async Task RunAsync(CancellationToken cancellationToken)
     {
-        using var registration = cancellationToken.Register(static state => ((MainChannelClient)state!).Abort(new OperationCanceledException("server stopping")), this);
+        using var registration = cancellationToken.Register(static state => ((SpiceSession)state!).Abort(new OperationCanceledException("server stopping")), this);
         var token = _aborted.Token;
         SpiceLog.MainUp(_logger, SessionId, Word(Link.CommonCaps), Word(Link.ChannelCaps), MiniHeader ? "mini" : "full");
         Task parked = Task.CompletedTask;
