@@ -2,7 +2,7 @@ using System.CommandLine;
 using System.Net;
 using Microsoft.Extensions.Logging;
 using NetWire.Spice;
-using NetWire.Spice.Channels.Tunnel;
+using NetWire.Tunnel;
 
 namespace NetWire.Cli.Commands;
 

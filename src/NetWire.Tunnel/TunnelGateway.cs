@@ -5,7 +5,7 @@ using NetWire.Stack;
 using NetWire.Stack.Ipv4;
 using NetWire.Stack.Tcp;
 
-namespace NetWire.Spice.Channels.Tunnel;
+namespace NetWire.Tunnel;
 
 /// <summary>
 /// The tunnel's side of the user-mode gateway: virtual IPs in the guest network, which client

@@ -1,6 +1,6 @@
 using Microsoft.Extensions.Logging;
 
-namespace NetWire.Spice.Channels.Tunnel;
+namespace NetWire.Tunnel;
 
 /// <summary>Tunnel channel log events, ids 3200-3249 (server side) and 3250-3299 (tunnel client).</summary>
 internal static partial class TunnelLog

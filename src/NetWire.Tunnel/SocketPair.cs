@@ -1,7 +1,7 @@
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
 
-namespace NetWire.Spice.Channels.Tunnel;
+namespace NetWire.Tunnel;
 
 /// <summary>
 /// A connected pair of AF_UNIX stream sockets (socketpair(2)). The gateway's TCP endpoint gets

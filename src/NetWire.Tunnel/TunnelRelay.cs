@@ -2,7 +2,7 @@ using System.Net.Sockets;
 using System.Threading.Channels;
 using NetWire.Spice.Framing;
 
-namespace NetWire.Spice.Channels.Tunnel;
+namespace NetWire.Tunnel;
 
 /// <summary>
 /// The byte relay of one tunnel socket, the same on both sides: a local stream socket (the

@@ -2,10 +2,12 @@ using System.Buffers.Binary;
 using System.Net.Sockets;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
+using NetWire.Spice;
+using NetWire.Spice.Channels;
 using NetWire.Spice.Framing;
 using NetWire.Stack.Ipv4;
 
-namespace NetWire.Spice.Channels.Tunnel;
+namespace NetWire.Tunnel;
 
 /// <summary>
 /// One linked tunnel channel (type 7), server side: the client's services and its tunnel

@@ -1,7 +1,8 @@
 using System.Buffers.Binary;
 using System.Text;
+using NetWire.Spice;
 
-namespace NetWire.Spice.Channels.Tunnel;
+namespace NetWire.Tunnel;
 
 /// <summary>
 /// Tunnel channel message ids and layouts (brief 6.2), the packed <c>spice.proto</c> form in

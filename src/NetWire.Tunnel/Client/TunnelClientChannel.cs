@@ -3,10 +3,12 @@ using System.Net;
 using System.Net.Sockets;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
+using NetWire.Spice;
+using NetWire.Spice.Channels;
 using NetWire.Spice.Framing;
 using NetWire.Stack.Ipv4;
 
-namespace NetWire.Spice.Channels.Tunnel.Client;
+namespace NetWire.Tunnel.Client;
 
 /// <summary>
 /// The client side of one linked tunnel channel: adds the services after INIT, opens a real

@@ -2,12 +2,14 @@ using System.Buffers.Binary;
 using System.Net;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
+using NetWire.Spice;
+using NetWire.Spice.Channels;
 using NetWire.Spice.Channels.Main;
 using NetWire.Spice.Framing;
 using NetWire.Spice.Link;
 using NetWire.Spice.Migration;
 
-namespace NetWire.Spice.Channels.Tunnel.Client;
+namespace NetWire.Tunnel.Client;
 
 /// <summary>Where and how the tunnel client connects.</summary>
 internal sealed record TunnelClientOptions(string Host, int Port, byte[] Password, IReadOnlyList<TunnelServiceSpec> Services)

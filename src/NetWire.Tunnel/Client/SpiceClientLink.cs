@@ -2,7 +2,7 @@ using System.Buffers.Binary;
 using System.Net.Sockets;
 using NetWire.Spice.Link;
 
-namespace NetWire.Spice.Channels.Tunnel.Client;
+namespace NetWire.Tunnel.Client;
 
 /// <summary>
 /// The client side of the link stage (brief 1.1): link message, the server's reply with its RSA

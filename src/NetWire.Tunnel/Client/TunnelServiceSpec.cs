@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace NetWire.Spice.Channels.Tunnel.Client;
+namespace NetWire.Tunnel.Client;
 
 /// <summary>
 /// One <c>--service NAME=TARGET_HOST:TARGET_PORT[,port=GUEST_PORT][,print]</c>: a TCP service

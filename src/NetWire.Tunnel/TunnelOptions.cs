@@ -1,4 +1,4 @@
-namespace NetWire.Spice.Channels.Tunnel;
+namespace NetWire.Tunnel;
 
 /// <summary>Limits and windows of the tunnel channel, server side (brief 6.3 for the originals).</summary>
 internal sealed class TunnelOptions

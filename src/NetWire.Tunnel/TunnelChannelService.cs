@@ -1,8 +1,9 @@
 using Microsoft.Extensions.Logging;
+using NetWire.Spice;
 using NetWire.Spice.Channels.Main;
 using NetWire.Spice.Link;
 
-namespace NetWire.Spice.Channels.Tunnel;
+namespace NetWire.Tunnel;
 
 /// <summary>
 /// The tunnel channel (type 7, id 0) as the SPICE server serves it: listed in CHANNELS_LIST,
