@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
+using NetWire.Appliance;
 using NetWire.Core.Frames;
 using NetWire.Core.Metrics;
 using NetWire.Core.Taps;

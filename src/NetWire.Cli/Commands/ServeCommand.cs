@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using NetWire.Appliance;
 using NetWire.Control;
 using NetWire.Core.Wire;
 using NetWire.Devices;
@@ -56,7 +57,10 @@ internal static class ServeCommand
             Description = "QMP-style control socket: unix:PATH or tcp:ADDRESS:PORT (see docs/control.md)",
             HelpName = "SPEC",
         };
-        var tunnelOption = TunnelServe.CreateOption();
+        var tunnelOption = new Option<bool>("--tunnel")
+        {
+            Description = "Serve the SPICE tunnel channel: services published by 'netwire tunnel-client' get virtual IPs in the gateway's guest network (needs --host gateway)",
+        };
         var incoming = new Option<string?>("--incoming")
         {
             Description = "Start as a migration target: wait for the source's appliance state on tcp:ADDRESS:PORT (see docs/migration.md)",

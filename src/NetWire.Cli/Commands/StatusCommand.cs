@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using NetWire.Appliance;
 
 namespace NetWire.Cli.Commands;
 

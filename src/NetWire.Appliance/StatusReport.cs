@@ -4,7 +4,7 @@ using NetWire.Core.Frames;
 using NetWire.Core.Taps;
 using NetWire.Core.Wire;
 
-namespace NetWire.Cli;
+namespace NetWire.Appliance;
 
 /// <summary>
 /// The appliance's counters as JSON (the <c>--status-file</c> and <c>netwire status --json</c>

@@ -1,7 +1,7 @@
 using System.Reflection;
 using System.Runtime.CompilerServices;
 
-namespace NetWire.Cli.Commands;
+namespace NetWire.Appliance;
 
 /// <summary>
 /// Compiles the appliance's own methods ahead of their first call, on a background thread. A

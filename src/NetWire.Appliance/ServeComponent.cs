@@ -1,4 +1,4 @@
-namespace NetWire.Cli.Commands;
+namespace NetWire.Appliance;
 
 /// <summary>
 /// One part of <c>netwire serve</c> (the SPICE server now; guest ends, the gateway and the

@@ -1,10 +1,9 @@
-using System.CommandLine;
 using System.Net;
 using Microsoft.Extensions.Logging;
 using NetWire.Spice;
 using NetWire.Tunnel;
 
-namespace NetWire.Cli.Commands;
+namespace NetWire.Appliance;
 
 /// <summary>
 /// <c>netwire serve --tunnel</c>: the SPICE tunnel channel (type 7), listed in CHANNELS_LIST and
@@ -19,11 +18,6 @@ internal sealed class TunnelServe
 
     /// <summary>The virtual services bound to the gateway.</summary>
     public TunnelGateway Gateway { get; }
-
-    public static Option<bool> CreateOption() => new("--tunnel")
-    {
-        Description = "Serve the SPICE tunnel channel: services published by 'netwire tunnel-client' get virtual IPs in the gateway's guest network (needs --host gateway)",
-    };
 
     /// <summary>Throws <see cref="FormatException"/> when --tunnel is asked for without the user-mode gateway.</summary>
     public static void Check(bool tunnel, WireSetup? setup)

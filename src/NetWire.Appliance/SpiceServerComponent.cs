@@ -2,7 +2,7 @@ using Microsoft.Extensions.Logging;
 using NetWire.Spice;
 using NetWire.Spice.Link;
 
-namespace NetWire.Cli.Commands;
+namespace NetWire.Appliance;
 
 /// <summary>The SPICE server as a part of <c>netwire serve</c>.</summary>
 internal sealed class SpiceServerComponent : IServeComponent

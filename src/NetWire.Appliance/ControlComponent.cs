@@ -1,7 +1,7 @@
 using Microsoft.Extensions.Logging;
 using NetWire.Control;
 
-namespace NetWire.Cli.Commands;
+namespace NetWire.Appliance;
 
 /// <summary>The QMP control socket (<c>--qmp</c>) as a part of <c>netwire serve</c>; <c>quit</c> stops the appliance.</summary>
 internal sealed class ControlComponent : IServeComponent

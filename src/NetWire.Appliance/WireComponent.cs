@@ -7,12 +7,12 @@ using NetWire.Devices;
 using NetWire.Devices.Qemu;
 using NetWire.Stack;
 
-namespace NetWire.Cli.Commands;
+namespace NetWire.Appliance;
 
 /// <summary>What one wire is made of: a guest end, a host end (a device, or the user-mode gateway) and its taps.</summary>
 internal sealed record WireSetup(WireSpec Guest, WireSpec? Host, GatewayOptions? Gateway, string? CapturePath, string? StatusPath, int QueueFrames)
 {
-    /// <summary>Snap length and rotation of the capture (<see cref="CaptureCliOptions"/>).</summary>
+    /// <summary>Snap length and rotation of the capture (<c>--snaplen</c>, <c>--capture-max-mb</c>).</summary>
     public PcapNgWriterOptions CaptureOptions { get; init; } = new();
 }
 
@@ -72,7 +72,7 @@ internal sealed class WireComponent : IServeComponent
                 throw new IOException(ex.Message, ex);
             }
 
-            CliLog.Capturing(_logger, capturePath);
+            ApplianceLog.Capturing(_logger, capturePath);
         }
 
         _guest = _setup.Guest.CreateEnd("guest", FramePool.Shared, _setup.QueueFrames, _loggers);
@@ -82,7 +82,7 @@ internal sealed class WireComponent : IServeComponent
         _metrics.Register(_guest);
         _metrics.Register(_host);
         var link = new Link(_guest, _host, _capture, _loggers.CreateLogger<Link>());
-        CliLog.BridgeUp(_logger, _guest.Description, _host.Description);
+        ApplianceLog.BridgeUp(_logger, _guest.Description, _host.Description);
         var running = link.RunAsync(_stop.Token);
         _completion = RunAsync(running);
         _ = AnnounceAsync(_guest, _logger);
@@ -154,12 +154,12 @@ internal sealed class WireComponent : IServeComponent
                 await Task.WhenAny(stream.Ready, Task.Delay(2000)).ConfigureAwait(false);
                 if (!stream.Ready.IsFaulted)
                 {
-                    CliLog.QemuHint(logger, stream.QemuNetdev());
+                    ApplianceLog.QemuHint(logger, stream.QemuNetdev());
                 }
 
                 break;
             case QemuDgramEnd dgram:
-                CliLog.QemuHint(logger, dgram.QemuNetdev());
+                ApplianceLog.QemuHint(logger, dgram.QemuNetdev());
                 break;
         }
     }

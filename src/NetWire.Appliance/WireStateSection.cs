@@ -2,7 +2,7 @@ using Microsoft.Extensions.Logging;
 using NetWire.Core.State;
 using NetWire.Core.Wire;
 
-namespace NetWire.Cli.Commands;
+namespace NetWire.Appliance;
 
 /// <summary>
 /// State section <c>wire</c>: what the source's wire was (its ends' descriptions) and its
@@ -93,12 +93,12 @@ internal sealed class WireStateSection(Func<IReadOnlyList<WireEnd>> ends, ILogge
                 var target = ours.FirstOrDefault(e => e.Name == end.Name);
                 if (target is null)
                 {
-                    CliLog.WireCountersLeft(logger, end.Name, end.Description);
+                    ApplianceLog.WireCountersLeft(logger, end.Name, end.Description);
                     continue;
                 }
 
                 target.Counters.Continue(end.Totals[0], end.Totals[1], end.Totals[2], end.Totals[3], end.Totals[4], end.Drops);
-                CliLog.WireCountersContinued(logger, end.Name, end.Description, end.Totals[0], end.Totals[2]);
+                ApplianceLog.WireCountersContinued(logger, end.Name, end.Description, end.Totals[0], end.Totals[2]);
             }
         };
     }

@@ -2,7 +2,7 @@ using Microsoft.Extensions.Logging;
 using NetWire.Control.Migration;
 using NetWire.Core.State;
 
-namespace NetWire.Cli.Commands;
+namespace NetWire.Appliance;
 
 /// <summary>
 /// <c>--incoming tcp:ADDRESS:PORT</c>: the appliance is a migration target. It waits for the
@@ -39,7 +39,7 @@ internal sealed class IncomingComponent : IServeComponent
         Incoming.Start();
         var watch = System.Diagnostics.Stopwatch.StartNew();
         var methods = await CodeWarmup.StartAsync(typeof(NetWire.Spice.SpiceServer).Assembly, typeof(IncomingMigration).Assembly, typeof(StateRegistry).Assembly).WaitAsync(cancellationToken).ConfigureAwait(false);
-        CliLog.TargetReady(_logger, Text, methods, watch.ElapsedMilliseconds);
+        ApplianceLog.TargetReady(_logger, Text, methods, watch.ElapsedMilliseconds);
     }
 
     public Task StopAsync() => Incoming.StopAsync();
