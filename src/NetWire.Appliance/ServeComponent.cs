@@ -1,8 +1,8 @@
 namespace NetWire.Appliance;
 
 /// <summary>
-/// One part of <c>netwire serve</c> (the SPICE server now; guest ends, the gateway and the
-/// control socket later). Started in order, stopped in reverse order.
+/// One part of <see cref="ServeAppliance"/>: the wire, the SPICE server, the incoming migration
+/// or the control socket. Started in order, stopped in reverse order.
 /// </summary>
 internal interface IServeComponent : IAsyncDisposable
 {
