@@ -2,7 +2,7 @@ using System.Text.Json.Nodes;
 using NetWire.Cli.Commands;
 using NetWire.Testing;
 
-namespace NetWire.Control.Tests.Cli;
+namespace NetWire.Cli.Tests;
 
 /// <summary><c>netwire ctl</c>: argument words, and round trips against a real <c>netwire serve --qmp</c>.</summary>
 public sealed class CtlCommandTests

@@ -1,10 +1,9 @@
 using Microsoft.Extensions.Logging.Abstractions;
 using NetWire.Core.Frames;
 using NetWire.Core.State;
-using NetWire.Stack;
 using NetWire.Stack.Dhcp;
 
-namespace NetWire.Control.Tests.State;
+namespace NetWire.Stack.Tests;
 
 /// <summary>The gateway's <c>gateway.dhcp</c> section: same plan adopted, another plan or a hostile lease refused.</summary>
 public sealed class DhcpStateSectionTests
