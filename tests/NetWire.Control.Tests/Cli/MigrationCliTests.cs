@@ -5,7 +5,6 @@ using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using NetWire.Spice.Channels.Main;
 using NetWire.Spice.Link;
-using NetWire.Spice.Tests;
 using NetWire.Testing;
 
 namespace NetWire.Control.Tests.Cli;

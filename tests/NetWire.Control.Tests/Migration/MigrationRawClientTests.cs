@@ -9,7 +9,7 @@ using NetWire.Spice.Channels.Main;
 using NetWire.Spice.Framing;
 using NetWire.Spice.Link;
 using NetWire.Spice.Migration;
-using NetWire.Spice.Tests;
+using NetWire.Testing;
 
 namespace NetWire.Control.Tests.Migration;
 

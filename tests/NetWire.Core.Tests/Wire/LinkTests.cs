@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging.Abstractions;
 using NetWire.Core.Taps;
 using NetWire.Core.Wire;
+using NetWire.Testing;
 
 namespace NetWire.Core.Tests.Wire;
 

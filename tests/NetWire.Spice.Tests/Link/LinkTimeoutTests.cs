@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Time.Testing;
 using NetWire.Spice.Link;
+using NetWire.Testing;
 
 namespace NetWire.Spice.Tests.Link;
 

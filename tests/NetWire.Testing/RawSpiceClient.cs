@@ -3,8 +3,9 @@ using System.Net;
 using System.Net.Sockets;
 using NetWire.Spice.Framing;
 using NetWire.Spice.Link;
+using Xunit;
 
-namespace NetWire.Spice.Tests;
+namespace NetWire.Testing;
 
 /// <summary>
 /// A byte-level SPICE client for tests: it sends exactly what a test says, and reads with a

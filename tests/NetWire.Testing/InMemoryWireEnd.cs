@@ -1,13 +1,13 @@
 using NetWire.Core.Frames;
 using NetWire.Core.Wire;
 
-namespace NetWire.Core.Tests.Wire;
+namespace NetWire.Testing;
 
 /// <summary>
 /// A wire end whose device is the test: <see cref="Inject"/> plays the device producing frames
 /// (honouring the receiver's backpressure), <see cref="Deliver"/> drains what was sent to it.
 /// </summary>
-internal sealed class InMemoryWireEnd(string name, int capacity, NetWireInterface? version = null, FramePool? pool = null)
+public sealed class InMemoryWireEnd(string name, int capacity, NetWireInterface? version = null, FramePool? pool = null)
     : WireEnd(name, pool ?? FramePool.Shared, capacity)
 {
     private readonly TaskCompletionSource<IPacketReceiver> _receiver = new(TaskCreationOptions.RunContinuationsAsynchronously);
