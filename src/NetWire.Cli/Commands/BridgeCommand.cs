@@ -2,12 +2,10 @@ using System.CommandLine;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using NetWire.Appliance;
-using NetWire.Core.Frames;
 using NetWire.Core.Metrics;
 using NetWire.Core.Taps;
 using NetWire.Core.Wire;
 using NetWire.Devices;
-using NetWire.Devices.Qemu;
 
 namespace NetWire.Cli.Commands;
 
