@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using NetWire.Core.Frames;
 using NetWire.Core.Metrics;
+using NetWire.Core.Net;
 using NetWire.Core.Taps;
 using NetWire.Core.Wire;
 using NetWire.Devices;
@@ -96,7 +97,7 @@ internal sealed class WireComponent : IServeComponent
         {
             await _completion.ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is OperationCanceledException or WireSetupException or NetWireVersionException or IOException or System.Net.Sockets.SocketException)
+        catch (Exception ex) when (ex is OperationCanceledException or WireSetupException or NetWireVersionException || IoErrors.IsIoFailure(ex))
         {
             // Reported by whoever watched Completion.
         }

@@ -1,3 +1,5 @@
+using NetWire.Core.Net;
+
 namespace NetWire.Cli;
 
 /// <summary>What the process exit code means; documented in docs/cli.md.</summary>
@@ -14,4 +16,7 @@ internal static class ExitCodes
 
     /// <summary>A device could not be opened: permission, busy address, missing interface.</summary>
     public const int Setup = 3;
+
+    /// <summary>An option's value is wrong, or a file an option names cannot be read: a <see cref="Usage"/> error.</summary>
+    public static bool IsBadOption(Exception ex) => ex is FormatException or ArgumentException || IoErrors.IsFileError(ex);
 }

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using NetWire.Core.Net;
 
 namespace NetWire.Control;
 
@@ -12,7 +13,7 @@ internal static partial class ControlLog
     public static partial void ClientConnected(ILogger logger, long client);
 
     [LoggerMessage(5203, LogLevel.Debug, "Control client {Client} left: {Reason}")]
-    public static partial void ClientLeft(ILogger logger, long client, string reason);
+    public static partial void ClientLeft(ILogger logger, long client, EndReason reason);
 
     [LoggerMessage(5204, LogLevel.Warning, "Control client refused: {Max} clients already")]
     public static partial void TooManyClients(ILogger logger, int max);

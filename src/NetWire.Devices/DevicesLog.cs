@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using NetWire.Core.Net;
 
 namespace NetWire.Devices;
 
@@ -16,8 +17,8 @@ internal static partial class DevicesLog
     [LoggerMessage(4102, LogLevel.Information, "Guest {End} connected ({Address})")]
     public static partial void GuestConnected(ILogger logger, string end, string address);
 
-    [LoggerMessage(4103, LogLevel.Information, "Guest {End} disconnected: {Reason}")]
-    public static partial void GuestDisconnected(ILogger logger, string end, string reason);
+    [LoggerMessage(4103, LogLevel.Information, "Guest {End} disconnected: {Reason} ({Detail})")]
+    public static partial void GuestDisconnected(ILogger logger, string end, EndReason reason, string detail);
 
     [LoggerMessage(4104, LogLevel.Warning, "Guest {End} sent a frame length of {Length} (allowed {Min} to {Max}); connection closed")]
     public static partial void BadFrameLength(ILogger logger, string end, uint length, int min, int max);

@@ -53,7 +53,7 @@ internal sealed class SessionRegistry
     /// <summary>
     /// Consumes an expected incoming id. Without one, a main link with a non-zero id is
     /// refused: spice-server adopts such ids unchecked, which lets a client pick its session id
-    /// and park a session forever (brief 7).
+    /// and park a session forever (protocol.md §7.1).
     /// </summary>
     public bool TryClaimIncoming(uint id) => _expectedIncoming.TryRemove(id, out _);
 }

@@ -1,5 +1,6 @@
 using System.Net;
 using Microsoft.Extensions.Logging;
+using NetWire.Core.Net;
 using NetWire.Spice.Link;
 
 namespace NetWire.Spice;
@@ -25,8 +26,8 @@ internal static partial class SpiceLog
     [LoggerMessage(3010, LogLevel.Information, "Session {SessionId}: main channel up (client caps common {CommonCaps:X} main {MainCaps:X}, {Header} header)")]
     public static partial void MainUp(ILogger logger, uint sessionId, uint commonCaps, uint mainCaps, string header);
 
-    [LoggerMessage(3011, LogLevel.Information, "Session {SessionId}: main channel closed: {Reason}")]
-    public static partial void MainClosed(ILogger logger, uint sessionId, string reason);
+    [LoggerMessage(3011, LogLevel.Information, "Session {SessionId}: main channel closed: {Reason} ({Detail})")]
+    public static partial void MainClosed(ILogger logger, uint sessionId, EndReason reason, string detail);
 
     [LoggerMessage(3012, LogLevel.Debug, "Session {SessionId}: pong {PingId}, round trip {RoundTripMicros} us")]
     public static partial void Pong(ILogger logger, uint sessionId, uint pingId, long roundTripMicros);
@@ -40,8 +41,8 @@ internal static partial class SpiceLog
     [LoggerMessage(3015, LogLevel.Information, "Session {SessionId}: client disconnecting, reason {Reason}")]
     public static partial void ClientDisconnecting(ILogger logger, uint sessionId, uint reason);
 
-    [LoggerMessage(3016, LogLevel.Debug, "Session {SessionId}: aborted: {Reason}")]
-    public static partial void SessionAborted(ILogger logger, uint sessionId, string reason);
+    [LoggerMessage(3016, LogLevel.Debug, "Session {SessionId}: aborted: {Reason} ({Detail})")]
+    public static partial void SessionAborted(ILogger logger, uint sessionId, EndReason reason, string detail);
 
     [LoggerMessage(3020, LogLevel.Error, "SPICE accept loop failed")]
     public static partial void AcceptFailed(ILogger logger, Exception exception);

@@ -1,4 +1,5 @@
 using System.Diagnostics.CodeAnalysis;
+using NetWire.Core.Net;
 using NetWire.Spice.Link;
 
 namespace NetWire.Spice;
@@ -7,7 +8,7 @@ namespace NetWire.Spice;
 /// A SPICE peer broke the protocol. It ends that one connection (and, for a main channel,
 /// its session), never the server.
 /// </summary>
-internal sealed class SpiceProtocolException : Exception
+internal sealed class SpiceProtocolException : Exception, IHasEndReason
 {
     public SpiceProtocolException()
     {
@@ -28,6 +29,9 @@ internal sealed class SpiceProtocolException : Exception
 
     /// <summary>The link error sent to the peer for this violation, when one was sent.</summary>
     public SpiceLinkErr LinkError { get; }
+
+    /// <inheritdoc/>
+    public EndReason EndReason => EndReason.ProtocolError;
 }
 
 /// <summary>Keeps throw sites out of the parsing paths.</summary>

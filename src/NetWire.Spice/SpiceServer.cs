@@ -2,6 +2,7 @@ using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using NetWire.Core.Net;
 using NetWire.Spice.Channels.Main;
 using NetWire.Spice.Link;
 
@@ -12,7 +13,7 @@ namespace NetWire.Spice;
 /// sessions it creates.
 /// </summary>
 /// <remarks>
-/// How this works. Each accepted connection is one channel (brief 1.1). At most
+/// How this works. Each accepted connection is one channel (protocol.md §1.1). At most
 /// <see cref="SpiceServerOptions.MaxConcurrentLinks"/> may be in the link stage at once;
 /// beyond that a connection is closed at accept. The whole link stage, from accept to the
 /// link result, must finish within <see cref="SpiceServerOptions.LinkTimeout"/> (a silent or
@@ -149,10 +150,9 @@ internal sealed class SpiceServer : IAsyncDisposable
         _stop.Dispose();
     }
 
+    /// <summary>The client went away during the link: it closed mid-message, its connection failed, or the stream was closed under the read.</summary>
     private static bool IsExpectedIoFailure(Exception ex) =>
-        ex is EndOfStreamException or ObjectDisposedException
-        || ex is IOException { InnerException: SocketException }
-        || ex is SocketException;
+        ex is EndOfStreamException or ObjectDisposedException || IoErrors.IsSocketFailure(ex);
 
     private async Task AcceptLoopAsync(Socket listener, CancellationToken cancellationToken)
     {
@@ -351,7 +351,7 @@ internal sealed class SpiceServer : IAsyncDisposable
         return async () =>
         {
             // A channel of a client migrating in stays parked (authenticated, silent) until the
-            // client's MIGRATE_END; then it starts as a fresh link (brief 5.1 step 7).
+            // client's MIGRATE_END; then it starts as a fresh link (protocol.md §5.1 step 7).
             var started = false;
             try
             {

@@ -37,8 +37,8 @@ internal sealed class SpiceServerOptions
     public int SendQueueCapacity { get; set; } = 128;
 
     /// <summary>
-    /// The main channel caps NetWire serves (brief 1.4): SEMI_SEAMLESS_MIGRATE only, so
-    /// spice-gtk never takes the seamless path (brief 5.2).
+    /// The main channel caps NetWire serves (protocol.md §1.4): SEMI_SEAMLESS_MIGRATE only, so
+    /// spice-gtk never takes the seamless path (protocol.md §5.2).
     /// </summary>
     public uint MainChannelCaps { get; set; } = 1u << Link.SpiceCaps.MainSemiSeamlessMigrate;
 

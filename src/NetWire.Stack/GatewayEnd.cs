@@ -175,7 +175,7 @@ public sealed class GatewayEnd : WireEnd
             {
                 received = await listener.ReceiveFromAsync(buffer, SocketFlags.None, any, cancellationToken).ConfigureAwait(false);
             }
-            catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionReset or SocketError.ConnectionRefused)
+            catch (SocketException ex) when (NetWire.Core.Net.IoErrors.IsPortUnreachable(ex.SocketErrorCode))
             {
                 // ICMP port unreachable for an earlier reply to a client that went away.
                 continue;

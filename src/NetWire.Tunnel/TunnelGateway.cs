@@ -13,7 +13,7 @@ namespace NetWire.Tunnel;
 /// sockets. One instance per gateway; every tunnel client of the server shares it.
 /// </summary>
 /// <remarks>
-/// How this works (brief 6.4): each service group of a client gets one virtual IP, the lowest
+/// How this works (protocol.md §6.4): each service group of a client gets one virtual IP, the lowest
 /// free address from just past the DHCP pool (slirp: .31) to the last host address, skipping
 /// the gateway, DNS and guest addresses. The gateway asks <see cref="IsVirtualAddress"/> for ARP
 /// and SYNs under its own lock, so the answer comes from an immutable snapshot with no lock. A

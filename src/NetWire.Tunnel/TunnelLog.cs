@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using NetWire.Core.Net;
 
 namespace NetWire.Tunnel;
 
@@ -8,8 +9,8 @@ internal static partial class TunnelLog
     [LoggerMessage(3200, LogLevel.Information, "Tunnel {Channel}: up for session {SessionId}")]
     public static partial void ChannelUp(ILogger logger, long channel, uint sessionId);
 
-    [LoggerMessage(3201, LogLevel.Information, "Tunnel {Channel}: closed: {Reason}")]
-    public static partial void ChannelClosed(ILogger logger, long channel, string reason);
+    [LoggerMessage(3201, LogLevel.Information, "Tunnel {Channel}: closed: {Reason} ({Detail})")]
+    public static partial void ChannelClosed(ILogger logger, long channel, EndReason reason, string detail);
 
     [LoggerMessage(3202, LogLevel.Information, "Tunnel {Channel}: service {ServiceId} '{Name}' port {Port} at {VirtualIp}")]
     public static partial void ServiceAdded(ILogger logger, long channel, uint serviceId, string name, ushort port, string virtualIp);
@@ -26,8 +27,8 @@ internal static partial class TunnelLog
     [LoggerMessage(3250, LogLevel.Information, "Tunnel client: linked to {Server}, session {SessionId}")]
     public static partial void ClientLinked(ILogger logger, string server, uint sessionId);
 
-    [LoggerMessage(3251, LogLevel.Warning, "Tunnel client: connection to {Server} ended: {Reason}; retrying in {DelayMs} ms")]
-    public static partial void ClientRetry(ILogger logger, string server, string reason, long delayMs);
+    [LoggerMessage(3251, LogLevel.Warning, "Tunnel client: connection to {Server} ended: {Reason} ({Detail}); retrying in {DelayMs} ms")]
+    public static partial void ClientRetry(ILogger logger, string server, EndReason reason, string detail, long delayMs);
 
     [LoggerMessage(3252, LogLevel.Debug, "Tunnel client: socket {ConnectionId} {Event}")]
     public static partial void ClientSocket(ILogger logger, ushort connectionId, string @event);

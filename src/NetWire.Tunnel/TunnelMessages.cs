@@ -5,12 +5,12 @@ using NetWire.Spice;
 namespace NetWire.Tunnel;
 
 /// <summary>
-/// Tunnel channel message ids and layouts (brief 6.2), the packed <c>spice.proto</c> form in
+/// Tunnel channel message ids and layouts (protocol.md §6.2), the packed <c>spice.proto</c> form in
 /// both directions. All integers little-endian; IPv4 address bytes in network order.
 /// </summary>
 /// <remarks>
 /// Fixed-size messages must have exactly their size: the real server read fixed structs out of
-/// a shared buffer with no size check (brief 7), so a short or long one is a protocol error
+/// a shared buffer with no size check (protocol.md §7.3), so a short or long one is a protocol error
 /// here. SERVICE_ADD's name and description are pointers (u32 offsets from the body start)
 /// to NUL-terminated strings inside the body; both are checked (CVE-2018-10873 shape).
 /// </remarks>
@@ -166,7 +166,7 @@ internal static class TunnelMessages
                 fixedPart = ServiceAddFixed;
                 break;
             case ServiceIpp:
-                // brief 7: the real server compared the service type with the IP type here and
+                // protocol.md §7.3: the real server compared the service type with the IP type here and
                 // rejected every print service; the IP type is the one at offset 22.
                 fixedPart = ServiceAddIppFixed;
                 if (body.Length < fixedPart)
@@ -209,33 +209,13 @@ internal static class TunnelMessages
         return new TunnelService(type, id, group, (ushort)port, name, description, printerIp);
     }
 
-    /// <summary>A fixed-size message of any other size is a protocol violation (brief 7).</summary>
+    /// <summary>A fixed-size message of any other size is a protocol violation (protocol.md §7.3).</summary>
     /// <exception cref="SpiceProtocolException">The size differs.</exception>
     public static void Expect(ReadOnlySpan<byte> body, int size, string name)
     {
         if (body.Length != size)
         {
             ThrowHelper.Protocol($"{name} of {body.Length} bytes (must be {size})");
-        }
-    }
-
-    /// <summary>
-    /// Runs one of a channel's loops: a loop that returns ends the channel with <paramref name="endReason"/>,
-    /// a failure ends it with the failure, and the cancellation that follows an abort is quiet.
-    /// </summary>
-    public static async Task GuardAsync(Task loop, string endReason, Action<Exception> abort, CancellationToken aborted)
-    {
-        try
-        {
-            await loop.ConfigureAwait(false);
-            abort(new EndOfStreamException(endReason));
-        }
-        catch (Exception ex) when (ex is OperationCanceledException or System.Threading.Channels.ChannelClosedException && aborted.IsCancellationRequested)
-        {
-        }
-        catch (Exception ex)
-        {
-            abort(ex);
         }
     }
 

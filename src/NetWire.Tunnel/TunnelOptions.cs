@@ -1,6 +1,6 @@
 namespace NetWire.Tunnel;
 
-/// <summary>Limits and windows of the tunnel channel, server side (brief 6.3 for the originals).</summary>
+/// <summary>Limits and windows of the tunnel channel, server side (protocol.md §6.3 for the originals).</summary>
 internal sealed class TunnelOptions
 {
     /// <summary>Tunnel sockets per client at once; sent in INIT (max_num_of_sockets). spice-server: 20.</summary>

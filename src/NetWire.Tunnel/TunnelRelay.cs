@@ -1,5 +1,6 @@
 using System.Net.Sockets;
 using System.Threading.Channels;
+using NetWire.Core.Net;
 using NetWire.Spice.Framing;
 
 namespace NetWire.Tunnel;
@@ -10,7 +11,7 @@ namespace NetWire.Tunnel;
 /// service) against SOCKET_DATA / SOCKET_FIN / SOCKET_TOKEN on the channel.
 /// </summary>
 /// <remarks>
-/// How this works (brief 6.7, tokens count SOCKET_DATA messages, not bytes):
+/// How this works (protocol.md §6.7, tokens count SOCKET_DATA messages, not bytes):
 /// <code>
 ///   local socket ──read ≤ max data──▶ SOCKET_DATA   one token each; none left: stop reading
 ///                                                   (the kernel buffer fills, the TCP window closes)
@@ -25,7 +26,7 @@ namespace NetWire.Tunnel;
 /// keep the socket forever. Memory per socket: at most window x max data size inbound, one read
 /// buffer outbound.
 /// </remarks>
-[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "RunAsync disposes the token source; a SemaphoreSlim without AvailableWaitHandle owns no handle.")]
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "RunAsync disposes the lifetime; a SemaphoreSlim without AvailableWaitHandle owns no handle.")]
 internal sealed class TunnelRelay
 {
     private static readonly TimeSpan s_hangupPoll = TimeSpan.FromMilliseconds(250);
@@ -40,7 +41,7 @@ internal sealed class TunnelRelay
     private readonly int _returnBatch;
     private readonly Channel<byte[]> _inbound;
     private readonly SemaphoreSlim _tokensArrived = new(0, 1);
-    private readonly CancellationTokenSource _abort = new();
+    private readonly ChannelLifetime _lifetime;
 
     /// <summary>Guards the token counts and <see cref="_peerFin"/>; receive loop and pumps take it.</summary>
     private readonly Lock _gate = new();
@@ -77,6 +78,11 @@ internal sealed class TunnelRelay
         _outTokens = outGrant;
         _returnBatch = (int)Math.Max(1, inWindow / 4);
         _inbound = Channel.CreateBounded<byte[]>(new BoundedChannelOptions((int)Math.Max(1, inWindow)) { SingleReader = true, SingleWriter = true });
+        _lifetime = new ChannelLifetime((_, _) =>
+        {
+            _inbound.Writer.TryComplete();
+            Close();
+        });
     }
 
     /// <summary>Message ids one side sends.</summary>
@@ -181,31 +187,13 @@ internal sealed class TunnelRelay
         }
     }
 
-    /// <summary>Ends both pumps now and closes the local socket (the channel went away).</summary>
-    public void Abort()
-    {
-        try
-        {
-            _abort.Cancel();
-        }
-        catch (ObjectDisposedException)
-        {
-        }
-
-        _inbound.Writer.TryComplete();
-        try
-        {
-            _socket.Dispose();
-        }
-        catch (ObjectDisposedException)
-        {
-        }
-    }
+    /// <summary>Ends both pumps now and closes the local socket (the channel went away); the first call does it, later ones find it done.</summary>
+    public void Abort() => _lifetime.Abort(EndReason.Stopping, new OperationCanceledException("tunnel socket relay aborted"));
 
     /// <summary>Runs both directions; true when both ended with a FIN (a clean close), false on any failure.</summary>
     public async Task<bool> RunAsync()
     {
-        var token = _abort.Token;
+        var token = _lifetime.Token;
         var outbound = OutboundAsync(token);
         var inbound = InboundAsync(token);
         var first = await Task.WhenAny(outbound, inbound).ConfigureAwait(false);
@@ -228,7 +216,7 @@ internal sealed class TunnelRelay
         }
 
         var clean = await outbound.ConfigureAwait(false) & await inbound.ConfigureAwait(false);
-        _abort.Dispose();
+        _lifetime.Dispose();
         return clean;
     }
 
@@ -357,6 +345,6 @@ internal sealed class TunnelRelay
         }
     }
 
-    private static bool IsEnd(Exception ex) =>
-        ex is SocketException or ObjectDisposedException or OperationCanceledException or ChannelClosedException or IOException;
+    /// <summary>A pump's socket or the channel failed, or the relay was aborted under it.</summary>
+    private static bool IsEnd(Exception ex) => IoErrors.IsIoFailure(ex) || ChannelLifetime.IsAbortEcho(ex);
 }

@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.Net.Sockets;
-using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
+using NetWire.Core.Net;
 using NetWire.Spice;
 using NetWire.Spice.Channels;
 using NetWire.Spice.Framing;
@@ -11,7 +11,7 @@ namespace NetWire.Tunnel;
 
 /// <summary>
 /// One linked tunnel channel (type 7), server side: the client's services and its tunnel
-/// sockets (brief 6).
+/// sockets (protocol.md §6).
 /// </summary>
 /// <remarks>
 /// How this works. After the link the server queues SET_ACK{1, 20} and INIT{max sockets, max
@@ -26,14 +26,14 @@ namespace NetWire.Tunnel;
 ///      └─OPEN_NACK──▶ free (guest gets RST)              └─client CLOSED: guest socket closed,
 ///                                                          CLOSED_ACK sent, free
 /// </code>
-/// A CLOSE crossing the client's CLOSED is acknowledged by the client (brief 6.6). Violations
+/// A CLOSE crossing the client's CLOSED is acknowledged by the client (protocol.md §6.6). Violations
 /// end the channel (a <see cref="SpiceProtocolException"/>), never the server: an id out of range
 /// or for a free slot, a message of the wrong size, data beyond the tokens granted, tokens past
 /// the client's own grant, a duplicate service, common migration messages. SOCKET_DATA for a
 /// socket already closing is dropped and counted. When the channel ends every socket is closed
 /// towards the guest (FIN, or RST for data in flight) and the client's addresses go.
 /// </remarks>
-[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "RunAsync disposes the token source when the channel has ended.")]
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "RunAsync disposes the lifetime when the channel has ended.")]
 internal sealed class TunnelSession
 {
     private readonly long _number;
@@ -44,14 +44,13 @@ internal sealed class TunnelSession
     private readonly TunnelOptions _options;
     private readonly ILogger _logger;
     private readonly AckWindow _ack = new();
-    private readonly CancellationTokenSource _aborted = new();
+    private readonly ChannelLifetime _lifetime;
 
     /// <summary>Guards the slots and the services; the receive loop, socket tasks and the gateway's SYNs take it.</summary>
     private readonly Lock _gate = new();
     private readonly Slot?[] _slots;
     private readonly Dictionary<uint, (TunnelService Service, uint Address)> _services = [];
     private readonly List<Task> _socketTasks = [];
-    private Exception? _abortReason;
 
     public TunnelSession(long number, uint sessionId, Stream stream, bool miniHeader, TunnelGateway gateway, ILogger logger)
     {
@@ -64,6 +63,7 @@ internal sealed class TunnelSession
         _slots = new Slot?[_options.MaxSockets];
         var maxReceive = Math.Max(2 + _options.MaxDataSize, TunnelMessages.MaxServiceAddSize);
         _connection = new MessageConnection(stream, miniHeader, maxReceive, _options.SendQueueCapacity);
+        _lifetime = new ChannelLifetime(OnAborting);
     }
 
     private enum SlotState
@@ -75,7 +75,7 @@ internal sealed class TunnelSession
     }
 
     /// <summary>Why the channel ended, once it has.</summary>
-    public Exception? AbortReason => Volatile.Read(ref _abortReason);
+    public Exception? AbortReason => _lifetime.Error;
 
     /// <summary>Runs the channel until the client leaves, a violation, or cancellation; owns the stream.</summary>
     public async Task RunAsync(CancellationToken cancellationToken)
@@ -87,13 +87,12 @@ internal sealed class TunnelSession
             return;
         }
 
-        var registration = cancellationToken.Register(static state => ((TunnelSession)state!).Abort(new OperationCanceledException("server stopping")), this);
+        var registration = _lifetime.AbortWhenCancelled("server stopping", cancellationToken);
         TunnelLog.ChannelUp(_logger, _number, _sessionId);
         _connection.TrySend(CommonMessages.SetAck, CommonMessages.BuildSetAck(_ack.NextGeneration(), _ack.Window));
         _connection.TrySend(TunnelMessages.Init, TunnelMessages.BuildInit(_options.MaxSockets, (uint)_options.MaxDataSize));
-        var token = _aborted.Token;
-        var send = TunnelMessages.GuardAsync(_connection.SendLoopAsync(token), "send loop ended", Abort, token);
-        var receive = TunnelMessages.GuardAsync(ReceiveLoopAsync(token), "client closed the tunnel channel", Abort, token);
+        var send = _lifetime.GuardAsync(_connection.SendLoopAsync, EndReason.Disconnected, "send loop ended");
+        var receive = _lifetime.GuardAsync(ReceiveLoopAsync, EndReason.PeerClosed, "client closed the tunnel channel");
         await Task.WhenAll(send, receive).ConfigureAwait(false);
         Task[] sockets;
         lock (_gate)
@@ -113,38 +112,17 @@ internal sealed class TunnelSession
 
         _gateway.RemoveClient(this);
         await Task.WhenAll(sockets).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-        TunnelLog.ChannelClosed(_logger, _number, Describe(_abortReason));
+        TunnelLog.ChannelClosed(_logger, _number, _lifetime.Reason ?? EndReason.Failed, _lifetime.Error?.Message ?? "ended");
         await _stream.DisposeAsync().ConfigureAwait(false);
 
         // The server's stop can still call Abort through the registration: end it (waiting for a
         // callback in flight) before the token source it cancels goes away.
         await registration.DisposeAsync().ConfigureAwait(false);
-        _aborted.Dispose();
+        _lifetime.Dispose();
     }
 
     /// <summary>Ends the channel; the first reason wins.</summary>
-    public void Abort(Exception reason)
-    {
-        if (Interlocked.CompareExchange(ref _abortReason, reason, null) is not null)
-        {
-            return;
-        }
-
-        if (reason is SpiceProtocolException)
-        {
-            _gateway.Counters.ProtocolError();
-        }
-
-        _connection.CompleteSending(reason);
-        try
-        {
-            _aborted.Cancel();
-        }
-        catch (ObjectDisposedException)
-        {
-            // The channel already finished; nothing is left to cancel.
-        }
-    }
+    public void Abort(Exception reason) => _lifetime.Abort(reason);
 
     /// <summary>
     /// A guest SYN for service <paramref name="serviceId"/>: queue SOCKET_OPEN and complete with the
@@ -156,7 +134,7 @@ internal sealed class TunnelSession
         lock (_gate)
         {
             var id = Array.IndexOf(_slots, null);
-            if (id < 0 || _abortReason is not null)
+            if (id < 0 || _lifetime.IsAborted)
             {
                 _gateway.Counters.Refused();
                 return TunnelGateway.Refused();
@@ -188,7 +166,7 @@ internal sealed class TunnelSession
             {
                 if (slot.State == SlotState.WaitOpen)
                 {
-                    // A late OPEN_ACK is answered with CLOSE, a late NACK frees the slot (brief 6.5).
+                    // A late OPEN_ACK is answered with CLOSE, a late NACK frees the slot (protocol.md §6.5).
                     slot.State = SlotState.TimedOut;
                 }
             }
@@ -203,13 +181,16 @@ internal sealed class TunnelSession
         }
     }
 
-    private static string Describe(Exception? reason) => reason switch
+    /// <summary>The first abort: a violation is counted, and no more sending.</summary>
+    private void OnAborting(EndReason reason, Exception error)
     {
-        null => "ended",
-        EndOfStreamException => "client closed the connection",
-        IOException { InnerException: SocketException se } => $"socket: {se.SocketErrorCode}",
-        _ => reason.Message,
-    };
+        if (reason == EndReason.ProtocolError)
+        {
+            _gateway.Counters.ProtocolError();
+        }
+
+        _connection.CompleteSending(error);
+    }
 
     private async Task ReceiveLoopAsync(CancellationToken cancellationToken)
     {
@@ -239,7 +220,7 @@ internal sealed class TunnelSession
             case CommonMessages.Pong:
                 return true;
             case CommonMessages.ClientDisconnecting:
-                Abort(new EndOfStreamException("client disconnecting"));
+                _lifetime.Abort(EndReason.PeerLeft, new EndOfStreamException("client disconnecting"));
                 return false;
             case TunnelMessages.ServiceAdd:
                 await AddServiceAsync(CheckServiceAdd(body), cancellationToken).ConfigureAwait(false);
@@ -421,7 +402,7 @@ internal sealed class TunnelSession
             var slot = SlotFor(id, "SOCKET_CLOSED");
             if (slot.State == SlotState.Closing)
             {
-                // Crossed our CLOSE: the client acknowledges it (brief 6.6).
+                // Crossed our CLOSE: the client acknowledges it (protocol.md §6.6).
                 return;
             }
 
@@ -515,9 +496,9 @@ internal sealed class TunnelSession
         TunnelLog.Socket(_logger, _number, slot.Id, clean ? "ended cleanly" : "ended (reset or aborted)");
         try
         {
-            await _connection.SendAsync(message, TunnelMessages.BuildId(slot.Id), _aborted.Token).ConfigureAwait(false);
+            await _connection.SendAsync(message, TunnelMessages.BuildId(slot.Id), _lifetime.Token).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is OperationCanceledException or ChannelClosedException or ObjectDisposedException)
+        catch (Exception ex) when (ChannelLifetime.IsAbortEcho(ex))
         {
         }
     }

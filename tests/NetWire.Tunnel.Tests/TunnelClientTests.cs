@@ -307,6 +307,7 @@ public sealed class TunnelClientTests
             await SendAsync(server, type, body);
             await run.WaitAsync(TimeSpan.FromSeconds(30), Token);
             Assert.IsType<SpiceProtocolException>(channel.AbortReason);
+            Assert.Equal(NetWire.Core.Net.EndReason.ProtocolError, channel.EndedBy);
             Assert.False(string.IsNullOrEmpty(what));
         }
     }

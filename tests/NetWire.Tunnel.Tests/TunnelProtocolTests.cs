@@ -9,7 +9,7 @@ namespace NetWire.Tunnel.Tests;
 
 /// <summary>
 /// The server's tunnel channel against a client that sends exactly what each test says: the
-/// opening, services and addresses, and every kind of bad input (brief 7): each is a channel
+/// opening, services and addresses, and every kind of bad input (protocol.md §7.3): each is a channel
 /// error that ends that channel only, counted, while the server keeps serving.
 /// </summary>
 public sealed class TunnelProtocolTests
@@ -85,7 +85,7 @@ public sealed class TunnelProtocolTests
     [Fact]
     public async Task IppService_IsAccepted()
     {
-        // brief 7: the real server compared the service type with the IP type and rejected every print service.
+        // protocol.md §7.3: the real server compared the service type with the IP type and rejected every print service.
         await using var server = TunnelServer.Start();
         await using var client = await RawTunnelClient.ConnectAsync(server);
         var printer = new TunnelService(TunnelMessages.ServiceIpp, 5, 1, 631, "printer", "office", Ip.ToUInt(IPAddress.Parse("192.168.1.20")));
@@ -98,7 +98,7 @@ public sealed class TunnelProtocolTests
     [Fact]
     public async Task ServiceRemove_TakesTheAddressAway_AndTheChannelLives()
     {
-        // brief 7: SERVICE_REMOVE used to tear the channel down.
+        // protocol.md §7.3: SERVICE_REMOVE used to tear the channel down.
         await using var server = TunnelServer.Start();
         await using var client = await RawTunnelClient.ConnectAsync(server);
         await client.SendAsync(TunnelMessages.ServiceAdd, Generic(1, 1, 80));
@@ -117,7 +117,7 @@ public sealed class TunnelProtocolTests
     [Fact]
     public async Task TwoTunnelClients_EachGetTheirOwnAddresses()
     {
-        // brief 7: a second tunnel client aborted the real server.
+        // protocol.md §7.3: a second tunnel client aborted the real server.
         await using var server = TunnelServer.Start();
         await using var first = await RawTunnelClient.ConnectAsync(server);
         await using var second = await RawTunnelClient.ConnectAsync(server);
@@ -273,7 +273,7 @@ public sealed class TunnelProtocolTests
     [Fact]
     public async Task TokenOverflow_EndsTheChannel_AndTheGuestSocketCloses()
     {
-        // brief 6.7: the real server never bounded returned tokens.
+        // protocol.md §6.7: the real server never bounded returned tokens.
         await using var server = TunnelServer.Start();
         var before = server.Gateway.Counters.ProtocolErrors;
         await using var client = await RawTunnelClient.ConnectAsync(server);

@@ -3,6 +3,7 @@ using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using NetWire.Appliance;
 using NetWire.Core.Metrics;
+using NetWire.Core.Net;
 using NetWire.Core.Taps;
 using NetWire.Core.Wire;
 using NetWire.Devices;
@@ -168,7 +169,7 @@ internal static class BridgeCommand
             await Console.Error.WriteLineAsync($"{who}: {ex.Message}").ConfigureAwait(false);
             return ExitCodes.Setup;
         }
-        catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException)
+        catch (Exception ex) when (IoErrors.IsIoFailure(ex))
         {
             await Console.Error.WriteLineAsync($"{who}: {ex.Message}").ConfigureAwait(false);
             return ExitCodes.Failure;

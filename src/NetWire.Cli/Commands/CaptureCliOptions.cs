@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using NetWire.Core.Net;
 using NetWire.Core.Taps;
 using NetWire.Core.Wire;
 
@@ -87,7 +88,7 @@ internal sealed record CaptureRequest(string Path, PcapNgWriterOptions Options)
         {
             return PcapNgWriter.Create(Path, Options);
         }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException)
+        catch (Exception ex) when (IoErrors.IsFileError(ex) || ex is ArgumentException)
         {
             throw new WireSetupException($"cannot write capture '{Path}': {ex.Message}");
         }

@@ -1,8 +1,8 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Net.Sockets;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using NetWire.Core.Net;
 using NetWire.Control;
 using NetWire.Control.Qmp;
 
@@ -120,7 +120,7 @@ internal static class CtlCommand
         {
             client = await QmpClient.ConnectAsync(endpoint, timeout.Token).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is SocketException or IOException or JsonException or OperationCanceledException)
+        catch (Exception ex) when (IsConnectionFailure(ex))
         {
             await Console.Error.WriteLineAsync($"netwire ctl: cannot reach {spec}: {ex.Message}").ConfigureAwait(false);
             return ExitCodes.Setup;
@@ -141,11 +141,14 @@ internal static class CtlCommand
                 Console.Out.WriteLine(reply["return"]?.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) ?? "{}");
                 return ExitCodes.Ok;
             }
-            catch (Exception ex) when (ex is SocketException or IOException or JsonException or OperationCanceledException)
+            catch (Exception ex) when (IsConnectionFailure(ex))
             {
                 await Console.Error.WriteLineAsync($"netwire ctl: {spec}: {ex.Message}").ConfigureAwait(false);
                 return ExitCodes.Failure;
             }
         }
     }
+
+    /// <summary>The control socket could not be reached or answered nonsense, or the timeout passed.</summary>
+    private static bool IsConnectionFailure(Exception ex) => IoErrors.IsIoFailure(ex) || ex is JsonException or OperationCanceledException;
 }

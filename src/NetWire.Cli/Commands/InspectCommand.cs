@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
+using NetWire.Core.Net;
 using NetWire.Devices.Pcap;
 
 namespace NetWire.Cli.Commands;
@@ -47,7 +48,7 @@ internal static class InspectCommand
             Console.Error.WriteLine($"netwire inspect: {ex.Message}");
             return ExitCodes.Usage;
         }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        catch (Exception ex) when (IoErrors.IsFileError(ex))
         {
             Console.Error.WriteLine($"netwire inspect: cannot read '{path}': {ex.Message}");
             return ExitCodes.Usage;

@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using Microsoft.Extensions.Logging;
 using NetWire.Core.Frames;
+using NetWire.Core.Net;
 using NetWire.Core.Wire;
 using NetWire.Devices;
 using NetWire.Devices.Pcap;
@@ -110,7 +111,7 @@ internal static class ReplayCommand
             await Console.Error.WriteLineAsync($"netwire replay: {ex.Message}").ConfigureAwait(false);
             return ExitCodes.Usage;
         }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        catch (Exception ex) when (IoErrors.IsFileError(ex))
         {
             await Console.Error.WriteLineAsync($"netwire replay: cannot read '{path}': {ex.Message}").ConfigureAwait(false);
             return ExitCodes.Usage;
@@ -169,7 +170,7 @@ internal static class ReplayCommand
             await Console.Error.WriteLineAsync($"netwire replay: {ex.Message}").ConfigureAwait(false);
             exitCode = ExitCodes.Setup;
         }
-        catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException)
+        catch (Exception ex) when (IoErrors.IsIoFailure(ex))
         {
             await Console.Error.WriteLineAsync($"netwire replay: {ex.Message}").ConfigureAwait(false);
             exitCode = ExitCodes.Failure;
@@ -182,7 +183,7 @@ internal static class ReplayCommand
             {
                 await running.ConfigureAwait(false);
             }
-            catch (Exception ex) when (ex is OperationCanceledException or IOException or System.Net.Sockets.SocketException or WireSetupException)
+            catch (Exception ex) when (ex is OperationCanceledException or WireSetupException || IoErrors.IsIoFailure(ex))
             {
             }
 

@@ -151,7 +151,7 @@ internal static class RunCommand
                 {
                     await running.ConfigureAwait(false);
                 }
-                catch (Exception ex) when (ex is IOException or WireSetupException or System.Net.Sockets.SocketException)
+                catch (Exception ex) when (ex is WireSetupException || NetWire.Core.Net.IoErrors.IsIoFailure(ex))
                 {
                     RunLog.LinkFailed(logger, ex.Message);
                 }
@@ -163,10 +163,7 @@ internal static class RunCommand
             {
                 Directory.Delete(etc, recursive: true);
             }
-            catch (IOException)
-            {
-            }
-            catch (UnauthorizedAccessException)
+            catch (Exception ex) when (NetWire.Core.Net.IoErrors.IsFileError(ex))
             {
             }
         }

@@ -176,7 +176,7 @@ internal static class ServeCommand
                 _ = NetWire.Control.Migration.MigrationWire.ParseIncoming(incomingText);
             }
         }
-        catch (Exception ex) when (ex is FormatException or ArgumentException or IOException or UnauthorizedAccessException)
+        catch (Exception ex) when (ExitCodes.IsBadOption(ex))
         {
             await Console.Error.WriteLineAsync($"netwire serve: {ex.Message}").ConfigureAwait(false);
             return ExitCodes.Usage;

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Text.Json;
 using NetWire.Appliance;
+using NetWire.Core.Net;
 
 namespace NetWire.Cli.Commands;
 
@@ -23,7 +24,7 @@ internal static class StatusCommand
             {
                 text = File.ReadAllText(path);
             }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            catch (Exception ex) when (IoErrors.IsFileError(ex))
             {
                 Console.Error.WriteLine($"netwire status: cannot read '{path}': {ex.Message}");
                 return ExitCodes.Setup;

@@ -53,7 +53,7 @@ internal static class TunnelClientCommand
             {
                 options = BuildOptions(parse.GetValue(server)!, parse.GetValue(password), parse.GetValue(passwordFile), parse.GetValue(services) ?? []);
             }
-            catch (Exception ex) when (ex is FormatException or ArgumentException or IOException or UnauthorizedAccessException)
+            catch (Exception ex) when (ExitCodes.IsBadOption(ex))
             {
                 Console.Error.WriteLine($"netwire tunnel-client: {ex.Message}");
                 return Task.FromResult(ExitCodes.Usage);

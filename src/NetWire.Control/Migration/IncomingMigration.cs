@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
+using NetWire.Core.Net;
 using NetWire.Core.State;
 using NetWire.Spice;
 using NetWire.Spice.Channels.Main;
@@ -119,7 +120,7 @@ internal sealed class IncomingMigration : IAsyncDisposable
             {
                 socket = await listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
             }
-            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException || cancellationToken.IsCancellationRequested)
+            catch (Exception ex) when (IoErrors.IsShutdown(ex, cancellationToken))
             {
                 return;
             }
@@ -168,7 +169,7 @@ internal sealed class IncomingMigration : IAsyncDisposable
         {
             reason = $"no complete state stream within {ReadTimeout.TotalSeconds:0.#} s";
         }
-        catch (Exception ex) when (ex is IOException or SocketException)
+        catch (Exception ex) when (IoErrors.IsIoFailure(ex))
         {
             reason = $"connection failed: {ex.Message}";
         }
@@ -192,7 +193,7 @@ internal sealed class IncomingMigration : IAsyncDisposable
             timeout.CancelAfter(TimeSpan.FromSeconds(5));
             await stream.WriteAsync(MigrationWire.BuildReply(accepted, text), timeout.Token).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is IOException or SocketException or OperationCanceledException)
+        catch (Exception ex) when (IoErrors.IsIoFailure(ex) || ex is OperationCanceledException)
         {
             // The source went away; it sees the migration as failed.
         }

@@ -2,6 +2,7 @@ using System.Net.Sockets;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
 using NetWire.Control.Qmp;
+using NetWire.Core.Net;
 using NetWire.Core.State;
 using NetWire.Spice;
 
@@ -256,7 +257,7 @@ internal sealed class MigrationSource : IAsyncDisposable
         {
             outcome = MigrationStatus.Cancelled;
         }
-        catch (Exception ex) when (ex is SocketException or IOException or InvalidDataException or TimeoutException or ArgumentException or OperationCanceledException)
+        catch (Exception ex) when (IoErrors.IsIoFailure(ex) || ex is InvalidDataException or TimeoutException or ArgumentException or OperationCanceledException)
         {
             outcome = MigrationStatus.Failed;
             error = ex is SocketException se ? $"cannot reach the target {host}:{port}: {se.Message}" : ex.Message;

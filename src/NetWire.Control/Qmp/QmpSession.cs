@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
+using NetWire.Core.Net;
 
 namespace NetWire.Control.Qmp;
 
@@ -82,7 +83,7 @@ internal sealed class QmpSession : IAsyncDisposable
     }
 
     /// <summary>Runs the session until EOF, an I/O failure or <paramref name="cancellationToken"/>; returns why it ended.</summary>
-    public async Task<string> RunAsync(CancellationToken cancellationToken)
+    public async Task<EndReason> RunAsync(CancellationToken cancellationToken)
     {
         try
         {
@@ -92,11 +93,11 @@ internal sealed class QmpSession : IAsyncDisposable
         }
         catch (OperationCanceledException)
         {
-            return "server stopping";
+            return EndReason.Stopping;
         }
-        catch (Exception ex) when (ex is IOException or ObjectDisposedException or SocketException or ChannelClosedException)
+        catch (Exception ex) when (IoErrors.IsIoFailure(ex) || ChannelLifetime.IsAbortEcho(ex))
         {
-            return "connection closed";
+            return EndReason.ConnectionLost;
         }
         finally
         {
@@ -142,6 +143,9 @@ internal sealed class QmpSession : IAsyncDisposable
 
     private static byte[] Line(JsonNode node) => Encoding.UTF8.GetBytes(node.ToJsonString() + "\n");
 
+    /// <summary>A handler or the JSON model refusing a value (a duplicate member, a password over 60 bytes): a GenericError reply, not a failure.</summary>
+    private static bool IsRefusedValue(Exception ex) => ex is ArgumentException or InvalidOperationException or FormatException;
+
     private async Task SendLoopAsync(CancellationToken cancellationToken)
     {
         await foreach (var line in _send.Reader.ReadAllAsync(cancellationToken).ConfigureAwait(false))
@@ -150,7 +154,7 @@ internal sealed class QmpSession : IAsyncDisposable
         }
     }
 
-    private async Task<string> ReceiveLoopAsync(CancellationToken cancellationToken)
+    private async Task<EndReason> ReceiveLoopAsync(CancellationToken cancellationToken)
     {
         var buffer = new byte[_options.MaxLineBytes];
         var filled = 0;
@@ -160,7 +164,7 @@ internal sealed class QmpSession : IAsyncDisposable
             var read = await _stream.ReadAsync(buffer.AsMemory(filled), cancellationToken).ConfigureAwait(false);
             if (read == 0)
             {
-                return "end of input";
+                return EndReason.PeerClosed;
             }
 
             var start = 0;
@@ -287,7 +291,7 @@ internal sealed class QmpSession : IAsyncDisposable
         {
             return (ErrorLine(ex.ErrorClass, ex.Message, id), null);
         }
-        catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or FormatException)
+        catch (Exception ex) when (IsRefusedValue(ex))
         {
             // Duplicate members, or a handler refusing a value (a password over 60 bytes).
             return (ErrorLine(QmpErrorClass.GenericError, ex.Message, id), null);
@@ -323,7 +327,7 @@ internal sealed class QmpSession : IAsyncDisposable
         {
             return (await command.Handler(validated, cancellationToken).ConfigureAwait(false), command.AfterReply);
         }
-        catch (Exception ex) when (ex is not (QmpException or OperationCanceledException or ArgumentException or FormatException or InvalidOperationException))
+        catch (Exception ex) when (ex is not (QmpException or OperationCanceledException) && !IsRefusedValue(ex))
         {
             ControlLog.CommandFailed(_logger, name, ex);
             throw QmpException.Generic($"{name} failed: {ex.Message}");

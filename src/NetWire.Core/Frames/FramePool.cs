@@ -16,7 +16,7 @@ namespace NetWire.Core.Frames;
 /// </remarks>
 public sealed class FramePool
 {
-    /// <summary>The largest frame QEMU 7.2 accepts on its socket backends (NET_BUFSIZE, 4096 + 65536).</summary>
+    /// <summary>The largest frame QEMU 7.2 accepts on its socket backends (NET_BUFSIZE, 4096 + 65536; protocol.md §8.3).</summary>
     public const int MaxFrameLength = 69_632;
 
     /// <summary>An Ethernet header: destination, source, type.</summary>

@@ -18,11 +18,11 @@ public static class ListenerAccept
             {
                 return await listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
             }
-            catch (Exception ex) when (ex is OperationCanceledException or ObjectDisposedException || cancellationToken.IsCancellationRequested)
+            catch (Exception ex) when (IoErrors.IsShutdown(ex, cancellationToken))
             {
                 return null;
             }
-            catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionAborted or SocketError.ConnectionReset)
+            catch (SocketException ex) when (IoErrors.IsPeerGone(ex.SocketErrorCode))
             {
                 continue;
             }

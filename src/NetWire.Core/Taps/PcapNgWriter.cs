@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Text;
+using NetWire.Core.Net;
 
 namespace NetWire.Core.Taps;
 
@@ -389,7 +390,7 @@ public sealed class PcapNgWriter : ICaptureSink, IDisposable
                 {
                     _stream.Flush();
                 }
-                catch (Exception ex) when (ex is IOException or ObjectDisposedException or NotSupportedException)
+                catch (Exception ex) when (IsOutputFailure(ex))
                 {
                     Fail(ex);
                 }
@@ -439,12 +440,16 @@ public sealed class PcapNgWriter : ICaptureSink, IDisposable
 
             _stream.Write(chunk.Data, start, chunk.Length - start);
         }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ObjectDisposedException or NotSupportedException)
+        catch (Exception ex) when (IsOutputFailure(ex))
         {
             Fail(ex);
             Discard(chunk);
         }
     }
+
+    /// <summary>The output cannot take more: a write or flush failed, the next rotated file could not be opened, or the stream was closed.</summary>
+    private static bool IsOutputFailure(Exception ex) =>
+        IoErrors.IsFileError(ex) || ex is ObjectDisposedException or NotSupportedException;
 
     private void Fail(Exception ex) => Interlocked.CompareExchange(ref _outputError, ex.Message, null);
 

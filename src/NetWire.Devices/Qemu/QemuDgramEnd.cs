@@ -2,13 +2,14 @@ using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using NetWire.Core.Frames;
+using NetWire.Core.Net;
 using NetWire.Core.Wire;
 
 namespace NetWire.Devices.Qemu;
 
 /// <summary>
 /// A guest end on QEMU's datagram backends (<c>-netdev dgram</c>, <c>-netdev socket,udp=</c>):
-/// one datagram is one Ethernet frame, no header.
+/// one datagram is one Ethernet frame, no header (protocol.md §8.2).
 /// </summary>
 /// <remarks>
 /// How this works: NetWire binds its local address and sends to QEMU's. Datagrams from any
@@ -148,11 +149,11 @@ public sealed class QemuDgramEnd : WireEnd
                     n = socket.ReceiveFrom(buffer, SocketFlags.None, from);
                 }
             }
-            catch (SocketException ex) when (ex.SocketErrorCode is SocketError.TimedOut or SocketError.WouldBlock or SocketError.Interrupted)
+            catch (SocketException ex) when (IoErrors.IsTransient(ex.SocketErrorCode))
             {
                 continue;
             }
-            catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionReset or SocketError.ConnectionRefused)
+            catch (SocketException ex) when (IoErrors.IsPortUnreachable(ex.SocketErrorCode))
             {
                 // ICMP port unreachable from an earlier send to QEMU before it started.
                 continue;
@@ -213,7 +214,7 @@ public sealed class QemuDgramEnd : WireEnd
                         Counters.Transmitted(frame.Length);
                         break;
                     }
-                    catch (SocketException ex) when (ex.SocketErrorCode is SocketError.TimedOut or SocketError.WouldBlock or SocketError.Interrupted)
+                    catch (SocketException ex) when (IoErrors.IsTransient(ex.SocketErrorCode))
                     {
                         if (cancellationToken.IsCancellationRequested)
                         {

@@ -4,13 +4,14 @@ using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using NetWire.Core.Frames;
+using NetWire.Core.Net;
 using NetWire.Core.Wire;
 
 namespace NetWire.Devices.Qemu;
 
 /// <summary>
 /// A guest end on QEMU's stream framing (<c>-netdev stream</c> and <c>-netdev socket</c>,
-/// TCP or unix): each frame is a 4-byte big-endian length then the Ethernet frame.
+/// TCP or unix): each frame is a 4-byte big-endian length then the Ethernet frame (protocol.md §8.1).
 /// </summary>
 /// <remarks>
 /// How this works: NetWire listens (QEMU <c>server=off</c>, <c>socket,connect=</c>) or connects
@@ -170,10 +171,7 @@ public sealed class QemuStreamEnd : WireEnd
         {
             File.Delete(path);
         }
-        catch (IOException)
-        {
-        }
-        catch (UnauthorizedAccessException)
+        catch (Exception ex) when (IoErrors.IsFileError(ex))
         {
         }
     }
@@ -239,13 +237,13 @@ public sealed class QemuStreamEnd : WireEnd
         var peer = socket.RemoteEndPoint is IPEndPoint remote ? Format(remote) : Format(_endPoint);
         DevicesLog.GuestConnected(_logger, Name, peer);
         using var connection = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        string reason;
+        (EndReason Reason, string Detail) end;
         try
         {
             var receiving = ReceiveLoopAsync(socket, receiver, connection.Token);
             var sending = SendLoopAsync(socket, connection.Token);
             var first = await Task.WhenAny(receiving, sending).ConfigureAwait(false);
-            reason = first == receiving ? await receiving.ConfigureAwait(false) : await sending.ConfigureAwait(false);
+            end = first == receiving ? await receiving.ConfigureAwait(false) : await sending.ConfigureAwait(false);
             await connection.CancelAsync().ConfigureAwait(false);
             await Task.WhenAll(Quiet(receiving), Quiet(sending)).ConfigureAwait(false);
         }
@@ -255,21 +253,21 @@ public sealed class QemuStreamEnd : WireEnd
             Volatile.Write(ref _connected, 0);
         }
 
-        DevicesLog.GuestDisconnected(_logger, Name, reason);
+        DevicesLog.GuestDisconnected(_logger, Name, end.Reason, end.Detail);
     }
 
-    private static async Task Quiet(Task<string> task)
+    private static async Task Quiet(Task<(EndReason, string)> task)
     {
         try
         {
             await task.ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is OperationCanceledException or SocketException or ObjectDisposedException)
+        catch (Exception ex) when (IoErrors.IsSocketEnd(ex))
         {
         }
     }
 
-    private async Task<string> ReceiveLoopAsync(Socket socket, IPacketReceiver receiver, CancellationToken cancellationToken)
+    private async Task<(EndReason Reason, string Detail)> ReceiveLoopAsync(Socket socket, IPacketReceiver receiver, CancellationToken cancellationToken)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(BufferLength);
         try
@@ -297,7 +295,7 @@ public sealed class QemuStreamEnd : WireEnd
                 }
                 catch (SocketException ex)
                 {
-                    return ex.SocketErrorCode.ToString();
+                    return (EndReason.ConnectionLost, ex.SocketErrorCode.ToString());
                 }
 
                 if (n == 0)
@@ -306,10 +304,10 @@ public sealed class QemuStreamEnd : WireEnd
                     {
                         Counters.Dropped(DropReason.Truncated);
                         DevicesLog.TruncatedFrame(_logger, Name, end - start);
-                        return "closed mid-frame";
+                        return (EndReason.PeerClosed, "closed mid-frame");
                     }
 
-                    return "closed by the guest";
+                    return (EndReason.PeerClosed, "closed by the guest");
                 }
 
                 end += n;
@@ -320,7 +318,7 @@ public sealed class QemuStreamEnd : WireEnd
                     {
                         Counters.Dropped(DropReason.BadLength);
                         DevicesLog.BadFrameLength(_logger, Name, length, FramePool.MinFrameLength, FramePool.MaxFrameLength);
-                        return $"bad frame length {length}";
+                        return (EndReason.ProtocolError, $"bad frame length {length}");
                     }
 
                     if (end - start < HeaderLength + (int)length)
@@ -347,7 +345,7 @@ public sealed class QemuStreamEnd : WireEnd
         }
     }
 
-    private async Task<string> SendLoopAsync(Socket socket, CancellationToken cancellationToken)
+    private async Task<(EndReason Reason, string Detail)> SendLoopAsync(Socket socket, CancellationToken cancellationToken)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(BufferLength);
         try
@@ -381,13 +379,13 @@ public sealed class QemuStreamEnd : WireEnd
                 {
                     // The guest went away with these frames taken from the queue: count them.
                     Counters.Dropped(DropReason.SendFailed, frames);
-                    return ex.SocketErrorCode.ToString();
+                    return (EndReason.ConnectionLost, ex.SocketErrorCode.ToString());
                 }
 
                 Counters.Transmitted(frames, bytes);
             }
 
-            return "queue completed";
+            return (EndReason.Stopping, "queue completed");
         }
         finally
         {

@@ -1,6 +1,7 @@
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using NetWire.Core.Frames;
+using NetWire.Core.Net;
 using NetWire.Core.Wire;
 using NetWire.Devices.Interop;
 
@@ -97,10 +98,7 @@ public sealed class TapEnd : WireEnd
                 Counters.ObserveKernelDrops(dropped);
             }
         }
-        catch (IOException)
-        {
-        }
-        catch (UnauthorizedAccessException)
+        catch (Exception ex) when (IoErrors.IsFileError(ex))
         {
         }
     }

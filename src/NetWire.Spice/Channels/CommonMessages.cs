@@ -4,7 +4,7 @@ using NetWire.Spice.Link;
 
 namespace NetWire.Spice.Channels;
 
-/// <summary>Message ids 1-100, common to every channel (brief 3), and builders for the server's.</summary>
+/// <summary>Message ids 1-100, common to every channel (protocol.md §3), and builders for the server's.</summary>
 internal static class CommonMessages
 {
     // Server -> client.

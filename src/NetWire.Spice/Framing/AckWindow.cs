@@ -1,7 +1,7 @@
 namespace NetWire.Spice.Framing;
 
 /// <summary>
-/// The server side of a channel's ACK window (brief 3): SET_ACK{generation, window}, the
+/// The server side of a channel's ACK window (protocol.md §3.3): SET_ACK{generation, window}, the
 /// client's ACK_SYNC(generation), then one ACK per <c>window</c> messages received. The server
 /// stops sending while more than 2 x window messages are unacknowledged. Channels created
 /// with acks on use it (the tunnel); the main channel does not, like spice-server.

@@ -3,7 +3,7 @@ using System.Buffers.Binary;
 namespace NetWire.Spice.Framing;
 
 /// <summary>
-/// The data header in front of every message after the link (brief 2):
+/// The data header in front of every message after the link (protocol.md §2):
 /// <code>
 ///   SpiceDataHeader (18): u64 serial | u16 type | u32 size | u32 sub_list
 ///   SpiceMiniDataHeader (6): u16 type | u32 size

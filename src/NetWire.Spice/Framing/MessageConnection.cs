@@ -110,7 +110,7 @@ internal sealed class MessageConnection
                     Array.Resize(ref buffer, needed);
                 }
 
-                // Serials start at 1 and count every message in this direction (brief 2).
+                // Serials start at 1 and count every message in this direction (protocol.md §2).
                 used += new DataHeader(++_sendSerial, message.Type, (uint)message.Body.Length).WriteTo(buffer.AsSpan(used), MiniHeader);
                 message.Body.CopyTo(buffer.AsSpan(used));
                 used += message.Body.Length;

@@ -3,7 +3,7 @@ using System.Buffers.Binary;
 namespace NetWire.Spice.Link;
 
 /// <summary>
-/// The server side of the link stage (brief 1), over one connection's stream.
+/// The server side of the link stage (protocol.md §1), over one connection's stream.
 /// </summary>
 /// <remarks>
 /// How this works:
@@ -61,7 +61,7 @@ internal static class LinkHandshake
         var length = SpiceLinkReply.WriteOk(buffer, key.PublicKeyDer, common, channel);
         await stream.WriteAsync(buffer.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
 
-        // brief 1.6: the mechanism word comes when the *client* has AUTH_SELECTION (NetWire
+        // protocol.md §1.6: the mechanism word comes when the *client* has AUTH_SELECTION (NetWire
         // always advertises it, so spice-gtk agrees).
         if (mess!.HasCommonCap(SpiceCaps.AuthSelection))
         {

@@ -1,7 +1,7 @@
 namespace NetWire.Spice.Link;
 
 /// <summary>
-/// Capability bit numbers (brief 1.4). Caps travel as arrays of u32 words: capability n is
+/// Capability bit numbers (protocol.md §1.4). Caps travel as arrays of u32 words: capability n is
 /// bit n % 32 of word n / 32.
 /// </summary>
 internal static class SpiceCaps

@@ -1,6 +1,6 @@
 namespace NetWire.Spice.Link;
 
-/// <summary>SPICE channel types (brief 1.8). A byte on the wire; values outside 1..11 are unknown.</summary>
+/// <summary>SPICE channel types (protocol.md §1.8). A byte on the wire; values outside 1..11 are unknown.</summary>
 internal enum SpiceChannelType : byte
 {
     Main = 1,

@@ -1,6 +1,6 @@
 namespace NetWire.Spice.Link;
 
-/// <summary>SpiceLinkErr (spice-protocol enums.h; brief 1.7): link reply error and 4-byte link result.</summary>
+/// <summary>SpiceLinkErr (spice-protocol enums.h; protocol.md §1.7): link reply error and 4-byte link result.</summary>
 internal enum SpiceLinkErr : uint
 {
     Ok = 0,

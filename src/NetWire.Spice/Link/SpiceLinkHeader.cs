@@ -3,7 +3,7 @@ using System.Buffers.Binary;
 namespace NetWire.Spice.Link;
 
 /// <summary>
-/// SpiceLinkHeader (brief 1.2): 16 bytes, little-endian, in both directions.
+/// SpiceLinkHeader (protocol.md §1.2): 16 bytes, little-endian, in both directions.
 /// <code>
 ///   0 magic "REDQ" | 4 major (2) | 8 minor (2) | 12 size of what follows
 /// </code>
@@ -49,7 +49,7 @@ internal readonly record struct SpiceLinkHeader(uint Magic, uint MajorVersion, u
     }
 
     /// <summary>
-    /// What the server must answer to this client header (brief 1.2, current spice-server order):
+    /// What the server must answer to this client header (protocol.md §1.2, current spice-server order):
     /// magic, then major version, then size bounds. Ok means "read Size more bytes".
     /// </summary>
     public SpiceLinkErr Validate()

@@ -3,7 +3,7 @@ using System.Buffers.Binary;
 namespace NetWire.Spice.Link;
 
 /// <summary>
-/// SpiceLinkMess (brief 1.3), client to server, 18 bytes then caps:
+/// SpiceLinkMess (protocol.md §1.3), client to server, 18 bytes then caps:
 /// <code>
 ///   0 connection_id u32 | 4 channel_type u8 | 5 channel_id u8 | 6 num_common_caps u32
 ///  10 num_channel_caps u32 | 14 caps_offset u32 | caps_offset: common words, channel words

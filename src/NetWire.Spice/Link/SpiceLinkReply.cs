@@ -3,7 +3,7 @@ using System.Buffers.Binary;
 namespace NetWire.Spice.Link;
 
 /// <summary>
-/// SpiceLinkReply (brief 1.5), server to client, always preceded by a SpiceLinkHeader:
+/// SpiceLinkReply (protocol.md §1.5), server to client, always preceded by a SpiceLinkHeader:
 /// <code>
 ///   0 error u32 | 4 pub_key[162] (DER SubjectPublicKeyInfo, RSA-1024) | 166 num_common_caps
 /// 170 num_channel_caps | 174 caps_offset (178) | 178 caps

@@ -4,7 +4,7 @@ using System.Text;
 namespace NetWire.Spice.Link;
 
 /// <summary>
-/// The server's ticket policy (brief 1.6): one password, an optional expiry, or ticketing
+/// The server's ticket policy (protocol.md §1.6): one password, an optional expiry, or ticketing
 /// disabled. QEMU's <c>set_password</c> / <c>expire_password</c> map onto
 /// <see cref="SetPassword"/> and <see cref="ExpirePassword"/>, so the control socket can drive it.
 /// </summary>

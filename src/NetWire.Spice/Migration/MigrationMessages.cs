@@ -11,7 +11,7 @@ namespace NetWire.Spice.Migration;
 internal sealed record MigrationDestination(string Host, int Port, int TlsPort, string? CertSubject);
 
 /// <summary>
-/// Bodies of the main channel's migration messages, by protocol version (brief 4.4). NetWire
+/// Bodies of the main channel's migration messages, by protocol version (protocol.md §4.4). NetWire
 /// sends the DstInfo form (spice 0.8.3 / 0.10 and current servers); the older public-key form
 /// and the seamless form are built for completeness and tests.
 /// </summary>

@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using NetWire.Core.Net;
 using NetWire.Spice.Channels.Main;
 using NetWire.Spice.Link;
 
@@ -16,7 +17,7 @@ internal sealed record MigrateConnectResult(int Connected, int Failed, int Timed
 internal sealed record MigrateEndResult(bool Completed, int MigrateEnd, int MigrateCancel, int SwitchHost, int Closed);
 
 /// <summary>
-/// The source side of semi-seamless client migration (brief 5.1, steps 1, 4 and 5), as
+/// The source side of semi-seamless client migration (protocol.md §5.1, steps 1, 4 and 5), as
 /// spice-server's <c>spice_server_migrate_connect</c> / <c>_migrate_end</c>.
 /// </summary>
 /// <remarks>
@@ -207,7 +208,7 @@ internal sealed class SpiceMigration
             foreach (var session in leaving.Where(s => !s.Ended.IsCompleted))
             {
                 closed++;
-                session.Abort(new SpiceProtocolException("migrated: the client did not leave the source in time"));
+                session.Abort(EndReason.TimedOut, new SpiceProtocolException("migrated: the client did not leave the source in time"));
             }
 
             await Task.WhenAny(all, Task.Delay(TimeSpan.FromSeconds(2), _server.Options.Time)).ConfigureAwait(false);

@@ -69,8 +69,7 @@ internal abstract class DatagramFlow(Gateway gateway, Socket socket)
                 {
                     received = await socket.ReceiveAsync(buffer.AsMemory(0, MaxDatagram), SocketFlags.None, cancellationToken).ConfigureAwait(false);
                 }
-                catch (SocketException ex) when (ex.SocketErrorCode is SocketError.ConnectionRefused or SocketError.ConnectionReset
-                                                     or SocketError.HostUnreachable or SocketError.NetworkUnreachable)
+                catch (SocketException ex) when (NetWire.Core.Net.IoErrors.IsUnreachable(ex.SocketErrorCode))
                 {
                     // An ICMP error about an earlier datagram: keep the flow, as a NAT would.
                     continue;
@@ -93,10 +92,7 @@ internal abstract class DatagramFlow(Gateway gateway, Socket socket)
                 }
             }
         }
-        catch (OperationCanceledException)
-        {
-        }
-        catch (ObjectDisposedException)
+        catch (Exception ex) when (NetWire.Core.Net.IoErrors.IsShutdown(ex))
         {
         }
         catch (SocketException)

@@ -191,7 +191,7 @@ internal sealed class TcpConnection
         {
             socket = await connect(_gateway.Stopping).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is SocketException or OperationCanceledException or ObjectDisposedException)
+        catch (Exception ex) when (NetWire.Core.Net.IoErrors.IsSocketEnd(ex))
         {
             lock (_gateway.Sync)
             {
@@ -909,7 +909,7 @@ internal sealed class TcpConnection
                 }
             }
         }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or OperationCanceledException)
+        catch (Exception ex) when (NetWire.Core.Net.IoErrors.IsSocketEnd(ex))
         {
             lock (_gateway.Sync)
             {
@@ -992,7 +992,7 @@ internal sealed class TcpConnection
                 }
             }
         }
-        catch (Exception ex) when (ex is SocketException or ObjectDisposedException or OperationCanceledException)
+        catch (Exception ex) when (NetWire.Core.Net.IoErrors.IsSocketEnd(ex))
         {
             lock (_gateway.Sync)
             {

@@ -83,7 +83,7 @@ internal sealed class UdpNat(Gateway gateway)
             {
                 peer.Listener.SendTo(udp[8..], SocketFlags.None, peer.Client);
             }
-            catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+            catch (Exception ex) when (NetWire.Core.Net.IoErrors.IsSocketEnd(ex))
             {
                 gateway.Counters.Drop(StackDrop.HostSendFailed);
             }
@@ -163,10 +163,7 @@ internal sealed class UdpNat(Gateway gateway)
                     }
                 }
             }
-            catch (IOException)
-            {
-            }
-            catch (UnauthorizedAccessException)
+            catch (Exception ex) when (NetWire.Core.Net.IoErrors.IsFileError(ex))
             {
             }
         }

@@ -1,11 +1,12 @@
 using System.Buffers.Binary;
 using System.Net.Sockets;
+using NetWire.Core.Net;
 using NetWire.Spice.Link;
 
 namespace NetWire.Tunnel.Client;
 
 /// <summary>
-/// The client side of the link stage (brief 1.1): link message, the server's reply with its RSA
+/// The client side of the link stage (protocol.md §1.1): link message, the server's reply with its RSA
 /// key and caps, the SPICE ticket auth mechanism, the password encrypted with RSA-OAEP (SHA-1),
 /// and the 4-byte result.
 /// </summary>
@@ -87,7 +88,7 @@ internal static class SpiceClientLink
         var serverCommon = numCommon > 0 ? BinaryPrimitives.ReadUInt32LittleEndian(span[(int)capsOffset..]) : 0;
         var mini = SpiceCaps.Has([serverCommon], SpiceCaps.MiniHeader);
 
-        // AUTH_SELECTION is offered, so the mechanism word comes first (brief 1.6).
+        // AUTH_SELECTION is offered, so the mechanism word comes first (protocol.md §1.6).
         var ticket = new byte[password.Length + 1];
         password.CopyTo(ticket, 0);
         byte[] encrypted;
@@ -116,7 +117,7 @@ internal static class SpiceClientLink
 }
 
 /// <summary>The server refused a link (the SpiceLinkErr it sent), or its reply made no sense.</summary>
-internal sealed class SpiceLinkException : Exception
+internal sealed class SpiceLinkException : Exception, IHasEndReason
 {
     public SpiceLinkException()
     {
@@ -137,4 +138,7 @@ internal sealed class SpiceLinkException : Exception
 
     /// <summary>What the server answered.</summary>
     public SpiceLinkErr Error { get; }
+
+    /// <inheritdoc/>
+    public EndReason EndReason => EndReason.Refused;
 }

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Net;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
+using NetWire.Core.Net;
 using NetWire.Spice;
 using NetWire.Spice.Channels;
 using NetWire.Spice.Channels.Main;
@@ -35,12 +36,12 @@ internal sealed record TunnelClientOptions(string Host, int Port, byte[] Passwor
 /// are closed, and the client links again after a backoff (250 ms doubling to 10 s, back to
 /// 250 ms after a session that reached INIT); the services are added again.
 ///
-/// Semi-seamless migration, as spice-gtk follows it (brief 5.1): MIGRATE_BEGIN links main and
+/// Semi-seamless migration, as spice-gtk follows it (protocol.md §5.1): MIGRATE_BEGIN links main and
 /// the tunnel to the target with the session id (the target keeps them silent), then
 /// MIGRATE_CONNECTED (or MIGRATE_CONNECT_ERROR) goes to the source; MIGRATE_CANCEL drops the
 /// target links; MIGRATE_END ends the source session, sends MIGRATE_END (109) on the target's
 /// main channel, waits for its INIT, and the target's tunnel channel starts fresh (SET_ACK,
-/// INIT): services are added again and open sockets are lost (the brief's inferred behaviour).
+/// INIT): services are added again and open sockets are lost (inferred for the original, protocol.md §5.1).
 /// SWITCH_HOST makes the next session a new one on the named host. The target becomes the
 /// server for later reconnects. A refused password ends the client: a retry could not succeed.
 /// </remarks>
@@ -73,7 +74,8 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
         Linked? migrated = null;
         while (!cancellationToken.IsCancellationRequested)
         {
-            string reason;
+            EndReason reason;
+            string detail;
             var initialized = false;
             try
             {
@@ -85,7 +87,7 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
                     continue;
                 }
 
-                reason = "session ended";
+                (reason, detail) = (outcome.Reason, outcome.Detail);
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
             {
@@ -95,9 +97,9 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
             {
                 throw;
             }
-            catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException or SpiceLinkException or SpiceProtocolException or OperationCanceledException or ChannelClosedException)
+            catch (Exception ex) when (IoErrors.IsIoFailure(ex) || ex is SpiceLinkException or SpiceProtocolException or OperationCanceledException or ChannelClosedException)
             {
-                reason = ex.Message;
+                (reason, detail) = (ChannelLifetime.ReasonOf(ex), ex.Message);
                 migrated = null;
             }
 
@@ -106,7 +108,7 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
                 backoff = options.MinBackoff;
             }
 
-            TunnelLog.ClientRetry(_logger, Server, reason, (long)backoff.TotalMilliseconds);
+            TunnelLog.ClientRetry(_logger, Server, reason, detail, (long)backoff.TotalMilliseconds);
             try
             {
                 await Task.Delay(backoff, cancellationToken).ConfigureAwait(false);
@@ -134,7 +136,7 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
                 timeout.CancelAfter(options.LinkTimeout);
                 if (migrated is not null)
                 {
-                    // brief 5.1 step 6: MIGRATE_END (109) on the target's main, then its INIT.
+                    // protocol.md §5.1 step 6: MIGRATE_END (109) on the target's main, then its INIT.
                     await linked.Main.SendAsync(MainMessages.ClientMigrateEnd, [], timeout.Token).ConfigureAwait(false);
                 }
 
@@ -157,10 +159,15 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
             var tunnelRun = tunnel.RunAsync(session.Token);
             var migration = new MigrationFollower(this, linked, sessionId);
             var mainRun = migration.RunAsync(session.Token);
-            await Task.WhenAny(tunnelRun, mainRun).ConfigureAwait(false);
+            var first = await Task.WhenAny(tunnelRun, mainRun).ConfigureAwait(false);
             await session.CancelAsync().ConfigureAwait(false);
             await tunnelRun.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             await mainRun.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+
+            // The channel that ended first says why the session ended.
+            var (reason, detail) = first == tunnelRun || mainRun.Exception?.InnerException is not { } failure
+                ? (tunnel.EndedBy ?? EndReason.Stopping, tunnel.AbortReason?.Message ?? "stopping")
+                : (ChannelLifetime.ReasonOf(failure), failure.Message);
             if (tunnel.Initialized)
             {
                 Interlocked.Increment(ref _sessions);
@@ -176,14 +183,14 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
             {
                 Volatile.Write(ref _host, next.Host);
                 Volatile.Write(ref _port, next.Port);
-                return new Outcome(tunnel.Initialized, null, true);
+                return new Outcome(tunnel.Initialized, null, true, reason, detail);
             }
             else
             {
                 migration.DropTarget();
             }
 
-            return new Outcome(tunnel.Initialized, target, false);
+            return new Outcome(tunnel.Initialized, target, false, reason, detail);
         }
         finally
         {
@@ -227,7 +234,7 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
         }
     }
 
-    private readonly record struct Outcome(bool Initialized, Linked? Target, bool SwitchedHost);
+    private readonly record struct Outcome(bool Initialized, Linked? Target, bool SwitchedHost, EndReason Reason, string Detail);
 
     /// <summary>A linked main channel (its send loop running) and, once linked, the tunnel on the same server.</summary>
     private sealed class Linked : IAsyncDisposable
@@ -272,7 +279,7 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
         }
     }
 
-    /// <summary>The source session's main channel: PINGs, and the migration messages of brief 5.1.</summary>
+    /// <summary>The source session's main channel: PINGs, and the migration messages of protocol.md §5.1.</summary>
     private sealed class MigrationFollower(TunnelClient client, Linked source, uint sessionId)
     {
         private Linked? _target;
@@ -351,9 +358,9 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
                 _target = target;
                 await source.Main.SendAsync(MainMessages.MigrateConnected, [], cancellationToken).ConfigureAwait(false);
             }
-            catch (Exception ex) when (ex is IOException or System.Net.Sockets.SocketException or SpiceLinkException or OperationCanceledException && !cancellationToken.IsCancellationRequested)
+            catch (Exception ex) when ((IoErrors.IsIoFailure(ex) || ex is SpiceLinkException or OperationCanceledException) && !cancellationToken.IsCancellationRequested)
             {
-                TunnelLog.ClientRetry(client._logger, $"{destination.Host}:{destination.Port}", $"migration target link failed: {ex.Message}", 0);
+                TunnelLog.ClientRetry(client._logger, $"{destination.Host}:{destination.Port}", ChannelLifetime.ReasonOf(ex), $"migration target link failed: {ex.Message}", 0);
                 if (target is not null)
                 {
                     await target.DisposeAsync().ConfigureAwait(false);

@@ -1,8 +1,8 @@
 using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
-using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
+using NetWire.Core.Net;
 using NetWire.Spice;
 using NetWire.Spice.Channels;
 using NetWire.Spice.Framing;
@@ -12,7 +12,7 @@ namespace NetWire.Tunnel.Client;
 
 /// <summary>
 /// The client side of one linked tunnel channel: adds the services after INIT, opens a real
-/// TCP connection to the target for each SOCKET_OPEN, and relays it (brief 6.6, 6.7).
+/// TCP connection to the target for each SOCKET_OPEN, and relays it (protocol.md §6.6, §6.7).
 /// </summary>
 /// <remarks>
 /// How this works. SET_ACK is answered with ACK_SYNC and then one ACK per window of messages
@@ -26,7 +26,7 @@ namespace NetWire.Tunnel.Client;
 /// wrong size, tunnel messages before INIT, an INIT outside the limits) end the channel; the
 /// caller reconnects.
 /// </remarks>
-[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "RunAsync disposes the token source when the channel has ended.")]
+[System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "RunAsync disposes the lifetime when the channel has ended.")]
 internal sealed class TunnelClientChannel
 {
     /// <summary>Tokens granted to the server in OPEN_ACK (spicec: 60).</summary>
@@ -45,7 +45,7 @@ internal sealed class TunnelClientChannel
     private readonly IReadOnlyList<TunnelServiceSpec> _services;
     private readonly Action<TunnelServiceSpec, IPAddress> _published;
     private readonly ILogger _logger;
-    private readonly CancellationTokenSource _aborted = new();
+    private readonly ChannelLifetime _lifetime;
     private readonly Lock _gate = new();
     private readonly List<Task> _socketTasks = [];
     private Slot?[] _slots = [];
@@ -53,7 +53,6 @@ internal sealed class TunnelClientChannel
     private bool _initialized;
     private uint _ackWindow;
     private uint _received;
-    private Exception? _abortReason;
 
     public TunnelClientChannel(Stream stream, bool miniHeader, IReadOnlyList<TunnelServiceSpec> services, Action<TunnelServiceSpec, IPAddress> published, ILogger logger)
     {
@@ -61,6 +60,7 @@ internal sealed class TunnelClientChannel
         _published = published;
         _logger = logger;
         _connection = new MessageConnection(stream, miniHeader, (int)MaxDataSizeLimit + 2, 256);
+        _lifetime = new ChannelLifetime((_, error) => _connection.CompleteSending(error));
     }
 
     private enum SlotState
@@ -72,7 +72,10 @@ internal sealed class TunnelClientChannel
     }
 
     /// <summary>Why the channel ended.</summary>
-    public Exception? AbortReason => Volatile.Read(ref _abortReason);
+    public Exception? AbortReason => _lifetime.Error;
+
+    /// <summary>Why the channel ended, by kind.</summary>
+    public EndReason? EndedBy => _lifetime.Reason;
 
     /// <summary>True once INIT arrived and the services were sent.</summary>
     public bool Initialized => Volatile.Read(ref _initialized);
@@ -80,10 +83,9 @@ internal sealed class TunnelClientChannel
     /// <summary>Runs until the server closes the channel, a violation, or cancellation.</summary>
     public async Task RunAsync(CancellationToken cancellationToken)
     {
-        using var registration = cancellationToken.Register(static state => ((TunnelClientChannel)state!).Abort(new OperationCanceledException("stopping")), this);
-        var token = _aborted.Token;
-        var send = TunnelMessages.GuardAsync(_connection.SendLoopAsync(token), "send loop ended", Abort, token);
-        var receive = TunnelMessages.GuardAsync(ReceiveLoopAsync(token), "the server closed the tunnel channel", Abort, token);
+        using var registration = _lifetime.AbortWhenCancelled("stopping", cancellationToken);
+        var send = _lifetime.GuardAsync(_connection.SendLoopAsync, EndReason.Disconnected, "send loop ended");
+        var receive = _lifetime.GuardAsync(ReceiveLoopAsync, EndReason.PeerClosed, "the server closed the tunnel channel");
         await Task.WhenAll(send, receive).ConfigureAwait(false);
         Task[] sockets;
         lock (_gate)
@@ -98,20 +100,11 @@ internal sealed class TunnelClientChannel
         }
 
         await Task.WhenAll(sockets).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
-        _aborted.Dispose();
+        _lifetime.Dispose();
     }
 
     /// <summary>Ends the channel; the first reason wins.</summary>
-    public void Abort(Exception reason)
-    {
-        if (Interlocked.CompareExchange(ref _abortReason, reason, null) is not null)
-        {
-            return;
-        }
-
-        _connection.CompleteSending(reason);
-        _aborted.Cancel();
-    }
+    public void Abort(Exception reason) => _lifetime.Abort(reason);
 
     private async Task ReceiveLoopAsync(CancellationToken cancellationToken)
     {
@@ -331,7 +324,7 @@ internal sealed class TunnelClientChannel
             switch (slot.State)
             {
                 case SlotState.ClosedSent:
-                    // Crossed our CLOSED (brief 6.6): acknowledge and forget.
+                    // Crossed our CLOSED (protocol.md §6.6): acknowledge and forget.
                     _slots[id] = null;
                     Send(TunnelMessages.ClientSocketClosedAck, TunnelMessages.BuildId(id));
                     return;
@@ -403,7 +396,7 @@ internal sealed class TunnelClientChannel
         {
             await target.ConnectAsync(slot.Service.TargetHost, slot.Service.TargetPort, slot.Connect.Token).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is SocketException or OperationCanceledException or ObjectDisposedException)
+        catch (Exception ex) when (IoErrors.IsSocketEnd(ex))
         {
             target.Dispose();
             TunnelLog.ClientSocket(_logger, slot.Id, $"connect to {slot.Service.TargetHost}:{slot.Service.TargetPort} failed: {ex.Message}");
@@ -421,7 +414,7 @@ internal sealed class TunnelClientChannel
 
         lock (_gate)
         {
-            if (_abortReason is not null)
+            if (_lifetime.IsAborted)
             {
                 target.Dispose();
                 return;
@@ -460,9 +453,9 @@ internal sealed class TunnelClientChannel
 
         try
         {
-            await _connection.SendAsync(message, TunnelMessages.BuildId(slot.Id), _aborted.Token).ConfigureAwait(false);
+            await _connection.SendAsync(message, TunnelMessages.BuildId(slot.Id), _lifetime.Token).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is OperationCanceledException or ChannelClosedException or ObjectDisposedException)
+        catch (Exception ex) when (ChannelLifetime.IsAbortEcho(ex))
         {
         }
     }

@@ -14,7 +14,7 @@ namespace NetWire.Control.Tests.Migration;
 public sealed class SpiceGtkMigrationTests
 {
     /// <summary>
-    /// The semi-seamless order of spice-migration-semi-seamless.sequence.txt, main channel
+    /// The semi-seamless order of the recorded QEMU migration (protocol.md §5.5), main channel
     /// only (NetWire serves no display, cursor or inputs channel): S = source, T = target.
     /// </summary>
     private static readonly string[] s_referenceOrder =
@@ -124,8 +124,8 @@ public sealed class SpiceGtkMigrationTests
 
     private static string Name(string info)
     {
-        // tshark 4.0 flags every MIGRATE_BEGIN "[Malformed Packet]", QEMU's own too (see the
-        // reference trace's README); the message name is still the word before it.
+        // tshark 4.0 flags every MIGRATE_BEGIN "[Malformed Packet]", QEMU's own too (protocol.md §5.5);
+        // the message name is still the word before it.
         info = info.Replace("[Malformed Packet]", string.Empty, StringComparison.Ordinal).Trim();
         if (info.Contains("link", StringComparison.OrdinalIgnoreCase) || info.Contains("ticket", StringComparison.OrdinalIgnoreCase) || info.Contains("authentication", StringComparison.OrdinalIgnoreCase))
         {

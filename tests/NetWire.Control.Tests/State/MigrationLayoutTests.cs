@@ -3,7 +3,7 @@ using NetWire.Spice.Migration;
 
 namespace NetWire.Control.Tests.State;
 
-/// <summary>MIGRATE_BEGIN / SWITCH_HOST body layouts by protocol version (brief 4.4).</summary>
+/// <summary>MIGRATE_BEGIN / SWITCH_HOST body layouts by protocol version (protocol.md §4.4).</summary>
 public sealed class MigrationLayoutTests
 {
     [Fact]

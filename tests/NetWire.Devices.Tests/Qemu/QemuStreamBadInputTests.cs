@@ -1,3 +1,6 @@
+using System.Collections.Concurrent;
+using Microsoft.Extensions.Logging;
+using NetWire.Core.Net;
 using NetWire.Core.Wire;
 
 namespace NetWire.Devices.Tests.Qemu;
@@ -79,5 +82,60 @@ public sealed class QemuStreamBadInputTests
         using var good = await StreamClient.ConnectAsync(bridge.SocketPath);
         await good.SendFrameAsync(StreamClient.Frame(60, 42));
         Assert.Equal(42, StreamClient.SeqOf((await bridge.HostReceivesAsync(1)).Single()));
+    }
+
+    [Fact]
+    public async Task EachWayAGuestLeaves_IsLoggedWithItsEndReasonByName()
+    {
+        var log = new EventLog();
+        await using var bridge = await LoopbackBridge.StreamAsync(logger: log);
+        using (var bad = await StreamClient.ConnectAsync(bridge.SocketPath))
+        {
+            await bad.SendRawAsync([0, 0, 0, 13, 1, 2, 3, 4]);
+            Assert.True(await bad.ClosedByServerAsync(TimeSpan.FromSeconds(10)));
+        }
+
+        Assert.True(await LoopbackBridge.EventuallyAsync(() => log.Disconnects.Count == 1));
+        using (var half = await StreamClient.ConnectAsync(bridge.SocketPath))
+        {
+            await half.SendRawAsync([0, 0, 0, 60, 1, 2, 3]);
+        }
+
+        Assert.True(await LoopbackBridge.EventuallyAsync(() => log.Disconnects.Count == 2));
+        using (var clean = await StreamClient.ConnectAsync(bridge.SocketPath))
+        {
+            await clean.SendFrameAsync(StreamClient.Frame(60, 1));
+            Assert.Single(await bridge.HostReceivesAsync(1));
+        }
+
+        Assert.True(await LoopbackBridge.EventuallyAsync(() => log.Disconnects.Count == 3));
+        Assert.Equal(
+            [(EndReason.ProtocolError, "bad frame length 13"), (EndReason.PeerClosed, "closed mid-frame"), (EndReason.PeerClosed, "closed by the guest")],
+            log.Disconnects.Select(d => ((EndReason)d["Reason"]!, (string)d["Detail"]!)));
+        Assert.Contains(log.Messages, m => m == "Guest guest disconnected: ProtocolError (bad frame length 13)");
+    }
+
+    /// <summary>Keeps what is logged: the formatted messages and the fields of each guest-disconnected event (4103).</summary>
+    private sealed class EventLog : ILogger
+    {
+        public ConcurrentQueue<string> Messages { get; } = new();
+
+        public IReadOnlyList<Dictionary<string, object?>> Disconnects => [.. _disconnects];
+
+        private readonly ConcurrentQueue<Dictionary<string, object?>> _disconnects = new();
+
+        public IDisposable? BeginScope<TState>(TState state)
+            where TState : notnull => null;
+
+        public bool IsEnabled(LogLevel logLevel) => true;
+
+        public void Log<TState>(LogLevel logLevel, EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+        {
+            Messages.Enqueue(formatter(state, exception));
+            if (eventId.Id == 4103 && state is IReadOnlyList<KeyValuePair<string, object?>> fields)
+            {
+                _disconnects.Enqueue(fields.ToDictionary(f => f.Key, f => f.Value));
+            }
+        }
     }
 }

@@ -8,8 +8,8 @@ namespace NetWire.Spice.Tests.Link;
 
 /// <summary>
 /// Every refusal of the link stage, driven by a raw socket: the documented error code (the
-/// 194-byte reply or the 4-byte result, as the brief says) and then a close; never a hang.
-/// Includes the link-stage rows of brief section 7.
+/// 194-byte reply or the 4-byte result, protocol.md §1.7) and then a close; never a hang.
+/// Includes the link-stage rows of protocol.md §7.1.
 /// </summary>
 public sealed class LinkErrorPathTests
 {
@@ -97,7 +97,7 @@ public sealed class LinkErrorPathTests
         Assert.True(await client.ClosedByServerAsync());
     }
 
-    // Brief 7: a bad auth mechanism gets a full error reply, not a 4-byte result.
+    // protocol.md §7.1: a bad auth mechanism gets a full error reply, not a 4-byte result.
     [Theory]
     [InlineData(0u)]
     [InlineData(2u)]
@@ -232,7 +232,7 @@ public sealed class LinkErrorPathTests
         Assert.Equal(SpiceLinkErr.PermissionDenied, await replay.ReadResultAsync());
     }
 
-    // Brief 7: unknown channel types aborted spice-server before Nov 2015.
+    // protocol.md §7.1: unknown channel types aborted spice-server before Nov 2015.
     [Theory]
     [InlineData(0)]
     [InlineData(2)]
@@ -269,7 +269,7 @@ public sealed class LinkErrorPathTests
         Assert.Equal(SpiceLinkErr.PermissionDenied, await client.LinkAsync(0x12345678, 3, "wrong"));
     }
 
-    // Brief 7: spice-server trusts a non-zero id on main as a migration target (session parked forever, id chosen by the client).
+    // protocol.md §7.1: spice-server trusts a non-zero id on main as a migration target (session parked forever, id chosen by the client).
     [Fact]
     public async Task MainLink_WithRandomIdAndNoMigration_GetsBadConnectionId_AndParksNothing()
     {

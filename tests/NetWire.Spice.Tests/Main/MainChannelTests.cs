@@ -168,7 +168,7 @@ public sealed class MainChannelTests
     }
 }
 
-/// <summary>Brief 7, main channel rows: hostile messages end one session at most, never the server or another client.</summary>
+/// <summary>protocol.md §7.2, main channel: hostile messages end one session at most, never the server or another client.</summary>
 public sealed class MainChannelHostileInputTests
 {
     private static async Task<RawSpiceClient> OpenAsync(TestServer server)

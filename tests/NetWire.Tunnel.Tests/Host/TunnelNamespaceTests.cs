@@ -143,7 +143,7 @@ public sealed class TunnelNamespaceTests
     [Fact]
     public async Task UrgentDataFromTheGuest_ArrivesInline_AndTheChannelLives()
     {
-        // brief 7: TCP urgent data from the guest shut the real tunnel channel down.
+        // protocol.md §7.3: TCP urgent data from the guest shut the real tunnel channel down.
         HostRequirements.RequireRoot();
         HostRequirements.RequireCommand("python3");
         using var echo = new TcpListener(IPAddress.Loopback, 0);

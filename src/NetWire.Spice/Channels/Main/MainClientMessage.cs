@@ -19,7 +19,7 @@ internal enum ClientMessageVerdict
 }
 
 /// <summary>
-/// A client-to-server main channel message (brief 3 and 4.2), reduced to the scalars NetWire
+/// A client-to-server main channel message (protocol.md §3 and §4.2), reduced to the scalars NetWire
 /// uses. Like spice-server's generated demarshallers, a body must hold at least the fixed
 /// fields and extra trailing bytes are ignored. Parsing never allocates and never throws.
 /// </summary>

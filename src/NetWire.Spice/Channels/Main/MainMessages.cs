@@ -3,7 +3,7 @@ using System.Text;
 
 namespace NetWire.Spice.Channels.Main;
 
-/// <summary>Main channel message ids (brief 4.1, 4.2) and builders for the server's messages.</summary>
+/// <summary>Main channel message ids (protocol.md §4.1, §4.2) and builders for the server's messages.</summary>
 internal static class MainMessages
 {
     // Server -> client.

@@ -1,3 +1,4 @@
+using NetWire.Core.Net;
 using NetWire.Spice.Link;
 using NetWire.Spice.Migration;
 
@@ -80,7 +81,7 @@ internal sealed partial class SpiceSession
         if (await Task.WhenAny(_started.Task, expired).ConfigureAwait(false) == expired)
         {
             await expired.ConfigureAwait(false);
-            Abort(new SpiceProtocolException($"migration target: no MIGRATE_END from the client within {timeout.TotalSeconds:0.#} s"));
+            Abort(EndReason.TimedOut, new SpiceProtocolException($"migration target: no MIGRATE_END from the client within {timeout.TotalSeconds:0.#} s"));
         }
     }
 
@@ -95,7 +96,7 @@ internal sealed partial class SpiceSession
 
         if (_adopt is not null && await _adopt(this, cancellationToken).ConfigureAwait(false) is { } refusal)
         {
-            Abort(new SpiceProtocolException($"migration target: {refusal}"));
+            Abort(EndReason.Disconnected, new SpiceProtocolException($"migration target: {refusal}"));
             return false;
         }
 
@@ -116,7 +117,7 @@ internal sealed partial class SpiceSession
             return;
         }
 
-        // brief 5.1 step 4: a late MIGRATE_CONNECTED, after the source stopped waiting.
+        // protocol.md §5.1 step 4: a late MIGRATE_CONNECTED, after the source stopped waiting.
         if (connected && MigrationState == MigrationClientState.NotConnected)
         {
             _connection.TrySend(MainMessages.MigrateCancel, []);

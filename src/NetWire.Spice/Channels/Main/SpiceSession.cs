@@ -1,6 +1,5 @@
-using System.Net.Sockets;
-using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
+using NetWire.Core.Net;
 using NetWire.Spice.Framing;
 using NetWire.Spice.Link;
 using NetWire.Spice.Migration;
@@ -23,7 +22,7 @@ namespace NetWire.Spice.Channels.Main;
 /// AGENT_* are absorbed: no agent is connected, and a token violation ends nothing.
 /// DISCONNECTING ends the session quietly.
 ///
-/// Migration, source side (brief 5.1): <see cref="BeginMigration"/> sends MIGRATE_BEGIN to a
+/// Migration, source side (protocol.md §5.1): <see cref="BeginMigration"/> sends MIGRATE_BEGIN to a
 /// client with SEMI_SEAMLESS and marks it WAITING; its MIGRATE_CONNECTED or
 /// MIGRATE_CONNECT_ERROR is reported through <see cref="MigrationAnswered"/>. A MIGRATE_CONNECTED
 /// that comes after the wait was abandoned is answered with MIGRATE_CANCEL.
@@ -42,7 +41,7 @@ internal sealed partial class SpiceSession : IDisposable
     private readonly Func<IReadOnlyList<(byte Type, byte Id)>> _channels;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
-    private readonly CancellationTokenSource _aborted = new();
+    private readonly ChannelLifetime _lifetime;
     private readonly TaskCompletionSource _sendDone = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource<bool> _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -50,9 +49,6 @@ internal sealed partial class SpiceSession : IDisposable
 
     /// <summary>A <see cref="MigrationClientState"/>; Interlocked.</summary>
     private int _migration;
-
-    /// <summary>First reason the session ended; set once by <see cref="Abort"/>.</summary>
-    private Exception? _abortReason;
 
     /// <summary>Guards <see cref="_pingId"/> and <see cref="_pingSentAt"/> (ping loop writes, receive loop reads).</summary>
     private readonly Lock _pingGate = new();
@@ -90,6 +86,7 @@ internal sealed partial class SpiceSession : IDisposable
         _logger = logger;
         MiniHeader = link.HasCommonCap(SpiceCaps.MiniHeader);
         _connection = new MessageConnection(stream, MiniHeader, MainClientMessage.MaxBodySize, options.SendQueueCapacity);
+        _lifetime = new ChannelLifetime(OnAborting);
     }
 
     /// <summary>The session id: MAIN_INIT.session_id and the connection_id of every other channel.</summary>
@@ -114,19 +111,21 @@ internal sealed partial class SpiceSession : IDisposable
     public Task<bool> Started => _started.Task;
 
     /// <summary>Why the session ended, once it has.</summary>
-    public Exception? AbortReason => Volatile.Read(ref _abortReason);
+    public Exception? AbortReason => _lifetime.Error;
+
+    /// <summary>Why the session ended, by kind, once it has.</summary>
+    public EndReason? EndedBy => _lifetime.Reason;
 
     /// <summary>Runs the session until the client leaves, a violation, <see cref="Abort"/> or cancellation.</summary>
     public async Task RunAsync(CancellationToken cancellationToken)
     {
-        using var registration = cancellationToken.Register(static state => ((SpiceSession)state!).Abort(new OperationCanceledException("server stopping")), this);
-        var token = _aborted.Token;
+        using var registration = _lifetime.AbortWhenCancelled("server stopping", cancellationToken);
         SpiceLog.MainUp(_logger, SessionId, Word(Link.CommonCaps), Word(Link.ChannelCaps), MiniHeader ? "mini" : "full");
         Task parked = Task.CompletedTask;
         if (IsMigrationTarget)
         {
             SpiceLog.MigrationTargetParked(_logger, SessionId);
-            parked = RunLoopAsync(TargetTimerAsync(token), null);
+            parked = _lifetime.GuardAsync(TargetTimerAsync);
         }
         else
         {
@@ -134,30 +133,23 @@ internal sealed partial class SpiceSession : IDisposable
             _started.TrySetResult(true);
         }
 
-        var send = RunLoopAsync(SendAsync(token), "send loop ended");
-        var receive = RunLoopAsync(ReceiveLoopAsync(token), "client closed the main channel");
-        var ping = RunLoopAsync(PingLoopAsync(token), null);
+        var send = _lifetime.GuardAsync(SendAsync, EndReason.Disconnected, "send loop ended");
+        var receive = _lifetime.GuardAsync(ReceiveLoopAsync, EndReason.PeerClosed, "client closed the main channel");
+        var ping = _lifetime.GuardAsync(PingLoopAsync);
         await Task.WhenAll(send, receive, ping, parked).ConfigureAwait(false);
         _started.TrySetResult(false);
-        SpiceLog.MainClosed(_logger, SessionId, DescribeReason(_abortReason));
+        SpiceLog.MainClosed(_logger, SessionId, _lifetime.Reason ?? EndReason.Failed, _lifetime.Error?.Message ?? "ended");
         await _stream.DisposeAsync().ConfigureAwait(false);
         _ended.TrySetResult();
     }
 
-    public void Dispose() => _aborted.Dispose();
+    public void Dispose() => _lifetime.Dispose();
 
     /// <summary>Ends the session; the first reason wins and everything else observes it.</summary>
-    public void Abort(Exception reason)
-    {
-        if (Interlocked.CompareExchange(ref _abortReason, reason, null) is not null)
-        {
-            return;
-        }
+    public void Abort(Exception reason) => _lifetime.Abort(reason);
 
-        _connection.CompleteSending(reason);
-        _aborted.Cancel();
-        SpiceLog.SessionAborted(_logger, SessionId, DescribeReason(reason));
-    }
+    /// <summary>Ends the session with an explicit <paramref name="reason"/>; the first reason wins.</summary>
+    public void Abort(EndReason reason, Exception error) => _lifetime.Abort(reason, error);
 
     /// <summary>Completes when the session has ended.</summary>
     public Task Ended => _ended.Task;
@@ -174,7 +166,7 @@ internal sealed partial class SpiceSession : IDisposable
     {
         // A session that already ended (its client left while the server was stopping) has
         // nothing to send and may already be disposed.
-        if (Volatile.Read(ref _abortReason) is not null)
+        if (_lifetime.IsAborted)
         {
             return;
         }
@@ -185,7 +177,7 @@ internal sealed partial class SpiceSession : IDisposable
             try
             {
                 using var timeout = new CancellationTokenSource(grace, _time);
-                using var aborted = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, _aborted.Token);
+                using var aborted = CancellationTokenSource.CreateLinkedTokenSource(timeout.Token, _lifetime.Token);
                 await _sendDone.Task.WaitAsync(aborted.Token).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             }
             catch (ObjectDisposedException)
@@ -195,7 +187,7 @@ internal sealed partial class SpiceSession : IDisposable
             }
         }
 
-        Abort(new SpiceProtocolException($"server disconnecting ({reason})"));
+        Abort(EndReason.Disconnected, new SpiceProtocolException($"server disconnecting ({reason})"));
     }
 
     private async Task SendAsync(CancellationToken cancellationToken)
@@ -212,19 +204,11 @@ internal sealed partial class SpiceSession : IDisposable
 
     private static uint Word(uint[] words) => words.Length > 0 ? words[0] : 0;
 
-    private static string DescribeReason(Exception? reason) => reason switch
-    {
-        null => "ended",
-        EndOfStreamException => "client closed the connection",
-        IOException { InnerException: SocketException se } => $"socket: {se.SocketErrorCode}",
-        _ => reason.Message,
-    };
-
     private ulong NowMicros() => (ulong)_time.GetElapsedTime(0).Ticks / 10;
 
     private void QueueOpening()
     {
-        // brief 4.3: multi_media_time = now_ms - 400 (spice-server's MM_TIME_DELAY).
+        // protocol.md §4.3: multi_media_time = now_ms - 400 (spice-server's MM_TIME_DELAY).
         var mmTime = (uint)(_time.GetElapsedTime(0).Ticks / TimeSpan.TicksPerMillisecond) - 400;
         var init = new MainInit(
             SessionId,
@@ -243,28 +227,11 @@ internal sealed partial class SpiceSession : IDisposable
         }
     }
 
-    private async Task RunLoopAsync(Task loop, string? endReason)
+    /// <summary>The first abort: no more sending (what is queued is dropped with the reason), and the log.</summary>
+    private void OnAborting(EndReason reason, Exception error)
     {
-        try
-        {
-            await loop.ConfigureAwait(false);
-            if (endReason is not null)
-            {
-                Abort(new EndOfStreamException(endReason));
-            }
-        }
-        catch (OperationCanceledException) when (_aborted.IsCancellationRequested)
-        {
-            // Another loop ended the session first.
-        }
-        catch (ChannelClosedException) when (_aborted.IsCancellationRequested)
-        {
-            // Sending after the abort.
-        }
-        catch (Exception ex)
-        {
-            Abort(ex);
-        }
+        _connection.CompleteSending(error);
+        SpiceLog.SessionAborted(_logger, SessionId, reason, error.Message);
     }
 
     private async Task ReceiveLoopAsync(CancellationToken cancellationToken)
@@ -305,7 +272,7 @@ internal sealed partial class SpiceSession : IDisposable
                 case CommonMessages.ClientDisconnecting:
                     break;
                 default:
-                    // Nothing runs before INIT (brief 5.1: held, as spice-server discards it).
+                    // Nothing runs before INIT (protocol.md §5.1: held, as spice-server discards it).
                     SpiceLog.Ignored(_logger, SessionId, message.Type, "migration target waiting for the client's MIGRATE_END");
                     return true;
             }
@@ -318,11 +285,11 @@ internal sealed partial class SpiceSession : IDisposable
                 break;
             case CommonMessages.AckSync:
             case CommonMessages.Ack:
-                // No ACK window on main (brief 3); accepted and ignored.
+                // No ACK window on main (protocol.md §3.3); accepted and ignored.
                 break;
             case CommonMessages.ClientDisconnecting:
                 SpiceLog.ClientDisconnecting(_logger, SessionId, message.Value);
-                Abort(new EndOfStreamException($"client disconnecting (reason {message.Value})"));
+                Abort(EndReason.PeerLeft, new EndOfStreamException($"client disconnecting (reason {message.Value})"));
                 return false;
             case CommonMessages.MigrateFlushMark:
             case CommonMessages.ClientMigrateData:
