@@ -2,9 +2,7 @@ using System.CommandLine;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
 using NetWire.Appliance;
-using NetWire.Core.Metrics;
 using NetWire.Core.Net;
-using NetWire.Core.Taps;
 using NetWire.Core.Wire;
 using NetWire.Devices;
 
