@@ -10,7 +10,7 @@ namespace NetWire.Spice;
 /// </summary>
 internal sealed class SessionRegistry
 {
-    private readonly ConcurrentDictionary<uint, MainChannelClient> _sessions = new();
+    private readonly ConcurrentDictionary<uint, SpiceSession> _sessions = new();
 
     /// <summary>Session ids the migration core announced as incoming; a main link with such an id is a migration target.</summary>
     private readonly ConcurrentDictionary<uint, byte> _expectedIncoming = new();
@@ -19,10 +19,10 @@ internal sealed class SessionRegistry
     public int Count => _sessions.Count;
 
     /// <summary>A snapshot of the live sessions.</summary>
-    public IReadOnlyCollection<MainChannelClient> Snapshot() => _sessions.Values.ToArray();
+    public IReadOnlyCollection<SpiceSession> Snapshot() => _sessions.Values.ToArray();
 
     /// <summary>A fresh random non-zero id not in use, reserved by adding <paramref name="create"/>'s session.</summary>
-    public MainChannelClient Add(Func<uint, MainChannelClient> create)
+    public SpiceSession Add(Func<uint, SpiceSession> create)
     {
         while (true)
         {
@@ -41,11 +41,11 @@ internal sealed class SessionRegistry
     }
 
     /// <summary>Adds a session under an id chosen elsewhere (a migration target); false when it is taken.</summary>
-    public bool TryAdd(MainChannelClient session) => _sessions.TryAdd(session.SessionId, session);
+    public bool TryAdd(SpiceSession session) => _sessions.TryAdd(session.SessionId, session);
 
-    public bool TryGet(uint id, out MainChannelClient? session) => _sessions.TryGetValue(id, out session);
+    public bool TryGet(uint id, out SpiceSession? session) => _sessions.TryGetValue(id, out session);
 
-    public void Remove(MainChannelClient session) => _sessions.TryRemove(new KeyValuePair<uint, MainChannelClient>(session.SessionId, session));
+    public void Remove(SpiceSession session) => _sessions.TryRemove(new KeyValuePair<uint, SpiceSession>(session.SessionId, session));
 
     /// <summary>For the migration core: a main link carrying <paramref name="id"/> will be accepted once.</summary>
     public void ExpectIncoming(uint id) => _expectedIncoming[id] = 0;

@@ -79,7 +79,7 @@ internal sealed class SpiceServer : IAsyncDisposable
     /// appliance state is adopted and returns null, or returns why the client is refused. Null
     /// when nothing needs adopting.
     /// </summary>
-    public Func<MainChannelClient, CancellationToken, Task<string?>>? AdoptIncoming { get; set; }
+    public Func<SpiceSession, CancellationToken, Task<string?>>? AdoptIncoming { get; set; }
 
     /// <summary>The source side of client migration (MIGRATE_BEGIN ... MIGRATE_END).</summary>
     public Migration.SpiceMigration Migration { get; }
@@ -275,7 +275,7 @@ internal sealed class SpiceServer : IAsyncDisposable
 
         if (mess.ChannelType == (byte)SpiceChannelType.Main)
         {
-            MainChannelClient? session = null;
+            SpiceSession? session = null;
             if (mess.ConnectionId == 0)
             {
                 if (Sessions.Count >= _options.MaxSessions)
@@ -372,8 +372,8 @@ internal sealed class SpiceServer : IAsyncDisposable
         };
     }
 
-    private MainChannelClient CreateSession(uint id, SpiceLinkMess mess, Stream stream, bool migrationTarget = false) =>
-        new(id, mess, stream, _options, ListChannels, _loggers.CreateLogger<MainChannelClient>(), migrationTarget, migrationTarget ? AdoptIncoming : null);
+    private SpiceSession CreateSession(uint id, SpiceLinkMess mess, Stream stream, bool migrationTarget = false) =>
+        new(id, mess, stream, _options, ListChannels, _loggers.CreateLogger<SpiceSession>(), migrationTarget, migrationTarget ? AdoptIncoming : null);
 
     private async Task RefuseAsync(long number, Stream stream, SpiceLinkErr error, string reason, CancellationToken cancellationToken)
     {

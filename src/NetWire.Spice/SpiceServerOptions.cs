@@ -72,5 +72,5 @@ internal interface ISpiceChannelService
     uint[] ChannelCaps { get; }
 
     /// <summary>Runs a linked channel until it ends; owns <paramref name="stream"/>.</summary>
-    Task RunAsync(Stream stream, SpiceLinkMess link, Channels.Main.MainChannelClient session, CancellationToken cancellationToken);
+    Task RunAsync(Stream stream, SpiceLinkMess link, Channels.Main.SpiceSession session, CancellationToken cancellationToken);
 }

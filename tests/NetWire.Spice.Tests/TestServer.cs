@@ -1,6 +1,7 @@
 using System.Net;
 using Microsoft.Extensions.Logging.Abstractions;
 using NetWire.Spice.Link;
+using NetWire.Testing;
 
 namespace NetWire.Spice.Tests;
 

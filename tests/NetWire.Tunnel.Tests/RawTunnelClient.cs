@@ -2,10 +2,9 @@ using System.Buffers.Binary;
 using System.Net.Sockets;
 using NetWire.Spice.Channels;
 using NetWire.Spice.Channels.Main;
-using NetWire.Spice.Channels.Tunnel;
-using NetWire.Spice.Channels.Tunnel.Client;
 using NetWire.Spice.Framing;
 using NetWire.Spice.Link;
+using NetWire.Tunnel.Client;
 
 namespace NetWire.Tunnel.Tests;
 

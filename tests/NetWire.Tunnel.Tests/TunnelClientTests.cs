@@ -4,9 +4,8 @@ using System.Security.Cryptography;
 using Microsoft.Extensions.Logging.Abstractions;
 using NetWire.Spice;
 using NetWire.Spice.Channels;
-using NetWire.Spice.Channels.Tunnel;
-using NetWire.Spice.Channels.Tunnel.Client;
 using NetWire.Spice.Framing;
+using NetWire.Tunnel.Client;
 
 namespace NetWire.Tunnel.Tests;
 

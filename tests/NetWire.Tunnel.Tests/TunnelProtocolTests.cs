@@ -2,9 +2,8 @@ using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
-using NetWire.Spice.Channels;
-using NetWire.Spice.Channels.Tunnel;
 using NetWire.Core.Net;
+using NetWire.Spice.Channels;
 
 namespace NetWire.Tunnel.Tests;
 
@@ -136,14 +135,14 @@ public sealed class TunnelProtocolTests
         await using var server = TunnelServer.Start(o => o.MaxClients = 1);
         await using var first = await RawTunnelClient.ConnectAsync(server);
         var password = Encoding.UTF8.GetBytes(TunnelServer.Password);
-        var (main, mainMini) = await Spice.Channels.Tunnel.Client.SpiceClientLink.LinkAsync("127.0.0.1", server.EndPoint.Port, 0, Spice.Link.SpiceChannelType.Main, password, TestContext.Current.CancellationToken);
+        var (main, mainMini) = await Client.SpiceClientLink.LinkAsync("127.0.0.1", server.EndPoint.Port, 0, Spice.Link.SpiceChannelType.Main, password, TestContext.Current.CancellationToken);
         await using (main)
         {
             var connection = new Spice.Framing.MessageConnection(main, mainMini, 65536, 4);
             var init = await connection.ReadAsync(TestContext.Current.CancellationToken);
             var sessionId = BinaryPrimitives.ReadUInt32LittleEndian(connection.Body);
             Assert.Equal(Spice.Channels.Main.MainMessages.Init, init.Type);
-            var (tunnel, _) = await Spice.Channels.Tunnel.Client.SpiceClientLink.LinkAsync("127.0.0.1", server.EndPoint.Port, sessionId, Spice.Link.SpiceChannelType.Tunnel, password, TestContext.Current.CancellationToken);
+            var (tunnel, _) = await Client.SpiceClientLink.LinkAsync("127.0.0.1", server.EndPoint.Port, sessionId, Spice.Link.SpiceChannelType.Tunnel, password, TestContext.Current.CancellationToken);
             await using (tunnel)
             {
                 Assert.Equal(0, await tunnel.ReadAsync(new byte[64], TestContext.Current.CancellationToken));

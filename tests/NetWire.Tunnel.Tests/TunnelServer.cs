@@ -2,10 +2,9 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using Microsoft.Extensions.Logging.Abstractions;
-using NetWire.Spice.Channels.Tunnel;
-using NetWire.Spice.Channels.Tunnel.Client;
 using NetWire.Spice.Link;
 using NetWire.Stack;
+using NetWire.Tunnel.Client;
 
 namespace NetWire.Tunnel.Tests;
 

@@ -1,13 +1,10 @@
 using System.CommandLine;
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
-using NetWire.Core.Frames;
-using NetWire.Core.Metrics;
+using NetWire.Appliance;
 using NetWire.Core.Net;
-using NetWire.Core.Taps;
 using NetWire.Core.Wire;
 using NetWire.Devices;
-using NetWire.Devices.Qemu;
 
 namespace NetWire.Cli.Commands;
 

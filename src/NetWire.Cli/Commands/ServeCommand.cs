@@ -1,8 +1,8 @@
 using System.CommandLine;
 using System.Globalization;
 using System.Net;
-using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
+using NetWire.Appliance;
 using NetWire.Control;
 using NetWire.Core.Wire;
 using NetWire.Devices;
@@ -12,9 +12,9 @@ using NetWire.Spice.Link;
 namespace NetWire.Cli.Commands;
 
 /// <summary>
-/// <c>netwire serve</c>: the appliance. Its parts are <see cref="IServeComponent"/>s started
-/// in order: the wire (a guest end on the user-mode gateway or a host device), the SPICE
-/// server, and the QMP control socket.
+/// <c>netwire serve</c>: parses and checks the appliance's options, then runs the
+/// <see cref="ServeAppliance"/> they describe (the wire, the SPICE server, the incoming
+/// migration and the QMP control socket) until a signal, <c>quit</c>, or a part failing.
 /// </summary>
 internal static class ServeCommand
 {
@@ -56,7 +56,10 @@ internal static class ServeCommand
             Description = "QMP-style control socket: unix:PATH or tcp:ADDRESS:PORT (see docs/control.md)",
             HelpName = "SPEC",
         };
-        var tunnelOption = TunnelServe.CreateOption();
+        var tunnelOption = new Option<bool>("--tunnel")
+        {
+            Description = "Serve the SPICE tunnel channel: services published by 'netwire tunnel-client' get virtual IPs in the gateway's guest network (needs --host gateway)",
+        };
         var incoming = new Option<string?>("--incoming")
         {
             Description = "Start as a migration target: wait for the source's appliance state on tcp:ADDRESS:PORT (see docs/migration.md)",
@@ -188,63 +191,23 @@ internal static class ServeCommand
             CliLog.GeneratedPassword(logger, generated);
         }
 
-        var tunnel = args.Tunnel ? TunnelServe.Attach(ref wireSetup!, spiceOptions, loggers) : null;
-        var wire = wireSetup is null ? null : new WireComponent(wireSetup, loggers);
-        tunnel?.Bind(wire);
-        var spice = new SpiceServerComponent(spiceOptions, tickets, loggers);
-        var components = new List<IServeComponent>();
-        if (wire is not null)
-        {
-            components.Add(wire);
-        }
-
-        components.Add(spice);
-        var state = new NetWire.Core.State.StateRegistry();
-        state.Register(new NetWire.Stack.Dhcp.DhcpStateSection(() => wire?.Gateway));
-        state.Register(new WireStateSection(() => wire?.Ends ?? [], logger));
-        var incoming = args.Incoming is null ? null : new IncomingComponent(args.Incoming, state, spice, loggers);
-        if (incoming is not null)
-        {
-            components.Add(incoming);
-        }
-
-        if (control is not null)
-        {
-            components.Add(new ControlComponent(control, spice, () => wire?.Ends ?? [], loggers, stop, state, incoming?.Incoming));
-        }
-
-        var started = new List<IServeComponent>();
+        var setup = new ServeSetup(wireSetup, spiceOptions, tickets) { Control = control, Incoming = args.Incoming, Tunnel = args.Tunnel };
+        var appliance = new ServeAppliance(setup, loggers, stop);
         var exitCode = ExitCodes.Ok;
         try
         {
-            foreach (var component in components)
+            if (await appliance.StartAsync(stop.Token).ConfigureAwait(false) is { } failure)
             {
-                try
-                {
-                    await component.StartAsync(stop.Token).ConfigureAwait(false);
-                    started.Add(component);
-                }
-                catch (SocketException ex)
-                {
-                    await Console.Error.WriteLineAsync($"netwire serve: {component.Name}: cannot listen on {(component switch { ControlComponent c => c.Endpoint.Text, IncomingComponent i => i.Text, _ => spiceOptions.EndPoint.ToString() })}: {ex.Message}").ConfigureAwait(false);
-                    return ExitCodes.Setup;
-                }
-                catch (IOException ex)
-                {
-                    await Console.Error.WriteLineAsync($"netwire serve: {component.Name}: {ex.Message}").ConfigureAwait(false);
-                    return ExitCodes.Setup;
-                }
+                await Console.Error.WriteLineAsync($"netwire serve: {failure}").ConfigureAwait(false);
+                return ExitCodes.Setup;
             }
 
-            Task anyEnded = Task.WhenAny(started.Select(c => c.Completion));
-            Task stopped = Task.Delay(Timeout.Infinite, stop.Token);
-            await Task.WhenAny(anyEnded, stopped).ConfigureAwait(false);
-            if (!stop.IsCancellationRequested)
+            if (await appliance.RunAsync(stop.Token).ConfigureAwait(false))
             {
                 // A wire whose guest or host end could not be opened says why (exit 3); any other
                 // component stopping on its own is a failure.
-                exitCode = wire is not null && wire.Completion.IsCompleted
-                    ? await BridgeCommand.WireExitCodeAsync(wire.Completion, "netwire serve").ConfigureAwait(false)
+                exitCode = appliance.Wire is { Completion.IsCompleted: true } ended
+                    ? await BridgeCommand.WireExitCodeAsync(ended.Completion, "netwire serve").ConfigureAwait(false)
                     : ExitCodes.Ok;
                 if (exitCode == ExitCodes.Ok)
                 {
@@ -256,18 +219,10 @@ internal static class ServeCommand
         }
         finally
         {
-            for (var i = started.Count - 1; i >= 0; i--)
-            {
-                await started[i].StopAsync().ConfigureAwait(false);
-            }
-
-            foreach (var component in components)
-            {
-                await component.DisposeAsync().ConfigureAwait(false);
-            }
+            await appliance.DisposeAsync().ConfigureAwait(false);
         }
 
-        if (wire is not null)
+        if (appliance.Wire is { } wire)
         {
             using var document = System.Text.Json.JsonDocument.Parse(wire.Status("stopped"));
             await Console.Error.WriteAsync(StatusReport.ToTable(document.RootElement)).ConfigureAwait(false);

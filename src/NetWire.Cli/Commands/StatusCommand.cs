@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using NetWire.Appliance;
 using NetWire.Core.Net;
 
 namespace NetWire.Cli.Commands;

@@ -2,8 +2,8 @@ using System.CommandLine;
 using System.Globalization;
 using System.Net;
 using Microsoft.Extensions.Logging;
-using NetWire.Spice.Channels.Tunnel.Client;
 using NetWire.Spice.Link;
+using NetWire.Tunnel.Client;
 
 namespace NetWire.Cli.Commands;
 

@@ -102,7 +102,7 @@ internal sealed class IncomingMigration : IAsyncDisposable
     }
 
     /// <summary>The SPICE server's adoption gate for a client's MIGRATE_END.</summary>
-    private async Task<string?> GateAsync(MainChannelClient session, CancellationToken cancellationToken)
+    private async Task<string?> GateAsync(SpiceSession session, CancellationToken cancellationToken)
     {
         await _adopted.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
         return _spice is not null && !_spice.StateSection.WasAdopted(session.SessionId)

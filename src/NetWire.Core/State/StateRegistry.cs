@@ -29,6 +29,7 @@ public sealed class StateRegistry
         }
     }
 
+    /// <summary>The registered sections, in registration order (a copy).</summary>
     public IReadOnlyList<IStateSection> Sections
     {
         get

@@ -12,19 +12,23 @@ public sealed class StateSectionReader
     private readonly ReadOnlyMemory<byte> _data;
     private int _position;
 
+    /// <summary>A reader over <paramref name="data"/>, the body of the section named <paramref name="section"/>.</summary>
     public StateSectionReader(string section, ReadOnlyMemory<byte> data)
     {
         Section = section;
         _data = data;
     }
 
+    /// <summary>The section's name, for error messages.</summary>
     public string Section { get; }
 
     /// <summary>Bytes not read yet.</summary>
     public int Remaining => _data.Length - _position;
 
+    /// <summary>One byte.</summary>
     public byte ReadByte() => Take(1)[0];
 
+    /// <summary>A byte that must be 0 (false) or 1 (true).</summary>
     public bool ReadBool() => ReadByte() switch
     {
         0 => false,
@@ -32,10 +36,13 @@ public sealed class StateSectionReader
         var b => throw Error($"boolean byte {b}"),
     };
 
+    /// <summary>A little-endian u16.</summary>
     public ushort ReadUInt16() => BinaryPrimitives.ReadUInt16LittleEndian(Take(2));
 
+    /// <summary>A little-endian u32.</summary>
     public uint ReadUInt32() => BinaryPrimitives.ReadUInt32LittleEndian(Take(4));
 
+    /// <summary>A little-endian i64.</summary>
     public long ReadInt64() => BinaryPrimitives.ReadInt64LittleEndian(Take(8));
 
     /// <summary>A u32-length byte string of at most <paramref name="maxLength"/> bytes.</summary>

@@ -12,28 +12,34 @@ public sealed class StateSectionWriter
     /// <summary>Bytes written so far.</summary>
     public int Length => _buffer.WrittenCount;
 
+    /// <summary>The section's data written so far.</summary>
     public ReadOnlyMemory<byte> Written => _buffer.WrittenMemory;
 
+    /// <summary>One byte.</summary>
     public void WriteByte(byte value)
     {
         _buffer.GetSpan(1)[0] = value;
         _buffer.Advance(1);
     }
 
+    /// <summary>A byte, 1 for true and 0 for false.</summary>
     public void WriteBool(bool value) => WriteByte(value ? (byte)1 : (byte)0);
 
+    /// <summary>A little-endian u16.</summary>
     public void WriteUInt16(ushort value)
     {
         BinaryPrimitives.WriteUInt16LittleEndian(_buffer.GetSpan(2), value);
         _buffer.Advance(2);
     }
 
+    /// <summary>A little-endian u32.</summary>
     public void WriteUInt32(uint value)
     {
         BinaryPrimitives.WriteUInt32LittleEndian(_buffer.GetSpan(4), value);
         _buffer.Advance(4);
     }
 
+    /// <summary>A little-endian i64.</summary>
     public void WriteInt64(long value)
     {
         BinaryPrimitives.WriteInt64LittleEndian(_buffer.GetSpan(8), value);

@@ -35,11 +35,22 @@ public static class StateStream
     /// <summary>The oldest stream version this NetWire still reads.</summary>
     public const ushort OldestReadableVersion = 1;
 
+    /// <summary>Magic, version and oldest compatible version.</summary>
     public const int HeaderLength = 8;
+
+    /// <summary>The SHA-256 at the end.</summary>
     public const int ChecksumLength = 32;
+
+    /// <summary>The longest section name.</summary>
     public const int MaxNameLength = 64;
+
+    /// <summary>The most sections one stream may hold.</summary>
     public const int MaxSections = 256;
+
+    /// <summary>The largest section body (16 MiB).</summary>
     public const int MaxSectionBytes = 16 << 20;
+
+    /// <summary>The largest stream (64 MiB).</summary>
     public const int MaxStreamBytes = 64 << 20;
 
     private static ReadOnlySpan<byte> Magic => "NWST"u8;
@@ -189,6 +200,7 @@ public static class StateStream
         return ReadAsync(input, CancellationToken.None).GetAwaiter().GetResult();
     }
 
+    /// <summary>True for a section name of 1 to <see cref="MaxNameLength"/> characters from a-z, 0-9, '.', '-' and '_'.</summary>
     public static bool IsValidName(string name)
     {
         if (name.Length is 0 or > MaxNameLength)

@@ -306,10 +306,10 @@ public sealed class PcapNgWriter : ICaptureSink, IDisposable
         _wake.Set();
     }
 
-    /// <summary>Writes out everything buffered (waiting up to <paramref name="timeout"/> for the output) and closes it.</summary>
+    /// <summary>Writes out everything buffered (waiting up to 10 seconds for the output) and closes it.</summary>
     public void Dispose() => Dispose(TimeSpan.FromSeconds(10));
 
-    /// <inheritdoc cref="Dispose()"/>
+    /// <summary>Writes out everything buffered (waiting up to <paramref name="timeout"/> for the output) and closes it.</summary>
     public void Dispose(TimeSpan timeout)
     {
         lock (_lock)

@@ -159,7 +159,7 @@ internal sealed class SpiceMigration
         phase?.Finish(this, superseded: true);
         var switchBody = destination is null ? null : MigrationMessages.BuildDstInfo(destination);
         int ends = 0, cancels = 0, switches = 0;
-        var leaving = new List<MainChannelClient>();
+        var leaving = new List<SpiceSession>();
         var sessions = _server.Sessions.Snapshot();
         foreach (var session in sessions)
         {
@@ -236,13 +236,13 @@ internal sealed class SpiceMigration
         public TaskCompletionSource<MigrateConnectResult> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
         /// <summary>Clients sent MIGRATE_BEGIN; guarded by lock(this).</summary>
-        public List<MainChannelClient> Waiting { get; } = [];
+        public List<SpiceSession> Waiting { get; } = [];
 
         public int WithoutCap => Volatile.Read(ref _withoutCap);
 
         public void AddWithoutCap() => Interlocked.Increment(ref _withoutCap);
 
-        public void Answered(SpiceMigration owner, MainChannelClient session)
+        public void Answered(SpiceMigration owner, SpiceSession session)
         {
             if (session.MigrationState == MigrationClientState.Connected)
             {

@@ -6,7 +6,6 @@ using System.Text.RegularExpressions;
 using NetWire.Core.Packets;
 using NetWire.Spice.Channels.Main;
 using NetWire.Spice.Link;
-using NetWire.Spice.Tests;
 using NetWire.Testing;
 
 namespace NetWire.Control.Tests.Cli;

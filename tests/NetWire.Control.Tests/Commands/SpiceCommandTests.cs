@@ -1,7 +1,7 @@
 using System.Text.Json.Nodes;
 using NetWire.Control.Qmp;
 using NetWire.Spice.Link;
-using NetWire.Spice.Tests;
+using NetWire.Testing;
 
 namespace NetWire.Control.Tests.Commands;
 

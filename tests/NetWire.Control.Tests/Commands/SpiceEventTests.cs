@@ -1,6 +1,6 @@
 using System.Text.Json.Nodes;
 using NetWire.Spice.Link;
-using NetWire.Spice.Tests;
+using NetWire.Testing;
 
 namespace NetWire.Control.Tests.Commands;
 

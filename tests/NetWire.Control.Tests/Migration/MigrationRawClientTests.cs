@@ -9,7 +9,7 @@ using NetWire.Spice.Channels.Main;
 using NetWire.Spice.Framing;
 using NetWire.Spice.Link;
 using NetWire.Spice.Migration;
-using NetWire.Spice.Tests;
+using NetWire.Testing;
 
 namespace NetWire.Control.Tests.Migration;
 
@@ -294,7 +294,7 @@ public sealed class MigrationRawClientTests
 
         public uint[] ChannelCaps => [];
 
-        public async Task RunAsync(Stream stream, SpiceLinkMess link, MainChannelClient session, CancellationToken cancellationToken)
+        public async Task RunAsync(Stream stream, SpiceLinkMess link, SpiceSession session, CancellationToken cancellationToken)
         {
             SessionStartedWhenRun = session.Started.IsCompletedSuccessfully && session.Started.Result;
             Interlocked.Increment(ref _runs);

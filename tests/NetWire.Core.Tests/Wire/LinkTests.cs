@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using NetWire.Core.Packets;
 using NetWire.Core.Taps;
 using NetWire.Core.Wire;
+using NetWire.Testing;
 
 namespace NetWire.Core.Tests.Wire;
 

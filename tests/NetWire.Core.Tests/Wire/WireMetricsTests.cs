@@ -1,6 +1,7 @@
 using System.Diagnostics.Metrics;
 using NetWire.Core.Metrics;
 using NetWire.Core.Wire;
+using NetWire.Testing;
 
 namespace NetWire.Core.Tests.Wire;
 

@@ -1,8 +1,8 @@
 using System.Diagnostics;
 using NetWire.Core.Frames;
-using NetWire.Core.Tests.Wire;
 using NetWire.Core.Wire;
 using NetWire.Devices.Pcap;
+using NetWire.Testing;
 using static NetWire.Devices.Tests.Pcap.CaptureBytes;
 
 namespace NetWire.Devices.Tests.Pcap;

@@ -37,14 +37,6 @@ public sealed class ReplayCliTests : IDisposable
         Assert.Contains("sent      400 frames", result.Stderr, StringComparison.Ordinal);
     }
 
-    [Theory]
-    [InlineData(0L, 10.0, "0:00:00")]
-    [InlineData(25L, 10.0, "0:00:03")]
-    [InlineData(90_000L, 1.0, "25:00:00")]
-    [InlineData(10L, 0.0, "--:--:--")]
-    public void Eta_IsHoursMinutesSeconds_UnknownBeforeAnyRate(long left, double rate, string expected) =>
-        Assert.Equal(expected, NetWire.Cli.Commands.ReplayCommand.Eta(left, rate));
-
     [Fact]
     public async Task TopSpeedIntoASlowGuestSocket_WaitsAndDeliversEveryFrameInOrder()
     {

@@ -1,9 +1,9 @@
 using System.Net;
 using Microsoft.Extensions.Logging.Abstractions;
 using NetWire.Core.Frames;
-using NetWire.Core.Tests.Wire;
 using NetWire.Core.Wire;
 using NetWire.Devices.Qemu;
+using NetWire.Testing;
 
 namespace NetWire.Devices.Tests.Qemu;
 

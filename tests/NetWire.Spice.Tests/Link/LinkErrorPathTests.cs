@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Security.Cryptography;
 using Microsoft.Extensions.Time.Testing;
 using NetWire.Spice.Link;
+using NetWire.Testing;
 
 namespace NetWire.Spice.Tests.Link;
 

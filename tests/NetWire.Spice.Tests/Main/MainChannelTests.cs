@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using NetWire.Spice.Link;
+using NetWire.Testing;
 
 namespace NetWire.Spice.Tests.Main;
 

@@ -1,6 +1,7 @@
 using System.Net.Sockets;
 using NetWire.Core.Net;
 using NetWire.Spice.Link;
+using NetWire.Testing;
 
 namespace NetWire.Spice.Tests.Main;
 

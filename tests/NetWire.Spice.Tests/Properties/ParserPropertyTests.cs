@@ -3,6 +3,7 @@ using CsCheck;
 using NetWire.Spice.Channels.Main;
 using NetWire.Spice.Framing;
 using NetWire.Spice.Link;
+using NetWire.Testing;
 
 namespace NetWire.Spice.Tests.Properties;
 

@@ -166,7 +166,7 @@ public sealed class TunnelNamespaceTests
         await using (guest)
         {
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
-            var (client, published) = server.CreateClient(Spice.Channels.Tunnel.Client.TunnelServiceSpec.Parse($"echo=127.0.0.1:{((IPEndPoint)echo.LocalEndpoint).Port},port=7"));
+            var (client, published) = server.CreateClient(Client.TunnelServiceSpec.Parse($"echo=127.0.0.1:{((IPEndPoint)echo.LocalEndpoint).Port},port=7"));
             var running = client.RunAsync(stop.Token);
             var address = await published.WaitAsync("echo");
             var script = "import socket,sys\n" +

@@ -10,10 +10,10 @@ using NetWire.Core.Frames;
 using NetWire.Core.Wire;
 using NetWire.Devices.Tap;
 using NetWire.Spice;
-using NetWire.Spice.Channels.Tunnel;
-using NetWire.Spice.Channels.Tunnel.Client;
 using NetWire.Spice.Link;
 using NetWire.Stack;
+using NetWire.Tunnel;
+using NetWire.Tunnel.Client;
 
 var runs = 3;
 var mib = 200;

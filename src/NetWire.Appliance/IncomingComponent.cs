@@ -1,0 +1,52 @@
+using Microsoft.Extensions.Logging;
+using NetWire.Control.Migration;
+using NetWire.Core.State;
+
+namespace NetWire.Appliance;
+
+/// <summary>
+/// <c>--incoming tcp:ADDRESS:PORT</c>: the appliance is a migration target. It waits for the
+/// source's state stream and lets clients migrating in start once the state is adopted.
+/// </summary>
+internal sealed class IncomingComponent : IServeComponent
+{
+    private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly ILogger _logger;
+
+    public IncomingComponent(string uri, StateRegistry state, SpiceServerComponent spice, ILoggerFactory loggers)
+    {
+        Text = uri;
+        _logger = loggers.CreateLogger("NetWire.Serve");
+        Incoming = new IncomingMigration(MigrationWire.ParseIncoming(uri), state, spice.Server, loggers.CreateLogger<IncomingMigration>());
+    }
+
+    public string Name => "incoming migration";
+
+    /// <summary>The --incoming text, for messages.</summary>
+    public string Text { get; }
+
+    public IncomingMigration Incoming { get; }
+
+    public Task Completion => _completion.Task;
+
+    /// <summary>
+    /// Listens for the state stream, then compiles the link, main channel, migration and state
+    /// code before returning, so the control socket (started after this part) answers only once
+    /// the target can switch a client without pausing to compile.
+    /// </summary>
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        Incoming.Start();
+        var watch = System.Diagnostics.Stopwatch.StartNew();
+        var methods = await CodeWarmup.StartAsync(typeof(NetWire.Spice.SpiceServer).Assembly, typeof(IncomingMigration).Assembly, typeof(StateRegistry).Assembly).WaitAsync(cancellationToken).ConfigureAwait(false);
+        ApplianceLog.TargetReady(_logger, Text, methods, watch.ElapsedMilliseconds);
+    }
+
+    public Task StopAsync() => Incoming.StopAsync();
+
+    public async ValueTask DisposeAsync()
+    {
+        await Incoming.DisposeAsync().ConfigureAwait(false);
+        _completion.TrySetResult();
+    }
+}

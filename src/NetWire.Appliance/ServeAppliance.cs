@@ -1,0 +1,145 @@
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using NetWire.Control;
+using NetWire.Core.State;
+using NetWire.Spice;
+using NetWire.Spice.Link;
+using NetWire.Stack.Dhcp;
+
+namespace NetWire.Appliance;
+
+/// <summary>What <c>netwire serve</c> runs, parsed and checked.</summary>
+/// <param name="Wire">The wire; null with <c>--guest none</c> (SPICE only).</param>
+/// <param name="Spice">The SPICE server's options; the tunnel channel is added to them when <see cref="Tunnel"/> is set.</param>
+/// <param name="Tickets">The SPICE password and its expiry.</param>
+internal sealed record ServeSetup(WireSetup? Wire, SpiceServerOptions Spice, TicketAuthority Tickets)
+{
+    /// <summary>The control socket (<c>--qmp</c>), or null.</summary>
+    public ControlEndpoint? Control { get; init; }
+
+    /// <summary>The <c>--incoming tcp:ADDRESS:PORT</c> of a migration target, or null.</summary>
+    public string? Incoming { get; init; }
+
+    /// <summary>Serve the SPICE tunnel channel (<c>--tunnel</c>); needs the user-mode gateway (<see cref="TunnelServe.Check"/>).</summary>
+    public bool Tunnel { get; init; }
+}
+
+/// <summary>
+/// The appliance of <c>netwire serve</c>: its parts (<see cref="IServeComponent"/>) in start
+/// order (the wire, the SPICE server, the incoming migration, the control socket) and the
+/// <see cref="StateRegistry"/> a migration carries (the gateway's DHCP leases, the wire's counters).
+/// </summary>
+/// <remarks>
+/// <see cref="StartAsync"/> starts the parts in order and stops at the first that cannot start;
+/// <see cref="RunAsync"/> waits until a part stops on its own or the caller stops the appliance;
+/// <see cref="DisposeAsync"/> stops the started parts in reverse order, then disposes every part.
+/// The control socket's <c>quit</c> cancels the <c>stop</c> source given to the constructor.
+/// </remarks>
+internal sealed class ServeAppliance : IAsyncDisposable
+{
+    private readonly List<IServeComponent> _components = [];
+    private readonly List<IServeComponent> _started = [];
+    private readonly SpiceServerOptions _spiceOptions;
+
+    public ServeAppliance(ServeSetup setup, ILoggerFactory loggers, CancellationTokenSource stop)
+    {
+        _spiceOptions = setup.Spice;
+        var wireSetup = setup.Wire;
+        var tunnel = setup.Tunnel ? TunnelServe.Attach(ref wireSetup!, setup.Spice, loggers) : null;
+        var wire = wireSetup is null ? null : new WireComponent(wireSetup, loggers);
+        tunnel?.Bind(wire);
+        Wire = wire;
+        Spice = new SpiceServerComponent(setup.Spice, setup.Tickets, loggers);
+        if (wire is not null)
+        {
+            _components.Add(wire);
+        }
+
+        _components.Add(Spice);
+        State.Register(new DhcpStateSection(() => wire?.Gateway));
+        State.Register(new WireStateSection(() => wire?.Ends ?? [], loggers.CreateLogger("NetWire.Serve")));
+        if (setup.Incoming is { } incoming)
+        {
+            Incoming = new IncomingComponent(incoming, State, Spice, loggers);
+            _components.Add(Incoming);
+        }
+
+        if (setup.Control is { } control)
+        {
+            _components.Add(new ControlComponent(control, Spice, () => wire?.Ends ?? [], loggers, stop, State, Incoming?.Incoming));
+        }
+    }
+
+    /// <summary>The wire, or null without one.</summary>
+    public WireComponent? Wire { get; }
+
+    /// <summary>The SPICE server.</summary>
+    public SpiceServerComponent Spice { get; }
+
+    /// <summary>The migration target's listener, or null when this appliance is not one.</summary>
+    public IncomingComponent? Incoming { get; }
+
+    /// <summary>The state sections a migration carries.</summary>
+    public StateRegistry State { get; } = new();
+
+    /// <summary>
+    /// Starts the parts in order. Returns null when all started, else why the first that could
+    /// not start failed ("SPICE server: cannot listen on 127.0.0.1:5930: ..."); the parts started
+    /// before it are stopped by <see cref="DisposeAsync"/>.
+    /// </summary>
+    public async Task<string?> StartAsync(CancellationToken cancellationToken)
+    {
+        foreach (var component in _components)
+        {
+            try
+            {
+                await component.StartAsync(cancellationToken).ConfigureAwait(false);
+                _started.Add(component);
+            }
+            catch (SocketException ex)
+            {
+                return $"{component.Name}: cannot listen on {ListenText(component)}: {ex.Message}";
+            }
+            catch (IOException ex)
+            {
+                return $"{component.Name}: {ex.Message}";
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>
+    /// Waits until a started part stops on its own (true: a failure, or the wire's ends finished)
+    /// or <paramref name="cancellationToken"/> is cancelled (false).
+    /// </summary>
+    public async Task<bool> RunAsync(CancellationToken cancellationToken)
+    {
+        Task anyEnded = Task.WhenAny(_started.Select(c => c.Completion));
+        Task stopped = Task.Delay(Timeout.Infinite, cancellationToken);
+        await Task.WhenAny(anyEnded, stopped).ConfigureAwait(false);
+        return !cancellationToken.IsCancellationRequested;
+    }
+
+    /// <summary>Stops the started parts in reverse order (clients are told), then disposes every part.</summary>
+    public async ValueTask DisposeAsync()
+    {
+        for (var i = _started.Count - 1; i >= 0; i--)
+        {
+            await _started[i].StopAsync().ConfigureAwait(false);
+        }
+
+        _started.Clear();
+        foreach (var component in _components)
+        {
+            await component.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    private string ListenText(IServeComponent component) => component switch
+    {
+        ControlComponent control => control.Endpoint.Text,
+        IncomingComponent incoming => incoming.Text,
+        _ => _spiceOptions.EndPoint.ToString(),
+    };
+}

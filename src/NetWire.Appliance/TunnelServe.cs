@@ -1,0 +1,47 @@
+using System.Net;
+using Microsoft.Extensions.Logging;
+using NetWire.Spice;
+using NetWire.Tunnel;
+
+namespace NetWire.Appliance;
+
+/// <summary>
+/// <c>netwire serve --tunnel</c>: the SPICE tunnel channel (type 7), listed in CHANNELS_LIST and
+/// bound to serve's user-mode gateway, whose guest network gets the tunnel's virtual IPs
+/// (docs/tunnel.md).
+/// </summary>
+internal sealed class TunnelServe
+{
+    private WireComponent? _wire;
+
+    private TunnelServe(TunnelGateway gateway) => Gateway = gateway;
+
+    /// <summary>The virtual services bound to the gateway.</summary>
+    public TunnelGateway Gateway { get; }
+
+    /// <summary>Throws <see cref="FormatException"/> when --tunnel is asked for without the user-mode gateway.</summary>
+    public static void Check(bool tunnel, WireSetup? setup)
+    {
+        if (tunnel && setup?.Gateway is null)
+        {
+            throw new FormatException("--tunnel needs the user-mode gateway (--host gateway and a --guest)");
+        }
+    }
+
+    /// <summary>Adds the tunnel channel to the SPICE server and its virtual services to the gateway's options.</summary>
+    public static TunnelServe Attach(ref WireSetup setup, SpiceServerOptions spice, ILoggerFactory loggers)
+    {
+        var network = setup.Gateway!;
+        TunnelServe? serve = null;
+        var gateway = new TunnelGateway(network, () => serve?.GuestAddress, new TunnelOptions());
+        serve = new TunnelServe(gateway);
+        setup = setup with { Gateway = network with { VirtualServices = gateway } };
+        spice.Channels.Add(new TunnelChannelService(gateway, loggers));
+        return serve;
+    }
+
+    /// <summary>The wire whose gateway holds the guest's address (virtual IPs skip it).</summary>
+    public void Bind(WireComponent? wire) => Volatile.Write(ref _wire, wire);
+
+    private IPAddress? GuestAddress => Volatile.Read(ref _wire)?.Gateway?.GuestIp;
+}

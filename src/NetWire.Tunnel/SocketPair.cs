@@ -1,0 +1,64 @@
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+
+namespace NetWire.Tunnel;
+
+/// <summary>
+/// A connected pair of AF_UNIX stream sockets (socketpair(2)). The gateway's TCP endpoint gets
+/// one end as the far side of a guest connection; the tunnel relays the other end over
+/// SOCKET_DATA. The kernel bounds what each end buffers (SO_SNDBUF), so a stalled side stops
+/// the other's writes instead of growing a queue.
+/// </summary>
+internal static partial class SocketPair
+{
+    private const int AfUnix = 1;
+    private const int SockStream = 1;
+    private const int SockCloexec = 0x80000;
+    private const short PollRdHup = 0x2000;
+    private const short PollHup = 0x10;
+
+    /// <summary>Creates the pair; throws <see cref="SocketException"/> when the kernel refuses (fd limit).</summary>
+    public static (Socket Near, Socket Far) Create()
+    {
+        Span<int> fds = stackalloc int[2];
+        if (socketpair(AfUnix, SockStream | SockCloexec, 0, ref fds[0]) != 0)
+        {
+            throw new SocketException(Marshal.GetLastPInvokeError());
+        }
+
+        return (Wrap(fds[0]), Wrap(fds[1]));
+    }
+
+    /// <summary>
+    /// True when the other end has been closed altogether (POLLHUP), as opposed to only shut for
+    /// writing (a FIN): the guest connection behind it is gone.
+    /// </summary>
+    public static bool PeerClosed(Socket socket)
+    {
+        try
+        {
+            var poll = new PollFd { Fd = (int)socket.SafeHandle.DangerousGetHandle(), Events = PollRdHup };
+            return Poll(ref poll, 1, 0) > 0 && (poll.Revents & PollHup) != 0;
+        }
+        catch (ObjectDisposedException)
+        {
+            return true;
+        }
+    }
+
+    private static Socket Wrap(int fd) => new(new SafeSocketHandle(fd, ownsHandle: true));
+
+    [LibraryImport("libc", EntryPoint = "socketpair", SetLastError = true)]
+    private static partial int socketpair(int domain, int type, int protocol, ref int fds);
+
+    [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
+    private static partial int Poll(ref PollFd fds, ulong count, int timeout);
+
+    [StructLayout(LayoutKind.Sequential)]
+    private struct PollFd
+    {
+        public int Fd;
+        public short Events;
+        public short Revents;
+    }
+}
