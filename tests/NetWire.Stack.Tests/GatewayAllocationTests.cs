@@ -11,7 +11,8 @@ namespace NetWire.Stack.Tests;
 /// <summary>
 /// The gateway's per-frame path (parse with the packet views, look up the flow, write and emit the
 /// answer) allocates nothing once warm: ARP and ICMP answered, a TCP segment for no connection
-/// answered with RST, a UDP datagram relayed on an open flow.
+/// answered with RST, a UDP datagram relayed on an open flow; over IPv6 a neighbour solicitation
+/// and an echo answered, the RST, and the relayed datagram.
 /// </summary>
 public sealed class GatewayAllocationTests
 {
@@ -44,6 +45,43 @@ public sealed class GatewayAllocationTests
             var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
             Assert.Equal(0, allocated);
             Assert.Equal(3 * 11_000, receiver.Frames);
+        }
+        finally
+        {
+            lock (gateway.Sync)
+            {
+                gateway.Shutdown();
+            }
+        }
+    }
+
+    [Fact]
+    public void AnsweredAndRelayedIpv6Frames_AllocateNothingPerFrame()
+    {
+        using var sink = new UdpClient(new IPEndPoint(IPAddress.IPv6Loopback, 0));
+        var port = (ushort)((IPEndPoint)sink.Client.LocalEndPoint!).Port;
+        var solicitation = new byte[24];
+        GatewayIp6.WriteIpv6To(solicitation);
+        new NdpOptionWriter(solicitation.AsSpan(16)).WriteLinkLayerAddress(NdpOptionType.SourceLinkLayerAddress, GuestMac);
+        byte[][] frames =
+        [
+            BuildIcmpv6(GuestIp6, GatewayIp6.SolicitedNodeMulticast, Icmpv6Type.NeighborSolicitation, 0, 0, solicitation, hopLimit: 255),
+            BuildIcmpv6(GuestIp6, GatewayIp6, Icmpv6Type.EchoRequest, 0, 0x1234_0001, new byte[56]),
+            BuildTcp6(GuestIp6, 40000, GatewayIp6, 81, 1, 1, TcpFlags.Ack, 65535, new byte[1400]),
+            BuildUdp6(GuestIp6, 40001, GatewayIp6, port, new byte[1000]),
+        ];
+
+        var gateway = new Gateway(new GatewayOptions { AllowHostLoopback = true }, new FramePool(), TimeProvider.System, NullLogger.Instance);
+        var receiver = new DisposingReceiver();
+        gateway.Attach(receiver, new WireCounters(), CancellationToken.None);
+        try
+        {
+            Run(gateway, frames, 1000);
+            var before = GC.GetAllocatedBytesForCurrentThread();
+            Run(gateway, frames, 10_000);
+            var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+            Assert.Equal(0, allocated);
+            Assert.True(receiver.Frames >= 3 * 11_000, $"{receiver.Frames} frames");
         }
         finally
         {
