@@ -103,8 +103,11 @@ internal sealed class WireComponent : IServeComponent
         }
     }
 
+    /// <summary>Writes the appliance's other parts into the status (serve's SPICE server and migration target), or null.</summary>
+    public Action<System.Text.Json.Utf8JsonWriter>? StatusSections { get; set; }
+
     /// <summary>The status JSON (docs/cli.md) as of now.</summary>
-    public byte[] Status(string state) => StatusReport.ToJson(Ends, _capture, _setup.CapturePath, state);
+    public byte[] Status(string state) => StatusReport.ToJson(Ends, _capture, _setup.CapturePath, state, StatusSections);
 
     public async ValueTask DisposeAsync()
     {
