@@ -34,9 +34,11 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NETWIRE = os.path.join(ROOT, "src", "NetWire.Cli", "bin", "Release", "net10.0", "netwire.dll")
+# NETWIRE_DLL: a copy of the build to run, so a rebuild during a long soak cannot replace it.
+NETWIRE = os.environ.get("NETWIRE_DLL") or os.path.join(ROOT, "src", "NetWire.Cli", "bin", "Release", "net10.0", "netwire.dll")
 GUEST = os.path.join(ROOT, ".build", "guest")
 SAMPLE = 5.0
+CHILDREN = []
 
 # Growth that fails the run: the median of the last quarter over the median of the third
 # quarter (the first half is warm-up: JIT, pools, the GC heap, the gateway's UDP flows living
@@ -182,7 +184,7 @@ def main():
     work = tempfile.mkdtemp(prefix="netwire-soak-run-")
     stop = threading.Event()
     counts = {"qmp": 0, "qmp_errors": 0, "spice_ok": 0, "spice_failed": 0}
-    procs = []
+    procs = CHILDREN
 
     tcp_port = free_port()
     udp_port = free_port(socket.SOCK_DGRAM)
@@ -358,4 +360,17 @@ unset multiplot
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # SIGTERM ends the soak like Ctrl-C: every child it started is stopped, by pid.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        for child in reversed(CHILDREN):
+            if child.poll() is None:
+                child.terminate()
+        for child in CHILDREN:
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        sys.exit(130)
