@@ -53,7 +53,7 @@ session() {
     cat "$guest/initramfs.cpio.gz" "$tmp/$name.cpio" > "$tmp/$name.img"
     qemu-system-x86_64 -machine pc -accel tcg -m 128M -nodefaults -no-user-config -display none \
         -serial stdio -no-reboot -kernel "$kernel" -initrd "$tmp/$name.img" \
-        -append "console=ttyS0 panic=-1 quiet $append" \
+        -append "console=ttyS0 panic=-1 quiet no_timer_check $append" \
         -netdev "stream,id=n0,server=off,addr.type=unix,addr.path=$tmp/$name.sock" \
         -device virtio-net-pci,netdev=n0,mac=52:54:00:12:34:56,romfile= > "$tmp/$name.console"
     sleep 1
