@@ -49,7 +49,7 @@ internal static class StatusReport
                 json.WriteStartObject("drops");
                 foreach (var reason in s_reasons)
                 {
-                    json.WriteNumber(ToSnake(reason.ToString()), c.Drops(reason));
+                    json.WriteNumber(NetWire.Core.Naming.Words(reason.ToString(), '_'), c.Drops(reason));
                 }
 
                 json.WriteEndObject();
@@ -156,21 +156,5 @@ internal static class StatusReport
         var temp = path + ".tmp";
         File.WriteAllBytes(temp, bytes);
         File.Move(temp, path, overwrite: true);
-    }
-
-    private static string ToSnake(string name)
-    {
-        var text = new StringBuilder(name.Length + 4);
-        for (var i = 0; i < name.Length; i++)
-        {
-            if (char.IsUpper(name[i]) && i > 0)
-            {
-                text.Append('_');
-            }
-
-            text.Append(char.ToLowerInvariant(name[i]));
-        }
-
-        return text.ToString();
     }
 }

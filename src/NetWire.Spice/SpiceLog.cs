@@ -23,6 +23,15 @@ internal static partial class SpiceLog
     [LoggerMessage(3005, LogLevel.Warning, "Link {ConnectionNumber} refused: {Limit} links already in progress")]
     public static partial void TooManyLinks(ILogger logger, long connectionNumber, int limit);
 
+    [LoggerMessage(3006, LogLevel.Information, "SPICE server listening for TLS on {EndPoint} ({Certificate})")]
+    public static partial void ListeningTls(ILogger logger, EndPoint endPoint, string certificate);
+
+    [LoggerMessage(3007, LogLevel.Debug, "Link {ConnectionNumber}: {Tls}")]
+    public static partial void TlsSecured(ILogger logger, long connectionNumber, string tls);
+
+    [LoggerMessage(3008, LogLevel.Information, "Link {ConnectionNumber} refused on the TLS port: {Reason}")]
+    public static partial void TlsRefused(ILogger logger, long connectionNumber, string reason);
+
     [LoggerMessage(3010, LogLevel.Information, "Session {SessionId}: main channel up (client caps common {CommonCaps:X} main {MainCaps:X}, {Header} header)")]
     public static partial void MainUp(ILogger logger, uint sessionId, uint commonCaps, uint mainCaps, string header);
 

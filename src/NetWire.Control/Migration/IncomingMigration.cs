@@ -4,6 +4,7 @@ using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
 using NetWire.Core.Net;
 using NetWire.Core.State;
+using NetWire.Core.Tls;
 using NetWire.Spice;
 using NetWire.Spice.Channels.Main;
 
@@ -15,7 +16,12 @@ namespace NetWire.Control.Migration;
 /// </summary>
 /// <remarks>
 /// How this works. Connections are taken one at a time; each has <see cref="ReadTimeout"/> to
-/// deliver a whole stream. A stream that is refused (wrong magic or version, malformed,
+/// deliver a whole stream. With <c>--migration-x509-dir</c> each connection must first complete
+/// a mutual TLS handshake within <see cref="HandshakeTimeout"/>: a plaintext stream (its first
+/// bytes are peeked, not read) gets a plaintext 'E' reply saying TLS is required, a source
+/// without a certificate this target's CA signed fails the handshake; either way nothing of the
+/// stream is read, the refusal is logged and counted (<see cref="TlsRefused"/>), and the target
+/// keeps waiting. A stream that is refused (wrong magic or version, malformed,
 /// checksum) gets an 'E' reply saying why, nothing is applied, and the target keeps waiting
 /// for another attempt. The first stream adopted completes <see cref="Adopted"/> and closes the
 /// listener. Meanwhile the SPICE server accepts clients migrating in; each one's MIGRATE_END
@@ -27,19 +33,23 @@ internal sealed class IncomingMigration : IAsyncDisposable
     private readonly IPEndPoint _endPoint;
     private readonly StateRegistry _state;
     private readonly SpiceServer? _spice;
+    private readonly TlsSettings? _tls;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stop = new();
     private readonly TaskCompletionSource<StateAdoption> _adopted = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Socket? _listener;
     private Task _acceptLoop = Task.CompletedTask;
     private int _refused;
+    private int _tlsRefused;
 
-    public IncomingMigration(IPEndPoint endPoint, StateRegistry state, SpiceServer? spice, ILogger logger)
+    /// <param name="tls">Mutual TLS (<c>--migration-x509-dir</c>), or null for plaintext.</param>
+    public IncomingMigration(IPEndPoint endPoint, StateRegistry state, SpiceServer? spice, ILogger logger, TlsSettings? tls = null)
     {
         _endPoint = endPoint;
         _state = state;
         _spice = spice;
         _logger = logger;
+        _tls = tls;
     }
 
     /// <summary>Raises a QMP event (name, data); must not block.</summary>
@@ -51,8 +61,17 @@ internal sealed class IncomingMigration : IAsyncDisposable
     /// <summary>Completes when a state stream has been adopted.</summary>
     public Task<StateAdoption> Adopted => _adopted.Task;
 
-    /// <summary>Streams refused so far.</summary>
+    /// <summary>Time a connection has to complete the TLS handshake.</summary>
+    public TimeSpan HandshakeTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Streams refused so far, those refused at the TLS handshake included.</summary>
     public int Refused => Volatile.Read(ref _refused);
+
+    /// <summary>Connections refused at the TLS handshake: plaintext, no or a foreign certificate.</summary>
+    public int TlsRefused => Volatile.Read(ref _tlsRefused);
+
+    /// <summary>True when the stream must come over mutual TLS.</summary>
+    public bool RequiresTls => _tls is not null;
 
     public IPEndPoint LocalEndPoint => (IPEndPoint)(_listener?.LocalEndPoint ?? throw new InvalidOperationException("not started"));
 
@@ -145,7 +164,71 @@ internal sealed class IncomingMigration : IAsyncDisposable
     private async Task<bool> ReceiveAsync(Socket socket, CancellationToken cancellationToken)
     {
         var remote = socket.RemoteEndPoint;
-        await using var stream = new NetworkStream(socket, ownsSocket: false);
+        Stream stream = new NetworkStream(socket, ownsSocket: false);
+        try
+        {
+            if (_tls is not null)
+            {
+                if (await SecureAsync(socket, stream, remote, cancellationToken).ConfigureAwait(false) is not { } secured)
+                {
+                    return false;
+                }
+
+                stream = secured;
+            }
+
+            return await AdoptAsync(stream, remote, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            await stream.DisposeAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>The mutual TLS handshake; null when the source was refused (logged, counted, the target keeps waiting).</summary>
+    private async Task<Stream?> SecureAsync(Socket socket, Stream stream, EndPoint? remote, CancellationToken cancellationToken)
+    {
+        TlsAccepted accepted;
+        using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+        {
+            timeout.CancelAfter(HandshakeTimeout);
+            try
+            {
+                accepted = await TlsHandshake.AcceptAsync(socket, stream, _tls!, timeout.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            {
+                accepted = new TlsAccepted(TlsAcceptOutcome.HandshakeFailed, null, $"no TLS handshake within {HandshakeTimeout.TotalSeconds:0.#} s");
+            }
+        }
+
+        if (accepted.Stream is { } secured)
+        {
+            MigrationControlLog.IncomingSecured(_logger, remote, accepted.Detail);
+            return secured;
+        }
+
+        var reason = accepted.Outcome switch
+        {
+            TlsAcceptOutcome.NotTls => $"this target takes the state over mutual TLS only (--migration-x509-dir); the source sent {accepted.Detail}",
+            TlsAcceptOutcome.PeerRefused => $"TLS: the source's certificate is refused: {accepted.Detail}",
+            _ => $"TLS handshake failed: {accepted.Detail}",
+        };
+        Interlocked.Increment(ref _refused);
+        Interlocked.Increment(ref _tlsRefused);
+        MigrationControlLog.IncomingRefused(_logger, remote, reason);
+        if (accepted.Outcome == TlsAcceptOutcome.NotTls)
+        {
+            // A plaintext source reads a plaintext reply: its query-migrate says why.
+            await TryReplyAsync(stream, false, reason, cancellationToken).ConfigureAwait(false);
+        }
+
+        Events?.Invoke("MIGRATION", new JsonObject { ["status"] = "failed", ["error-desc"] = reason });
+        return null;
+    }
+
+    private async Task<bool> AdoptAsync(Stream stream, EndPoint? remote, CancellationToken cancellationToken)
+    {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(ReadTimeout);
         Events?.Invoke("MIGRATION", new JsonObject { ["status"] = "active" });
