@@ -3,8 +3,9 @@ using Xunit;
 namespace NetWire.Testing;
 
 /// <summary>
-/// Certificates shared by the TLS tests of one class: a CA with a good directory ("good"), an
-/// expired one ("expired"), and a foreign CA with its own directory ("foreign"), all made with openssl.
+/// Certificates shared by the TLS tests of one class: a CA with two good directories ("good",
+/// CN=netwire-a, and "good-b", CN=netwire-b), an expired one ("expired"), and a foreign CA with
+/// its own directory ("foreign", CN=netwire-a), all made with openssl.
 /// </summary>
 public sealed class TlsPkiFixture : IAsyncLifetime
 {
@@ -13,6 +14,8 @@ public sealed class TlsPkiFixture : IAsyncLifetime
     public TestPki Foreign { get; private set; } = null!;
 
     public string Good { get; private set; } = null!;
+
+    public string GoodB { get; private set; } = null!;
 
     public string Expired { get; private set; } = null!;
 
@@ -23,6 +26,7 @@ public sealed class TlsPkiFixture : IAsyncLifetime
         Pki = await TestPki.CreateAsync();
         Foreign = await TestPki.CreateAsync("Foreign CA");
         Good = await Pki.X509DirAsync("good", "netwire-a");
+        GoodB = await Pki.X509DirAsync("good-b", "netwire-b");
         Expired = await Pki.X509DirAsync("expired", "netwire-old", days: -1);
         ForeignDir = await Foreign.X509DirAsync("foreign", "netwire-a");
     }

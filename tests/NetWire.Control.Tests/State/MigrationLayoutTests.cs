@@ -61,6 +61,7 @@ public sealed class MigrationLayoutTests
     [InlineData("", 1, -1)]
     [InlineData("a\0b", 1, -1)]
     [InlineData("h", -1, -1)]
+    [InlineData("h", 0, 0)]
     [InlineData("h", 65535, -1)]
     public void UnsendableDestinations_AreRejected(string host, int port, int tlsPort) =>
         Assert.Throws<ArgumentException>(() => MigrationMessages.Validate(new MigrationDestination(host, port, tlsPort, null)));
