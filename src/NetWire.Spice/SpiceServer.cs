@@ -16,14 +16,17 @@ namespace NetWire.Spice;
 /// <remarks>
 /// How this works. Each accepted connection is one channel (protocol.md §1.1); on the TLS port
 /// it is TLS from its first byte: a peer whose first bytes are not a TLS handshake is closed
-/// unanswered and counted, and a failed handshake likewise. At most
-/// <see cref="SpiceServerOptions.MaxConcurrentLinks"/> may be in the link stage at once (both
-/// ports together); beyond that a connection is closed at accept. The whole link stage, from
-/// accept through the TLS handshake to the link result, must finish within
+/// unanswered and counted, and a failed handshake likewise. Up to
+/// <see cref="SpiceServerOptions.MaxPendingLinks"/> may be in the link stage at once (both
+/// ports together); one more
+/// evicts the oldest that has not yet sent a whole link message (<see cref="PendingConnections"/>),
+/// so a flood of silent connections cannot lock real clients out: they link in a few round
+/// trips while the flood's connections age towards eviction. The whole link stage, from accept
+/// through the TLS handshake to the link result, must finish within
 /// <see cref="SpiceServerOptions.LinkTimeout"/> (a silent or dribbling client is dropped). The
 /// channel security policy (<see cref="SpiceServerOptions.ChannelSecurity"/>) is checked once
 /// the link message is read: a channel on the wrong port gets NEED_SECURED or NEED_UNSECURED.
-/// Routing after authentication:
+/// The tunnel channel links here too. Routing after authentication:
 /// <code>
 ///   main, connection_id 0           new session, random id          -> OK, then MAIN_INIT
 ///   main, connection_id announced,  migration target                -> OK, parked until the
@@ -44,6 +47,7 @@ internal sealed class SpiceServer : IAsyncDisposable
     private readonly RsaKeyPool _keys = new();
     private readonly CancellationTokenSource _stop = new();
     private readonly ConcurrentDictionary<long, Task> _connections = new();
+    private readonly PendingConnections _pending;
 
     /// <summary>Channels past their link result OK, by connection number, until their connection ends.</summary>
     private readonly ConcurrentDictionary<long, SpiceChannelInfo> _linked = new();
@@ -53,8 +57,8 @@ internal sealed class SpiceServer : IAsyncDisposable
     private Task _acceptLoop = Task.CompletedTask;
     private Task _tlsAcceptLoop = Task.CompletedTask;
 
-    /// <summary>Connections in the link stage now. Interlocked.</summary>
-    private int _linking;
+    /// <summary>When the last "links full" warning was logged (a timestamp of the options' clock); Interlocked.</summary>
+    private long _fullWarnedAt = long.MinValue;
 
     /// <summary>Connections accepted so far; also the connection number in logs. Interlocked.</summary>
     private long _accepted;
@@ -65,6 +69,7 @@ internal sealed class SpiceServer : IAsyncDisposable
         Tickets = tickets;
         _loggers = loggers;
         _logger = loggers.CreateLogger<SpiceServer>();
+        _pending = new PendingConnections(options.MaxPendingLinks, options.LinkTimeout, options.Time);
         Migration = new Migration.SpiceMigration(this, loggers.CreateLogger<Migration.SpiceMigration>());
         StateSection = new Migration.SpiceStateSection(this);
     }
@@ -114,6 +119,9 @@ internal sealed class SpiceServer : IAsyncDisposable
 
     /// <summary>Link-stage outcomes, for tests and status.</summary>
     public SpiceLinkCounters Counters { get; } = new();
+
+    /// <summary>Connections in the link stage now.</summary>
+    public int PendingLinks => _pending.Count;
 
     /// <summary>
     /// Channel lifecycle hook for the control socket (QMP SPICE_CONNECTED, _INITIALIZED,
@@ -176,7 +184,9 @@ internal sealed class SpiceServer : IAsyncDisposable
         try
         {
             listener.Bind(endPoint);
-            listener.Listen(128);
+            // A backlog deep enough that a burst of connects waits for the accept loop rather
+            // than being refused by the kernel before eviction can make room.
+            listener.Listen(1024);
             return listener;
         }
         catch
@@ -246,25 +256,22 @@ internal sealed class SpiceServer : IAsyncDisposable
         try
         {
             SpiceLog.LinkAccepted(_logger, number, socket.RemoteEndPoint);
-            if (Interlocked.Increment(ref _linking) > _options.MaxConcurrentLinks)
-            {
-                Interlocked.Decrement(ref _linking);
-                Counters.Count(LinkOutcome.TooManyLinks);
-                SpiceLog.TooManyLinks(_logger, number, _options.MaxConcurrentLinks);
-                return;
-            }
-
             connected = Raise(SpiceChannelEventKind.Connected, number, socket, null, secure);
 
             Func<Task>? run = null;
-            using (var linkTimeout = new CancellationTokenSource(_options.LinkTimeout, _options.Time))
-            using (var linked = CancellationTokenSource.CreateLinkedTokenSource(linkTimeout.Token, cancellationToken))
+            var evictedBefore = _pending.Evicted;
+            using (var pending = _pending.Admit(cancellationToken))
             {
+                if (_pending.Evicted != evictedBefore)
+                {
+                    WarnLinksFull();
+                }
+
                 try
                 {
                     if (secure)
                     {
-                        if (await SecureAsync(number, socket, stream, linked.Token).ConfigureAwait(false) is not { } ssl)
+                        if (await SecureAsync(number, socket, stream, pending.Token).ConfigureAwait(false) is not { } ssl)
                         {
                             return;
                         }
@@ -272,9 +279,15 @@ internal sealed class SpiceServer : IAsyncDisposable
                         stream = ssl;
                     }
 
-                    run = await LinkAsync(number, stream, socket, secure, linked.Token).ConfigureAwait(false);
+                    run = await LinkAsync(number, stream, socket, secure, pending, pending.Token).ConfigureAwait(false);
                 }
-                catch (Exception ex) when (linkTimeout.IsCancellationRequested && (ex is OperationCanceledException || IsExpectedIoFailure(ex)))
+                catch (Exception ex) when (pending.WasEvicted && (ex is OperationCanceledException || IsExpectedIoFailure(ex)))
+                {
+                    Counters.Count(LinkOutcome.Evicted);
+                    SpiceLog.LinkEvicted(_logger, number, _options.MaxPendingLinks);
+                    return;
+                }
+                catch (Exception ex) when (pending.TimedOut && (ex is OperationCanceledException || IsExpectedIoFailure(ex)))
                 {
                     // A read cancelled by the timer can surface as a socket error rather than a
                     // cancellation; either way the timer is why the link ended.
@@ -291,10 +304,6 @@ internal sealed class SpiceServer : IAsyncDisposable
                     Counters.Count(LinkOutcome.ClientLeft);
                     SpiceLog.LinkDropped(_logger, number, "client closed the connection during the link");
                     return;
-                }
-                finally
-                {
-                    Interlocked.Decrement(ref _linking);
                 }
             }
 
@@ -326,6 +335,18 @@ internal sealed class SpiceServer : IAsyncDisposable
         }
     }
 
+    /// <summary>Warns that the link stage is full, at most every 10 s: each eviction itself is logged at Debug.</summary>
+    private void WarnLinksFull()
+    {
+        var now = _options.Time.GetTimestamp();
+        var last = Interlocked.Read(ref _fullWarnedAt);
+        if ((last == long.MinValue || _options.Time.GetElapsedTime(last, now) >= TimeSpan.FromSeconds(10))
+            && Interlocked.CompareExchange(ref _fullWarnedAt, now, last) == last)
+        {
+            SpiceLog.LinksFull(_logger, _options.MaxPendingLinks, _pending.Evicted);
+        }
+    }
+
     /// <summary>The TLS handshake of a connection on the TLS port; null when it failed (counted, logged, nothing sent).</summary>
     private async Task<Stream?> SecureAsync(long number, Socket socket, Stream stream, CancellationToken cancellationToken)
     {
@@ -350,6 +371,7 @@ internal sealed class SpiceServer : IAsyncDisposable
         }
     }
 
+    /// <summary>Raises a lifecycle event; a channel initialized is listed in <see cref="LinkedChannels"/> first.</summary>
     private SpiceChannelEvent? Raise(SpiceChannelEventKind kind, long number, Socket socket, SpiceLinkMess? mess, bool secure)
     {
         if (kind == SpiceChannelEventKind.Initialized && mess is not null)
@@ -368,9 +390,9 @@ internal sealed class SpiceServer : IAsyncDisposable
     }
 
     /// <summary>Link stage and routing; returns what runs the linked channel, or null when refused.</summary>
-    private async Task<Func<Task>?> LinkAsync(long number, Stream stream, Socket socket, bool secure, CancellationToken cancellationToken)
+    private async Task<Func<Task>?> LinkAsync(long number, Stream stream, Socket socket, bool secure, PendingConnection pending, CancellationToken cancellationToken)
     {
-        var attempt = await LinkHandshake.RunAsync(stream, Tickets, _keys, ChannelCapsFor, m => _options.ChannelSecurity.Check(m.ChannelType, secure), cancellationToken).ConfigureAwait(false);
+        var attempt = await LinkHandshake.RunAsync(stream, Tickets, _keys, ChannelCapsFor, m => _options.ChannelSecurity.Check(m.ChannelType, secure), pending, cancellationToken).ConfigureAwait(false);
         if (attempt.Mess is not { } mess)
         {
             if (attempt.Outcome is { } outcome)

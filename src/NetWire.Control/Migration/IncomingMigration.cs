@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using System.Text.Json.Nodes;
@@ -15,13 +16,18 @@ namespace NetWire.Control.Migration;
 /// state stream, adopts it, and lets the clients that migrate in start.
 /// </summary>
 /// <remarks>
-/// How this works. Connections are taken one at a time; each has <see cref="ReadTimeout"/> to
-/// deliver a whole stream. With <c>--migration-x509-dir</c> each connection must first complete
-/// a mutual TLS handshake within <see cref="HandshakeTimeout"/>: a plaintext stream (its first
-/// bytes are peeked, not read) gets a plaintext 'E' reply saying TLS is required, a source
-/// without a certificate this target's CA signed fails the handshake; either way nothing of the
-/// stream is read, the refusal is logged and counted (<see cref="TlsRefused"/>), and the target
-/// keeps waiting. A stream that is refused (wrong magic or version, malformed,
+/// How this works. Every connection is accepted at once into a bounded pending set
+/// (<see cref="PendingConnections"/>, <see cref="MaxPending"/>) and has <see cref="HeaderTimeout"/>
+/// to send the stream's 8-byte header; when the set is full the oldest connection that has sent
+/// nothing is evicted, so silent connections cannot keep the source out. A connection whose
+/// header arrived waits for the one reader (streams are read one at a time, so at most one
+/// stream's memory is held), then has <see cref="ReadTimeout"/> from its accept to deliver the
+/// whole stream. With <c>--migration-x509-dir</c> the pending stage begins with a mutual TLS
+/// handshake: a plaintext stream (its first bytes are peeked, not read) gets a plaintext 'E'
+/// reply saying TLS is required, a source without a certificate this target's CA signed fails
+/// the handshake; either way nothing of the stream is read, the refusal is logged and counted
+/// (<see cref="TlsRefused"/>); a handshake that never finishes is silent like a missing header.
+/// A stream that is refused (wrong magic or version, malformed,
 /// checksum) gets an 'E' reply saying why, nothing is applied, and the target keeps waiting
 /// for another attempt. The first stream adopted completes <see cref="Adopted"/> and closes the
 /// listener. Meanwhile the SPICE server accepts clients migrating in; each one's MIGRATE_END
@@ -37,10 +43,16 @@ internal sealed class IncomingMigration : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stop = new();
     private readonly TaskCompletionSource<StateAdoption> _adopted = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly SemaphoreSlim _reader = new(1, 1);
+    private readonly ConcurrentDictionary<long, Task> _connections = new();
+    private PendingConnections? _pending;
     private Socket? _listener;
     private Task _acceptLoop = Task.CompletedTask;
+    private long _accepted;
     private int _refused;
     private int _tlsRefused;
+    private long _evicted;
+    private long _silent;
 
     /// <param name="tls">Mutual TLS (<c>--migration-x509-dir</c>), or null for plaintext.</param>
     public IncomingMigration(IPEndPoint endPoint, StateRegistry state, SpiceServer? spice, ILogger logger, TlsSettings? tls = null)
@@ -58,20 +70,35 @@ internal sealed class IncomingMigration : IAsyncDisposable
     /// <summary>Time one connection has to deliver its whole stream.</summary>
     public TimeSpan ReadTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>Completes when a state stream has been adopted.</summary>
-    public Task<StateAdoption> Adopted => _adopted.Task;
+    /// <summary>Time a connection has from its accept to the stream's header; then it is dropped as silent.</summary>
+    public TimeSpan HeaderTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
-    /// <summary>Time a connection has to complete the TLS handshake.</summary>
-    public TimeSpan HandshakeTimeout { get; set; } = TimeSpan.FromSeconds(10);
+    /// <summary>Connections waiting for their header at once; one more evicts the oldest silent one.</summary>
+    public int MaxPending { get; set; } = 64;
 
-    /// <summary>Streams refused so far, those refused at the TLS handshake included.</summary>
-    public int Refused => Volatile.Read(ref _refused);
+    /// <summary>Connections accepted so far.</summary>
+    public long Accepted => Interlocked.Read(ref _accepted);
 
-    /// <summary>Connections refused at the TLS handshake: plaintext, no or a foreign certificate.</summary>
+    /// <summary>Connections evicted while waiting for their header, to make room for a newer one.</summary>
+    public long Evicted => Interlocked.Read(ref _evicted);
+
+    /// <summary>Connections dropped because no header came within <see cref="HeaderTimeout"/>, or that closed before one.</summary>
+    public long Silent => Interlocked.Read(ref _silent);
+
+    /// <summary>Connections waiting for their header now.</summary>
+    public int Pending => _pending?.Count ?? 0;
+
+    /// <summary>Connections refused at the TLS handshake: plaintext, no or a foreign certificate (also counted in <see cref="Refused"/>).</summary>
     public int TlsRefused => Volatile.Read(ref _tlsRefused);
 
     /// <summary>True when the stream must come over mutual TLS.</summary>
     public bool RequiresTls => _tls is not null;
+
+    /// <summary>Completes when a state stream has been adopted.</summary>
+    public Task<StateAdoption> Adopted => _adopted.Task;
+
+    /// <summary>Streams refused so far.</summary>
+    public int Refused => Volatile.Read(ref _refused);
 
     public IPEndPoint LocalEndPoint => (IPEndPoint)(_listener?.LocalEndPoint ?? throw new InvalidOperationException("not started"));
 
@@ -83,7 +110,7 @@ internal sealed class IncomingMigration : IAsyncDisposable
         try
         {
             listener.Bind(_endPoint);
-            listener.Listen(4);
+            listener.Listen(128);
         }
         catch
         {
@@ -92,6 +119,7 @@ internal sealed class IncomingMigration : IAsyncDisposable
         }
 
         _listener = listener;
+        _pending = new PendingConnections(MaxPending, HeaderTimeout);
         if (_spice is not null)
         {
             _spice.AdoptIncoming = GateAsync;
@@ -112,12 +140,14 @@ internal sealed class IncomingMigration : IAsyncDisposable
         await _stop.CancelAsync().ConfigureAwait(false);
         _listener?.Dispose();
         await _acceptLoop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        await Task.WhenAll(_connections.Values).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
     }
 
     public async ValueTask DisposeAsync()
     {
         await StopAsync().ConfigureAwait(false);
         _stop.Dispose();
+        _reader.Dispose();
     }
 
     /// <summary>The SPICE server's adoption gate for a client's MIGRATE_END.</summary>
@@ -132,76 +162,116 @@ internal sealed class IncomingMigration : IAsyncDisposable
     private async Task AcceptLoopAsync(Socket listener, CancellationToken cancellationToken)
     {
         await Task.Yield();
-        while (!cancellationToken.IsCancellationRequested)
+        while (await ListenerAccept.NextAsync(listener, ex => MigrationControlLog.IncomingAcceptFailed(_logger, ex), cancellationToken).ConfigureAwait(false) is { } socket)
         {
-            Socket socket;
+            var number = Interlocked.Increment(ref _accepted);
+            var task = HandleAsync(listener, socket, cancellationToken);
+            _connections[number] = task;
+            _ = ForgetWhenDoneAsync(number, task);
+        }
+    }
+
+    private async Task ForgetWhenDoneAsync(long number, Task task)
+    {
+        await task.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        _connections.TryRemove(number, out _);
+    }
+
+    /// <summary>One connection: its header within the pending stage, then its turn at the reader.</summary>
+    private async Task HandleAsync(Socket listener, Socket socket, CancellationToken cancellationToken)
+    {
+        await Task.Yield();
+        using (socket)
+        {
+            var remote = socket.RemoteEndPoint;
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(ReadTimeout);
+            var header = new byte[StateStream.HeaderLength];
+            Stream stream = new NetworkStream(socket, ownsSocket: false);
             try
             {
-                socket = await listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (IoErrors.IsShutdown(ex, cancellationToken))
-            {
-                return;
-            }
-            catch (SocketException)
-            {
-                continue;
-            }
-
-            using (socket)
-            {
-                if (await ReceiveAsync(socket, cancellationToken).ConfigureAwait(false))
+                using (var pending = _pending!.Admit(timeout.Token))
                 {
-                    // One migration in: the listener closes.
-                    listener.Dispose();
+                    try
+                    {
+                        if (_tls is not null)
+                        {
+                            if (await SecureAsync(socket, stream, remote, pending.Token, cancellationToken).ConfigureAwait(false) is not { } secured)
+                            {
+                                return;
+                            }
+
+                            stream = secured;
+                        }
+
+                        await stream.ReadExactlyAsync(header, pending.Token).ConfigureAwait(false);
+                    }
+                    catch (Exception ex) when (ex is OperationCanceledException or EndOfStreamException || IoErrors.IsIoFailure(ex))
+                    {
+                        if (pending.WasEvicted)
+                        {
+                            Interlocked.Increment(ref _evicted);
+                            MigrationControlLog.IncomingDropped(_logger, remote, "evicted: the oldest silent connection, for a newer one");
+                        }
+                        else if (!cancellationToken.IsCancellationRequested)
+                        {
+                            Interlocked.Increment(ref _silent);
+                            MigrationControlLog.IncomingDropped(_logger, remote, pending.TimedOut
+                                ? $"no {(_tls is null ? string.Empty : "TLS handshake and ")}stream header within {HeaderTimeout.TotalSeconds:0.#} s"
+                                : "closed before a stream header");
+                        }
+
+                        return;
+                    }
+                }
+
+                try
+                {
+                    await _reader.WaitAsync(timeout.Token).ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                    if (!cancellationToken.IsCancellationRequested)
+                    {
+                        await RefuseAsync(stream, remote, $"no turn to be read within {ReadTimeout.TotalSeconds:0.#} s (another stream was being read)", cancellationToken).ConfigureAwait(false);
+                    }
+
                     return;
                 }
-            }
-        }
-    }
 
-    /// <summary>Reads, checks and adopts one stream; true when adopted.</summary>
-    private async Task<bool> ReceiveAsync(Socket socket, CancellationToken cancellationToken)
-    {
-        var remote = socket.RemoteEndPoint;
-        Stream stream = new NetworkStream(socket, ownsSocket: false);
-        try
-        {
-            if (_tls is not null)
-            {
-                if (await SecureAsync(socket, stream, remote, cancellationToken).ConfigureAwait(false) is not { } secured)
+                try
                 {
-                    return false;
+                    if (_adopted.Task.IsCompleted)
+                    {
+                        await RefuseAsync(stream, remote, "a state stream was adopted already", cancellationToken).ConfigureAwait(false);
+                    }
+                    else if (await ReceiveAsync(stream, remote, header, timeout, cancellationToken).ConfigureAwait(false))
+                    {
+                        // One migration in: the listener closes.
+                        listener.Dispose();
+                    }
                 }
-
-                stream = secured;
+                finally
+                {
+                    _reader.Release();
+                }
             }
-
-            return await AdoptAsync(stream, remote, cancellationToken).ConfigureAwait(false);
-        }
-        finally
-        {
-            await stream.DisposeAsync().ConfigureAwait(false);
+            finally
+            {
+                // The TLS stream when there is one; the socket itself closes with the using.
+                await stream.DisposeAsync().ConfigureAwait(false);
+            }
         }
     }
 
-    /// <summary>The mutual TLS handshake; null when the source was refused (logged, counted, the target keeps waiting).</summary>
-    private async Task<Stream?> SecureAsync(Socket socket, Stream stream, EndPoint? remote, CancellationToken cancellationToken)
+    /// <summary>
+    /// The mutual TLS handshake within the pending stage; null when the source was refused
+    /// (logged, counted, a plaintext source told why), and the target keeps waiting.
+    /// </summary>
+    /// <exception cref="OperationCanceledException">The pending stage ended: deadline, eviction or stop.</exception>
+    private async Task<Stream?> SecureAsync(Socket socket, Stream stream, EndPoint? remote, CancellationToken pending, CancellationToken cancellationToken)
     {
-        TlsAccepted accepted;
-        using (var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
-        {
-            timeout.CancelAfter(HandshakeTimeout);
-            try
-            {
-                accepted = await TlsHandshake.AcceptAsync(socket, stream, _tls!, timeout.Token).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-            {
-                accepted = new TlsAccepted(TlsAcceptOutcome.HandshakeFailed, null, $"no TLS handshake within {HandshakeTimeout.TotalSeconds:0.#} s");
-            }
-        }
-
+        var accepted = await TlsHandshake.AcceptAsync(socket, stream, _tls!, pending).ConfigureAwait(false);
         if (accepted.Stream is { } secured)
         {
             MigrationControlLog.IncomingSecured(_logger, remote, accepted.Detail);
@@ -212,30 +282,33 @@ internal sealed class IncomingMigration : IAsyncDisposable
         {
             TlsAcceptOutcome.NotTls => $"this target takes the state over mutual TLS only (--migration-x509-dir); the source sent {accepted.Detail}",
             TlsAcceptOutcome.PeerRefused => $"TLS: the source's certificate is refused: {accepted.Detail}",
+            TlsAcceptOutcome.PeerClosed => $"TLS: the source closed the connection during the handshake ({accepted.Detail})",
             _ => $"TLS handshake failed: {accepted.Detail}",
         };
-        Interlocked.Increment(ref _refused);
         Interlocked.Increment(ref _tlsRefused);
-        MigrationControlLog.IncomingRefused(_logger, remote, reason);
         if (accepted.Outcome == TlsAcceptOutcome.NotTls)
         {
             // A plaintext source reads a plaintext reply: its query-migrate says why.
-            await TryReplyAsync(stream, false, reason, cancellationToken).ConfigureAwait(false);
+            await RefuseAsync(stream, remote, reason, cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            Interlocked.Increment(ref _refused);
+            MigrationControlLog.IncomingRefused(_logger, remote, reason);
         }
 
         Events?.Invoke("MIGRATION", new JsonObject { ["status"] = "failed", ["error-desc"] = reason });
         return null;
     }
 
-    private async Task<bool> AdoptAsync(Stream stream, EndPoint? remote, CancellationToken cancellationToken)
+    /// <summary>Reads, checks and adopts one stream; true when adopted.</summary>
+    private async Task<bool> ReceiveAsync(Stream stream, EndPoint? remote, ReadOnlyMemory<byte> header, CancellationTokenSource timeout, CancellationToken cancellationToken)
     {
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(ReadTimeout);
         Events?.Invoke("MIGRATION", new JsonObject { ["status"] = "active" });
         string reason;
         try
         {
-            var document = await StateStream.ReadAsync(stream, timeout.Token).ConfigureAwait(false);
+            var document = await StateStream.ReadAsync(stream, header, timeout.Token).ConfigureAwait(false);
             var adoption = _state.Adopt(document);
             var summary = $"adopted {document.Length} bytes, sections [{string.Join(", ", adoption.Adopted)}]";
             MigrationControlLog.IncomingAdopted(_logger, remote, document.Length, document.Version, string.Join(", ", adoption.Adopted), string.Join(", ", adoption.Unknown));
@@ -261,11 +334,16 @@ internal sealed class IncomingMigration : IAsyncDisposable
             return false;
         }
 
+        await RefuseAsync(stream, remote, reason, cancellationToken).ConfigureAwait(false);
+        Events?.Invoke("MIGRATION", new JsonObject { ["status"] = "failed", ["error-desc"] = reason });
+        return false;
+    }
+
+    private async Task RefuseAsync(Stream stream, EndPoint? remote, string reason, CancellationToken cancellationToken)
+    {
         Interlocked.Increment(ref _refused);
         MigrationControlLog.IncomingRefused(_logger, remote, reason);
         await TryReplyAsync(stream, false, reason, cancellationToken).ConfigureAwait(false);
-        Events?.Invoke("MIGRATION", new JsonObject { ["status"] = "failed", ["error-desc"] = reason });
-        return false;
     }
 
     private static async Task TryReplyAsync(Stream stream, bool accepted, string text, CancellationToken cancellationToken)

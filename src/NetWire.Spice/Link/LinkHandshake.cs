@@ -1,5 +1,7 @@
 using System.Buffers.Binary;
 
+using NetWire.Core.Net;
+
 namespace NetWire.Spice.Link;
 
 /// <summary>
@@ -32,7 +34,8 @@ internal static class LinkHandshake
         TicketAuthority tickets,
         RsaKeyPool keys,
         Func<SpiceLinkMess, uint[]> channelCapsFor,
-        Func<SpiceLinkMess, SpiceLinkErr> security,
+        Func<SpiceLinkMess, SpiceLinkErr>? security,
+        PendingConnection? pending,
         CancellationToken cancellationToken)
     {
         var buffer = new byte[SpiceLinkHeader.MaxLinkMessSize];
@@ -60,8 +63,11 @@ internal static class LinkHandshake
             return LinkAttempt.Refused(SpiceLinkErr.InvalidData, "caps counts or offset outside the link message");
         }
 
+        // A whole link message: no longer silent, so a full link stage evicts others first.
+        pending?.MarkProgress();
+
         // spice-server checks the channel's security before it answers (protocol.md §1.7).
-        var secured = security(mess!);
+        var secured = security?.Invoke(mess!) ?? SpiceLinkErr.Ok;
         if (secured != SpiceLinkErr.Ok)
         {
             await WriteErrorReplyAsync(stream, secured, cancellationToken).ConfigureAwait(false);
