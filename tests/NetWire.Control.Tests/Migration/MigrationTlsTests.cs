@@ -1,6 +1,10 @@
+using System.Net;
 using System.Net.Sockets;
+using System.Security.Authentication;
 using System.Text.Json.Nodes;
+using Microsoft.Extensions.Logging.Abstractions;
 using NetWire.Control.Migration;
+using NetWire.Core.State;
 using NetWire.Core.Tls;
 using NetWire.Testing;
 
@@ -8,8 +12,9 @@ namespace NetWire.Control.Tests.Migration;
 
 /// <summary>
 /// The state stream over mutual TLS (<c>--migration-x509-dir</c>): a target refuses a plaintext
-/// stream and a source whose certificate another CA signed before it reads any state, counts
-/// and logs each, keeps waiting, and then adopts the state from a source its CA signed; a source
+/// stream, a source without a certificate and one whose certificate another CA signed before it
+/// reads any state, counts and logs each, drops a handshake that never finishes at the header
+/// deadline, keeps waiting, and then adopts the state from a source its CA signed; a source
 /// refuses a target that does not speak TLS.
 /// </summary>
 public sealed class MigrationTlsTests(TlsPkiFixture pki) : IClassFixture<TlsPkiFixture>
@@ -87,6 +92,58 @@ public sealed class MigrationTlsTests(TlsPkiFixture pki) : IClassFixture<TlsPkiF
         Assert.Contains("takes the state over mutual TLS only", text, StringComparison.Ordinal);
         Assert.Contains("'NWST", text, StringComparison.Ordinal);
         Assert.Equal(1, b.Incoming.TlsRefused);
+    }
+
+    [Fact]
+    public async Task Target_RefusesATlsSourceWithoutACertificate_DropsAStalledHandshake_AndKeepsWaiting()
+    {
+        var tls = new TlsSettings(X509Credentials.Load(pki.Good, TlsRole.Server, Now), requirePeerCertificate: true);
+        await using var incoming = new IncomingMigration(new IPEndPoint(IPAddress.Loopback, 0), new StateRegistry(), null, NullLogger.Instance, tls)
+        {
+            HeaderTimeout = TimeSpan.FromSeconds(1),
+        };
+        incoming.Start();
+
+        // TLS that trusts the target but presents no certificate: refused in the handshake.
+        var anonymous = new TlsSettings(X509Credentials.LoadAuthorities(pki.Pki.CaCert, Now));
+        using (var socket = new Socket(SocketType.Stream, ProtocolType.Tcp))
+        {
+            await socket.ConnectAsync(incoming.LocalEndPoint, Qmp.Token);
+            try
+            {
+                await using var secured = await TlsHandshake.ConnectAsync(new NetworkStream(socket), "127.0.0.1", anonymous, Qmp.Token);
+
+                // TLS 1.3 ends the client's handshake before the server has checked it: the refusal is the close.
+                Assert.Equal(0, await secured.ReadAsync(new byte[1], Qmp.Token));
+            }
+            catch (Exception ex) when (ex is AuthenticationException or IOException)
+            {
+            }
+        }
+
+        await Qmp.UntilAsync(() => incoming.TlsRefused == 1, "the certificate-less source's refusal to be counted");
+
+        // A ClientHello that never finishes: dropped at the header deadline, like a silent peer.
+        using (var stalled = new Socket(SocketType.Stream, ProtocolType.Tcp))
+        {
+            await stalled.ConnectAsync(incoming.LocalEndPoint, Qmp.Token);
+            await stalled.SendAsync(new byte[] { TlsHandshake.HandshakeRecord, 0x03, 0x01, 0x02, 0x00, 0x01 }, Qmp.Token);
+            Assert.Equal(0, await stalled.ReceiveAsync(new byte[16], SocketFlags.None, Qmp.Token));
+        }
+
+        Assert.Equal(1, incoming.Silent);
+        Assert.Equal(1, incoming.TlsRefused);
+        Assert.Equal(1, incoming.Refused);
+
+        // Still waiting: a source with its certificate is read and adopted.
+        var source = new TlsSettings(X509Credentials.Load(pki.Good, TlsRole.Client, Now));
+        using var good = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        await good.ConnectAsync(incoming.LocalEndPoint, Qmp.Token);
+        await using var stream = await TlsHandshake.ConnectAsync(new NetworkStream(good), "127.0.0.1", source, Qmp.Token);
+        await stream.WriteAsync(StateStream.Build([]), Qmp.Token);
+        var (accepted, text) = await MigrationWire.ReadReplyAsync(stream, Qmp.Token);
+        Assert.True(accepted, text);
+        await incoming.Adopted.WaitAsync(TimeSpan.FromSeconds(30), Qmp.Token);
     }
 
     [Fact]

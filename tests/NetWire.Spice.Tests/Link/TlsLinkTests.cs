@@ -8,7 +8,8 @@ namespace NetWire.Spice.Tests.Link;
 /// <summary>
 /// The TLS port beside the plaintext one: a link over TLS, plaintext on the TLS port and TLS on
 /// the plaintext port (refused and counted), a handshake that never finishes (bounded by the
-/// link timeout), and the channel policy answering NEED_SECURED / NEED_UNSECURED.
+/// link timeout), each followed by good links on both ports, and the channel policy answering
+/// NEED_SECURED / NEED_UNSECURED.
 /// </summary>
 public sealed class TlsLinkTests(TlsPkiFixture pki) : IClassFixture<TlsPkiFixture>
 {
@@ -38,6 +39,7 @@ public sealed class TlsLinkTests(TlsPkiFixture pki) : IClassFixture<TlsPkiFixtur
         Assert.Null(await client.ReadExactlyOrNullAsync(1));
         await WaitUntilAsync(() => server.Server.Counters.Of(LinkOutcome.TlsPlaintext) == 1);
         Assert.Empty(server.Server.LinkedChannels);
+        await AssertBothPortsLinkAsync(server);
     }
 
     [Fact]
@@ -51,6 +53,7 @@ public sealed class TlsLinkTests(TlsPkiFixture pki) : IClassFixture<TlsPkiFixtur
         Assert.Equal(SpiceLinkErr.InvalidMagic, await client.ReadErrorReplyAsync());
         await WaitUntilAsync(() => server.Server.Counters.Of(LinkOutcome.TlsOnPlainPort) == 1);
         Assert.Equal(1, server.Server.Counters.Refused(SpiceLinkErr.InvalidMagic));
+        await AssertBothPortsLinkAsync(server);
     }
 
     [Fact]
@@ -63,6 +66,7 @@ public sealed class TlsLinkTests(TlsPkiFixture pki) : IClassFixture<TlsPkiFixtur
         Assert.True(await client.ClosedByServerAsync());
         Assert.InRange(started.Elapsed, TimeSpan.FromSeconds(0.8), TimeSpan.FromSeconds(15));
         await WaitUntilAsync(() => server.Server.Counters.Of(LinkOutcome.TimedOut) == 1);
+        await AssertBothPortsLinkAsync(server);
     }
 
     [Fact]
@@ -108,6 +112,15 @@ public sealed class TlsLinkTests(TlsPkiFixture pki) : IClassFixture<TlsPkiFixtur
         Assert.Equal(SpiceLinkErr.NeedUnsecured, policy.Check((byte)SpiceChannelType.Tunnel, secure: true));
         Assert.Equal(SpiceLinkErr.Ok, policy.Check((byte)SpiceChannelType.Tunnel, secure: false));
         Assert.Equal([("default", ChannelTransport.Tls), ("tunnel", ChannelTransport.Plaintext)], policy.Describe());
+    }
+
+    /// <summary>The server lives on after bad input: a client links on each port.</summary>
+    private async Task AssertBothPortsLinkAsync(TestServer server)
+    {
+        await using var secure = await RawSpiceClient.ConnectTlsAsync(server.TlsEndPoint, pki.Pki.CaCert);
+        Assert.Equal(SpiceLinkErr.Ok, await secure.LinkAsync(0, 1, TestServer.Password));
+        await using var plain = await server.ConnectAsync();
+        Assert.Equal(SpiceLinkErr.Ok, await plain.LinkAsync(0, 1, TestServer.Password));
     }
 
     private static async Task WaitUntilAsync(Func<bool> condition)
