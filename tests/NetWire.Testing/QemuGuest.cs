@@ -71,8 +71,8 @@ public sealed class QemuGuest : IAsyncDisposable
                 BuildInitrd(initramfs, options.TestScript, tempDir, initrd);
             }
 
-            // no_timer_check: under TCG on a busy host the kernel's IO-APIC timer check can miss
-            // its ticks and panic ("IO-APIC + timer doesn't work!"); the timer itself works.
+            // no_timer_check: under TCG on a busy host the kernel's check that the 8254 timer
+            // ticks through the IO-APIC can miss its window and panic the guest at boot.
             List<string> qemuArgs =
             [
                 "-machine", "pc", "-accel", "tcg", "-m", $"{options.MemoryMiB}M",
