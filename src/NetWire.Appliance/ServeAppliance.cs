@@ -66,7 +66,7 @@ internal sealed class ServeAppliance : IAsyncDisposable
 
         if (setup.Control is { } control)
         {
-            _components.Add(new ControlComponent(control, Spice, () => wire?.Ends ?? [], loggers, stop, State, Incoming?.Incoming));
+            _components.Add(new ControlComponent(control, Spice, () => wire?.Ends ?? [], loggers, stop, State, Incoming?.Incoming, () => wire?.Gateway is { } gateway ? new GatewayForwardTable(gateway) : null));
         }
     }
 
