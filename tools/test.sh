@@ -21,7 +21,10 @@ PACKAGES=(
     iperf3 curl          # netwire run tests: the namespace's clients against host-loopback servers
     podman runc slirp4netns uidmap passwd  # NetWire as Podman's slirp4netns, rootful and rootless (useradd, subuid)
     passt                # pasta, beside slirp4netns in the Podman benchmark
+    ndisc6 isc-dhcp-client  # real IPv6 peers in netwire run: rdisc6/ndisc6 read the gateway's NDP, dhclient -6 -S its DHCPv6
     ca-certificates
+    afl++                # coverage-guided fuzzing of the parsers (tools/fuzz/run.sh, with SharpFuzz)
+    gnuplot-nox          # the soak's plot of RSS, fds and threads (tools/soak.sh)
 )
 
 if [[ $(id -u) -eq 0 && -z ${NETWIRE_SKIP_APT:-} ]]; then
@@ -52,6 +55,7 @@ set +e
 dotnet test NetWire.sln -c Release --no-build --nologo "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+
 
 # One closing line over all test assemblies: "N passed, N failed, N skipped".
 awk '/^(Passed|Failed)!/ {

@@ -1,9 +1,6 @@
-using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
-using NetWire.Core.Frames;
 using NetWire.Core.Net;
 using NetWire.Core.Packets;
-using NetWire.Core.Wire;
 using static NetWire.Stack.Tests.TestPackets;
 
 namespace NetWire.Stack.Tests;
@@ -22,18 +19,10 @@ public sealed class GatewayIpv6BadInputTests
         // SYNs that get through the IPv6 layer are refused by the policy (and answered with RST),
         // so none opens a host connection.
         var options = new GatewayOptions { Policy = new Nat.OutboundPolicy([], [IpNetwork.Parse("2001:db8::/32")]) };
-        _gateway = new Gateway(options, new FramePool(), new FakeTimeProvider(), NullLogger.Instance);
-        _gateway.Attach(_receiver, new WireCounters(), CancellationToken.None);
+        _gateway = GatewayTesting.Create(options, new FakeTimeProvider(), _receiver);
     }
 
-    private void Send(byte[] frame)
-    {
-        lock (_gateway.Sync)
-        {
-            _gateway.OnGuestFrame(frame);
-            _gateway.EndOfBatch();
-        }
-    }
+    private void Send(byte[] frame) => _gateway.Send(frame);
 
     /// <summary>
     /// Sends <paramref name="frame"/> and checks that it was dropped for <paramref name="reason"/>

@@ -1,9 +1,7 @@
 using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
-using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
-using NetWire.Core.Frames;
 using NetWire.Core.Net;
 using NetWire.Core.Packets;
 using NetWire.Core.Wire;
@@ -26,28 +24,11 @@ public sealed class GatewayIpv6Tests
         _gateway = Create(new GatewayOptions());
     }
 
-    private Gateway Create(GatewayOptions options)
-    {
-        var gateway = new Gateway(options, new FramePool(), _time, NullLogger.Instance);
-        gateway.Attach(_receiver, new WireCounters(), CancellationToken.None);
-        return gateway;
-    }
+    private Gateway Create(GatewayOptions options) => GatewayTesting.Create(options, _time, _receiver);
 
-    private void Send(byte[] frame)
-    {
-        lock (_gateway.Sync)
-        {
-            _gateway.OnGuestFrame(frame);
-            _gateway.EndOfBatch();
-        }
-    }
+    private void Send(byte[] frame) => _gateway.Send(frame);
 
-    private byte[] Single()
-    {
-        Assert.True(_receiver.Frames.TryDequeue(out var frame), "expected a frame from the gateway");
-        Assert.Empty(_receiver.Frames);
-        return frame;
-    }
+    private byte[] Single() => _receiver.Single();
 
     private static byte[] Solicitation(IpAddr target, bool withSourceAddress = true)
     {
@@ -313,6 +294,67 @@ public sealed class GatewayIpv6Tests
 
         Assert.Empty(_receiver.Frames);
         Assert.Equal(1, _gateway.Counters.Drops(StackDrop.UnsupportedEtherType));
+    }
+
+    [Fact]
+    public async Task DnsQueriesToEitherDnsAddress_ReachAnIpv6Resolver_AndAnswersComeBack()
+    {
+        using var resolver = new UdpClient(new IPEndPoint(IPAddress.IPv6Loopback, 0));
+        var resolverEndPoint = (IPEndPoint)resolver.Client.LocalEndPoint!;
+        _gateway = Create(new GatewayOptions { DnsUpstream = resolverEndPoint });
+        using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        _gateway.Attach(_receiver, new WireCounters(), stop.Token);
+        try
+        {
+            Send(BuildUdp6(GuestIp6, 5300, DnsIp6, 53, "query six"u8));
+            Send(BuildUdp(GuestIp, 5301, 0x0A000203, 53, "query four"u8));
+            for (var i = 0; i < 2; i++)
+            {
+                var query = await resolver.ReceiveAsync(stop.Token);
+                Assert.Equal(AddressFamily.InterNetworkV6, query.RemoteEndPoint.AddressFamily);
+                byte[] answer = [.. "answer to "u8, .. query.Buffer];
+                await resolver.SendAsync(answer.AsMemory(), query.RemoteEndPoint, stop.Token);
+            }
+
+            while (_receiver.Frames.Count < 2)
+            {
+                await Task.Delay(10, stop.Token);
+            }
+
+            var answers = new Dictionary<string, string>();
+            foreach (var frame in _receiver.Frames)
+            {
+                Assert.True(EthernetFrame.TryParse(frame, out var ethernet));
+                byte[] udpBytes;
+                if (ethernet.EtherType == EtherType.Ipv6)
+                {
+                    var (source, destination, _, _, _, payload) = ParseIpv6(frame);
+                    Assert.Equal((DnsIp6, GuestIp6), (source, destination));
+                    udpBytes = payload;
+                }
+                else
+                {
+                    var (source, destination, _, payload) = ParseIpv4(frame);
+                    Assert.Equal((0x0A000203u, GuestIp), (source, destination));
+                    udpBytes = payload;
+                }
+
+                Assert.True(UdpPacket.TryParse(udpBytes, out var udp));
+                Assert.Equal(53, udp.SourcePort);
+                answers[ethernet.EtherType.ToString()] = System.Text.Encoding.ASCII.GetString(udp.Payload);
+            }
+
+            Assert.Equal("answer to query six", answers["Ipv6"]);
+            Assert.Equal("answer to query four", answers["Ipv4"]);
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            lock (_gateway.Sync)
+            {
+                _gateway.Shutdown();
+            }
+        }
     }
 
     [Fact]

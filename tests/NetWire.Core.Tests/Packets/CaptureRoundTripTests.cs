@@ -49,7 +49,7 @@ public sealed class CaptureRoundTripTests
             }
         }
 
-        foreach (var layer in new[] { "Ethernet", "ARP", "IPv4", "TCP", "TCP options", "UDP", "DHCP", "ICMP", "IPv6" })
+        foreach (var layer in new[] { "Ethernet", "ARP", "IPv4", "TCP", "TCP options", "UDP", "DHCP", "ICMP", "IPv6", "IPv6 extension header", "ICMPv6", "NDP" })
         {
             Assert.True(seen.GetValueOrDefault(layer) > 0, $"no {layer} frame in captures/");
         }
@@ -93,6 +93,64 @@ public sealed class CaptureRoundTripTests
         Assert.True(TcpOptions.TryParse(syn.Options, out var offered));
         Assert.NotNull(offered.WindowScale);
         Assert.True(offered.SackPermitted);
+    }
+
+    [Fact]
+    public void TheIpv6Capture_ShowsWhatTheReadmeSays()
+    {
+        // captures/README.md: the gateway's router advertisement from fe80::2 with the fd00::/64
+        // prefix, its neighbour advertisement for fd00::2, and the guest's SLAAC address in the SYN.
+        var frames = CaptureFixtures.ReadPcapNg(Path.Combine(RepoPaths.Root, "captures", "guest-ipv6.pcapng"));
+        var advertisements = 0;
+        var neighbours = 0;
+        var syns = 0;
+        foreach (var (_, frame) in frames)
+        {
+            Assert.True(EthernetFrame.TryParse(frame, out var ethernet));
+            Assert.True(Ipv6Packet.TryParse(ethernet.Payload, out var ip));
+            var chain = ip.GetHeaderChain();
+            while (chain.MoveNext())
+            {
+            }
+
+            if (chain.UpperProtocol == IpProtocol.Tcp && TcpPacket.TryParse(chain.UpperPayload, out var tcp) && tcp.Flags == TcpFlags.Syn)
+            {
+                syns++;
+                Assert.Equal("fd00::5054:ff:fe12:3456", ip.Source.ToString());
+                Assert.Equal("fd00::2", ip.Destination.ToString());
+            }
+
+            if (chain.UpperProtocol != IpProtocol.Icmpv6 || !NdpMessage.TryParse(chain.UpperPayload, out var ndp))
+            {
+                continue;
+            }
+
+            if (ndp.Type == Icmpv6Type.RouterAdvertisement)
+            {
+                advertisements++;
+                Assert.Equal("fe80::2", ip.Source.ToString());
+                Assert.Equal(255, ip.HopLimit);
+                Assert.Equal("52:55:0a:00:02:02", ethernet.Source.ToString());
+                var options = ndp.GetOptions();
+                var prefix = "";
+                while (options.MoveNext())
+                {
+                    prefix = options.Type == NdpOptionType.PrefixInformation ? $"{IpAddr.FromIpv6(options.Value.Slice(14, 16))}/{options.Value[0]}" : prefix;
+                }
+
+                Assert.Equal("fd00::/64", prefix);
+            }
+            else if (ndp.Type == Icmpv6Type.NeighborAdvertisement)
+            {
+                neighbours++;
+                Assert.Equal("fd00::2", ndp.TargetAddress.ToString());
+                Assert.True(ndp.SolicitedFlag && ndp.RouterFlag);
+            }
+        }
+
+        Assert.True(advertisements >= 1);
+        Assert.Equal(1, neighbours);
+        Assert.Equal(1, syns);
     }
 
     private static byte[] Udp(byte[] frame)
