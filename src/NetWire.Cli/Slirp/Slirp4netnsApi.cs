@@ -164,7 +164,9 @@ internal sealed class Slirp4netnsApi : IAsyncDisposable
     private static bool TryGetAddress(JsonObject arguments, string name, IPAddress fallback, out IPAddress address)
     {
         address = fallback;
-        if (!arguments.TryGetPropertyValue(name, out var node))
+
+        // Podman sends "guest_addr": "" (and may send "host_addr": "") for the default.
+        if (!arguments.TryGetPropertyValue(name, out var node) || (node is JsonValue empty && empty.TryGetValue<string>(out var given) && given.Length == 0))
         {
             return true;
         }

@@ -94,6 +94,7 @@ public sealed class Slirp4netnsCommandTests
     [InlineData("{\"execute\": \"add_hostfwd\", \"arguments\": {\"proto\": \"tcp\", \"host_port\": 8080}}", "bad request: add_hostfwd: bad arguments.guest_port")]
     [InlineData("{\"execute\": \"add_hostfwd\", \"arguments\": {\"proto\": \"tcp\", \"host_port\": 8080, \"guest_addr\": \"10.0.2.50\", \"guest_port\": 80}}", "bad request: add_hostfwd: bad arguments.guest_addr (NetWire forwards to the container's address 10.0.2.100 only)")]
     [InlineData("{\"execute\": \"add_hostfwd\", \"arguments\": {\"proto\": \"tcp\", \"host_port\": 8080, \"guest_port\": 80}}", "bad request: add_hostfwd: forward tcp:0.0.0.0:8080->guest:80: the gateway is not running")]
+    [InlineData("{\"execute\": \"add_hostfwd\", \"arguments\": {\"proto\": \"tcp\", \"host_addr\": \"127.0.0.1\", \"host_port\": 8080, \"guest_addr\": \"\", \"guest_port\": 80}}", "bad request: add_hostfwd: forward tcp:127.0.0.1:8080->guest:80: the gateway is not running")]
     [InlineData("{\"execute\": \"remove_hostfwd\", \"arguments\": {\"id\": 1}}", "bad request: remove_hostfwd: bad arguments.id")]
     [InlineData("{\"execute\": \"remove_hostfwd\", \"arguments\": {\"id\": \"1\"}}", "bad request: remove_hostfwd: bad arguments.id")]
     [InlineData("{\"execute\": \"remove_hostfwd\"}", "bad request: remove_hostfwd: bad arguments.id")]
