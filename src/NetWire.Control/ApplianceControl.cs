@@ -25,6 +25,7 @@ internal sealed class ApplianceControl : IAsyncDisposable
     /// <param name="quit">Called by <c>quit</c> after its reply is queued; it should stop the appliance.</param>
     /// <param name="state">The appliance state <c>migrate</c> sends; the SPICE server's section is registered in it.</param>
     /// <param name="incoming">On a target (<c>--incoming</c>), for its MIGRATION events.</param>
+    /// <param name="migrationTls">Mutual TLS for <c>migrate</c> (<c>--migration-x509-dir</c>), or null.</param>
     /// <param name="forwards">The gateway's host forwards, when the appliance runs the gateway.</param>
     public ApplianceControl(
         ControlEndpoint endpoint,
@@ -35,6 +36,7 @@ internal sealed class ApplianceControl : IAsyncDisposable
         QmpServerOptions? options = null,
         StateRegistry? state = null,
         IncomingMigration? incoming = null,
+        MigrationTls? migrationTls = null,
         Func<IHostForwardTable?>? forwards = null)
     {
         options ??= new QmpServerOptions();
@@ -54,8 +56,8 @@ internal sealed class ApplianceControl : IAsyncDisposable
             }
         }
 
-        Migration = new MigrationSource(spice, state, loggers.CreateLogger<MigrationSource>(), options.Time);
-        MigrationCommands.Add(table, Migration, spice);
+        Migration = new MigrationSource(spice, state, loggers.CreateLogger<MigrationSource>(), options.Time, migrationTls);
+        MigrationCommands.Add(table, Migration, spice, incoming);
         _server = new QmpServer(endpoint, table, options, loggers.CreateLogger<QmpServer>());
         Migration.Events = _server.Emit;
         if (incoming is not null)
