@@ -21,7 +21,7 @@ public sealed class OpenSslClientTests(TlsPkiFixture pki) : IClassFixture<TlsPki
         var old = await SClientAsync(server, "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0");
         Assert.NotEqual(0, old.ExitCode);
         Assert.Contains("alert protocol version", old.Stdout + old.Stderr, StringComparison.Ordinal);
-        await WaitUntilAsync(() => server.Server.Counters.Of(LinkOutcome.TlsFailed) == 1);
+        await Poll.UntilAsync(() => server.Server.Counters.Of(LinkOutcome.TlsFailed) == 1, "link outcome TlsFailed counted once");
 
         var current = await SClientAsync(server, "-tls1_2");
         Assert.True(current.ExitCode == 0, current.Stdout + current.Stderr);
@@ -37,7 +37,7 @@ public sealed class OpenSslClientTests(TlsPkiFixture pki) : IClassFixture<TlsPki
         var refused = await SClientAsync(server, "-tls1_2", "-cipher", "ECDHE-RSA-AES128-GCM-SHA256");
         Assert.NotEqual(0, refused.ExitCode);
         Assert.Contains("handshake failure", refused.Stdout + refused.Stderr, StringComparison.Ordinal);
-        await WaitUntilAsync(() => server.Server.Counters.Of(LinkOutcome.TlsFailed) == 1);
+        await Poll.UntilAsync(() => server.Server.Counters.Of(LinkOutcome.TlsFailed) == 1, "link outcome TlsFailed counted once");
 
         var listed = await SClientAsync(server, "-tls1_2", "-cipher", "ECDHE-RSA-AES256-GCM-SHA384");
         Assert.True(listed.ExitCode == 0, listed.Stdout + listed.Stderr);
@@ -50,15 +50,5 @@ public sealed class OpenSslClientTests(TlsPkiFixture pki) : IClassFixture<TlsPki
         return ProcessRunner.RunAsync("openssl", [
             "s_client", "-connect", "127.0.0.1:" + server.TlsEndPoint.Port.ToString(CultureInfo.InvariantCulture),
             "-CAfile", pki.Pki.CaCert, "-verify_return_error", "-verify_ip", "127.0.0.1", .. args], TimeSpan.FromSeconds(30), stdin: string.Empty);
-    }
-
-    private static async Task WaitUntilAsync(Func<bool> condition)
-    {
-        for (var i = 0; i < 400 && !condition(); i++)
-        {
-            await Task.Delay(25, TestContext.Current.CancellationToken);
-        }
-
-        Assert.True(condition(), "condition not met within 10 s");
     }
 }

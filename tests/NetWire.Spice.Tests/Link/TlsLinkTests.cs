@@ -37,7 +37,7 @@ public sealed class TlsLinkTests(TlsPkiFixture pki) : IClassFixture<TlsPkiFixtur
         await using var client = await RawSpiceClient.ConnectAsync(server.TlsEndPoint);
         await client.SendAsync(RawSpiceClient.LinkBytes(0, 1));
         Assert.Null(await client.ReadExactlyOrNullAsync(1));
-        await WaitUntilAsync(() => server.Server.Counters.Of(LinkOutcome.TlsPlaintext) == 1);
+        await Poll.UntilAsync(() => server.Server.Counters.Of(LinkOutcome.TlsPlaintext) == 1, "link outcome TlsPlaintext counted once");
         Assert.Empty(server.Server.LinkedChannels);
         await AssertBothPortsLinkAsync(server);
     }
@@ -51,7 +51,7 @@ public sealed class TlsLinkTests(TlsPkiFixture pki) : IClassFixture<TlsPkiFixtur
         // The start of a ClientHello: handshake record, TLS 1.0 record version, 512 bytes.
         await client.SendAsync(new byte[] { 0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xFC, 0x03, 0x03, 0, 0, 0, 0, 0 });
         Assert.Equal(SpiceLinkErr.InvalidMagic, await client.ReadErrorReplyAsync());
-        await WaitUntilAsync(() => server.Server.Counters.Of(LinkOutcome.TlsOnPlainPort) == 1);
+        await Poll.UntilAsync(() => server.Server.Counters.Of(LinkOutcome.TlsOnPlainPort) == 1, "link outcome TlsOnPlainPort counted once");
         Assert.Equal(1, server.Server.Counters.Refused(SpiceLinkErr.InvalidMagic));
         await AssertBothPortsLinkAsync(server);
     }
@@ -65,7 +65,7 @@ public sealed class TlsLinkTests(TlsPkiFixture pki) : IClassFixture<TlsPkiFixtur
         await client.SendAsync(new byte[] { 0x16, 0x03, 0x01, 0x02, 0x00, 0x01 });
         Assert.True(await client.ClosedByServerAsync());
         Assert.InRange(started.Elapsed, TimeSpan.FromSeconds(0.8), TimeSpan.FromSeconds(15));
-        await WaitUntilAsync(() => server.Server.Counters.Of(LinkOutcome.TimedOut) == 1);
+        await Poll.UntilAsync(() => server.Server.Counters.Of(LinkOutcome.TimedOut) == 1, "link outcome TimedOut counted once");
         await AssertBothPortsLinkAsync(server);
     }
 
@@ -121,15 +121,5 @@ public sealed class TlsLinkTests(TlsPkiFixture pki) : IClassFixture<TlsPkiFixtur
         Assert.Equal(SpiceLinkErr.Ok, await secure.LinkAsync(0, 1, TestServer.Password));
         await using var plain = await server.ConnectAsync();
         Assert.Equal(SpiceLinkErr.Ok, await plain.LinkAsync(0, 1, TestServer.Password));
-    }
-
-    private static async Task WaitUntilAsync(Func<bool> condition)
-    {
-        for (var i = 0; i < 400 && !condition(); i++)
-        {
-            await Task.Delay(25, TestContext.Current.CancellationToken);
-        }
-
-        Assert.True(condition(), "condition not met within 10 s");
     }
 }
