@@ -52,7 +52,9 @@ public sealed class Slirp4netnsNamespaceTests
                 Assert.Contains("inet 10.0.2.100/24", link.Stdout, StringComparison.Ordinal);
                 Assert.Contains("default via 10.0.2.2 dev tap0", (await ns.ExecAsync("ip", "route")).Stdout, StringComparison.Ordinal);
                 Assert.Contains("mtu 65520", (await ns.ExecAsync("ip", "link", "show", "tap0")).Stdout, StringComparison.Ordinal);
-                await WaitForAsync(async () => (await ns.ExecAsync("ip", "-6", "-o", "addr", "show", "dev", "tap0", "scope", "global")).Stdout.Contains("inet6 fd00::", StringComparison.Ordinal), "a SLAAC address in fd00::/64");
+                // Past duplicate address detection (-tentative), whose probe is how the gateway
+                // learns the address before the container sends from it: the IPv6 forward below needs it.
+                await WaitForAsync(async () => (await ns.ExecAsync("ip", "-6", "-o", "addr", "show", "dev", "tap0", "scope", "global", "-tentative")).Stdout.Contains("inet6 fd00::", StringComparison.Ordinal), "a SLAAC address in fd00::/64");
 
                 // --disable-host-loopback: the host's 127.0.0.1 is not reachable at 10.0.2.2.
                 var loopback = await ns.ExecShellAsync($"curl -sS --max-time 5 http://10.0.2.2:{hostPort}/; echo exit=$?");
