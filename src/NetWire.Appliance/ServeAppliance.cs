@@ -83,7 +83,7 @@ internal sealed class ServeAppliance : IAsyncDisposable
 
         if (setup.Control is { } control)
         {
-            _components.Add(new ControlComponent(control, Spice, () => wire?.Ends ?? [], loggers, stop, State, Incoming?.Incoming, setup.MigrationTls));
+            _components.Add(new ControlComponent(control, Spice, () => wire?.Ends ?? [], loggers, stop, State, Incoming?.Incoming, setup.MigrationTls, () => wire?.Gateway is { } gateway ? new GatewayForwardTable(gateway) : null));
         }
     }
 

@@ -18,6 +18,11 @@ namespace NetWire.Stack;
 /// RunAsync runs a pump over the outbound queue (a batch of guest frames at a time under the
 /// gateway lock, then the ACKs owed), the flush loop for connections blocked by a full guest
 /// end, a 10 ms timer from the injected <see cref="TimeProvider"/>, and the host-forward listeners.
+/// Host forwards live in a table with ids: those of the options open when RunAsync starts (a port
+/// that cannot be bound fails the start), and <see cref="AddForward"/> and
+/// <see cref="RemoveForward"/> change the table while the gateway runs (the QMP <c>hostfwd-*</c>
+/// commands, the slirp4netns API socket). Removing a forward closes its listener; connections
+/// it already accepted go on.
 /// </remarks>
 public sealed class GatewayEnd : WireEnd
 {
@@ -26,8 +31,12 @@ public sealed class GatewayEnd : WireEnd
 
     private readonly Gateway _gateway;
     private readonly ILogger _logger;
-    private readonly List<Socket> _listeners = [];
-    private readonly List<(Socket Listener, HostForward Forward)> _listenersWithForwards = [];
+    /// <summary>Open forwards by id. Guarded by itself, not the gateway lock (binding is a system call).</summary>
+    private readonly SortedDictionary<int, OpenForward> _forwards = [];
+    private int _nextForwardId;
+
+    /// <summary>Stops every forward loop; null until RunAsync starts and after it ends. Guarded by <see cref="_forwards"/>.</summary>
+    private CancellationToken? _forwardStop;
 
     /// <summary>Creates the gateway end; throws <see cref="FormatException"/> when the options contradict each other.</summary>
     public GatewayEnd(string name, GatewayOptions options, FramePool pool, int queueCapacity, TimeProvider time, ILogger logger)
@@ -89,7 +98,24 @@ public sealed class GatewayEnd : WireEnd
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         _gateway.Attach(receiver, Counters, stop.Token);
-        OpenForwards();
+        lock (_forwards)
+        {
+            _forwardStop = stop.Token;
+        }
+
+        try
+        {
+            foreach (var forward in _gateway.Options.Forwards)
+            {
+                AddForward(forward);
+            }
+        }
+        catch
+        {
+            CloseForwards();
+            throw;
+        }
+
         using var timer = _gateway.Time.CreateTimer(
             static state =>
             {
@@ -103,13 +129,6 @@ public sealed class GatewayEnd : WireEnd
             s_tick,
             s_tick);
         var tasks = new List<Task> { PumpAsync(stop.Token), _gateway.FlushLoopAsync(stop.Token) };
-        foreach (var (listener, forward) in _listenersWithForwards)
-        {
-            tasks.Add(forward.Transport == Transport.Udp
-                ? UdpForwardLoopAsync(listener, forward, stop.Token)
-                : AcceptLoopAsync(listener, forward, stop.Token));
-        }
-
         try
         {
             await Task.WhenAny(tasks).ConfigureAwait(false);
@@ -122,11 +141,7 @@ public sealed class GatewayEnd : WireEnd
         finally
         {
             await stop.CancelAsync().ConfigureAwait(false);
-            foreach (var listener in _listeners)
-            {
-                listener.Dispose();
-            }
-
+            CloseForwards();
             lock (_gateway.Sync)
             {
                 _gateway.Shutdown();
@@ -134,15 +149,57 @@ public sealed class GatewayEnd : WireEnd
         }
     }
 
-    private void OpenForwards()
+    /// <summary>The open host forwards by id, in id order.</summary>
+    public IReadOnlyList<(int Id, HostForward Forward)> Forwards
     {
-        foreach (var forward in _gateway.Options.Forwards)
+        get
         {
-            var udp = forward.Transport == Transport.Udp;
-            var family = forward.Listen.AddressFamily;
-            if (family == AddressFamily.InterNetworkV6 && !_gateway.Options.Ipv6Enabled)
+            lock (_forwards)
             {
-                throw new WireSetupException($"forward {forward}: an IPv6 forward needs IPv6 on the gateway (drop --no-ipv6)");
+                return [.. _forwards.Select(entry => (entry.Key, entry.Value.Forward))];
+            }
+        }
+    }
+
+    /// <summary>True while RunAsync runs, from the moment <see cref="AddForward"/> takes forwards.</summary>
+    public bool IsRunning
+    {
+        get
+        {
+            lock (_forwards)
+            {
+                return _forwardStop is { IsCancellationRequested: false };
+            }
+        }
+    }
+
+    /// <summary>
+    /// Opens a host forward while the gateway runs and returns its id (ids count up from 1 and are
+    /// not reused). Throws <see cref="WireSetupException"/> with the reason when the gateway is not
+    /// running, the same forward is open already, an IPv6 forward meets a gateway without IPv6, or
+    /// the address cannot be bound (in use, a privileged port without the right to bind it).
+    /// </summary>
+    public int AddForward(HostForward forward)
+    {
+        ArgumentNullException.ThrowIfNull(forward);
+        var udp = forward.Transport == Transport.Udp;
+        var family = forward.Listen.AddressFamily;
+        if (family == AddressFamily.InterNetworkV6 && !_gateway.Options.Ipv6Enabled)
+        {
+            throw new WireSetupException($"forward {forward}: an IPv6 forward needs IPv6 on the gateway (drop --no-ipv6)");
+        }
+
+        lock (_forwards)
+        {
+            if (_forwardStop is not { } stop || stop.IsCancellationRequested)
+            {
+                throw new WireSetupException($"forward {forward}: the gateway is not running");
+            }
+
+            // Linux lets two UDP sockets share a port with SO_REUSEADDR, so a duplicate is caught here.
+            if (_forwards.Values.Any(open => open.Forward.Transport == forward.Transport && open.Forward.Listen.Equals(forward.Listen)))
+            {
+                throw new WireSetupException($"forward {forward}: that host address and port are forwarded already");
             }
 
             var socket = udp
@@ -169,17 +226,56 @@ public sealed class GatewayEnd : WireEnd
                 throw new WireSetupException($"cannot listen for forward {forward}: {ex.Message}", ex);
             }
 
-            _listeners.Add(socket);
-            _listenersWithForwards.Add((socket, forward));
+            // Port 0 asked the kernel for one: the table holds the port it gave.
+            forward = forward with { Listen = (IPEndPoint)socket.LocalEndPoint! };
+            var id = ++_nextForwardId;
+            var open = new OpenForward(forward, socket, CancellationTokenSource.CreateLinkedTokenSource(stop));
+            _forwards.Add(id, open);
+            open.Loop = udp ? UdpForwardLoopAsync(socket, forward, open.Stop.Token) : AcceptLoopAsync(socket, forward, open.Stop.Token);
             StackLog.Forwarding(_logger, forward.ToString());
+            return id;
+        }
+    }
+
+    /// <summary>Closes the forward <paramref name="id"/>; false when there is none.</summary>
+    public bool RemoveForward(int id)
+    {
+        OpenForward? open;
+        lock (_forwards)
+        {
+            if (!_forwards.Remove(id, out open))
+            {
+                return false;
+            }
+        }
+
+        open.Close();
+        StackLog.ForwardRemoved(_logger, open.Forward.ToString());
+        return true;
+    }
+
+    private void CloseForwards()
+    {
+        List<OpenForward> open;
+        lock (_forwards)
+        {
+            _forwardStop = null;
+            open = [.. _forwards.Values];
+            _forwards.Clear();
+        }
+
+        foreach (var forward in open)
+        {
+            forward.Close();
         }
     }
 
     private async Task AcceptLoopAsync(Socket listener, HostForward forward, CancellationToken cancellationToken)
     {
-        while (true)
+        // Off the caller's thread: AddForward holds the table's lock.
+        await Task.Yield();
+        while (await ListenerAccept.NextAsync(listener, ex => StackLog.ForwardFailed(_logger, forward.ToString(), ex.Message), cancellationToken).ConfigureAwait(false) is { } accepted)
         {
-            var accepted = await listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
             accepted.NoDelay = true;
             lock (_gateway.Sync)
             {
@@ -190,6 +286,7 @@ public sealed class GatewayEnd : WireEnd
 
     private async Task UdpForwardLoopAsync(Socket listener, HostForward forward, CancellationToken cancellationToken)
     {
+        await Task.Yield();
         var buffer = new byte[65_535];
         EndPoint any = new IPEndPoint(listener.AddressFamily == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any, 0);
         while (true)
@@ -203,6 +300,15 @@ public sealed class GatewayEnd : WireEnd
             {
                 // ICMP port unreachable for an earlier reply to a client that went away.
                 continue;
+            }
+            catch (Exception ex) when (IoErrors.IsShutdown(ex, cancellationToken))
+            {
+                return;
+            }
+            catch (SocketException ex)
+            {
+                StackLog.ForwardFailed(_logger, forward.ToString(), ex.Message);
+                return;
             }
 
             lock (_gateway.Sync)
@@ -227,6 +333,23 @@ public sealed class GatewayEnd : WireEnd
 
                 _gateway.EndOfBatch();
             }
+        }
+    }
+
+    /// <summary>An open forward: its listener and the stop of its loop.</summary>
+    private sealed class OpenForward(HostForward forward, Socket listener, CancellationTokenSource stop)
+    {
+        public HostForward Forward { get; } = forward;
+
+        public CancellationTokenSource Stop { get; } = stop;
+
+        public Task? Loop { get; set; }
+
+        public void Close()
+        {
+            Stop.Cancel();
+            listener.Dispose();
+            Stop.Dispose();
         }
     }
 }

@@ -48,6 +48,9 @@ public sealed record GatewayOptions
     /// <summary>Where DNS queries go (an IPv4 or IPv6 resolver); null reads the first nameserver of /etc/resolv.conf.</summary>
     public IPEndPoint? DnsUpstream { get; init; }
 
+    /// <summary>No DNS forwarding: queries to the DNS addresses are dropped as NoDnsServer (slirp4netns's <c>--disable-dns</c>).</summary>
+    public bool DnsDisabled { get; init; }
+
     /// <summary>Lets the guest reach the host's 127.0.0.1 through the gateway address, and ::1 through the IPv6 one (slirp's default; passt's map-gw).</summary>
     public bool AllowHostLoopback { get; init; }
 

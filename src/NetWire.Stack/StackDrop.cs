@@ -48,7 +48,7 @@ public enum StackDrop
     /// <summary>A TCP segment outside the receive window, or an ACK for data never sent.</summary>
     OutOfWindow,
 
-    /// <summary>A DNS query with no upstream resolver configured or found.</summary>
+    /// <summary>A DNS query with no upstream resolver configured or found, or with DNS forwarding off (slirp4netns --disable-dns).</summary>
     NoDnsServer,
 
     /// <summary>An ICMP echo to an outside address while unprivileged ICMP sockets are not allowed (net.ipv4.ping_group_range).</summary>

@@ -54,6 +54,52 @@ internal static unsafe partial class Libc
     [LibraryImport("libc", EntryPoint = "socket", SetLastError = true)]
     public static partial int Socket(int domain, int type, int protocol);
 
+    /// <summary>SOL_SOCKET, and SCM_RIGHTS: a control message carrying file descriptors.</summary>
+    public const int SolSocket = 1;
+    public const int ScmRights = 1;
+
+    /// <summary>MSG_CMSG_CLOEXEC: received descriptors are close-on-exec.</summary>
+    public const int MsgCmsgCloExec = 0x40000000;
+
+    [StructLayout(LayoutKind.Sequential)]
+    public struct IoVec
+    {
+        public void* Base;
+        public nuint Length;
+    }
+
+    /// <summary>struct msghdr (64-bit layout; Sequential adds the padding after msg_namelen).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct MsgHdr
+    {
+        public void* Name;
+        public uint NameLength;
+        public IoVec* Iov;
+        public nuint IovLength;
+        public void* Control;
+        public nuint ControlLength;
+        public int Flags;
+    }
+
+    /// <summary>struct cmsghdr followed by one int: CMSG_SPACE(sizeof(int)) on 64-bit Linux is 24 bytes.</summary>
+    [StructLayout(LayoutKind.Sequential, Size = 24)]
+    public struct FdControlMessage
+    {
+        public nuint Length;
+        public int Level;
+        public int Type;
+        public int Fd;
+    }
+
+    /// <summary>CMSG_LEN(sizeof(int)): the header (16 bytes) plus the descriptor.</summary>
+    public const int FdControlMessageLength = 20;
+
+    [LibraryImport("libc", EntryPoint = "sendmsg", SetLastError = true)]
+    public static partial nint SendMsg(nint socket, MsgHdr* message, int flags);
+
+    [LibraryImport("libc", EntryPoint = "recvmsg", SetLastError = true)]
+    public static partial nint RecvMsg(nint socket, MsgHdr* message, int flags);
+
     [LibraryImport("libc", EntryPoint = "lstat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int LStat(string path, byte* stat);
 

@@ -53,7 +53,12 @@ public sealed class TapEnd : WireEnd
 
     private readonly string _ifName;
     private readonly ILogger _logger;
-    private readonly string _statsPath;
+
+    /// <summary>The interface's tx_dropped counter; null for a TAP in another namespace, whose /sys we cannot see.</summary>
+    private readonly string? _statsPath;
+
+    /// <summary>An fd opened elsewhere (<see cref="NamespaceTap"/>) that RunAsync adopts instead of opening the TAP; -1 when none.</summary>
+    private int _adoptedFd = -1;
 
     /// <summary>The TAP's fd; -1 until opened and after dispose. Written by RunAsync and dispose.</summary>
     private int _fd = -1;
@@ -68,16 +73,39 @@ public sealed class TapEnd : WireEnd
         _statsPath = $"/sys/class/net/{ifName}/statistics/tx_dropped";
     }
 
+    /// <summary>
+    /// Creates an end for a TAP already open as <paramref name="fd"/> (non-blocking, up), such as
+    /// one opened inside a container's namespaces; the end owns the fd from here on. Its kernel
+    /// drop counter is not read: the interface lives in a namespace this process cannot see.
+    /// </summary>
+    public TapEnd(string name, string ifName, int fd, FramePool pool, int queueCapacity, ILogger logger)
+        : base(name, pool, queueCapacity)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(fd);
+        TunTap.ValidateName(ifName);
+        _ifName = ifName;
+        _logger = logger;
+        _adoptedFd = fd;
+    }
+
     /// <inheritdoc/>
     public override string Description => $"tap {_ifName}";
 
     /// <inheritdoc/>
     public override async Task RunAsync(IPacketReceiver receiver, CancellationToken cancellationToken)
     {
-        _fd = TunTap.Open(_ifName);
-        if (!TunTap.TryBringUp(_ifName, out var error))
+        var adopted = Interlocked.Exchange(ref _adoptedFd, -1);
+        if (adopted >= 0)
         {
-            DevicesLog.TapNotUp(_logger, _ifName, error ?? "unknown");
+            _fd = adopted;
+        }
+        else
+        {
+            _fd = TunTap.Open(_ifName);
+            if (!TunTap.TryBringUp(_ifName, out var error))
+            {
+                DevicesLog.TapNotUp(_logger, _ifName, error ?? "unknown");
+            }
         }
 
         RefreshCounters();
@@ -91,6 +119,11 @@ public sealed class TapEnd : WireEnd
     /// <inheritdoc/>
     public override void RefreshCounters()
     {
+        if (_statsPath is null)
+        {
+            return;
+        }
+
         try
         {
             if (long.TryParse(File.ReadAllText(_statsPath).AsSpan().Trim(), out var dropped))
@@ -106,6 +139,12 @@ public sealed class TapEnd : WireEnd
     /// <inheritdoc/>
     protected override ValueTask ReleaseDeviceAsync()
     {
+        var unused = Interlocked.Exchange(ref _adoptedFd, -1);
+        if (unused >= 0)
+        {
+            Libc.Close(unused);
+        }
+
         var fd = Interlocked.Exchange(ref _fd, -1);
         if (fd >= 0)
         {

@@ -14,6 +14,7 @@ internal static unsafe class TunTap
     private const short IffTap = 0x0002;
     private const short IffNoPi = 0x1000;
     private const short IffUp = 0x1;
+    private const nuint SiocGIfHwAddr = 0x8927;
 
     /// <summary>IFNAMSIZ: names are at most 15 bytes plus the terminator.</summary>
     public const int MaxNameLength = 15;
@@ -96,6 +97,34 @@ internal static unsafe class TunTap
 
             error = null;
             return true;
+        }
+        finally
+        {
+            Libc.Close(sock);
+        }
+    }
+
+    /// <summary>The MAC address of <paramref name="name"/> in this process's network namespace.</summary>
+    public static byte[] ReadMac(string name)
+    {
+        var sock = Libc.Socket(Libc.AfInet, Libc.SockDgram, 0);
+        if (sock < 0)
+        {
+            throw new WireSetupException($"cannot read the MAC of '{name}': {Libc.Describe(Marshal.GetLastPInvokeError())}");
+        }
+
+        try
+        {
+            var request = default(IfReq);
+            SetName(ref request, name);
+            if (Libc.Ioctl(sock, SiocGIfHwAddr, &request) < 0)
+            {
+                throw new WireSetupException($"cannot read the MAC of '{name}': {Libc.Describe(Marshal.GetLastPInvokeError())}");
+            }
+
+            // ifr_hwaddr is a struct sockaddr after the name: a 2-byte family, then the address.
+            var raw = (byte*)&request;
+            return new ReadOnlySpan<byte>(raw + 18, 6).ToArray();
         }
         finally
         {

@@ -128,7 +128,7 @@ internal sealed class UdpNat(Gateway gateway)
         if (IsDnsAddress(destination))
         {
             refusal = StackDrop.NoDnsServer;
-            if (port != 53 || DnsUpstream() is not { } upstream)
+            if (port != 53 || gateway.Options.DnsDisabled || DnsUpstream() is not { } upstream)
             {
                 return false;
             }
