@@ -11,6 +11,7 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(
     qemu-system-x86      # the real guest NIC peer (QEMU 7.2, TCG)
+    ipxe-qemu            # QEMU's NIC boot ROMs: the diskless guest boots through iPXE (PxeBootTests)
     busybox-static cpio gzip kmod xz-utils  # the test guest image (tools/guest/build-image.sh)
     iproute2 util-linux  # namespaces, veth, TAP addressing, setpriv
     tshark               # captures are read back with the real dissectors

@@ -7,7 +7,9 @@ using NetWire.Core.Wire;
 using NetWire.Stack.Arp;
 using NetWire.Stack.Dhcp;
 using NetWire.Stack.Icmp;
+using NetWire.Stack.Nat;
 using NetWire.Stack.Tcp;
+using NetWire.Stack.Tftp;
 using NetWire.Stack.Udp;
 
 namespace NetWire.Stack;
@@ -62,6 +64,7 @@ internal sealed class Gateway
         Icmp = new IcmpHandler(this);
         Udp = new UdpNat(this);
         Tcp = new TcpNat(this);
+        Tftp = options.TftpRoot is { } root ? new TftpServer(this, root) : null;
     }
 
     /// <summary>Guards all stack state; taken by the guest pump, socket completions and the timer.</summary>
@@ -90,6 +93,9 @@ internal sealed class Gateway
     public UdpNat Udp { get; }
 
     public TcpNat Tcp { get; }
+
+    /// <summary>The TFTP server with <c>--tftp</c>, else null.</summary>
+    public TftpServer? Tftp { get; }
 
     /// <summary>Cancelled when the gateway stops; socket loops observe it.</summary>
     public CancellationToken Stopping { get; private set; }
@@ -235,6 +241,13 @@ internal sealed class Gateway
     {
         hostAddress = IPAddress.None;
         refusal = StackDrop.Denied;
+        if (Options.Restrict)
+        {
+            // QEMU's restrict=on: nothing beyond the gateway's own services and the forwards.
+            refusal = StackDrop.Restricted;
+            return false;
+        }
+
         if (destination == GatewayIp)
         {
             if (!Options.AllowHostLoopback)
@@ -259,6 +272,34 @@ internal sealed class Gateway
 
         hostAddress = Ip.ToAddress(destination);
         return true;
+    }
+
+    /// <summary>The guest forward for <paramref name="address"/>:<paramref name="port"/>, or null.</summary>
+    public GuestForward? FindGuestForward(uint address, ushort port)
+    {
+        foreach (var forward in Options.GuestForwards)
+        {
+            if (forward.Port == port && Ip.ToUInt(forward.Address) == address)
+            {
+                return forward;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>True when <paramref name="address"/> is a guest forward's address (answered by ARP).</summary>
+    public bool IsGuestForwardAddress(uint address)
+    {
+        foreach (var forward in Options.GuestForwards)
+        {
+            if (Ip.ToUInt(forward.Address) == address)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>Rents a frame for an IPv4 packet with <paramref name="payloadLength"/> bytes after the IP header (from <see cref="Ipv4PayloadOffset"/>).</summary>
@@ -368,6 +409,7 @@ internal sealed class Gateway
         Tcp.OnTimer(now);
         Udp.OnTimer(now);
         Icmp.OnTimer(now);
+        Tftp?.OnTimer(now);
     }
 
     /// <summary>Closes every flow. Caller holds <see cref="Sync"/>.</summary>
@@ -376,5 +418,6 @@ internal sealed class Gateway
         Tcp.CloseAll();
         Udp.CloseAll();
         Icmp.CloseAll();
+        Tftp?.CloseAll();
     }
 }

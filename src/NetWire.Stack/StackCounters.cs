@@ -12,6 +12,7 @@ public sealed class StackCounters
     private long _udpFlows;
     private long _retransmits;
     private long _dhcpLeases;
+    private long _tftpTransfers;
 
     /// <summary>Drops for one reason.</summary>
     public long Drops(StackDrop reason) => Interlocked.Read(ref _drops[(int)reason]);
@@ -31,6 +32,9 @@ public sealed class StackCounters
     /// <summary>DHCP leases acknowledged.</summary>
     public long DhcpLeases => Interlocked.Read(ref _dhcpLeases);
 
+    /// <summary>TFTP read transfers started.</summary>
+    public long TftpTransfers => Interlocked.Read(ref _tftpTransfers);
+
     /// <summary>Counts a drop.</summary>
     public void Drop(StackDrop reason) => Interlocked.Increment(ref _drops[(int)reason]);
 
@@ -44,6 +48,8 @@ public sealed class StackCounters
 
     internal void DhcpLease() => Interlocked.Increment(ref _dhcpLeases);
 
+    internal void TftpTransfer() => Interlocked.Increment(ref _tftpTransfers);
+
     /// <summary>Every non-zero counter as name/value pairs, for status output.</summary>
     public IReadOnlyList<KeyValuePair<string, long>> Snapshot()
     {
@@ -54,6 +60,7 @@ public sealed class StackCounters
             new("udp_flows", UdpFlows),
             new("tcp_retransmits", Retransmits),
             new("dhcp_leases", DhcpLeases),
+            new("tftp_transfers", TftpTransfers),
         };
         foreach (var reason in Enum.GetValues<StackDrop>())
         {

@@ -78,10 +78,11 @@ internal sealed class TcpNat(Gateway gateway)
         }
 
         var remoteIp = key.RemoteIp.Ipv4;
+        var guestForward = gateway.FindGuestForward(remoteIp, key.RemotePort);
         var virtualServices = gateway.Options.VirtualServices;
-        var isVirtual = virtualServices?.IsVirtualAddress(remoteIp) == true;
+        var isVirtual = guestForward is null && virtualServices?.IsVirtualAddress(remoteIp) == true;
         var address = IPAddress.None;
-        if (!isVirtual && !gateway.TryMapDestination(remoteIp, out address, out var refusal))
+        if (guestForward is null && !isVirtual && !gateway.TryMapDestination(remoteIp, out address, out var refusal))
         {
             gateway.Counters.Drop(refusal);
             SendReset(key, 0, segment.SequenceNumber + 1, TcpFlags.Rst | TcpFlags.Ack);
@@ -105,6 +106,12 @@ internal sealed class TcpNat(Gateway gateway)
         var connection = new TcpConnection(gateway, this, key);
         _connections.Add(key, connection);
         HalfOpen++;
+        if (guestForward is not null)
+        {
+            connection.StartPassive(segment.SequenceNumber, parsed, guestForward.ConnectAsync);
+            return;
+        }
+
         if (isVirtual)
         {
             var guestIp = key.GuestIp.Ipv4;

@@ -68,6 +68,12 @@ internal sealed class UdpNat(Gateway gateway)
             return;
         }
 
+        if (destination == gateway.GatewayIp && gateway.Tftp is { } tftp && tftp.Owns(source, sourcePort, destinationPort))
+        {
+            tftp.OnDatagram(source, sourcePort, destinationPort, payload);
+            return;
+        }
+
         var key = new FlowKey(IpAddr.FromIpv4(source), sourcePort, IpAddr.FromIpv4(destination), destinationPort);
         if (_forwarded.TryGetValue(key, out var peer))
         {
@@ -113,6 +119,13 @@ internal sealed class UdpNat(Gateway gateway)
         target = null!;
         if (destination == gateway.DnsIp)
         {
+            if (gateway.Options.Restrict)
+            {
+                // As QEMU's restrict=on: the resolver is outside too.
+                refusal = StackDrop.Restricted;
+                return false;
+            }
+
             refusal = StackDrop.NoDnsServer;
             if (port != 53 || DnsUpstream() is not { } upstream)
             {
