@@ -21,6 +21,7 @@ PACKAGES=(
     python3-gi gir1.2-spiceclientglib-2.0  # spice-gtk 0.42, headless, for the SPICE interop tests (tools/spice/gtk_client.py)
     iperf3 curl          # netwire run tests: the namespace's clients against host-loopback servers
     ca-certificates
+    systemd              # systemd-analyze verify and security check tools/systemd's units (ServiceTests)
 )
 
 if [[ $(id -u) -eq 0 && -z ${NETWIRE_SKIP_APT:-} ]]; then
