@@ -18,6 +18,7 @@ PACKAGES=(
     tcpdump              # the replay veth test captures on the peer with it
     libpcap0.8           # the pcap: host end (SharpPcap loads it)
     python3              # the namespace-side load generator in the backpressure test
+    python3-prometheus-client  # /metrics is parsed with Prometheus' own parser (GatewayQemuGuestTests)
     python3-gi gir1.2-spiceclientglib-2.0  # spice-gtk 0.42, headless, for the SPICE interop tests (tools/spice/gtk_client.py)
     iperf3 curl          # netwire run tests: the namespace's clients against host-loopback servers
     ca-certificates

@@ -38,6 +38,7 @@ internal sealed class SpiceServer : IAsyncDisposable
     private readonly RsaKeyPool _keys = new();
     private readonly CancellationTokenSource _stop = new();
     private readonly ConcurrentDictionary<long, Task> _connections = new();
+    private readonly SpiceMetrics _metrics;
     private Socket? _listener;
     private Task? _acceptLoop;
 
@@ -55,6 +56,7 @@ internal sealed class SpiceServer : IAsyncDisposable
         _logger = loggers.CreateLogger<SpiceServer>();
         Migration = new Migration.SpiceMigration(this, loggers.CreateLogger<Migration.SpiceMigration>());
         StateSection = new Migration.SpiceStateSection(this);
+        _metrics = new SpiceMetrics(this);
     }
 
     /// <summary>The server's options (limits and timers).</summary>
@@ -146,6 +148,7 @@ internal sealed class SpiceServer : IAsyncDisposable
     public async ValueTask DisposeAsync()
     {
         await StopAsync().ConfigureAwait(false);
+        _metrics.Dispose();
         _keys.Dispose();
         _stop.Dispose();
     }

@@ -25,6 +25,7 @@ public sealed class GatewayEnd : WireEnd
     private static readonly TimeSpan s_tick = TimeSpan.FromMilliseconds(10);
 
     private readonly Gateway _gateway;
+    private readonly GatewayMetrics _metrics;
     private readonly ILogger _logger;
     private readonly List<Socket> _listeners = [];
     private readonly List<(Socket Listener, HostForward Forward)> _listenersWithForwards = [];
@@ -35,6 +36,7 @@ public sealed class GatewayEnd : WireEnd
     {
         _gateway = new Gateway(options, pool, time, logger);
         _logger = logger;
+        _metrics = new GatewayMetrics(this);
     }
 
     /// <inheritdoc/>
@@ -72,6 +74,13 @@ public sealed class GatewayEnd : WireEnd
             _gateway.SetGuestMac(MacAddress.Read(mac));
             _gateway.SetGuestIp(Ip.ToUInt(address));
         }
+    }
+
+    /// <inheritdoc/>
+    protected override ValueTask ReleaseDeviceAsync()
+    {
+        _metrics.Dispose();
+        return default;
     }
 
     /// <inheritdoc/>

@@ -82,7 +82,16 @@ public sealed partial class ServiceTests
                 new Dictionary<string, string?> { ["XDG_RUNTIME_DIR"] = dir });
             await serve.WaitForLineAsync(l => l.Contains("SPICE server listening", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
             await serve.WaitForLineAsync(l => l.Contains($"addr.path={dir}/netwire.sock", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
-            Assert.True(File.Exists(Path.Combine(dir, "qmp.sock")));
+
+            // The control socket starts after the wire and the SPICE server: wait for it, then ask it.
+            var qmp = Path.Combine(dir, "qmp.sock");
+            for (var i = 0; i < 600 && !File.Exists(qmp); i++)
+            {
+                await Task.Delay(100, TestContext.Current.CancellationToken);
+            }
+
+            var wire = await ProcessRunner.RunAsync("dotnet", [RepoPaths.NetwireDll, "ctl", "--qmp", $"unix:{qmp}", "query-wire"], TimeSpan.FromSeconds(60));
+            Assert.True(wire.ExitCode == 0, wire.Stdout + wire.Stderr);
             serve.Terminate();
             Assert.Equal(0, await serve.WaitForExitAsync(TimeSpan.FromSeconds(30)));
         }

@@ -11,7 +11,10 @@ namespace NetWire.Stack.Tests.Host;
 /// A real QEMU guest on <c>-netdev stream</c> to <c>netwire serve</c> (the user-mode gateway is its
 /// default host end): it takes a DHCP lease, resolves a name through 10.0.2.3 (answered by a DNS
 /// responder this test runs on 127.0.0.1), pings 10.0.2.2, and fetches a file from a host-loopback
-/// server through the gateway; the status file and QMP query-wire then report the lease.
+/// server through the gateway; the status file and QMP query-wire then report the lease, and
+/// <c>--metrics-addr</c>'s /metrics, read with Prometheus' own Python parser
+/// (python3-prometheus-client), shows the frame, byte, lease and connection counters risen from
+/// what it showed before the guest started.
 /// </summary>
 [Trait("Category", "Host")]
 public sealed class GatewayQemuGuestTests
@@ -39,6 +42,9 @@ public sealed class GatewayQemuGuestTests
             client.Client.Shutdown(SocketShutdown.Send);
         });
 
+        // Debian's python3, where python3-prometheus-client installs (not a pyenv one first on PATH).
+        HostRequirements.RequireFile("/usr/lib/python3/dist-packages/prometheus_client/parser.py", "apt-get install python3-prometheus-client");
+        var metricsPort = FreePort();
         var socket = Path.Combine(dir, "g.sock");
         var status = Path.Combine(dir, "status.json");
         var qmp = Path.Combine(dir, "qmp.sock");
@@ -46,10 +52,13 @@ public sealed class GatewayQemuGuestTests
         [
             RepoPaths.NetwireDll, "serve", "--guest", $"stream:unix:{socket}", "--spice-port", "0", "--disable-ticketing",
             "--qmp", $"unix:{qmp}", "--status-file", status,
-            "--allow-host-loopback", "--dns-forward", $"127.0.0.1:{dnsPort}",
+            "--allow-host-loopback", "--dns-forward", $"127.0.0.1:{dnsPort}", "--metrics-addr", $"127.0.0.1:{metricsPort}",
         ]);
         await serve.WaitForLineAsync(l => l.Contains("Bridge up", StringComparison.Ordinal) && l.Contains("gateway 10.0.2.0/24", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
         await serve.WaitForLineAsync(l => l.Contains("SPICE server listening", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+
+        var before = await ScrapeAsync(metricsPort);
+        Assert.Equal(0, Sample(before, "netwire_wire_frames_total", "direction=rx,end=guest"));
 
         var script = $$"""
             . /lib/nw.sh
@@ -83,6 +92,14 @@ public sealed class GatewayQemuGuestTests
             Assert.True(ends[0].GetProperty("tx-bytes").GetInt64() > payload.Length, wire.Stdout);
         }
 
+        var after = await ScrapeAsync(metricsPort);
+        Assert.True(Sample(after, "netwire_wire_frames_total", "direction=rx,end=guest") > 10);
+        Assert.True(Sample(after, "netwire_wire_bytes_total", "direction=tx,end=guest") > payload.Length);
+        Assert.True(Sample(after, "netwire_gateway_dhcp_leases_total", "end=host") >= 1);
+        Assert.True(Sample(after, "netwire_gateway_tcp_opened_total", "end=host") >= 1);
+        Assert.Equal(0, Sample(after, "netwire_gateway_drops_total", "end=host,reason=bad_checksum"));
+        Assert.True(Sample(after, "process_cpu_seconds_total", "") > 0);
+
         await stop.CancelAsync();
         await dnsTask;
         serve.Terminate();
@@ -99,6 +116,42 @@ public sealed class GatewayQemuGuestTests
         }
 
         Directory.Delete(dir, recursive: true);
+    }
+
+    /// <summary>
+    /// /metrics parsed by prometheus_client's parser: one line per sample, "name labels value",
+    /// labels as sorted key=value pairs joined by commas.
+    /// </summary>
+    private static async Task<Dictionary<string, double>> ScrapeAsync(int port)
+    {
+        const string parser = """
+            import sys, urllib.request
+            from prometheus_client.parser import text_string_to_metric_families
+            text = urllib.request.urlopen(sys.argv[1], timeout=30).read().decode()
+            for family in text_string_to_metric_families(text):
+                for s in family.samples:
+                    print(s.name, ",".join(f"{k}={v}" for k, v in sorted(s.labels.items())) or "-", repr(float(s.value)))
+            """;
+        var result = await ProcessRunner.RunAsync("/usr/bin/python3", ["-c", parser, $"http://127.0.0.1:{port}/metrics"], TimeSpan.FromSeconds(60));
+        Assert.True(result.ExitCode == 0, result.Stdout + result.Stderr);
+        var samples = new Dictionary<string, double>();
+        foreach (var line in result.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var parts = line.Split(' ');
+            samples[parts[0] + " " + (parts[1] == "-" ? "" : parts[1])] = double.Parse(parts[2], System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        return samples;
+    }
+
+    private static double Sample(Dictionary<string, double> samples, string name, string labels) =>
+        samples.TryGetValue(name + " " + labels, out var value) ? value : throw new Xunit.Sdk.XunitException($"no sample {name}{{{labels}}} in: {string.Join("; ", samples.Keys.Where(k => k.StartsWith("netwire", StringComparison.Ordinal)))}");
+
+    private static int FreePort()
+    {
+        using var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        return ((IPEndPoint)probe.LocalEndpoint).Port;
     }
 
     /// <summary>Answers every A query with 10.9.8.7 (RFC 1035 4.1).</summary>
