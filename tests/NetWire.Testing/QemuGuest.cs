@@ -81,7 +81,7 @@ public sealed class QemuGuest : IAsyncDisposable
                 "-machine", "pc", "-accel", "tcg", "-m", $"{options.MemoryMiB}M",
                 "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot",
                 "-kernel", kernel, "-initrd", initrd,
-                "-append", $"console=ttyS0 panic=-1 quiet {options.KernelArgs}".TrimEnd(),
+                "-append", $"console=ttyS0 panic=-1 quiet no_timer_check {options.KernelArgs}".TrimEnd(),
                 "-netdev", netdev,
                 "-device", $"{options.NicModel},netdev=n0,mac={options.Mac},romfile=",
                 .. options.ExtraQemuArgs,

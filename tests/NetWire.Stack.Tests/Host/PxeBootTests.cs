@@ -35,7 +35,7 @@ public sealed class PxeBootTests
             QemuGuest.WriteInitrd(Script, Path.Combine(tftp, "initrd.img"));
             await File.WriteAllTextAsync(Path.Combine(tftp, "boot.ipxe"), """
                 #!ipxe
-                kernel vmlinuz console=ttyS0 panic=-1 quiet nw.ip=dhcp ipv6.disable=1
+                kernel vmlinuz console=ttyS0 panic=-1 quiet no_timer_check nw.ip=dhcp ipv6.disable=1
                 initrd initrd.img
                 boot
                 """, TestContext.Current.CancellationToken);
