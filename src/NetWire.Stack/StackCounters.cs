@@ -13,6 +13,8 @@ public sealed class StackCounters
     private long _retransmits;
     private long _dhcpLeases;
     private long _tftpTransfers;
+    private long _routerAdvertisements;
+    private long _dhcpv6Replies;
 
     /// <summary>Drops for one reason.</summary>
     public long Drops(StackDrop reason) => Interlocked.Read(ref _drops[(int)reason]);
@@ -35,6 +37,12 @@ public sealed class StackCounters
     /// <summary>TFTP read transfers started.</summary>
     public long TftpTransfers => Interlocked.Read(ref _tftpTransfers);
 
+    /// <summary>Router advertisements sent (solicited and periodic).</summary>
+    public long RouterAdvertisements => Interlocked.Read(ref _routerAdvertisements);
+
+    /// <summary>Stateless DHCPv6 replies sent.</summary>
+    public long Dhcpv6Replies => Interlocked.Read(ref _dhcpv6Replies);
+
     /// <summary>Counts a drop.</summary>
     public void Drop(StackDrop reason) => Interlocked.Increment(ref _drops[(int)reason]);
 
@@ -50,6 +58,10 @@ public sealed class StackCounters
 
     internal void TftpTransfer() => Interlocked.Increment(ref _tftpTransfers);
 
+    internal void RouterAdvertisement() => Interlocked.Increment(ref _routerAdvertisements);
+
+    internal void Dhcpv6Reply() => Interlocked.Increment(ref _dhcpv6Replies);
+
     /// <summary>Every non-zero counter as name/value pairs, for status output.</summary>
     public IReadOnlyList<KeyValuePair<string, long>> Snapshot()
     {
@@ -61,6 +73,8 @@ public sealed class StackCounters
             new("tcp_retransmits", Retransmits),
             new("dhcp_leases", DhcpLeases),
             new("tftp_transfers", TftpTransfers),
+            new("router_advertisements", RouterAdvertisements),
+            new("dhcpv6_replies", Dhcpv6Replies),
         };
         foreach (var reason in Enum.GetValues<StackDrop>())
         {

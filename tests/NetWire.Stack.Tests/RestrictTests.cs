@@ -42,6 +42,27 @@ public sealed class RestrictTests
         Assert.Equal((byte)DhcpMessageType.Offer, GatewayProtocolTests.Dhcp(Single()).Options[DhcpOptionCode.MessageType][0]);
     }
 
+    [Fact]
+    public void OverIpv6_OutsideTcpAndHostLoopback_AreReset_DnsAndOutsidePingsDropped_TheGatewaysPingStillAnswered()
+    {
+        Send(BuildTcp6(GuestIp6, 40000, A6("2001:db8::80"), 80, 1000, 0, TcpFlags.Syn, 65535, []));
+        Assert.True(TcpHeader.TryParse(ParseIpv6(Single()).Payload, out var reset));
+        Assert.Equal(TcpFlags.Rst | TcpFlags.Ack, reset.Flags);
+        Send(BuildTcp6(GuestIp6, 40001, GatewayIp6, 22, 1000, 0, TcpFlags.Syn, 65535, []));
+        Assert.True(TcpHeader.TryParse(ParseIpv6(Single()).Payload, out reset));
+        Assert.Equal(TcpFlags.Rst | TcpFlags.Ack, reset.Flags);
+        Send(BuildUdp6(GuestIp6, 5353, DnsIp6, 53, new byte[20]));
+        Send(BuildUdp6(GuestIp6, 5353, A6("2001:db8::7b"), 123, new byte[20]));
+        Send(BuildIcmpv6(GuestIp6, A6("2001:db8::1"), Icmpv6Type.EchoRequest, 0, 0x1234_0001, []));
+        Assert.Empty(_receiver.Frames);
+        Assert.Equal(5, _gateway.Counters.Drops(StackDrop.Restricted));
+        Assert.Equal(0, _gateway.Udp.Count);
+
+        Send(BuildIcmpv6(GuestIp6, GatewayIp6, Icmpv6Type.EchoRequest, 0, 0x1234_0002, []));
+        Assert.True(Icmpv6Packet.TryParse(ParseIpv6(Single()).Payload, out var reply));
+        Assert.Equal(Icmpv6Type.EchoReply, reply.Type);
+    }
+
     private void Send(byte[] frame)
     {
         lock (_gateway.Sync)

@@ -76,6 +76,8 @@ public sealed class QemuGuest : IAsyncDisposable
                 BuildInitrd(initramfs, options.TestScript, tempDir, initrd);
             }
 
+            // no_timer_check: under TCG on a busy host the kernel's check that the 8254 timer
+            // ticks through the IO-APIC can miss its window and panic the guest at boot.
             List<string> qemuArgs =
             [
                 "-machine", "pc", "-accel", "tcg", "-m", $"{options.MemoryMiB}M",
