@@ -25,6 +25,9 @@ internal sealed record ServeSetup(WireSetup? Wire, SpiceServerOptions Spice, Tic
 
     /// <summary>Where Prometheus scrapes <c>/metrics</c> (<c>--metrics-addr</c>), or null.</summary>
     public System.Net.IPEndPoint? Metrics { get; init; }
+
+    /// <summary>Mutual TLS for the migration stream (<c>--migration-x509-dir</c>), or null for plaintext.</summary>
+    public NetWire.Control.Migration.MigrationTls? MigrationTls { get; init; }
 }
 
 /// <summary>
@@ -63,7 +66,7 @@ internal sealed class ServeAppliance : IAsyncDisposable
         State.Register(new WireStateSection(() => wire?.Ends ?? [], loggers.CreateLogger("NetWire.Serve")));
         if (setup.Incoming is { } incoming)
         {
-            Incoming = new IncomingComponent(incoming, State, Spice, loggers);
+            Incoming = new IncomingComponent(incoming, State, Spice, loggers, setup.MigrationTls?.Accept);
             _components.Add(Incoming);
         }
 
@@ -83,7 +86,7 @@ internal sealed class ServeAppliance : IAsyncDisposable
 
         if (setup.Control is { } control)
         {
-            _components.Add(new ControlComponent(control, Spice, () => wire?.Ends ?? [], loggers, stop, State, Incoming?.Incoming));
+            _components.Add(new ControlComponent(control, Spice, () => wire?.Ends ?? [], loggers, stop, State, Incoming?.Incoming, setup.MigrationTls));
         }
 
         if (setup.Metrics is { } metrics)
@@ -168,6 +171,6 @@ internal sealed class ServeAppliance : IAsyncDisposable
         ControlComponent control => control.Endpoint.Text,
         IncomingComponent incoming => incoming.Text,
         MetricsComponent metrics => metrics.EndPoint.ToString(),
-        _ => _spiceOptions.EndPoint.ToString(),
+        _ => _spiceOptions.EndPoint?.ToString() ?? _spiceOptions.TlsEndPoint?.ToString() ?? "?",
     };
 }

@@ -89,5 +89,5 @@ public sealed class StackCounters
     }
 
     /// <summary>snake_case name of a reason, as docs/gateway.md lists them.</summary>
-    public static string Name(StackDrop reason) => NetWire.Core.Metrics.MetricNames.SnakeCase(reason.ToString());
+    public static string Name(StackDrop reason) => NetWire.Core.Naming.Words(reason.ToString(), '_');
 }
