@@ -11,12 +11,14 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(
     qemu-system-x86      # the real guest NIC peer (QEMU 7.2, TCG)
+    ipxe-qemu            # QEMU's NIC boot ROMs: the diskless guest boots through iPXE (PxeBootTests)
     busybox-static cpio gzip kmod xz-utils  # the test guest image (tools/guest/build-image.sh)
     iproute2 util-linux  # namespaces, veth, TAP addressing, setpriv
     tshark               # captures are read back with the real dissectors
     tcpdump              # the replay veth test captures on the peer with it
     libpcap0.8           # the pcap: host end (SharpPcap loads it)
     python3              # the namespace-side load generator in the backpressure test
+    python3-prometheus-client  # /metrics is parsed with Prometheus' own parser (GatewayQemuGuestTests)
     python3-gi gir1.2-spiceclientglib-2.0  # spice-gtk 0.42, headless, for the SPICE interop tests (tools/spice/gtk_client.py)
     iperf3 curl          # netwire run tests: the namespace's clients against host-loopback servers
     podman runc slirp4netns uidmap passwd  # NetWire as Podman's slirp4netns, rootful and rootless (useradd, subuid)
@@ -24,6 +26,7 @@ PACKAGES=(
     openssl              # TLS tests make their certificates with it and probe the TLS port with s_client
     ndisc6 isc-dhcp-client  # real IPv6 peers in netwire run: rdisc6/ndisc6 read the gateway's NDP, dhclient -6 -S its DHCPv6
     ca-certificates
+    systemd              # systemd-analyze verify and security check tools/systemd's units (ServiceTests)
     afl++                # coverage-guided fuzzing of the parsers (tools/fuzz/run.sh, with SharpFuzz)
     gnuplot-nox          # the soak's plot of RSS, fds and threads (tools/soak.sh)
 )

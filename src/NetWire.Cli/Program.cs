@@ -31,6 +31,7 @@ internal static class Program
             StatusCommand.Create(),
             TunnelClientCommand.Create(),
         };
+        VersionInfo.Attach(root);
         var parse = root.Parse(args);
         if (parse.Errors.Count > 0 && parse.Action is not System.CommandLine.Help.HelpAction)
         {

@@ -7,8 +7,10 @@ using NetWire.Core.Wire;
 using NetWire.Stack.Arp;
 using NetWire.Stack.Dhcp;
 using NetWire.Stack.Icmp;
+using NetWire.Stack.Nat;
 using NetWire.Stack.Ndp;
 using NetWire.Stack.Tcp;
+using NetWire.Stack.Tftp;
 using NetWire.Stack.Udp;
 
 namespace NetWire.Stack;
@@ -75,6 +77,7 @@ internal sealed partial class Gateway
         Icmp = new IcmpHandler(this);
         Udp = new UdpNat(this);
         Tcp = new TcpNat(this);
+        Tftp = options.TftpRoot is { } root ? new TftpServer(this, root) : null;
     }
 
     /// <summary>Guards all stack state; taken by the guest pump, socket completions and the timer.</summary>
@@ -113,6 +116,9 @@ internal sealed partial class Gateway
     public UdpNat Udp { get; }
 
     public TcpNat Tcp { get; }
+
+    /// <summary>The TFTP server with <c>--tftp</c>, else null.</summary>
+    public TftpServer? Tftp { get; }
 
     /// <summary>Cancelled when the gateway stops; socket loops observe it.</summary>
     public CancellationToken Stopping { get; private set; }
@@ -260,6 +266,14 @@ internal sealed partial class Gateway
     /// </summary>
     public bool TryMapDestination(IpAddr destination, out IPAddress hostAddress, out StackDrop refusal)
     {
+        if (Options.Restrict)
+        {
+            // QEMU's restrict=on: nothing beyond the gateway's own services and the forwards, in IPv4 and IPv6 alike.
+            hostAddress = IPAddress.None;
+            refusal = StackDrop.Restricted;
+            return false;
+        }
+
         if (!destination.IsIpv4)
         {
             return TryMapDestination6(destination, out hostAddress, out refusal);
@@ -292,6 +306,34 @@ internal sealed partial class Gateway
 
         hostAddress = Ip.ToAddress(address);
         return true;
+    }
+
+    /// <summary>The guest forward for <paramref name="address"/>:<paramref name="port"/>, or null.</summary>
+    public GuestForward? FindGuestForward(uint address, ushort port)
+    {
+        foreach (var forward in Options.GuestForwards)
+        {
+            if (forward.Port == port && Ip.ToUInt(forward.Address) == address)
+            {
+                return forward;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>True when <paramref name="address"/> is a guest forward's address (answered by ARP).</summary>
+    public bool IsGuestForwardAddress(uint address)
+    {
+        foreach (var forward in Options.GuestForwards)
+        {
+            if (Ip.ToUInt(forward.Address) == address)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>Rents a frame for an IPv4 packet with <paramref name="payloadLength"/> bytes after the IP header (from <see cref="Ipv4PayloadOffset"/>).</summary>
@@ -420,6 +462,7 @@ internal sealed partial class Gateway
         Tcp.OnTimer(now);
         Udp.OnTimer(now);
         Icmp.OnTimer(now);
+        Tftp?.OnTimer(now);
         if (Options.Ipv6Enabled)
         {
             Ndp.OnTimer(now);
@@ -432,5 +475,6 @@ internal sealed partial class Gateway
         Tcp.CloseAll();
         Udp.CloseAll();
         Icmp.CloseAll();
+        Tftp?.CloseAll();
     }
 }

@@ -30,6 +30,7 @@ public sealed class GatewayEnd : WireEnd
     private static readonly TimeSpan s_tick = TimeSpan.FromMilliseconds(10);
 
     private readonly Gateway _gateway;
+    private readonly GatewayMetrics _metrics;
     private readonly ILogger _logger;
     /// <summary>Open forwards by id. Guarded by itself, not the gateway lock (binding is a system call).</summary>
     private readonly SortedDictionary<int, OpenForward> _forwards = [];
@@ -44,6 +45,7 @@ public sealed class GatewayEnd : WireEnd
     {
         _gateway = new Gateway(options, pool, time, logger);
         _logger = logger;
+        _metrics = new GatewayMetrics(this);
     }
 
     /// <inheritdoc/>
@@ -91,6 +93,13 @@ public sealed class GatewayEnd : WireEnd
                 _gateway.GuestIpv6.SetFirst(IpAddr.FromAddress(address6));
             }
         }
+    }
+
+    /// <inheritdoc/>
+    protected override ValueTask ReleaseDeviceAsync()
+    {
+        _metrics.Dispose();
+        return default;
     }
 
     /// <inheritdoc/>

@@ -12,6 +12,7 @@ public sealed class StackCounters
     private long _udpFlows;
     private long _retransmits;
     private long _dhcpLeases;
+    private long _tftpTransfers;
     private long _routerAdvertisements;
     private long _dhcpv6Replies;
 
@@ -33,6 +34,9 @@ public sealed class StackCounters
     /// <summary>DHCP leases acknowledged.</summary>
     public long DhcpLeases => Interlocked.Read(ref _dhcpLeases);
 
+    /// <summary>TFTP read transfers started.</summary>
+    public long TftpTransfers => Interlocked.Read(ref _tftpTransfers);
+
     /// <summary>Router advertisements sent (solicited and periodic).</summary>
     public long RouterAdvertisements => Interlocked.Read(ref _routerAdvertisements);
 
@@ -52,6 +56,8 @@ public sealed class StackCounters
 
     internal void DhcpLease() => Interlocked.Increment(ref _dhcpLeases);
 
+    internal void TftpTransfer() => Interlocked.Increment(ref _tftpTransfers);
+
     internal void RouterAdvertisement() => Interlocked.Increment(ref _routerAdvertisements);
 
     internal void Dhcpv6Reply() => Interlocked.Increment(ref _dhcpv6Replies);
@@ -66,6 +72,7 @@ public sealed class StackCounters
             new("udp_flows", UdpFlows),
             new("tcp_retransmits", Retransmits),
             new("dhcp_leases", DhcpLeases),
+            new("tftp_transfers", TftpTransfers),
             new("router_advertisements", RouterAdvertisements),
             new("dhcpv6_replies", Dhcpv6Replies),
         };

@@ -63,6 +63,12 @@ public enum StackDrop
     /// <summary>A host socket failed to send a datagram.</summary>
     HostSendFailed,
 
+    /// <summary>A destination refused by <c>--restrict</c>: neither a service of the gateway nor a configured forward.</summary>
+    Restricted,
+
+    /// <summary>A TFTP packet the server refused: a bad or oversized request, a write request, a path outside the folder, an unknown transfer.</summary>
+    TftpRefused,
+
     /// <summary>An IPv6 jumbogram (RFC 2675): payload length 0 with a hop-by-hop header, or a jumbo payload option.</summary>
     Jumbogram,
 

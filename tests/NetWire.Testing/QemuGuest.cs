@@ -49,6 +49,11 @@ public sealed class QemuGuest : IAsyncDisposable
     public static QemuGuest Start(QemuGuestOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
+        if (options.NetBoot)
+        {
+            return StartNetBoot(options);
+        }
+
         var guestDir = options.GuestDir ?? RepoPaths.GuestDir;
         var kernel = options.Kernel ?? DefaultKernel(guestDir);
         var initramfs = Path.Combine(guestDir, "initramfs.cpio.gz");
@@ -93,6 +98,50 @@ public sealed class QemuGuest : IAsyncDisposable
                 ? [options.QemuBinary, .. qemuArgs]
                 : ["ip", "netns", "exec", options.NetnsName, options.QemuBinary, .. qemuArgs];
             return new QemuGuest(qemu, tempDir, commandLine);
+        }
+        catch
+        {
+            DeleteQuietly(tempDir);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Writes the guest's initramfs with <paramref name="testScript"/> as its <c>/test.sh</c> to
+    /// <paramref name="destination"/>, for a guest that loads it over the network.
+    /// </summary>
+    public static void WriteInitrd(string testScript, string destination, string? guestDir = null)
+    {
+        var tempDir = Directory.CreateTempSubdirectory("nwinitrd-").FullName;
+        try
+        {
+            BuildInitrd(Path.Combine(guestDir ?? RepoPaths.GuestDir, "initramfs.cpio.gz"), testScript, tempDir, destination);
+        }
+        finally
+        {
+            DeleteQuietly(tempDir);
+        }
+    }
+
+    private static QemuGuest StartNetBoot(QemuGuestOptions options)
+    {
+        var netdev = WithNetdevId(options.Netdev);
+        var tempDir = Directory.CreateTempSubdirectory("nwguest-").FullName;
+        List<string> qemuArgs =
+        [
+            "-machine", "pc", "-accel", "tcg", "-m", $"{options.MemoryMiB}M",
+            "-nodefaults", "-no-user-config", "-display", "none", "-vga", "std", "-serial", "stdio", "-no-reboot",
+            "-boot", "n",
+            "-netdev", netdev,
+            "-device", $"{options.NicModel},netdev=n0,mac={options.Mac}",
+            .. options.ExtraQemuArgs,
+        ];
+        try
+        {
+            var qemu = options.NetnsName is null
+                ? ProcessRunner.Start(options.QemuBinary, qemuArgs)
+                : ProcessRunner.Start("ip", ["netns", "exec", options.NetnsName, options.QemuBinary, .. qemuArgs]);
+            return new QemuGuest(qemu, tempDir, [options.QemuBinary, .. qemuArgs]);
         }
         catch
         {

@@ -77,11 +77,12 @@ internal sealed class TcpNat(Gateway gateway)
             return;
         }
 
-        // The virtual services' addresses are IPv4 (the SPICE tunnel carries IPv4 addresses).
+        // Guest forwards and the virtual services' addresses are IPv4 (the SPICE tunnel carries IPv4 addresses).
+        var guestForward = key.RemoteIp.IsIpv4 ? gateway.FindGuestForward(key.RemoteIp.Ipv4, key.RemotePort) : null;
         var virtualServices = gateway.Options.VirtualServices;
-        var isVirtual = key.RemoteIp.IsIpv4 && virtualServices?.IsVirtualAddress(key.RemoteIp.Ipv4) == true;
+        var isVirtual = guestForward is null && key.RemoteIp.IsIpv4 && virtualServices?.IsVirtualAddress(key.RemoteIp.Ipv4) == true;
         var address = IPAddress.None;
-        if (!isVirtual && !gateway.TryMapDestination(key.RemoteIp, out address, out var refusal))
+        if (guestForward is null && !isVirtual && !gateway.TryMapDestination(key.RemoteIp, out address, out var refusal))
         {
             gateway.Counters.Drop(refusal);
             SendReset(key, 0, segment.SequenceNumber + 1, TcpFlags.Rst | TcpFlags.Ack);
@@ -105,6 +106,12 @@ internal sealed class TcpNat(Gateway gateway)
         var connection = new TcpConnection(gateway, this, key);
         _connections.Add(key, connection);
         HalfOpen++;
+        if (guestForward is not null)
+        {
+            connection.StartPassive(segment.SequenceNumber, parsed, guestForward.ConnectAsync);
+            return;
+        }
+
         if (isVirtual)
         {
             var guestIp = key.GuestIp.Ipv4;

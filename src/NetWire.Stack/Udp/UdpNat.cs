@@ -80,6 +80,12 @@ internal sealed class UdpNat(Gateway gateway)
             return;
         }
 
+        if (ipv4 && destination.Ipv4 == gateway.GatewayIp && gateway.Tftp is { } tftp && tftp.Owns(source.Ipv4, sourcePort, destinationPort))
+        {
+            tftp.OnDatagram(source.Ipv4, sourcePort, destinationPort, payload);
+            return;
+        }
+
         var key = new FlowKey(source, sourcePort, destination, destinationPort);
         if (_forwarded.TryGetValue(key, out var peer))
         {
@@ -127,6 +133,13 @@ internal sealed class UdpNat(Gateway gateway)
         target = null!;
         if (IsDnsAddress(destination))
         {
+            if (gateway.Options.Restrict)
+            {
+                // As QEMU's restrict=on: the resolver is outside too.
+                refusal = StackDrop.Restricted;
+                return false;
+            }
+
             refusal = StackDrop.NoDnsServer;
             if (port != 53 || gateway.Options.DnsDisabled || DnsUpstream() is not { } upstream)
             {
