@@ -71,6 +71,7 @@ for t in "${selected[@]}"; do
         exit 2
     fi
     out=$work/findings/$t
+    mkdir -p "$work/findings"
     rm -rf "$out"
     echo "== fuzz $t: ${seconds} s"
     # -t: per input, in ms, generous for a shared machine; -m none: the .NET runtime maps a lot.
