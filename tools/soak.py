@@ -230,7 +230,8 @@ def main():
         procs.append(qemu)
 
         ns_script = os.path.join(ROOT, "tools", "soak_ns.py")
-        run = subprocess.Popen(["dotnet", NETWIRE, "run", "--allow-host-loopback", "--log-level", "Warning", "--",
+        run_status = os.path.join(work, "run-status.json")
+        run = subprocess.Popen(["dotnet", NETWIRE, "run", "--allow-host-loopback", "--status-file", run_status, "--log-level", "Warning", "--",
                                 "python3", ns_script, "--tcp", str(tcp_port), "--udp", str(udp_port), "--seconds", str(int(args.minutes * 60) + 600)],
                                stdout=run_log, stderr=subprocess.STDOUT)
         procs.append(run)
@@ -282,11 +283,16 @@ def main():
             codes[name] = "killed"
     qemu.kill()
     qemu.wait()
+    try:
+        with open(run_status) as f:
+            run_status_json = json.load(f)
+    except (OSError, ValueError):
+        run_status_json = {}
     tcp.shutdown()
     serve_log.close()
     run_log.close()
 
-    report = summarize(samples, serve_status, counts, codes, out, args.minutes)
+    report = summarize(samples, serve_status, run_status_json, counts, codes, out, args.minutes)
     plot(out)
     shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(report, indent=2))
@@ -296,7 +302,25 @@ def main():
     return 0
 
 
-def summarize(samples, serve_status, counts, codes, out, minutes):
+def drops_of(name, status):
+    """Every non-zero drop of a status file, by end and reason (wire ends, then the gateway's)."""
+    drops = {}
+    for end in status.get("ends", []):
+        for reason, n in end.get("drops", {}).items():
+            if n:
+                drops["%s %s %s" % (name, end["name"], reason)] = n
+        for reason, n in end.get("gateway", {}).get("drops", {}).items():
+            if n:
+                drops["%s gateway %s" % (name, reason)] = n
+    return drops
+
+
+def gateway_of(status):
+    gateway = next((e["gateway"] for e in status.get("ends", []) if "gateway" in e), {})
+    return {k: gateway.get(k) for k in ("tcp_opened", "tcp_refused", "tcp_retransmits", "udp_flows", "tcp_connections", "dhcp_leases")}
+
+
+def summarize(samples, serve_status, run_status, counts, codes, out, minutes):
     end = samples[-1][0]
     half = [s for s in samples if s[0] >= end / 2]
     third = [s for s in samples if end / 2 <= s[0] < end * 3 / 4]
@@ -314,19 +338,12 @@ def summarize(samples, serve_status, counts, codes, out, minutes):
         if q4 - q3 > LIMITS[kind]:
             growth.append("%s: its floor rose from %d to %d between the third and the last quarter (limit %d)" % (name, q3, q4, LIMITS[kind]))
 
-    drops = {}
-    for end in serve_status.get("ends", []):
-        for reason, n in end.get("drops", {}).items():
-            if n:
-                drops["serve %s %s" % (end["name"], reason)] = n
-        for reason, n in end.get("gateway", {}).get("drops", {}).items():
-            if n:
-                drops["serve gateway %s" % reason] = n
-    gateway = next((e["gateway"] for e in serve_status.get("ends", []) if "gateway" in e), {})
+    drops = drops_of("serve", serve_status)
+    drops.update(drops_of("run", run_status))
     run_summary = open(os.path.join(out, "run.log")).read().splitlines()
     ns = [l for l in run_summary if l.startswith("SOAK_NS")]
     report = {"minutes": minutes, "samples": len(samples), "load_average": os.getloadavg(), "series": series,
-              "serve_gateway": {k: gateway.get(k) for k in ("tcp_opened", "tcp_refused", "udp_flows", "tcp_connections")},
+              "serve_gateway": gateway_of(serve_status), "run_gateway": gateway_of(run_status),
               "serve_spice": serve_status.get("spice"), "drops": drops, "activity": counts,
               "namespace": ns[-1] if ns else None, "run_dropped_lines": [l.strip() for l in run_summary if "dropped" in l],
               "exit_codes": codes, "growth": growth}
