@@ -56,11 +56,17 @@ dotnet test NetWire.sln -c Release --no-build --nologo "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 
+echo "== tests took $SECONDS s since the start"
+
 if [[ ${CI:-} == true || -n ${NETWIRE_HARDENING:-} ]]; then
     echo "== fuzz: every target, ${NETWIRE_FUZZ_SECONDS:-60} s each"
+    stage=$SECONDS
     tools/fuzz/run.sh all "${NETWIRE_FUZZ_SECONDS:-60}" || status=1
+    echo "== fuzz took $((SECONDS - stage)) s"
     echo "== soak: ${NETWIRE_SOAK_MINUTES:-3} minutes"
+    stage=$SECONDS
     tools/soak.sh "${NETWIRE_SOAK_MINUTES:-3}" --out .build/soak || status=1
+    echo "== soak took $((SECONDS - stage)) s; $SECONDS s in all"
 fi
 
 # One closing line over all test assemblies: "N passed, N failed, N skipped".
