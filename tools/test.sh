@@ -6,6 +6,9 @@
 #   tools/test.sh --filter EXPR   passed on to dotnet test (e.g. --filter Category!=Host)
 #
 # Environment: NETWIRE_SKIP_APT=1 skips apt-get; CI=true makes host tests fail instead of skip.
+# With CI=true (or NETWIRE_HARDENING=1) two stages follow the tests (docs/reliability.md): every
+# fuzz target for NETWIRE_FUZZ_SECONDS (30) under afl++ (tools/fuzz/run.sh all), and a soak of
+# NETWIRE_SOAK_MINUTES (3) that fails on growth (tools/soak.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -60,6 +63,18 @@ dotnet test NetWire.sln -c Release --no-build --nologo "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 
+echo "== tests took $SECONDS s since the start"
+
+if [[ ${CI:-} == true || -n ${NETWIRE_HARDENING:-} ]]; then
+    echo "== fuzz: every target, ${NETWIRE_FUZZ_SECONDS:-30} s each"
+    stage=$SECONDS
+    tools/fuzz/run.sh all "${NETWIRE_FUZZ_SECONDS:-30}" || status=1
+    echo "== fuzz took $((SECONDS - stage)) s"
+    echo "== soak: ${NETWIRE_SOAK_MINUTES:-3} minutes"
+    stage=$SECONDS
+    tools/soak.sh "${NETWIRE_SOAK_MINUTES:-3}" --out .build/soak || status=1
+    echo "== soak took $((SECONDS - stage)) s; $SECONDS s in all"
+fi
 
 # One closing line over all test assemblies: "N passed, N failed, N skipped".
 awk '/^(Passed|Failed)!/ {

@@ -10,8 +10,8 @@ namespace NetWire.Cli.Tests;
 /// standard error that reads like a crash (no <c>fail:</c> or <c>crit:</c> log line, no
 /// exception or stack trace). Each verb is stopped while it has work in hand: serve with a
 /// linked spice-gtk client and a silent connection in the link stage, the control socket, a capture and a status file; bridge with a guest
-/// connected; replay mid-file; tunnel-client linked to a serve; run with its command running;
-/// slirp4netns with its API socket and a forward.
+/// connected; replay mid-file; tunnel-client linked to a serve; run with its command running (and its
+/// status file); slirp4netns with its API socket and a forward.
 /// </summary>
 [Trait("Category", "Host")]
 public sealed partial class CleanStopTests : IDisposable
@@ -79,9 +79,15 @@ public sealed partial class CleanStopTests : IDisposable
     public async Task Run_WithItsCommandRunning_StopsCleanly(int signal)
     {
         HostRequirements.RequireRoot();
-        await using var run = Netwire("run", "--", "sh", "-c", "echo command-ready; exec sleep 120");
+        var status = Path.Combine(_dir, "status.json");
+        await using var run = Netwire("run", "--status-file", status, "--", "sh", "-c", "echo command-ready; exec sleep 120");
         await run.WaitForLineAsync(l => l.Contains("command-ready", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
         await StopAndCheckAsync(run, signal);
+
+        // The status file's last write is the stopped state, with the gateway's counters.
+        using var document = System.Text.Json.JsonDocument.Parse(await File.ReadAllBytesAsync(status, TestContext.Current.CancellationToken));
+        Assert.Equal("stopped", document.RootElement.GetProperty("state").GetString());
+        Assert.Contains(document.RootElement.GetProperty("ends").EnumerateArray(), e => e.TryGetProperty("gateway", out _));
     }
 
     [Theory]
