@@ -47,6 +47,9 @@ internal sealed class Gateway
     /// <summary>The guest's address: from its DHCP lease, else learned from what it sends. 0 until known.</summary>
     private uint _guestIp;
 
+    /// <summary>The frame being handled left its transport checksum undone or had it verified (<see cref="FrameOffload.ChecksumTrusted"/>). Under <see cref="Sync"/>.</summary>
+    private bool _transportChecksumTrusted;
+
     public Gateway(GatewayOptions options, FramePool pool, TimeProvider time, ILogger logger)
     {
         options.Validate();
@@ -107,6 +110,15 @@ internal sealed class Gateway
     /// <summary>True while a frame towards the guest would be accepted.</summary>
     public bool CanEmit => _receiver?.CanRecvPacket == true;
 
+    /// <summary>What frames towards the guest may leave undone (a TAP with a virtio-net header takes large TCP segments and checksums).</summary>
+    public WireOffloads GuestOffloads => _receiver?.AcceptedOffloads ?? WireOffloads.None;
+
+    /// <summary>
+    /// True while the guest frame being handled needs no TCP or UDP checksum check: its device left
+    /// the checksum to us or verified it (a TAP's kernel, next door). Caller holds <see cref="Sync"/>.
+    /// </summary>
+    public bool TransportChecksumTrusted => _transportChecksumTrusted;
+
     /// <summary>Completes when the guest end may have room again.</summary>
     public ValueTask WaitCanEmitAsync(CancellationToken cancellationToken) =>
         _receiver is { } receiver ? receiver.WaitCanRecvPacketAsync(cancellationToken) : default;
@@ -124,6 +136,20 @@ internal sealed class Gateway
 
     /// <summary>Sets the guest address (a DHCP ACK, or the first packet of a statically configured guest).</summary>
     public void SetGuestIp(uint address) => Volatile.Write(ref _guestIp, address);
+
+    /// <summary>One frame from the guest, with what its device says about it. Caller holds <see cref="Sync"/>.</summary>
+    public void OnGuestFrame(Frame frame)
+    {
+        _transportChecksumTrusted = frame.Offload.ChecksumTrusted;
+        try
+        {
+            OnGuestFrame(frame.Span);
+        }
+        finally
+        {
+            _transportChecksumTrusted = false;
+        }
+    }
 
     /// <summary>One frame from the guest. Caller holds <see cref="Sync"/>.</summary>
     public void OnGuestFrame(ReadOnlySpan<byte> frame)

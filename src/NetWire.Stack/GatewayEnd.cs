@@ -43,6 +43,13 @@ public sealed class GatewayEnd : WireEnd
     /// <inheritdoc/>
     public override IPAddress? GuestIp => _gateway.GuestAddress;
 
+    /// <summary>
+    /// The stack terminates TCP and UDP itself, so it takes every offload: a checksum left undone
+    /// (or already verified) need not be checked, and a TCP segment of up to 64 KiB is one segment
+    /// for the TCP endpoint.
+    /// </summary>
+    public override WireOffloads AcceptedOffloads => WireOffloads.All;
+
     /// <summary>The gateway's drop reasons and flow totals.</summary>
     public StackCounters StackCounters => _gateway.Counters;
 
@@ -199,7 +206,7 @@ public sealed class GatewayEnd : WireEnd
                 for (var i = 0; i < BatchFrames && Outbound.TryRead(out var frame); i++)
                 {
                     Counters.Transmitted(frame.Length);
-                    _gateway.OnGuestFrame(frame.Span);
+                    _gateway.OnGuestFrame(frame);
                     frame.Dispose();
                 }
 

@@ -80,6 +80,9 @@ public abstract class WireEnd : INetWire, IAsyncDisposable
     }
 
     /// <inheritdoc/>
+    public virtual WireOffloads AcceptedOffloads => WireOffloads.None;
+
+    /// <inheritdoc/>
     public ValueTask WaitCanSendPacketAsync(CancellationToken cancellationToken) => Outbound.WaitWritableAsync(cancellationToken);
 
     /// <summary>

@@ -24,6 +24,14 @@ internal static unsafe partial class Libc
     public const int AfInet = 2;
     public const int SockDgram = 2;
 
+    /// <summary>struct iovec: one buffer of a scatter/gather call.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct IoVec
+    {
+        public void* Base;
+        public nuint Length;
+    }
+
     [StructLayout(LayoutKind.Sequential)]
     public struct PollFd
     {
@@ -43,6 +51,9 @@ internal static unsafe partial class Libc
 
     [LibraryImport("libc", EntryPoint = "write", SetLastError = true)]
     public static partial nint Write(int fd, byte* buffer, nint count);
+
+    [LibraryImport("libc", EntryPoint = "writev", SetLastError = true)]
+    public static partial nint Writev(int fd, IoVec* vectors, int count);
 
     [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
     public static partial int Poll(PollFd* fds, nuint count, int timeoutMs);

@@ -22,6 +22,17 @@ namespace NetWire.Devices.Tap;
 /// with one write(2) each (a TAP takes one frame per write).
 /// </para>
 /// <para>
+/// Offloads: when the receiver takes offloaded frames (<see cref="IPacketReceiver.AcceptedOffloads"/>:
+/// the user-mode gateway does, a QEMU stream or datagram guest does not), the TAP is opened with
+/// IFF_VNET_HDR and TUNSETOFFLOAD turns on what the receiver takes. The kernel then hands over
+/// TCP segments of up to 64 KiB with their checksum left undone (one read instead of dozens,
+/// and no checksum computed on either side), each frame after a <see cref="VirtioNetHeader"/>
+/// that becomes the frame's <see cref="Frame.Offload"/>; and the end takes offloaded frames in
+/// turn (<see cref="AcceptedOffloads"/>): a large segment written with a GSO header is cut, or
+/// handed to the namespace's TCP whole, by the kernel. When the kernel refuses the offloads the
+/// frames it sends stay plain; without a receiver that takes offloads the TAP has no vnet header.
+/// </para>
+/// <para>
 /// Why threads and batches (docs/performance.md, "netwire bridge"): a TAP costs a system call
 /// per frame, so the loops must add little else. Taking frames in batches frees many queue slots
 /// at once, so a producer that waits on a full queue (the guest socket's receive loop) is woken
@@ -33,8 +44,8 @@ namespace NetWire.Devices.Tap;
 /// </remarks>
 public sealed class TapEnd : WireEnd
 {
-    /// <summary>Largest frame a TAP hands us: 64 KiB MTU plus the Ethernet header.</summary>
-    private const int ScratchLength = 65_536 + 64;
+    /// <summary>Largest read from a TAP: a 64 KiB packet (MTU or TSO segment), the Ethernet header and a virtio-net header.</summary>
+    private const int ScratchLength = 65_536 + 64 + VirtioNetHeader.Length;
 
     private const int PollTimeoutMs = 200;
 
@@ -58,6 +69,12 @@ public sealed class TapEnd : WireEnd
     /// <summary>The TAP's fd; -1 until opened and after dispose. Written by RunAsync and dispose.</summary>
     private int _fd = -1;
 
+    /// <summary>Frames read and written carry a virtio-net header. Set by RunAsync before the loops start.</summary>
+    private bool _vnetHeader;
+
+    /// <summary>What <see cref="AcceptedOffloads"/> reports (a <see cref="WireOffloads"/>); set by RunAsync once the TAP is open.</summary>
+    private int _accepted;
+
     /// <summary>Creates an end for TAP <paramref name="ifName"/> (created if it does not exist).</summary>
     public TapEnd(string name, string ifName, FramePool pool, int queueCapacity, ILogger logger)
         : base(name, pool, queueCapacity)
@@ -71,10 +88,33 @@ public sealed class TapEnd : WireEnd
     /// <inheritdoc/>
     public override string Description => $"tap {_ifName}";
 
+    /// <summary>
+    /// Everything once the TAP is open with a virtio-net header (the kernel cuts large segments and
+    /// finishes checksums we leave to it), nothing before or without one.
+    /// </summary>
+    public override WireOffloads AcceptedOffloads => (WireOffloads)Volatile.Read(ref _accepted);
+
     /// <inheritdoc/>
     public override async Task RunAsync(IPacketReceiver receiver, CancellationToken cancellationToken)
     {
-        _fd = TunTap.Open(_ifName);
+        var wanted = receiver.AcceptedOffloads & WireOffloads.All;
+        _vnetHeader = wanted != WireOffloads.None;
+        _fd = TunTap.Open(_ifName, _vnetHeader);
+        if (_vnetHeader)
+        {
+            if (TunTap.TrySetOffloads(_fd, wanted, out var errno))
+            {
+                DevicesLog.TapOffloads(_logger, _ifName, wanted.ToString());
+            }
+            else
+            {
+                DevicesLog.TapOffloadsRefused(_logger, _ifName, Libc.Describe(errno));
+            }
+
+            // Writing offloaded frames needs only the header, whatever TUNSETOFFLOAD said.
+            Volatile.Write(ref _accepted, (int)WireOffloads.All);
+        }
+
         if (!TunTap.TryBringUp(_ifName, out var error))
         {
             DevicesLog.TapNotUp(_logger, _ifName, error ?? "unknown");
@@ -140,6 +180,7 @@ public sealed class TapEnd : WireEnd
         var waiter = new ThreadWaiter(PollTimeoutMs);
         var burst = new Frame[ReadBurstFrames];
         var held = 0;
+        var headerLength = _vnetHeader ? VirtioNetHeader.Length : 0;
         try
         {
             fixed (byte* buffer = scratch)
@@ -151,7 +192,7 @@ public sealed class TapEnd : WireEnd
                         // Backpressure: hand on what is held, then leave frames in the kernel's
                         // queue until the receiver has room.
                         HandOn(receiver, burst, ref held, waiter, cancellationToken);
-                        waiter.Wait(receiver.WaitCanRecvPacketAsync(cancellationToken), cancellationToken);
+                        waiter.Wait(receiver.WaitCanRecvPacketAsync(CancellationToken.None), cancellationToken);
                         continue;
                     }
 
@@ -181,13 +222,19 @@ public sealed class TapEnd : WireEnd
                         throw new IOException($"read from TAP '{_ifName}' failed: {Libc.Describe(errno)}");
                     }
 
-                    if (n < FramePool.MinFrameLength)
+                    if (n - headerLength < FramePool.MinFrameLength)
                     {
                         Counters.Dropped(DropReason.BadLength);
                         continue;
                     }
 
-                    burst[held++] = Pool.Rent(new ReadOnlySpan<byte>(buffer, (int)n));
+                    var frame = Pool.Rent(new ReadOnlySpan<byte>(buffer + headerLength, (int)n - headerLength));
+                    if (headerLength > 0)
+                    {
+                        frame.Offload = VirtioNetHeader.Read(new ReadOnlySpan<byte>(buffer, headerLength));
+                    }
+
+                    burst[held++] = frame;
                     if (held == burst.Length)
                     {
                         HandOn(receiver, burst, ref held, waiter, cancellationToken);
@@ -224,7 +271,9 @@ public sealed class TapEnd : WireEnd
             {
                 if (!receiver.CanRecvPacket)
                 {
-                    waiter.Wait(receiver.WaitCanRecvPacketAsync(cancellationToken), cancellationToken);
+                    // No token: a cancellable queue wait allocates each time; the waiter looks at
+                    // the token between timeouts instead.
+                    waiter.Wait(receiver.WaitCanRecvPacketAsync(CancellationToken.None), cancellationToken);
                     continue;
                 }
 
@@ -295,17 +344,36 @@ public sealed class TapEnd : WireEnd
         }
     }
 
-    /// <summary>Writes one frame and returns it to its pool; false (counted as SendFailed) when the kernel refused it.</summary>
+    /// <summary>
+    /// Writes one frame (after its virtio-net header when the TAP has one) and returns it to its
+    /// pool; false (counted as SendFailed) when the kernel refused it.
+    /// </summary>
     private unsafe bool WriteFrame(Frame frame)
     {
         try
         {
             var length = frame.Length;
+            if (!_vnetHeader && !frame.Offload.IsPlain)
+            {
+                // Work left for a device this TAP cannot hand it to: producers ask AcceptedOffloads first.
+                Counters.Dropped(DropReason.SendFailed);
+                return false;
+            }
+
+            var header = stackalloc byte[VirtioNetHeader.Length];
+            var vectors = stackalloc Libc.IoVec[2];
+            if (_vnetHeader)
+            {
+                VirtioNetHeader.Write(new Span<byte>(header, VirtioNetHeader.Length), frame.Offload);
+            }
+
             fixed (byte* data = frame.Span)
             {
+                vectors[0] = new Libc.IoVec { Base = header, Length = VirtioNetHeader.Length };
+                vectors[1] = new Libc.IoVec { Base = data, Length = (nuint)length };
                 while (true)
                 {
-                    var n = Libc.Write(_fd, data, length);
+                    var n = _vnetHeader ? Libc.Writev(_fd, vectors, 2) : Libc.Write(_fd, data, length);
                     if (n >= 0)
                     {
                         return true;

@@ -1,3 +1,4 @@
+using NetWire.Core.Frames;
 using NetWire.Core.Packets;
 
 namespace NetWire.Stack.Tcp;
@@ -95,7 +96,7 @@ internal sealed partial class TcpConnection
                     return;
                 }
 
-                var length = (int)Math.Min(Math.Min(unsent, usable), _mss);
+                var length = (int)Math.Min(Math.Min(unsent, usable), SegmentLimit(unsent));
                 SendData(_sndNxt, length, retransmit: false);
                 _sndNxt += (uint)length;
                 if ((int)(_sndNxt - _sndMax) > 0)
@@ -136,6 +137,21 @@ internal sealed partial class TcpConnection
 
             return;
         }
+    }
+
+    /// <summary>
+    /// The most data for the next segment: the MSS, or when the guest end cuts large segments
+    /// itself (a TAP's TSO) as many whole MSS as fit in one 64 KiB packet, or all of
+    /// <paramref name="unsent"/> when that fits.
+    /// </summary>
+    private int SegmentLimit(int unsent)
+    {
+        if (unsent <= _mss || (_gateway.GuestOffloads & (Key.GuestIp.IsIpv4 ? WireOffloads.Tso4 : WireOffloads.Tso6)) == 0)
+        {
+            return _mss;
+        }
+
+        return unsent <= MaxLargeSegmentData ? unsent : Math.Max(_mss, MaxLargeSegmentData / _mss * _mss);
     }
 
     /// <summary>Retry after the guest end had no room. Caller holds the gateway lock.</summary>
@@ -228,7 +244,18 @@ internal sealed partial class TcpConnection
             _toGuest.CopyTo(ringOffset, tcp.Slice(TcpPacket.MinHeaderLength, length));
         }
 
-        new TcpHeader(Key.RemotePort, Key.GuestPort, seq, _rcvNxt, flags, window).WriteTo(tcp, _toGuestPseudoHeader);
+        var header = new TcpHeader(Key.RemotePort, Key.GuestPort, seq, _rcvNxt, flags, window);
+        if ((_gateway.GuestOffloads & WireOffloads.Checksum) != 0)
+        {
+            // The guest end's device sums the data (and cuts a large segment): the data is not read here.
+            header.WriteToWithChecksumOffload(tcp, _toGuestPseudoHeader);
+            var transportOffset = frame.Length - tcp.Length;
+            frame.Offload = FrameOffload.TcpSegment(transportOffset, transportOffset + TcpPacket.MinHeaderLength, length, _mss, !Key.GuestIp.IsIpv4);
+        }
+        else
+        {
+            header.WriteTo(tcp, _toGuestPseudoHeader);
+        }
         _unackedSegments = 0;
         _rcvAcked = _rcvNxt;
         _gateway.EmitIpv4(frame, IpProtocol.Tcp, Key.RemoteIp.Ipv4, Key.GuestIp.Ipv4);

@@ -38,6 +38,9 @@ internal sealed partial class TcpConnection
     private const long MaxRtoMs = 60_000;
     private const int MaxOutOfOrderRanges = 32;
 
+    /// <summary>Data in one large segment left to the guest end to cut: 64 KiB less room for an IP header with options and a TCP header.</summary>
+    private const int MaxLargeSegmentData = 65_535 - 80;
+
     private readonly Gateway _gateway;
     private readonly TcpNat _table;
     private readonly ByteRing _toHost;

@@ -34,7 +34,7 @@ internal sealed class TcpNat(Gateway gateway)
             return;
         }
 
-        if (!segment.IsChecksumValid(PseudoHeader.Ipv4(source, destination, IpProtocol.Tcp)))
+        if (!gateway.TransportChecksumTrusted && !segment.IsChecksumValid(PseudoHeader.Ipv4(source, destination, IpProtocol.Tcp)))
         {
             gateway.Counters.Drop(StackDrop.BadChecksum);
             return;

@@ -39,7 +39,7 @@ internal sealed class UdpNat(Gateway gateway)
             return;
         }
 
-        if (udp.Checksum != 0 && !udp.IsChecksumValid(PseudoHeader.Ipv4(source, destination, IpProtocol.Udp)))
+        if (udp.Checksum != 0 && !gateway.TransportChecksumTrusted && !udp.IsChecksumValid(PseudoHeader.Ipv4(source, destination, IpProtocol.Udp)))
         {
             gateway.Counters.Drop(StackDrop.BadChecksum);
             return;
