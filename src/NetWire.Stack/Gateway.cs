@@ -42,6 +42,7 @@ internal sealed class Gateway
     private readonly long _ticksPerMs;
     private IPacketReceiver? _receiver;
     private WireCounters? _wireCounters;
+    private HostPoller? _poller;
     private ushort _ipId;
 
     /// <summary>The guest's address: from its DHCP lease, else learned from what it sends. 0 until known.</summary>
@@ -94,6 +95,9 @@ internal sealed class Gateway
 
     public TcpNat Tcp { get; }
 
+    /// <summary>The thread that watches the host TCP sockets (and runs the guest's frames for the gateway end); made by <see cref="Attach"/>.</summary>
+    public HostPoller Poller => _poller ?? throw new InvalidOperationException("the gateway is not attached");
+
     /// <summary>Cancelled when the gateway stops; socket loops observe it.</summary>
     public CancellationToken Stopping { get; private set; }
 
@@ -129,6 +133,7 @@ internal sealed class Gateway
         _receiver = receiver;
         _wireCounters = counters;
         Stopping = stopping;
+        _poller = new HostPoller(this);
     }
 
     /// <summary>Sets the guest's MAC before it has sent anything (a statically configured guest). Caller holds <see cref="Sync"/>.</summary>
@@ -402,5 +407,6 @@ internal sealed class Gateway
         Tcp.CloseAll();
         Udp.CloseAll();
         Icmp.CloseAll();
+        _poller?.Stop();
     }
 }

@@ -15,12 +15,16 @@ namespace NetWire.Stack;
 /// receiver while it can take them. Needs no root and no TAP.
 /// </summary>
 /// <remarks>
-/// RunAsync runs a pump over the outbound queue (a batch of guest frames at a time under the
-/// gateway lock, then the ACKs owed), the flush loop for connections blocked by a full guest
-/// end, a 10 ms timer from the injected <see cref="TimeProvider"/>, and the host-forward listeners.
+/// The guest's frames are handled on the gateway's poller thread (<see cref="HostPoller"/>), a
+/// batch at a time under the gateway lock, then the ACKs owed; the queue's writer wakes that
+/// thread directly. RunAsync runs the flush loop for connections blocked by a full guest end, a
+/// 10 ms timer from the injected <see cref="TimeProvider"/>, and the host-forward listeners.
 /// </remarks>
-public sealed class GatewayEnd : WireEnd
+public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
 {
+    /// <summary>Most batches the poller's thread handles before it looks at the host sockets again.</summary>
+    private const int BatchesPerTurn = 4;
+
     private const int BatchFrames = 64;
     private static readonly TimeSpan s_tick = TimeSpan.FromMilliseconds(10);
 
@@ -99,7 +103,9 @@ public sealed class GatewayEnd : WireEnd
             _gateway,
             s_tick,
             s_tick);
-        var tasks = new List<Task> { PumpAsync(stop.Token), _gateway.FlushLoopAsync(stop.Token) };
+        Outbound.SetReaderSignal(_gateway.Poller.Wake);
+        _gateway.Poller.SetGuestWork(this);
+        var tasks = new List<Task> { Task.Delay(Timeout.Infinite, stop.Token), _gateway.FlushLoopAsync(stop.Token) };
         foreach (var (listener, forward) in _listenersWithForwards)
         {
             tasks.Add(forward.Transport == Transport.Udp
@@ -197,10 +203,16 @@ public sealed class GatewayEnd : WireEnd
         }
     }
 
-    private async Task PumpAsync(CancellationToken cancellationToken)
+    /// <summary>The guest's frames, a batch at a time under the gateway lock. On the poller's thread.</summary>
+    bool HostPoller.IGuestWork.Run()
     {
-        while (await Outbound.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+        for (var batch = 0; batch < BatchesPerTurn; batch++)
         {
+            if (Outbound.Count == 0)
+            {
+                return true;
+            }
+
             lock (_gateway.Sync)
             {
                 for (var i = 0; i < BatchFrames && Outbound.TryRead(out var frame); i++)
@@ -213,5 +225,13 @@ public sealed class GatewayEnd : WireEnd
                 _gateway.EndOfBatch();
             }
         }
+
+        return Outbound.Count == 0;
     }
+
+    /// <inheritdoc/>
+    bool HostPoller.IGuestWork.TryPark() => Outbound.TryParkReader();
+
+    /// <inheritdoc/>
+    void HostPoller.IGuestWork.Unpark() => Outbound.UnparkReader();
 }

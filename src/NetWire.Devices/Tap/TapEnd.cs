@@ -300,7 +300,8 @@ public sealed class TapEnd : WireEnd
     private void WriteLoop(CancellationToken cancellationToken)
     {
         var batch = new Frame[WriteBatchFrames];
-        var waiter = new ThreadWaiter(PollTimeoutMs);
+        var wake = new ThreadSignal();
+        Outbound.SetReaderSignal(wake.Set);
         while (!cancellationToken.IsCancellationRequested)
         {
             var count = 0;
@@ -311,11 +312,17 @@ public sealed class TapEnd : WireEnd
 
             if (count == 0)
             {
-                // No token here: a cancellable wait allocates a waiter each time, the plain one
-                // reuses the queue's own; the waiter checks the token between timeouts instead.
-                if (!waiter.Wait(Outbound.WaitToReadAsync(CancellationToken.None), cancellationToken))
+                if (Outbound.IsCompleted)
                 {
                     return;
+                }
+
+                // The writer of the next frame wakes this thread itself (no thread-pool hand-off);
+                // the token is looked at between timeouts.
+                if (Outbound.TryParkReader())
+                {
+                    wake.Wait(PollTimeoutMs);
+                    Outbound.UnparkReader();
                 }
 
                 continue;

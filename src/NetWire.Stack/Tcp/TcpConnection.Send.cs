@@ -48,10 +48,7 @@ internal sealed partial class TcpConnection
             _duplicateAcks = 0;
             _retries = 0;
             _rtoDeadline = _sndUna == _sndMax ? 0 : now + _rtoMs;
-            if (dataAcked > 0 && _toGuest.Free >= ReceiveThreshold)
-            {
-                _toGuestRoom.Set();
-            }
+            _toGuest.ReleaseIfEmpty();
         }
         else if (ack == _sndUna && pureAck && _sndMax != _sndUna && window == _sndWnd)
         {
@@ -208,12 +205,24 @@ internal sealed partial class TcpConnection
 
     private void SendAck() => SendSegment(_sndNxt, TcpFlags.Ack, 0, 0);
 
+    /// <summary>The window field for the free space towards the host, and the window it stands for (scaled back up).</summary>
+    private ushort WindowField(out int window)
+    {
+        // No window scaling on this connection when the guest offered none (RFC 7323 2.2: both sides must).
+        var shift = _sendShift < 0 ? 0 : Math.Max(_receiveShift, 0);
+        var field = (ushort)Math.Min(_toHost.Free >> shift, 65535);
+        window = field << shift;
+        return field;
+    }
+
     private void SendSyn(TcpFlags flags)
     {
         // MSS, and window scale when the guest offered scaling (always in our own SYN).
         var scale = flags == TcpFlags.Syn || _sendShift >= 0;
         var options = new TcpOptions { MaxSegmentSize = (ushort)(_gateway.Options.Mtu - 40), WindowScale = scale ? (byte)_receiveShift : null };
+        // RFC 7323 2.2: the window of a SYN is never scaled.
         var window = (ushort)Math.Min(_toHost.Free, 65535);
+        _lastWindow = window;
         var header = new TcpHeader(Key.RemotePort, Key.GuestPort, _iss, flags == TcpFlags.Syn ? 0 : _rcvNxt, flags, window) { Options = options };
         var frame = _gateway.RentIpv4(header.Length);
         header.WriteTo(frame.Span[Gateway.Ipv4PayloadOffset..], _toGuestPseudoHeader);
@@ -229,16 +238,7 @@ internal sealed partial class TcpConnection
     {
         var frame = _gateway.RentIpv4(TcpPacket.MinHeaderLength + length);
         var tcp = frame.Span[Gateway.Ipv4PayloadOffset..];
-        var free = _toHost.Free;
-        var shift = Math.Max(_receiveShift, 0);
-        if (_sendShift < 0)
-        {
-            // No window scaling on this connection (RFC 7323 2.2: both sides must offer it).
-            shift = 0;
-        }
-
-        var window = (ushort)Math.Min(free >> shift, 65535);
-        _lastWindow = window << shift;
+        var window = WindowField(out _lastWindow);
         if (length > 0)
         {
             _toGuest.CopyTo(ringOffset, tcp.Slice(TcpPacket.MinHeaderLength, length));

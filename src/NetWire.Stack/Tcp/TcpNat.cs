@@ -22,6 +22,21 @@ internal sealed class TcpNat(Gateway gateway)
 
     public int Count => _connections.Count;
 
+    /// <summary>Bytes of ring buffer all connections hold now. Caller holds the gateway lock.</summary>
+    public long BufferBytes
+    {
+        get
+        {
+            long total = 0;
+            foreach (var connection in _connections.Values)
+            {
+                total += connection.BufferBytes;
+            }
+
+            return total;
+        }
+    }
+
     /// <summary>Every connection's <see cref="TcpConnection.Describe"/>, one per line. Caller holds the gateway lock.</summary>
     public string Describe() => string.Join("\n", _connections.Values.Select(static c => c.Describe()));
 
@@ -119,6 +134,12 @@ internal sealed class TcpNat(Gateway gateway)
     public void OpenToGuest(Socket accepted, ushort guestPort)
     {
         var guestIp = gateway.GuestIp;
+        if (gateway.Stopping.IsCancellationRequested)
+        {
+            accepted.Dispose();
+            return;
+        }
+
         if (guestIp == 0 || _connections.Count >= gateway.Options.MaxTcpConnections || HalfOpen >= gateway.Options.MaxHalfOpen)
         {
             gateway.Counters.Drop(guestIp == 0 ? StackDrop.BadAddress : StackDrop.ConnectionLimit);
