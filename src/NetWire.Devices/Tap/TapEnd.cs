@@ -19,7 +19,8 @@ namespace NetWire.Devices.Tap;
 /// kernel drops (counted from the interface's tx_dropped). When read returns EAGAIN the thread polls with a
 /// short timeout, which is also how it notices cancellation. A dedicated writer thread takes up
 /// to <see cref="WriteBatchFrames"/> frames from the outbound queue at a time and writes them
-/// with one write(2) each (a TAP takes one frame per write).
+/// with one write(2) each (a TAP takes one frame per write); while it sleeps, whoever queues a
+/// frame writes it at once on its own thread instead of waking it.
 /// </para>
 /// <para>
 /// Offloads: when the receiver takes offloaded frames (<see cref="IPacketReceiver.AcceptedOffloads"/>:
@@ -74,6 +75,18 @@ public sealed class TapEnd : WireEnd
 
     /// <summary>What <see cref="AcceptedOffloads"/> reports (a <see cref="WireOffloads"/>); set by RunAsync once the TAP is open.</summary>
     private int _accepted;
+
+    /// <summary>Held while frames are taken from the queue and written: by the writer thread, or by a producer writing inline.</summary>
+    private readonly Lock _writeLock = new();
+
+    /// <summary>The frames of the batch being written. Guarded by <see cref="_writeLock"/>.</summary>
+    private readonly Frame[] _writeBatch = new Frame[WriteBatchFrames];
+
+    /// <summary>Wakes the writer thread; set when it starts. Guarded by <see cref="_writeLock"/> (written), read by producers.</summary>
+    private ThreadSignal? _writerWake;
+
+    /// <summary>True while the writer thread runs (inline writes only then). Guarded by <see cref="_writeLock"/>.</summary>
+    private bool _writing;
 
     /// <summary>Creates an end for TAP <paramref name="ifName"/> (created if it does not exist).</summary>
     public TapEnd(string name, string ifName, FramePool pool, int queueCapacity, ILogger logger)
@@ -299,56 +312,126 @@ public sealed class TapEnd : WireEnd
 
     private void WriteLoop(CancellationToken cancellationToken)
     {
-        var batch = new Frame[WriteBatchFrames];
         var wake = new ThreadSignal();
-        Outbound.SetReaderSignal(wake.Set);
-        while (!cancellationToken.IsCancellationRequested)
+        lock (_writeLock)
         {
-            var count = 0;
-            while (count < batch.Length && Outbound.TryRead(out var frame))
-            {
-                batch[count++] = frame;
-            }
+            _writerWake = wake;
+            _writing = true;
+        }
 
-            if (count == 0)
+        Outbound.SetReaderSignal(OnFramesWhileWriterParked);
+        try
+        {
+            while (!cancellationToken.IsCancellationRequested)
             {
+                int taken;
+                lock (_writeLock)
+                {
+                    taken = WriteBatch();
+                }
+
+                if (taken > 0)
+                {
+                    continue;
+                }
+
                 if (Outbound.IsCompleted)
                 {
                     return;
                 }
 
-                // The writer of the next frame wakes this thread itself (no thread-pool hand-off);
-                // the token is looked at between timeouts.
+                // The writer of the next frame writes it itself or wakes this thread (no
+                // thread-pool hand-off); the token is looked at between timeouts.
                 if (Outbound.TryParkReader())
                 {
                     wake.Wait(PollTimeoutMs);
                     Outbound.UnparkReader();
                 }
-
-                continue;
-            }
-
-            // Frames taken from the queue are always written (or counted as failed), even when
-            // cancellation arrives meanwhile: an accepted frame is never silently lost.
-            var written = 0;
-            long bytes = 0;
-            for (var i = 0; i < count; i++)
-            {
-                var frame = batch[i];
-                batch[i] = null!;
-                var length = frame.Length;
-                if (WriteFrame(frame))
-                {
-                    written++;
-                    bytes += length;
-                }
-            }
-
-            if (written > 0)
-            {
-                Counters.Transmitted(written, bytes);
             }
         }
+        finally
+        {
+            lock (_writeLock)
+            {
+                _writing = false;
+            }
+        }
+    }
+
+    /// <summary>
+    /// A frame was queued while the writer thread sleeps with nothing to do: the producer writes
+    /// what is queued itself, on its own thread, unless a batch is being written already (then it
+    /// wakes the thread). A quiet wire (a connection's handshake, a request and its answer) so
+    /// costs no thread wake-up per frame. Frames are taken and written under
+    /// <see cref="_writeLock"/> only, so they reach the TAP in queue order either way.
+    /// </summary>
+    private void OnFramesWhileWriterParked()
+    {
+        if (!_writeLock.TryEnter())
+        {
+            _writerWake?.Set();
+            return;
+        }
+
+        try
+        {
+            if (!_writing)
+            {
+                // The writer thread has ended: the frames wait for the end's disposal.
+                return;
+            }
+
+            do
+            {
+                while (WriteBatch() > 0)
+                {
+                }
+            }
+            while (!Outbound.TryParkReader());
+
+            // Parked again on the sleeping thread's behalf: the next frame calls here (or wakes it).
+        }
+        finally
+        {
+            _writeLock.Exit();
+        }
+    }
+
+    /// <summary>
+    /// Takes up to <see cref="WriteBatchFrames"/> frames from the queue and writes them; returns
+    /// how many were taken. Frames taken are always written (or counted as failed), also when
+    /// cancellation arrives meanwhile: an accepted frame is never silently lost. Caller holds
+    /// <see cref="_writeLock"/>.
+    /// </summary>
+    private int WriteBatch()
+    {
+        var batch = _writeBatch;
+        var count = 0;
+        while (count < batch.Length && Outbound.TryRead(out var frame))
+        {
+            batch[count++] = frame;
+        }
+
+        var written = 0;
+        long bytes = 0;
+        for (var i = 0; i < count; i++)
+        {
+            var frame = batch[i];
+            batch[i] = null!;
+            var length = frame.Length;
+            if (WriteFrame(frame))
+            {
+                written++;
+                bytes += length;
+            }
+        }
+
+        if (written > 0)
+        {
+            Counters.Transmitted(written, bytes);
+        }
+
+        return count;
     }
 
     /// <summary>
