@@ -20,6 +20,8 @@ PACKAGES=(
     python3-gi gir1.2-spiceclientglib-2.0  # spice-gtk 0.42, headless, for the SPICE interop tests (tools/spice/gtk_client.py)
     iperf3 curl          # netwire run tests: the namespace's clients against host-loopback servers
     ca-certificates
+    afl++                # coverage-guided fuzzing of the parsers (tools/fuzz/run.sh, with SharpFuzz)
+    gnuplot-nox          # the soak's plot of RSS, fds and threads (tools/soak.sh)
 )
 
 if [[ $(id -u) -eq 0 && -z ${NETWIRE_SKIP_APT:-} ]]; then
@@ -50,6 +52,7 @@ set +e
 dotnet test NetWire.sln -c Release --no-build --nologo "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+
 
 # One closing line over all test assemblies: "N passed, N failed, N skipped".
 awk '/^(Passed|Failed)!/ {

@@ -64,6 +64,20 @@ internal sealed class ServeAppliance : IAsyncDisposable
             _components.Add(Incoming);
         }
 
+        Metrics = new ApplianceMetrics(Spice.Server, Incoming?.Incoming);
+        if (wire is not null)
+        {
+            var incomingPart = Incoming;
+            wire.StatusSections = json =>
+            {
+                StatusReport.WriteSpice(json, Spice.Server);
+                if (incomingPart is not null)
+                {
+                    StatusReport.WriteIncoming(json, incomingPart.Incoming);
+                }
+            };
+        }
+
         if (setup.Control is { } control)
         {
             _components.Add(new ControlComponent(control, Spice, () => wire?.Ends ?? [], loggers, stop, State, Incoming?.Incoming));
@@ -78,6 +92,9 @@ internal sealed class ServeAppliance : IAsyncDisposable
 
     /// <summary>The migration target's listener, or null when this appliance is not one.</summary>
     public IncomingComponent? Incoming { get; }
+
+    /// <summary>The SPICE server's and migration target's meters.</summary>
+    public ApplianceMetrics Metrics { get; }
 
     /// <summary>The state sections a migration carries.</summary>
     public StateRegistry State { get; } = new();
@@ -134,6 +151,8 @@ internal sealed class ServeAppliance : IAsyncDisposable
         {
             await component.DisposeAsync().ConfigureAwait(false);
         }
+
+        Metrics.Dispose();
     }
 
     private string ListenText(IServeComponent component) => component switch

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using NetWire.Core.Frames;
+using NetWire.Core.Net;
 using NetWire.Core.Taps;
 
 namespace NetWire.Core.Wire;
@@ -53,6 +54,14 @@ public sealed class Link
         }
         catch (OperationCanceledException) when (linked.IsCancellationRequested)
         {
+        }
+        catch (Exception ex) when (IoErrors.IsIoFailure(ex))
+        {
+            // The device went away (a TAP deleted, a socket gone): the verb reports it with its
+            // exit code, so the log says what happened without a stack trace.
+            WireLog.EndStopped(_logger, end.Name, ex.Message);
+            await linked.CancelAsync().ConfigureAwait(false);
+            throw;
         }
         catch (Exception ex)
         {
