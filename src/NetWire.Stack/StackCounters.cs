@@ -12,6 +12,8 @@ public sealed class StackCounters
     private long _udpFlows;
     private long _retransmits;
     private long _dhcpLeases;
+    private long _routerAdvertisements;
+    private long _dhcpv6Replies;
 
     /// <summary>Drops for one reason.</summary>
     public long Drops(StackDrop reason) => Interlocked.Read(ref _drops[(int)reason]);
@@ -31,6 +33,12 @@ public sealed class StackCounters
     /// <summary>DHCP leases acknowledged.</summary>
     public long DhcpLeases => Interlocked.Read(ref _dhcpLeases);
 
+    /// <summary>Router advertisements sent (solicited and periodic).</summary>
+    public long RouterAdvertisements => Interlocked.Read(ref _routerAdvertisements);
+
+    /// <summary>Stateless DHCPv6 replies sent.</summary>
+    public long Dhcpv6Replies => Interlocked.Read(ref _dhcpv6Replies);
+
     /// <summary>Counts a drop.</summary>
     public void Drop(StackDrop reason) => Interlocked.Increment(ref _drops[(int)reason]);
 
@@ -44,6 +52,10 @@ public sealed class StackCounters
 
     internal void DhcpLease() => Interlocked.Increment(ref _dhcpLeases);
 
+    internal void RouterAdvertisement() => Interlocked.Increment(ref _routerAdvertisements);
+
+    internal void Dhcpv6Reply() => Interlocked.Increment(ref _dhcpv6Replies);
+
     /// <summary>Every non-zero counter as name/value pairs, for status output.</summary>
     public IReadOnlyList<KeyValuePair<string, long>> Snapshot()
     {
@@ -54,6 +66,8 @@ public sealed class StackCounters
             new("udp_flows", UdpFlows),
             new("tcp_retransmits", Retransmits),
             new("dhcp_leases", DhcpLeases),
+            new("router_advertisements", RouterAdvertisements),
+            new("dhcpv6_replies", Dhcpv6Replies),
         };
         foreach (var reason in Enum.GetValues<StackDrop>())
         {

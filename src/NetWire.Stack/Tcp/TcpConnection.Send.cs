@@ -219,25 +219,25 @@ internal sealed partial class TcpConnection
     {
         // MSS, and window scale when the guest offered scaling (always in our own SYN).
         var scale = flags == TcpFlags.Syn || _sendShift >= 0;
-        var options = new TcpOptions { MaxSegmentSize = (ushort)(_gateway.Options.Mtu - 40), WindowScale = scale ? (byte)_receiveShift : null };
+        var options = new TcpOptions { MaxSegmentSize = (ushort)_linkMss, WindowScale = scale ? (byte)_receiveShift : null };
         // RFC 7323 2.2: the window of a SYN is never scaled.
         var window = (ushort)Math.Min(_toHost.Free, 65535);
         _lastWindow = window;
         var header = new TcpHeader(Key.RemotePort, Key.GuestPort, _iss, flags == TcpFlags.Syn ? 0 : _rcvNxt, flags, window) { Options = options };
-        var frame = _gateway.RentIpv4(header.Length);
-        header.WriteTo(frame.Span[Gateway.Ipv4PayloadOffset..], _toGuestPseudoHeader);
+        var frame = _gateway.RentIp(Key.GuestIp, header.Length);
+        header.WriteTo(frame.Span[_segmentOffset..], _toGuestPseudoHeader);
         if (flags == TcpFlags.Syn)
         {
             _sendShift = -1;
         }
 
-        _gateway.EmitIpv4(frame, IpProtocol.Tcp, Key.RemoteIp.Ipv4, Key.GuestIp.Ipv4);
+        _gateway.EmitIp(frame, IpProtocol.Tcp, Key.RemoteIp, Key.GuestIp);
     }
 
     private void SendSegment(uint seq, TcpFlags flags, int ringOffset, int length)
     {
-        var frame = _gateway.RentIpv4(TcpPacket.MinHeaderLength + length);
-        var tcp = frame.Span[Gateway.Ipv4PayloadOffset..];
+        var frame = _gateway.RentIp(Key.GuestIp, TcpPacket.MinHeaderLength + length);
+        var tcp = frame.Span[_segmentOffset..];
         var window = WindowField(out _lastWindow);
         if (length > 0)
         {
@@ -258,6 +258,6 @@ internal sealed partial class TcpConnection
         }
         _unackedSegments = 0;
         _rcvAcked = _rcvNxt;
-        _gateway.EmitIpv4(frame, IpProtocol.Tcp, Key.RemoteIp.Ipv4, Key.GuestIp.Ipv4);
+        _gateway.EmitIp(frame, IpProtocol.Tcp, Key.RemoteIp, Key.GuestIp);
     }
 }
