@@ -9,11 +9,11 @@ internal sealed class ControlComponent : IServeComponent
     private readonly ApplianceControl _control;
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    public ControlComponent(ControlEndpoint endpoint, SpiceServerComponent spice, Func<IReadOnlyList<NetWire.Core.Wire.WireEnd>> wireEnds, ILoggerFactory loggers, CancellationTokenSource stop, NetWire.Core.State.StateRegistry? state = null, NetWire.Control.Migration.IncomingMigration? incoming = null)
+    public ControlComponent(ControlEndpoint endpoint, SpiceServerComponent spice, Func<IReadOnlyList<NetWire.Core.Wire.WireEnd>> wireEnds, ILoggerFactory loggers, CancellationTokenSource stop, NetWire.Core.State.StateRegistry? state = null, NetWire.Control.Migration.IncomingMigration? incoming = null, NetWire.Control.Migration.MigrationTls? migrationTls = null)
     {
         Endpoint = endpoint;
         // Off the control client's receive loop: the stop path waits for that loop to end.
-        _control = new ApplianceControl(endpoint, spice.Server, wireEnds, () => ThreadPool.QueueUserWorkItem(static s => s.Cancel(), stop, preferLocal: false), loggers, state: state, incoming: incoming);
+        _control = new ApplianceControl(endpoint, spice.Server, wireEnds, () => ThreadPool.QueueUserWorkItem(static s => s.Cancel(), stop, preferLocal: false), loggers, state: state, incoming: incoming, migrationTls: migrationTls);
     }
 
     public string Name => "control socket";

@@ -22,6 +22,9 @@ internal sealed record ServeSetup(WireSetup? Wire, SpiceServerOptions Spice, Tic
 
     /// <summary>Serve the SPICE tunnel channel (<c>--tunnel</c>); needs the user-mode gateway (<see cref="TunnelServe.Check"/>).</summary>
     public bool Tunnel { get; init; }
+
+    /// <summary>Mutual TLS for the migration stream (<c>--migration-x509-dir</c>), or null for plaintext.</summary>
+    public NetWire.Control.Migration.MigrationTls? MigrationTls { get; init; }
 }
 
 /// <summary>
@@ -60,7 +63,7 @@ internal sealed class ServeAppliance : IAsyncDisposable
         State.Register(new WireStateSection(() => wire?.Ends ?? [], loggers.CreateLogger("NetWire.Serve")));
         if (setup.Incoming is { } incoming)
         {
-            Incoming = new IncomingComponent(incoming, State, Spice, loggers);
+            Incoming = new IncomingComponent(incoming, State, Spice, loggers, setup.MigrationTls?.Accept);
             _components.Add(Incoming);
         }
 
@@ -80,7 +83,7 @@ internal sealed class ServeAppliance : IAsyncDisposable
 
         if (setup.Control is { } control)
         {
-            _components.Add(new ControlComponent(control, Spice, () => wire?.Ends ?? [], loggers, stop, State, Incoming?.Incoming));
+            _components.Add(new ControlComponent(control, Spice, () => wire?.Ends ?? [], loggers, stop, State, Incoming?.Incoming, setup.MigrationTls));
         }
     }
 
@@ -159,6 +162,6 @@ internal sealed class ServeAppliance : IAsyncDisposable
     {
         ControlComponent control => control.Endpoint.Text,
         IncomingComponent incoming => incoming.Text,
-        _ => _spiceOptions.EndPoint.ToString(),
+        _ => _spiceOptions.EndPoint?.ToString() ?? _spiceOptions.TlsEndPoint?.ToString() ?? "?",
     };
 }

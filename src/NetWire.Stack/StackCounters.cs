@@ -82,20 +82,5 @@ public sealed class StackCounters
     }
 
     /// <summary>snake_case name of a reason, as docs/gateway.md lists them.</summary>
-    public static string Name(StackDrop reason)
-    {
-        var text = reason.ToString();
-        var builder = new System.Text.StringBuilder(text.Length + 4);
-        for (var i = 0; i < text.Length; i++)
-        {
-            if (char.IsUpper(text[i]) && i > 0)
-            {
-                builder.Append('_');
-            }
-
-            builder.Append(char.ToLowerInvariant(text[i]));
-        }
-
-        return builder.ToString();
-    }
+    public static string Name(StackDrop reason) => NetWire.Core.Naming.Words(reason.ToString(), '_');
 }

@@ -1,9 +1,11 @@
 using System.Net.Sockets;
+using System.Security.Authentication;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
 using NetWire.Control.Qmp;
 using NetWire.Core.Net;
 using NetWire.Core.State;
+using NetWire.Core.Tls;
 using NetWire.Spice;
 
 namespace NetWire.Control.Migration;
@@ -35,6 +37,7 @@ internal sealed class MigrationSource : IAsyncDisposable
     private readonly StateRegistry _state;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
+    private readonly MigrationTls? _tls;
     private readonly Lock _gate = new();
 
     private MigrationStatus _status;
@@ -46,12 +49,14 @@ internal sealed class MigrationSource : IAsyncDisposable
     private CancellationTokenSource? _cancel;
     private Task _run = Task.CompletedTask;
 
-    public MigrationSource(SpiceServer? spice, StateRegistry state, ILogger logger, TimeProvider time)
+    /// <param name="tls">Mutual TLS (<c>--migration-x509-dir</c>), or null for plaintext.</param>
+    public MigrationSource(SpiceServer? spice, StateRegistry state, ILogger logger, TimeProvider time, MigrationTls? tls = null)
     {
         _spice = spice;
         _state = state;
         _logger = logger;
         _time = time;
+        _tls = tls;
     }
 
     /// <summary>Raises a QMP event (name, data); set before use, must not block.</summary>
@@ -257,7 +262,7 @@ internal sealed class MigrationSource : IAsyncDisposable
         {
             outcome = MigrationStatus.Cancelled;
         }
-        catch (Exception ex) when (IoErrors.IsIoFailure(ex) || ex is InvalidDataException or TimeoutException or ArgumentException or OperationCanceledException)
+        catch (Exception ex) when (IoErrors.IsIoFailure(ex) || ex is InvalidDataException or TimeoutException or ArgumentException or OperationCanceledException or AuthenticationException)
         {
             outcome = MigrationStatus.Failed;
             error = ex is SocketException se ? $"cannot reach the target {host}:{port}: {se.Message}" : ex.Message;
@@ -277,21 +282,32 @@ internal sealed class MigrationSource : IAsyncDisposable
 
     private async Task<(bool Accepted, string Text)> TransferAsync(string host, int port, byte[] stream, CancellationToken cancellationToken)
     {
+        if (_tls is { Connect: null })
+        {
+            throw new AuthenticationException($"--migration-x509-dir {_tls.Directory} has no {X509Credentials.ClientCertFile}: this appliance cannot be a migration source over TLS");
+        }
+
         using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        Stream network;
         using (var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
         {
             connectTimeout.CancelAfter(ConnectTimeout);
             try
             {
                 await socket.ConnectAsync(host, port, connectTimeout.Token).ConfigureAwait(false);
+                network = new NetworkStream(socket, ownsSocket: false);
+                if (_tls?.Connect is { } tls)
+                {
+                    network = await TlsHandshake.ConnectAsync(network, host, tls, connectTimeout.Token).ConfigureAwait(false);
+                }
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {
-                throw new TimeoutException($"no connection to the target {host}:{port} within {ConnectTimeout.TotalSeconds:0.#} s");
+                throw new TimeoutException($"no {(_tls is null ? "connection" : "TLS connection")} to the target {host}:{port} within {ConnectTimeout.TotalSeconds:0.#} s");
             }
         }
 
-        await using var network = new NetworkStream(socket, ownsSocket: false);
+        await using var disposeNetwork = network.ConfigureAwait(false);
         using var transferTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         transferTimeout.CancelAfter(TransferTimeout);
         try
@@ -343,6 +359,9 @@ internal static partial class MigrationControlLog
 
     [LoggerMessage(7114, LogLevel.Error, "Incoming migration accept failed")]
     public static partial void IncomingAcceptFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(7115, LogLevel.Debug, "Incoming migration from {Remote}: {Tls}, client certificate verified")]
+    public static partial void IncomingSecured(ILogger logger, System.Net.EndPoint? remote, string tls);
 
     [LoggerMessage(7112, LogLevel.Information, "Incoming migration from {Remote}: {Bytes} bytes, version {Version}, adopted sections [{Adopted}], unknown sections [{Unknown}]")]
     public static partial void IncomingAdopted(ILogger logger, System.Net.EndPoint? remote, long bytes, int version, string adopted, string unknown);

@@ -141,7 +141,7 @@ internal static class Targets
         var (tickets, keys) = s_link.Value;
         try
         {
-            _ = LinkHandshake.RunAsync(new FuzzStream(input), tickets, keys, static _ => [], null, CancellationToken.None).GetAwaiter().GetResult();
+            _ = LinkHandshake.RunAsync(new FuzzStream(input), tickets, keys, static _ => [], null, null, CancellationToken.None).GetAwaiter().GetResult();
         }
         catch (EndOfStreamException)
         {
