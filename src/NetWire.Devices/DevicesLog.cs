@@ -11,6 +11,12 @@ internal static partial class DevicesLog
     [LoggerMessage(4002, LogLevel.Warning, "TAP {Interface} could not be brought up: {Reason}")]
     public static partial void TapNotUp(ILogger logger, string @interface, string reason);
 
+    [LoggerMessage(4003, LogLevel.Debug, "TAP {Interface} offloads {Offloads}")]
+    public static partial void TapOffloads(ILogger logger, string @interface, string offloads);
+
+    [LoggerMessage(4004, LogLevel.Information, "TAP {Interface} refused offloads ({Reason}); frames from it stay plain")]
+    public static partial void TapOffloadsRefused(ILogger logger, string @interface, string reason);
+
     [LoggerMessage(4101, LogLevel.Information, "Guest {End} listening on {Address}")]
     public static partial void Listening(ILogger logger, string end, string address);
 

@@ -53,10 +53,14 @@ internal sealed partial class Gateway
     private readonly long _ticksPerMs;
     private IPacketReceiver? _receiver;
     private WireCounters? _wireCounters;
+    private HostPoller? _poller;
     private ushort _ipId;
 
     /// <summary>The guest's address: from its DHCP lease, else learned from what it sends. 0 until known.</summary>
     private uint _guestIp;
+
+    /// <summary>The frame being handled left its transport checksum undone or had it verified (<see cref="FrameOffload.ChecksumTrusted"/>). Under <see cref="Sync"/>.</summary>
+    private bool _transportChecksumTrusted;
 
     public Gateway(GatewayOptions options, FramePool pool, TimeProvider time, ILogger logger)
     {
@@ -120,6 +124,9 @@ internal sealed partial class Gateway
     /// <summary>The TFTP server with <c>--tftp</c>, else null.</summary>
     public TftpServer? Tftp { get; }
 
+    /// <summary>The thread that watches the host TCP sockets (and runs the guest's frames for the gateway end); made by <see cref="Attach"/>.</summary>
+    public HostPoller Poller => _poller ?? throw new InvalidOperationException("the gateway is not attached");
+
     /// <summary>Cancelled when the gateway stops; socket loops observe it.</summary>
     public CancellationToken Stopping { get; private set; }
 
@@ -136,6 +143,15 @@ internal sealed partial class Gateway
     /// <summary>True while a frame towards the guest would be accepted.</summary>
     public bool CanEmit => _receiver?.CanRecvPacket == true;
 
+    /// <summary>What frames towards the guest may leave undone (a TAP with a virtio-net header takes large TCP segments and checksums).</summary>
+    public WireOffloads GuestOffloads => _receiver?.AcceptedOffloads ?? WireOffloads.None;
+
+    /// <summary>
+    /// True while the guest frame being handled needs no TCP or UDP checksum check: its device left
+    /// the checksum to us or verified it (a TAP's kernel, next door). Caller holds <see cref="Sync"/>.
+    /// </summary>
+    public bool TransportChecksumTrusted => _transportChecksumTrusted;
+
     /// <summary>Completes when the guest end may have room again.</summary>
     public ValueTask WaitCanEmitAsync(CancellationToken cancellationToken) =>
         _receiver is { } receiver ? receiver.WaitCanRecvPacketAsync(cancellationToken) : default;
@@ -146,6 +162,7 @@ internal sealed partial class Gateway
         _receiver = receiver;
         _wireCounters = counters;
         Stopping = stopping;
+        _poller = new HostPoller(this);
     }
 
     /// <summary>Sets the guest's MAC before it has sent anything (a statically configured guest). Caller holds <see cref="Sync"/>.</summary>
@@ -153,6 +170,20 @@ internal sealed partial class Gateway
 
     /// <summary>Sets the guest address (a DHCP ACK, or the first packet of a statically configured guest).</summary>
     public void SetGuestIp(uint address) => Volatile.Write(ref _guestIp, address);
+
+    /// <summary>One frame from the guest, with what its device says about it. Caller holds <see cref="Sync"/>.</summary>
+    public void OnGuestFrame(Frame frame)
+    {
+        _transportChecksumTrusted = frame.Offload.ChecksumTrusted;
+        try
+        {
+            OnGuestFrame(frame.Span);
+        }
+        finally
+        {
+            _transportChecksumTrusted = false;
+        }
+    }
 
     /// <summary>One frame from the guest. Caller holds <see cref="Sync"/>.</summary>
     public void OnGuestFrame(ReadOnlySpan<byte> frame)
@@ -476,5 +507,6 @@ internal sealed partial class Gateway
         Udp.CloseAll();
         Icmp.CloseAll();
         Tftp?.CloseAll();
+        _poller?.Stop();
     }
 }

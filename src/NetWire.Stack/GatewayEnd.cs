@@ -15,17 +15,21 @@ namespace NetWire.Stack;
 /// receiver while it can take them. Needs no root and no TAP.
 /// </summary>
 /// <remarks>
-/// RunAsync runs a pump over the outbound queue (a batch of guest frames at a time under the
-/// gateway lock, then the ACKs owed), the flush loop for connections blocked by a full guest
-/// end, a 10 ms timer from the injected <see cref="TimeProvider"/>, and the host-forward listeners.
+/// The guest's frames are handled on the gateway's poller thread (<see cref="HostPoller"/>), a
+/// batch at a time under the gateway lock, then the ACKs owed; the queue's writer wakes that
+/// thread directly. RunAsync runs the flush loop for connections blocked by a full guest end, a
+/// 10 ms timer from the injected <see cref="TimeProvider"/>, and the host-forward listeners.
 /// Host forwards live in a table with ids: those of the options open when RunAsync starts (a port
 /// that cannot be bound fails the start), and <see cref="AddForward"/> and
 /// <see cref="RemoveForward"/> change the table while the gateway runs (the QMP <c>hostfwd-*</c>
 /// commands, the slirp4netns API socket). Removing a forward closes its listener; connections
 /// it already accepted go on.
 /// </remarks>
-public sealed class GatewayEnd : WireEnd
+public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
 {
+    /// <summary>Most batches the poller's thread handles before it looks at the host sockets again.</summary>
+    private const int BatchesPerTurn = 4;
+
     private const int BatchFrames = 64;
     private static readonly TimeSpan s_tick = TimeSpan.FromMilliseconds(10);
 
@@ -55,6 +59,13 @@ public sealed class GatewayEnd : WireEnd
 
     /// <inheritdoc/>
     public override IPAddress? GuestIp => _gateway.GuestAddress;
+
+    /// <summary>
+    /// The stack terminates TCP and UDP itself, so it takes every offload: a checksum left undone
+    /// (or already verified) need not be checked, and a TCP segment of up to 64 KiB is one segment
+    /// for the TCP endpoint.
+    /// </summary>
+    public override WireOffloads AcceptedOffloads => WireOffloads.All;
 
     /// <inheritdoc/>
     public override IReadOnlyList<IPAddress> GuestIpv6 => _gateway.GuestIpv6.ToList();
@@ -137,7 +148,9 @@ public sealed class GatewayEnd : WireEnd
             _gateway,
             s_tick,
             s_tick);
-        var tasks = new List<Task> { PumpAsync(stop.Token), _gateway.FlushLoopAsync(stop.Token) };
+        Outbound.SetReaderSignal(_gateway.Poller.Wake);
+        _gateway.Poller.SetGuestWork(this);
+        var tasks = new List<Task> { Task.Delay(Timeout.Infinite, stop.Token), _gateway.FlushLoopAsync(stop.Token) };
         try
         {
             await Task.WhenAny(tasks).ConfigureAwait(false);
@@ -327,22 +340,30 @@ public sealed class GatewayEnd : WireEnd
         }
     }
 
-    private async Task PumpAsync(CancellationToken cancellationToken)
+    /// <summary>The guest's frames, a batch at a time under the gateway lock. On the poller's thread.</summary>
+    bool HostPoller.IGuestWork.Run()
     {
-        while (await Outbound.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+        for (var batch = 0; batch < BatchesPerTurn; batch++)
         {
+            if (Outbound.Count == 0)
+            {
+                return true;
+            }
+
             lock (_gateway.Sync)
             {
                 for (var i = 0; i < BatchFrames && Outbound.TryRead(out var frame); i++)
                 {
                     Counters.Transmitted(frame.Length);
-                    _gateway.OnGuestFrame(frame.Span);
+                    _gateway.OnGuestFrame(frame);
                     frame.Dispose();
                 }
 
                 _gateway.EndOfBatch();
             }
         }
+
+        return Outbound.Count == 0;
     }
 
     /// <summary>An open forward: its listener and the stop of its loop.</summary>
@@ -361,4 +382,10 @@ public sealed class GatewayEnd : WireEnd
             Stop.Dispose();
         }
     }
+
+    /// <inheritdoc/>
+    bool HostPoller.IGuestWork.TryPark() => Outbound.TryParkReader();
+
+    /// <inheritdoc/>
+    void HostPoller.IGuestWork.Unpark() => Outbound.UnparkReader();
 }

@@ -18,12 +18,24 @@ internal static unsafe partial class Libc
     public const int EAccess = 13;
     public const int EInval = 22;
     public const int EBadFd = 77;
+    public const int EPipe = 32;
 
     public const short PollIn = 0x1;
     public const short PollOut = 0x4;
 
+    public const int MsgDontWait = 0x40;
+    public const int MsgNoSignal = 0x4000;
+
     public const int AfInet = 2;
     public const int SockDgram = 2;
+
+    /// <summary>struct iovec: one buffer of a scatter/gather call.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct IoVec
+    {
+        public void* Base;
+        public nuint Length;
+    }
 
     [StructLayout(LayoutKind.Sequential)]
     public struct PollFd
@@ -44,6 +56,12 @@ internal static unsafe partial class Libc
 
     [LibraryImport("libc", EntryPoint = "write", SetLastError = true)]
     public static partial nint Write(int fd, byte* buffer, nint count);
+
+    [LibraryImport("libc", EntryPoint = "writev", SetLastError = true)]
+    public static partial nint Writev(int fd, IoVec* vectors, int count);
+
+    [LibraryImport("libc", EntryPoint = "send", SetLastError = true)]
+    public static partial nint Send(int fd, byte* buffer, nint count, int flags);
 
     [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
     public static partial int Poll(PollFd* fds, nuint count, int timeoutMs);

@@ -1,18 +1,27 @@
 using System.Runtime.InteropServices;
 using System.Text;
+using NetWire.Core.Frames;
 using NetWire.Core.Wire;
 using NetWire.Devices.Interop;
 
 namespace NetWire.Devices.Tap;
 
-/// <summary>Opening a Linux TAP device through /dev/net/tun (IFF_TAP | IFF_NO_PI) and bringing it up.</summary>
+/// <summary>
+/// Opening a Linux TAP device through /dev/net/tun (IFF_TAP | IFF_NO_PI, with IFF_VNET_HDR when
+/// offloads are wanted), turning its offloads on (TUNSETOFFLOAD) and bringing it up.
+/// </summary>
 internal static unsafe class TunTap
 {
     private const nuint TunSetIff = 0x400454ca;
+    private const nuint TunSetOffload = 0x400454d0;
     private const nuint SiocGIfFlags = 0x8913;
     private const nuint SiocSIfFlags = 0x8914;
     private const short IffTap = 0x0002;
     private const short IffNoPi = 0x1000;
+    private const short IffVnetHdr = 0x4000;
+    private const uint TunFChecksum = 0x01;
+    private const uint TunFTso4 = 0x02;
+    private const uint TunFTso6 = 0x04;
     private const short IffUp = 0x1;
     private const nuint SiocGIfHwAddr = 0x8927;
 
@@ -27,8 +36,12 @@ internal static unsafe class TunTap
         public short Flags;
     }
 
-    /// <summary>Opens (creating if needed) the TAP <paramref name="name"/>, non-blocking; returns its fd.</summary>
-    public static int Open(string name)
+    /// <summary>
+    /// Opens (creating if needed) the TAP <paramref name="name"/>, non-blocking; returns its fd.
+    /// With <paramref name="vnetHeader"/> every frame read or written carries a
+    /// <see cref="VirtioNetHeader"/> first.
+    /// </summary>
+    public static int Open(string name, bool vnetHeader = false)
     {
         ValidateName(name);
         var fd = Libc.Open("/dev/net/tun", Libc.ORdWr | Libc.ONonBlock | Libc.OCloExec);
@@ -45,7 +58,7 @@ internal static unsafe class TunTap
 
         var request = default(IfReq);
         SetName(ref request, name);
-        request.Flags = IffTap | IffNoPi;
+        request.Flags = (short)(IffTap | IffNoPi | (vnetHeader ? IffVnetHdr : 0));
         if (Libc.Ioctl(fd, TunSetIff, &request) < 0)
         {
             var errno = Marshal.GetLastPInvokeError();
@@ -60,6 +73,34 @@ internal static unsafe class TunTap
         }
 
         return fd;
+    }
+
+    /// <summary>
+    /// Tells the kernel which offloads the TAP's reader takes (TUNSETOFFLOAD): with
+    /// <see cref="WireOffloads.Checksum"/> frames from the kernel may leave their checksum to us,
+    /// with TSO they may be TCP segments of up to 64 KiB. Needs a TAP opened with a vnet header.
+    /// False with the errno when the kernel refuses (the TAP then stays on plain frames).
+    /// </summary>
+    public static bool TrySetOffloads(int fd, WireOffloads offloads, out int errno)
+    {
+        uint flags = 0;
+        if ((offloads & WireOffloads.Checksum) != 0)
+        {
+            // TSO without checksum offload is refused by the kernel (tun's set_offload).
+            flags |= TunFChecksum;
+            flags |= (offloads & WireOffloads.Tso4) != 0 ? TunFTso4 : 0;
+            flags |= (offloads & WireOffloads.Tso6) != 0 ? TunFTso6 : 0;
+        }
+
+        // The argument is the flags themselves, not a pointer to them.
+        if (Libc.Ioctl(fd, TunSetOffload, (void*)flags) < 0)
+        {
+            errno = Marshal.GetLastPInvokeError();
+            return false;
+        }
+
+        errno = 0;
+        return true;
     }
 
     /// <summary>Sets IFF_UP on <paramref name="name"/>; false with a reason when not permitted.</summary>

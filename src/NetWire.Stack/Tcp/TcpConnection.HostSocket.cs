@@ -4,24 +4,45 @@ using NetWire.Core.Packets;
 
 namespace NetWire.Stack.Tcp;
 
-/// <summary>The host side: the connect, and the loops that move bytes between the rings and the host socket.</summary>
-internal sealed partial class TcpConnection
+/// <summary>
+/// The host side: the connect, and moving bytes between the rings and the host socket when the
+/// gateway's poller says it is ready (<see cref="HostPoller"/>), all under the gateway lock.
+/// </summary>
+internal sealed partial class TcpConnection : HostPoller.IHandler
 {
-    private static async Task<Socket> ConnectHostAsync(IPEndPoint target, CancellationToken cancellationToken)
+    /// <summary>Opens the host socket and starts its connect (the guest's SYN to an outside address). Caller holds the gateway lock.</summary>
+    private void BeginConnect(IPEndPoint target)
     {
-        var socket = new Socket(target.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        var socket = HostSocket.Connect(target, out var connected, out _);
+        if (socket is null)
+        {
+            Refuse();
+            return;
+        }
+
         try
         {
-            await socket.ConnectAsync(target, cancellationToken).ConfigureAwait(false);
-            return socket;
+            Attach(socket);
         }
-        catch
+        catch (IOException)
         {
-            socket.Dispose();
-            throw;
+            // The poller cannot watch one more descriptor: as good as a refused connect.
+            socket.Close(reset: true);
+            Refuse();
+            return;
+        }
+
+        if (connected)
+        {
+            OnConnected();
+        }
+        else
+        {
+            _connectPending = true;
         }
     }
 
+    /// <summary>A virtual service gives the far side (a connected socket) asynchronously.</summary>
     private async Task ConnectAsync(Func<CancellationToken, Task<Socket>> connect)
     {
         Socket socket;
@@ -35,9 +56,7 @@ internal sealed partial class TcpConnection
             {
                 if (_state == State.Connecting)
                 {
-                    _gateway.Counters.TcpRefuse();
-                    _table.SendReset(Key, 0, _rcvNxt, TcpFlags.Rst | TcpFlags.Ack);
-                    Release();
+                    Refuse();
                 }
             }
 
@@ -46,175 +65,200 @@ internal sealed partial class TcpConnection
 
         lock (_gateway.Sync)
         {
-            if (_state != State.Connecting)
+            if (_state != State.Connecting || _gateway.Stopping.IsCancellationRequested)
             {
                 socket.Dispose();
                 return;
             }
 
-            _host = socket;
-            _state = State.SynReceived;
-            _gateway.Counters.TcpOpen();
-            ChooseIss();
-            SendSyn(TcpFlags.Syn | TcpFlags.Ack);
-            ArmRto(_gateway.NowMs);
+            Attach(HostSocket.Adopt(socket));
+            OnConnected();
         }
     }
 
-    private async Task HostReceiveLoopAsync()
+    /// <summary>Watches an accepted or connected socket. Caller holds the gateway lock.</summary>
+    private void Attach(HostSocket socket)
     {
-        var cancellationToken = _gateway.Stopping;
-        try
+        _pollToken = _gateway.Poller.Register(socket.Fd, this);
+        _host = socket;
+    }
+
+    /// <summary>The host connect failed: RST to the guest, so a refused port is "connection refused" there.</summary>
+    private void Refuse()
+    {
+        _gateway.Counters.TcpRefuse();
+        _table.SendReset(Key, 0, _rcvNxt, TcpFlags.Rst | TcpFlags.Ack);
+        Release();
+    }
+
+    /// <summary>The host connect succeeded: answer the guest's SYN. Caller holds the gateway lock.</summary>
+    private void OnConnected()
+    {
+        _connectPending = false;
+        _hostWritable = true;
+        _state = State.SynReceived;
+        _gateway.Counters.TcpOpen();
+        ChooseIss();
+        SendSyn(TcpFlags.Syn | TcpFlags.Ack);
+        ArmRto(_gateway.NowMs);
+    }
+
+    /// <summary>The poller's readiness for the host socket. Caller (the poller) holds the gateway lock.</summary>
+    public void OnReady(uint events)
+    {
+        if (_state == State.Closed || _host is null)
         {
-            while (true)
+            return;
+        }
+
+        if (_connectPending)
+        {
+            if ((events & (Interop.Libc.EpollOut | Interop.Libc.EpollErr | Interop.Libc.EpollHup)) == 0)
             {
-                Memory<byte> room;
-                Socket? socket;
-                lock (_gateway.Sync)
-                {
-                    if (_state is State.Closed or State.TimeWait)
-                    {
-                        return;
-                    }
-
-                    // Only a worthwhile read: waking for the few KiB each ACK frees would cost a
-                    // socket read per ACK.
-                    room = _toGuest.Free >= ReceiveThreshold ? _toGuest.Writable() : Memory<byte>.Empty;
-                    socket = _host;
-                }
-
-                if (socket is null)
-                {
-                    return;
-                }
-
-                if (room.Length == 0)
-                {
-                    await _toGuestRoom.WaitAsync(cancellationToken).ConfigureAwait(false);
-                    continue;
-                }
-
-                var received = await socket.ReceiveAsync(room, SocketFlags.None, cancellationToken).ConfigureAwait(false);
-                lock (_gateway.Sync)
-                {
-                    if (_state is State.Closed)
-                    {
-                        return;
-                    }
-
-                    if (received == 0)
-                    {
-                        _hostEof = true;
-                        TrySendData();
-                        CheckClosed();
-                        return;
-                    }
-
-                    _toGuest.Commit(received);
-                    TrySendData();
-                }
+                return;
             }
+
+            if (_host.PendingError() != 0)
+            {
+                Refuse();
+                return;
+            }
+
+            OnConnected();
         }
-        catch (Exception ex) when (NetWire.Core.Net.IoErrors.IsSocketEnd(ex))
+
+        if ((events & (Interop.Libc.EpollIn | Interop.Libc.EpollRdHup | Interop.Libc.EpollHup | Interop.Libc.EpollErr)) != 0)
         {
-            OnHostLoopFailed();
+            _hostReadable = true;
         }
-        finally
+
+        if ((events & (Interop.Libc.EpollOut | Interop.Libc.EpollHup | Interop.Libc.EpollErr)) != 0)
         {
-            LoopEnded();
+            _hostWritable = true;
+        }
+
+        WriteHost();
+        ReadHost();
+    }
+
+    /// <summary>
+    /// Reads the host socket into the ring towards the guest while it has data and the ring has a
+    /// worthwhile amount of room (a quarter: waking for the few KiB each ACK frees would cost a
+    /// read per ACK), then sends what the guest's window allows. Caller holds the gateway lock.
+    /// </summary>
+    private void ReadHost()
+    {
+        if (_state != State.Established || _host is null || _hostEof)
+        {
+            return;
+        }
+
+        var read = false;
+        while (_hostReadable && _toGuest.Free >= ReceiveThreshold)
+        {
+            var n = _host.Receive(_toGuest.Writable(), out var errno);
+            if (n > 0)
+            {
+                _toGuest.Commit((int)n);
+                read = true;
+                continue;
+            }
+
+            if (n == 0)
+            {
+                _hostEof = true;
+                _hostReadable = false;
+                read = true;
+                break;
+            }
+
+            if (errno == Interop.Libc.EAgain)
+            {
+                _hostReadable = false;
+                break;
+            }
+
+            // Reset, timeout or another error on the host side: RST both ways.
+            Abort(sendReset: true);
+            return;
+        }
+
+        _toGuest.ReleaseIfEmpty();
+        if (read)
+        {
+            TrySendData();
+            CheckClosed();
         }
     }
 
-    private async Task HostSendLoopAsync()
+    /// <summary>
+    /// Writes the ring towards the host while the socket takes bytes; once it is drained after the
+    /// guest's FIN, shuts the socket's sending side down. Caller holds the gateway lock.
+    /// </summary>
+    private void WriteHost()
     {
-        var cancellationToken = _gateway.Stopping;
-        try
+        if (_host is null || _state is not (State.Established or State.TimeWait))
         {
-            while (true)
+            return;
+        }
+
+        var sent = false;
+        while (_hostWritable && _toHost.Count > 0)
+        {
+            var n = _host.Send(_toHost.Readable(), out var errno);
+            if (n > 0)
             {
-                Memory<byte> pending;
-                Socket? socket;
-                bool shutdown;
-                lock (_gateway.Sync)
-                {
-                    if (_state is State.Closed)
-                    {
-                        return;
-                    }
+                _toHost.Consume((int)n);
+                sent = true;
+                continue;
+            }
 
-                    pending = _toHost.Readable();
-                    socket = _host;
-                    shutdown = pending.Length == 0 && _guestFin;
-                }
+            if (errno == Interop.Libc.EAgain)
+            {
+                _hostWritable = false;
+                break;
+            }
 
-                if (socket is null)
-                {
-                    return;
-                }
+            Abort(sendReset: true);
+            return;
+        }
 
-                if (shutdown)
-                {
-                    socket.Shutdown(SocketShutdown.Send);
-                    return;
-                }
+        if (_toHost.Count == 0 && _outOfOrder.Count == 0)
+        {
+            _toHost.ReleaseIfEmpty();
+        }
 
-                if (pending.Length == 0)
-                {
-                    await _toHostReady.WaitAsync(cancellationToken).ConfigureAwait(false);
-                    continue;
-                }
+        if (_toHost.Count == 0 && _guestFin && !_hostShutdown)
+        {
+            _hostShutdown = true;
+            _host.ShutdownSend();
+        }
 
-                var sent = await socket.SendAsync(pending, SocketFlags.None, cancellationToken).ConfigureAwait(false);
-                lock (_gateway.Sync)
-                {
-                    if (_state is State.Closed)
-                    {
-                        return;
-                    }
-
-                    var before = _lastWindow;
-                    _toHost.Consume(sent);
-
-                    // A window update once the buffer has drained a quarter since the last advertisement
-                    // (RFC 9293 3.8.6.2.2 receiver-side SWS avoidance).
-                    if (_state == State.Established && _toHost.Free - before >= Math.Max(_toHost.Capacity / 4, _mss))
-                    {
-                        if (_gateway.CanEmit)
-                        {
-                            SendAck();
-                        }
-                        else
-                        {
-                            _unackedSegments++;
-                            _gateway.RequestFlush(this);
-                        }
-                    }
-                }
+        // A window update once the window could open by a quarter of the buffer since the last
+        // advertisement (RFC 9293 3.8.6.2.2 receiver-side SWS avoidance).
+        WindowField(out var window);
+        if (sent && _state == State.Established && window - _lastWindow >= Math.Max(_toHost.Capacity / 4, _mss))
+        {
+            if (_gateway.CanEmit)
+            {
+                SendAck();
+            }
+            else
+            {
+                _unackedSegments++;
+                _gateway.RequestFlush(this);
             }
         }
-        catch (Exception ex) when (NetWire.Core.Net.IoErrors.IsSocketEnd(ex))
-        {
-            OnHostLoopFailed();
-        }
-        finally
-        {
-            LoopEnded();
-        }
+
+        CloseHostAfterTimeWait();
     }
 
-    private void LoopEnded()
+    /// <summary>In TIME-WAIT the host socket has nothing left once the guest's bytes and FIN went out: close it.</summary>
+    private void CloseHostAfterTimeWait()
     {
-        lock (_gateway.Sync)
+        if (_state == State.TimeWait && _hostShutdown && _toHost.Count == 0)
         {
-            if (--_loopsRunning == 0 && _state is State.TimeWait or State.Closed)
-            {
-                DisposeHost(reset: false);
-                if (_state == State.Closed)
-                {
-                    _toHost.Return();
-                    _toGuest.Return();
-                }
-            }
+            DisposeHost(reset: false);
         }
     }
 
@@ -227,32 +271,7 @@ internal sealed partial class TcpConnection
             return;
         }
 
-        try
-        {
-            if (reset)
-            {
-                socket.LingerState = new LingerOption(true, 0);
-            }
-        }
-        catch (SocketException)
-        {
-        }
-        catch (ObjectDisposedException)
-        {
-        }
-
-        socket.Dispose();
-    }
-
-    /// <summary>A host socket loop failed: the connection ends with a RST both ways unless it has already closed.</summary>
-    private void OnHostLoopFailed()
-    {
-        lock (_gateway.Sync)
-        {
-            if (_state is not (State.Closed or State.TimeWait))
-            {
-                Abort(sendReset: true);
-            }
-        }
+        _gateway.Poller.Unregister(_pollToken, socket.Fd);
+        socket.Close(reset);
     }
 }

@@ -17,7 +17,9 @@ namespace NetWire.Stack.Tcp;
 /// </code>
 /// Passive open (the guest's SYN): the host connect runs first; success answers SYN-ACK, failure
 /// a RST (so a refused port is "connection refused" in the guest, not a hang). Active open (a
-/// host forward): SYN to the guest, SYN-ACK back. The socket loops start once established.
+/// host forward): SYN to the guest, SYN-ACK back. The host socket is non-blocking and watched by
+/// the gateway's poller (<see cref="HostPoller"/>): its readiness moves bytes between it and the
+/// rings on the poller's thread, under the gateway lock, like everything else here.
 /// Guest side: out-of-order data is written into _toHost ahead of its commit and tracked as
 /// ranges; ACKs are cumulative, sent at the end of a batch of guest frames or at once for
 /// out-of-order data, FIN and window updates. Host side: segments of at most the guest's MSS
@@ -38,13 +40,14 @@ internal sealed partial class TcpConnection
     private const long MaxRtoMs = 60_000;
     private const int MaxOutOfOrderRanges = 32;
 
+    /// <summary>Data in one large segment left to the guest end to cut: 64 KiB less room for an IP header with options and a TCP header.</summary>
+    private const int MaxLargeSegmentData = 65_535 - 80;
+
     private readonly Gateway _gateway;
     private readonly TcpNat _table;
     private readonly ByteRing _toHost;
     private readonly ByteRing _toGuest;
     private readonly List<(uint Start, uint End)> _outOfOrder = [];
-    private readonly AsyncSignal _toHostReady = new();
-    private readonly AsyncSignal _toGuestRoom = new();
     private readonly int _receiveShift;
 
     /// <summary>The pseudo-header of every segment towards the guest (the remote side to the guest).</summary>
@@ -57,8 +60,14 @@ internal sealed partial class TcpConnection
     private readonly int _linkMss;
 
     private State _state;
-    private Socket? _host;
-    private int _loopsRunning;
+
+    // Host socket, watched by the gateway's poller.
+    private HostSocket? _host;
+    private ulong _pollToken;
+    private bool _connectPending;
+    private bool _hostReadable;
+    private bool _hostWritable;
+    private bool _hostShutdown;
 
     // Receive side (guest -> host).
     private uint _rcvNxt;
@@ -132,11 +141,14 @@ internal sealed partial class TcpConnection
 
     public bool InTimeWait => _state == State.TimeWait;
 
+    /// <summary>Bytes of ring buffer the connection holds now (none while idle). Caller holds the gateway lock.</summary>
+    public long BufferBytes => _toHost.BufferBytes + _toGuest.BufferBytes;
+
     /// <summary>The connection's state in one line, for test failures and debugging. Caller holds the gateway lock.</summary>
     public string Describe() =>
         $"{_state}: snd una {_sndUna - _iss} nxt {_sndNxt - _iss} max {_sndMax - _iss} wnd {_sndWnd} to-guest {_toGuest.Count} host-eof {_hostEof} " +
         $"fin {_finSent}/{_finAcked}; rcv {_rcvNxt} to-host {_toHost.Count} guest-fin {_guestFin}; rto {_rtoDeadline} ({_rtoMs} ms, {_retries} tries), " +
-        $"loops {_loopsRunning}, flush queued {FlushQueued}";
+        $"host {(_host is null ? "closed" : $"r {_hostReadable} w {_hostWritable} shut {_hostShutdown}")}, flush queued {FlushQueued}";
 
     /// <summary>Free bytes towards the guest worth a host socket read: a quarter of the ring, at most 64 KiB.</summary>
     private int ReceiveThreshold => Math.Min(_toGuest.Capacity / 4, 64 * 1024);
@@ -144,8 +156,13 @@ internal sealed partial class TcpConnection
     private bool HalfOpen => _state is State.Connecting or State.SynReceived or State.SynSent;
 
     /// <summary>The guest's SYN: connect to the host first. Caller holds the gateway lock.</summary>
-    public void StartPassive(uint guestIsn, TcpOptions options, IPEndPoint target) =>
-        StartPassive(guestIsn, options, cancellationToken => ConnectHostAsync(target, cancellationToken));
+    public void StartPassive(uint guestIsn, TcpOptions options, IPEndPoint target)
+    {
+        _state = State.Connecting;
+        _rcvNxt = guestIsn + 1;
+        ApplyOptions(options);
+        BeginConnect(target);
+    }
 
     /// <summary>
     /// The guest's SYN to a virtual service: <paramref name="connect"/> gives the far side (a
@@ -162,7 +179,8 @@ internal sealed partial class TcpConnection
     /// <summary>A host forward: SYN to the guest over an accepted socket. Caller holds the gateway lock.</summary>
     public void StartActive(Socket accepted)
     {
-        _host = accepted;
+        Attach(HostSocket.Adopt(accepted));
+        _hostWritable = true;
         _state = State.SynSent;
         _sendShift = 0;
         ChooseIss();
@@ -287,6 +305,9 @@ internal sealed partial class TcpConnection
 
         TrySendData();
         CheckClosed();
+
+        // The guest's ACKs may have made room towards it for a host socket that has data.
+        ReadHost();
     }
 
     private void Establish()
@@ -295,9 +316,9 @@ internal sealed partial class TcpConnection
         _table.HalfOpen--;
         _retries = 0;
         _rtoDeadline = 0;
-        _loopsRunning = 2;
-        _ = HostReceiveLoopAsync();
-        _ = HostSendLoopAsync();
+
+        // Readiness that came before the handshake finished was remembered.
+        ReadHost();
     }
 
     private void CheckClosed()
@@ -307,12 +328,8 @@ internal sealed partial class TcpConnection
             _state = State.TimeWait;
             _rtoDeadline = 0;
             _timeWaitUntil = _gateway.NowMs + (long)_gateway.Options.TimeWait.TotalMilliseconds;
-            _toHostReady.Set();
-            _toGuestRoom.Set();
-            if (_loopsRunning == 0)
-            {
-                DisposeHost(reset: false);
-            }
+            _toGuest.ReleaseIfEmpty();
+            CloseHostAfterTimeWait();
         }
     }
 
@@ -348,18 +365,8 @@ internal sealed partial class TcpConnection
 
         _state = State.Closed;
         _table.Remove(this);
-        _toHostReady.Set();
-        _toGuestRoom.Set();
-        if (_loopsRunning == 0)
-        {
-            DisposeHost(reset: _host is not null && !(_guestFin && _finAcked));
-            _toHost.Return();
-            _toGuest.Return();
-        }
-        else
-        {
-            // The loops still hold ring memory; the socket's disposal ends them.
-            DisposeHost(reset: !(_guestFin && _finAcked));
-        }
+        DisposeHost(reset: !(_guestFin && _finAcked));
+        _toHost.Return();
+        _toGuest.Return();
     }
 }

@@ -22,6 +22,21 @@ internal sealed class TcpNat(Gateway gateway)
 
     public int Count => _connections.Count;
 
+    /// <summary>Bytes of ring buffer all connections hold now. Caller holds the gateway lock.</summary>
+    public long BufferBytes
+    {
+        get
+        {
+            long total = 0;
+            foreach (var connection in _connections.Values)
+            {
+                total += connection.BufferBytes;
+            }
+
+            return total;
+        }
+    }
+
     /// <summary>Every connection's <see cref="TcpConnection.Describe"/>, one per line. Caller holds the gateway lock.</summary>
     public string Describe() => string.Join("\n", _connections.Values.Select(static c => c.Describe()));
 
@@ -34,7 +49,7 @@ internal sealed class TcpNat(Gateway gateway)
             return;
         }
 
-        if (!segment.IsChecksumValid(PseudoHeader.Create(source, destination, IpProtocol.Tcp)))
+        if (!gateway.TransportChecksumTrusted && !segment.IsChecksumValid(PseudoHeader.Create(source, destination, IpProtocol.Tcp)))
         {
             gateway.Counters.Drop(StackDrop.BadChecksum);
             return;
@@ -130,6 +145,12 @@ internal sealed class TcpNat(Gateway gateway)
     /// </summary>
     public void OpenToGuest(Socket accepted, ushort guestPort, bool ipv6)
     {
+        if (gateway.Stopping.IsCancellationRequested)
+        {
+            accepted.Dispose();
+            return;
+        }
+
         var (guestIp, gatewayIp) = ipv6
             ? (gateway.GuestIpv6.First, gateway.GatewayIp6)
             : (gateway.GuestIp == 0 ? IpAddr.Ipv6Unspecified : IpAddr.FromIpv4(gateway.GuestIp), IpAddr.FromIpv4(gateway.GatewayIp));

@@ -44,7 +44,7 @@ internal sealed class UdpNat(Gateway gateway)
 
         // RFC 8200 8.1: over IPv6 the checksum is mandatory, and 0 is no checksum.
         var ipv4 = source.IsIpv4;
-        if ((udp.Checksum != 0 || !ipv4) && !udp.IsChecksumValid(PseudoHeader.Create(source, destination, IpProtocol.Udp)))
+        if ((udp.Checksum != 0 || !ipv4) && !gateway.TransportChecksumTrusted && !udp.IsChecksumValid(PseudoHeader.Create(source, destination, IpProtocol.Udp)))
         {
             gateway.Counters.Drop(StackDrop.BadChecksum);
             return;
