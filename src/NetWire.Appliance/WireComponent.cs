@@ -86,8 +86,11 @@ internal sealed class WireComponent : IServeComponent
         _metrics.Register(_guest);
         _metrics.Register(_host);
         var link = new Link(_guest, _host, _capture, _loggers.CreateLogger<Link>());
-        ApplianceLog.BridgeUp(_logger, _guest.Description, _host.Description);
         var running = link.RunAsync(_stop.Token);
+
+        // After the ends' synchronous start (a listening guest socket is bound by now): a QEMU 7.2
+        // stream client started on this line must find it, since QEMU does not retry a connect.
+        ApplianceLog.BridgeUp(_logger, _guest.Description, _host.Description);
         _completion = RunAsync(running);
         _ = AnnounceAsync(_guest, _logger);
         return Task.CompletedTask;

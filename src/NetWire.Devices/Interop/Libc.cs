@@ -79,13 +79,6 @@ internal static unsafe partial class Libc
     /// <summary>MSG_CMSG_CLOEXEC: received descriptors are close-on-exec.</summary>
     public const int MsgCmsgCloExec = 0x40000000;
 
-    [StructLayout(LayoutKind.Sequential)]
-    public struct IoVec
-    {
-        public void* Base;
-        public nuint Length;
-    }
-
     /// <summary>struct msghdr (64-bit layout; Sequential adds the padding after msg_namelen).</summary>
     [StructLayout(LayoutKind.Sequential)]
     public struct MsgHdr

@@ -90,6 +90,10 @@ public sealed class LinkTimeoutTests
             Assert.Equal(SpiceLinkErr.Ok, await real.LinkAsync(0, 1, TestServer.Password));
             Assert.True(await silent[0].ClosedByServerAsync());
             Assert.Equal(1, server.Server.Counters.Of(LinkOutcome.Evicted));
+
+            // The linked client leaves the pending set just after its reply is written: wait for
+            // that rather than read the count at once (three silent connections stay).
+            await WaitUntilAsync(() => server.Server.PendingLinks == 3);
             Assert.Equal(3, server.Server.PendingLinks);
         }
         finally
