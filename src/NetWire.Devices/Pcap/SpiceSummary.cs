@@ -11,7 +11,7 @@ public sealed record SpiceDestination(string? Host, int Port, int? SecurePort, s
 /// <param name="TimeNs">Capture time of the segment that completed it, ns since the epoch.</param>
 /// <param name="FromClient">Client to server.</param>
 /// <param name="Type">Message type; 0 for a link step.</param>
-/// <param name="Name">The message's name (protocol.md §3, §4, §6, §1.9), <c>link</c>, <c>link-reply</c>, <c>ticket</c>, <c>link-result</c>, or <c>CHANNEL n</c> for a channel's own message not named here.</param>
+/// <param name="Name">The message's name (protocol.md §3, §3.5, §4, §6), <c>link</c>, <c>link-reply</c>, <c>ticket</c>, <c>link-result</c>, or <c>CHANNEL n</c> for a channel's own message not named here.</param>
 /// <param name="Size">Body bytes.</param>
 /// <param name="Detail">What the body says, for the messages decoded (link, INIT, MIGRATE_BEGIN, SWITCH_HOST, ...), else null.</param>
 /// <param name="Destination">MIGRATE_BEGIN's, MIGRATE_BEGIN_SEAMLESS's or SWITCH_HOST's target, when well formed.</param>

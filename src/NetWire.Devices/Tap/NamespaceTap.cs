@@ -98,7 +98,10 @@ public static class NamespaceTap
                 var exited = process.WaitForExitAsync(CancellationToken.None);
                 try
                 {
-                    if (await Task.WhenAny(accept, exited).ConfigureAwait(false) == exited && !accept.IsCompleted)
+                    // A helper that exits 0 has sent the fd: its connection waits in the backlog even
+                    // when its exit is seen before the accept completes, so only a failed helper
+                    // ends the wait early.
+                    if (await Task.WhenAny(accept, exited).ConfigureAwait(false) == exited && !accept.IsCompleted && process.ExitCode != 0)
                     {
                         throw new WireSetupException(HelperFailure(tapName, process.ExitCode, await errors.ConfigureAwait(false)));
                     }

@@ -123,7 +123,11 @@ public sealed class BridgeFaultTests : IDisposable
         }
 
         await bridge.WaitForLogAsync("Guest guest disconnected: PeerClosed (closed mid-frame)");
-        var status = await bridge.WaitForStatusAsync(s => BridgeProcess.End(s, "guest").GetProperty("drops").GetProperty("truncated").GetInt64() == 1);
+        // The truncation is counted when the socket closes, the whole frames as the host end takes
+        // them (on its own thread): wait for both rather than read one status at the first.
+        var status = await bridge.WaitForStatusAsync(s =>
+            BridgeProcess.End(s, "guest").GetProperty("drops").GetProperty("truncated").GetInt64() == 1
+            && BridgeProcess.End(s, "guest").GetProperty("rx_frames").GetInt64() >= 2);
         Assert.Equal(2, BridgeProcess.End(status, "guest").GetProperty("rx_frames").GetInt64());
 
         using (var next = await StreamClient.ConnectAsync(socketPath))
