@@ -19,6 +19,7 @@ PACKAGES=(
     python3              # the namespace-side load generator in the backpressure test
     python3-gi gir1.2-spiceclientglib-2.0  # spice-gtk 0.42, headless, for the SPICE interop tests (tools/spice/gtk_client.py)
     iperf3 curl          # netwire run tests: the namespace's clients against host-loopback servers
+    nftables             # the network lock of a TCP flow migration (nft), and its tests
     ca-certificates
 )
 

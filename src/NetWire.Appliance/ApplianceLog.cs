@@ -24,4 +24,7 @@ internal static partial class ApplianceLog
 
     [LoggerMessage(5008, LogLevel.Warning, "Migration: the source's {End} end ({Description}) has no end here; its counters are not carried")]
     public static partial void WireCountersLeft(ILogger logger, string end, string description);
+
+    [LoggerMessage(5009, LogLevel.Information, "Migration completed: the wire is handed over to the target and its ends are closed")]
+    public static partial void WireHandedOver(ILogger logger);
 }

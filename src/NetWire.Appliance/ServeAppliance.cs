@@ -5,6 +5,7 @@ using NetWire.Core.State;
 using NetWire.Spice;
 using NetWire.Spice.Link;
 using NetWire.Stack.Dhcp;
+using NetWire.Stack.Migration;
 
 namespace NetWire.Appliance;
 
@@ -58,17 +59,32 @@ internal sealed class ServeAppliance : IAsyncDisposable
         _components.Add(Spice);
         State.Register(new DhcpStateSection(() => wire?.Gateway));
         State.Register(new WireStateSection(() => wire?.Ends ?? [], loggers.CreateLogger("NetWire.Serve")));
+        Flows = new GatewayFlowSection(() => wire?.Gateway, loggers.CreateLogger("NetWire.Migration"));
+        State.Register(Flows);
         if (setup.Incoming is { } incoming)
         {
             Incoming = new IncomingComponent(incoming, State, Spice, loggers);
             _components.Add(Incoming);
+
+            // A target's gateway takes no guest frame before the state has arrived (docs/migration.md, "Whole-VM migration").
+            if (wire is not null)
+            {
+                wire.HoldGateway = true;
+                _ = ReleaseWhenAdoptedAsync(Incoming.Incoming.Adopted, wire);
+            }
         }
 
         if (setup.Control is { } control)
         {
-            _components.Add(new ControlComponent(control, Spice, () => wire?.Ends ?? [], loggers, stop, State, Incoming?.Incoming));
+            var flows = Flows;
+            _components.Add(new ControlComponent(control, Spice, () => wire?.Ends ?? [], loggers, stop, State, Incoming?.Incoming,
+                migrated: () => _ = wire?.HandOverAsync(),
+                warm: () => _ = flows.WarmAsync()));
         }
     }
+
+    /// <summary>The gateway's live flows as a migration carries them.</summary>
+    public GatewayFlowSection Flows { get; }
 
     /// <summary>The wire, or null without one.</summary>
     public WireComponent? Wire { get; }
@@ -134,6 +150,22 @@ internal sealed class ServeAppliance : IAsyncDisposable
         {
             await component.DisposeAsync().ConfigureAwait(false);
         }
+
+        Flows.Dispose();
+    }
+
+    private static async Task ReleaseWhenAdoptedAsync(Task adopted, WireComponent wire)
+    {
+        try
+        {
+            await adopted.ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+
+        wire.Gateway?.ReleaseHold();
     }
 
     private string ListenText(IServeComponent component) => component switch

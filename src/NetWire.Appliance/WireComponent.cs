@@ -38,6 +38,10 @@ internal sealed class WireComponent : IServeComponent
     private PcapNgWriter? _capture;
     private Task _completion = Task.CompletedTask;
 
+    /// <summary>Completed at dispose; a handed-over wire's <see cref="Completion"/> waits for it instead of ending.</summary>
+    private readonly TaskCompletionSource _disposed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _handedOver;
+
     public WireComponent(WireSetup setup, ILoggerFactory loggers)
     {
         _setup = setup;
@@ -57,6 +61,27 @@ internal sealed class WireComponent : IServeComponent
 
     /// <summary>The gateway when the host end is the user-mode gateway.</summary>
     public GatewayEnd? Gateway => _host as GatewayEnd;
+
+    /// <summary>A migration target's wire: its gateway takes no guest frame until released (set before start).</summary>
+    public bool HoldGateway { get; set; }
+
+    /// <summary>True once a completed migration took this wire's state: its ends are closed (a TAP or a guest socket is free for the target).</summary>
+    public bool HandedOver => Volatile.Read(ref _handedOver) != 0;
+
+    /// <summary>
+    /// The migration moved everything this wire carried: the link stops and the guest end closes,
+    /// without <see cref="Completion"/> ending (the appliance keeps serving until it is quit).
+    /// </summary>
+    public async Task HandOverAsync()
+    {
+        if (Interlocked.Exchange(ref _handedOver, 1) != 0)
+        {
+            return;
+        }
+
+        ApplianceLog.WireHandedOver(_logger);
+        await _stop.CancelAsync().ConfigureAwait(false);
+    }
 
     /// <summary>Creates the ends and the capture file and starts the link. Throws <see cref="IOException"/> when the capture cannot be written.</summary>
     public Task StartAsync(CancellationToken cancellationToken)
@@ -80,6 +105,11 @@ internal sealed class WireComponent : IServeComponent
         _host = _setup.Host is { } host
             ? host.CreateEnd("host", FramePool.Shared, _setup.QueueFrames, _loggers)
             : new GatewayEnd("host", _setup.Gateway!, FramePool.Shared, _setup.QueueFrames, TimeProvider.System, _loggers.CreateLogger<GatewayEnd>());
+        if (HoldGateway && _host is GatewayEnd held)
+        {
+            held.Hold();
+        }
+
         _metrics.Register(_guest);
         _metrics.Register(_host);
         var link = new Link(_guest, _host, _capture, _loggers.CreateLogger<Link>());
@@ -103,11 +133,14 @@ internal sealed class WireComponent : IServeComponent
         }
     }
 
+    private string RunState => HandedOver ? "migrated" : "running";
+
     /// <summary>The status JSON (docs/cli.md) as of now.</summary>
     public byte[] Status(string state) => StatusReport.ToJson(Ends, _capture, _setup.CapturePath, state);
 
     public async ValueTask DisposeAsync()
     {
+        _disposed.TrySetResult();
         await StopAsync().ConfigureAwait(false);
         if (_guest is not null)
         {
@@ -140,8 +173,21 @@ internal sealed class WireComponent : IServeComponent
             _capture?.Flush();
             if (_setup.StatusPath is { } statusPath && ++ticks % 4 == 0)
             {
-                StatusReport.WriteAtomically(statusPath, Status("running"));
+                StatusReport.WriteAtomically(statusPath, Status(RunState));
             }
+        }
+
+        if (HandedOver)
+        {
+            await running.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            if (_setup.StatusPath is { } statusPath)
+            {
+                StatusReport.WriteAtomically(statusPath, Status(RunState));
+            }
+
+            // The appliance goes on (clients leaving, quit) until it is stopped.
+            await _disposed.Task.ConfigureAwait(false);
+            return;
         }
 
         await running.ConfigureAwait(false);

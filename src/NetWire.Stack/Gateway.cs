@@ -27,7 +27,7 @@ namespace NetWire.Stack;
 /// read and written through the views of <c>NetWire.Core.Packets</c>; <see cref="OnGuestFrame"/>
 /// is the one place that dispatches on the EtherType, where an IPv6 layer joins IPv4.
 /// </remarks>
-internal sealed class Gateway
+internal sealed partial class Gateway
 {
     /// <summary>Where the payload of an IPv4 packet the gateway sends starts in its frame (it sends no IP options).</summary>
     public const int Ipv4PayloadOffset = EthernetFrame.HeaderLength + Ipv4Packet.MinHeaderLength;
@@ -117,6 +117,10 @@ internal sealed class Gateway
         _receiver = receiver;
         _wireCounters = counters;
         Stopping = stopping;
+        lock (Sync)
+        {
+            _loopCancel = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+        }
     }
 
     /// <summary>Sets the guest's MAC before it has sent anything (a statically configured guest). Caller holds <see cref="Sync"/>.</summary>
@@ -343,6 +347,12 @@ internal sealed class Gateway
                 await receiver.WaitCanRecvPacketAsync(cancellationToken).ConfigureAwait(false);
                 lock (Sync)
                 {
+                    if (_frozen)
+                    {
+                        // Thaw signals again; a handed-over gateway never flushes.
+                        break;
+                    }
+
                     var count = _flushPending.Count;
                     for (var i = 0; i < count && CanEmit; i++)
                     {
@@ -364,6 +374,11 @@ internal sealed class Gateway
     /// <summary>The periodic tick: retransmissions, TIME-WAIT, idle UDP flows, DHCP leases. Caller holds <see cref="Sync"/>.</summary>
     public void OnTimer()
     {
+        if (_frozen)
+        {
+            return;
+        }
+
         var now = NowMs;
         Tcp.OnTimer(now);
         Udp.OnTimer(now);
@@ -376,5 +391,7 @@ internal sealed class Gateway
         Tcp.CloseAll();
         Udp.CloseAll();
         Icmp.CloseAll();
+        _loopCancel?.Dispose();
+        _loopCancel = null;
     }
 }

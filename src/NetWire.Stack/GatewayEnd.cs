@@ -62,6 +62,15 @@ public sealed class GatewayEnd : WireEnd
     }
 
     /// <summary>
+    /// Makes this gateway a migration target's: it takes no guest frame, opens no host forward and
+    /// runs no timer until <see cref="ReleaseHold"/> (the state stream has been adopted). Call before RunAsync.
+    /// </summary>
+    public void Hold() => _gateway.Hold();
+
+    /// <summary>Runs a held gateway (no effect otherwise, or after its flows moved away).</summary>
+    public void ReleaseHold() => _gateway.Thaw();
+
+    /// <summary>
     /// Tells the gateway the guest's address and MAC before the guest has sent a frame (a guest
     /// configured statically, as <c>netwire run</c> does), so host forwards can reach it at once.
     /// </summary>
@@ -79,7 +88,7 @@ public sealed class GatewayEnd : WireEnd
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         _gateway.Attach(receiver, Counters, stop.Token);
-        OpenForwards();
+        _gateway.CloseForwards = CloseListeners;
         using var timer = _gateway.Time.CreateTimer(
             static state =>
             {
@@ -92,14 +101,7 @@ public sealed class GatewayEnd : WireEnd
             _gateway,
             s_tick,
             s_tick);
-        var tasks = new List<Task> { PumpAsync(stop.Token), _gateway.FlushLoopAsync(stop.Token) };
-        foreach (var (listener, forward) in _listenersWithForwards)
-        {
-            tasks.Add(forward.Transport == Transport.Udp
-                ? UdpForwardLoopAsync(listener, forward, stop.Token)
-                : AcceptLoopAsync(listener, forward, stop.Token));
-        }
-
+        var tasks = new List<Task> { PumpAsync(stop.Token), _gateway.FlushLoopAsync(stop.Token), ForwardsAsync(stop.Token) };
         try
         {
             await Task.WhenAny(tasks).ConfigureAwait(false);
@@ -112,14 +114,49 @@ public sealed class GatewayEnd : WireEnd
         finally
         {
             await stop.CancelAsync().ConfigureAwait(false);
-            foreach (var listener in _listeners)
-            {
-                listener.Dispose();
-            }
-
+            CloseListeners();
             lock (_gateway.Sync)
             {
                 _gateway.Shutdown();
+            }
+        }
+    }
+
+    /// <summary>
+    /// Opens the host forwards (once the gateway runs: a held target binds them only after the
+    /// source has let them go) and runs their loops. A listener closed by a handover ends its loop quietly.
+    /// </summary>
+    private async Task ForwardsAsync(CancellationToken cancellationToken)
+    {
+        Task runnable;
+        lock (_gateway.Sync)
+        {
+            runnable = _gateway.Runnable;
+        }
+
+        await runnable.WaitAsync(cancellationToken).ConfigureAwait(false);
+        OpenForwards();
+        var loops = new List<Task>();
+        foreach (var (listener, forward) in _listenersWithForwards)
+        {
+            loops.Add(forward.Transport == Transport.Udp
+                ? UdpForwardLoopAsync(listener, forward, cancellationToken)
+                : AcceptLoopAsync(listener, forward, cancellationToken));
+        }
+
+        await Task.WhenAll(loops).ConfigureAwait(false);
+
+        // Only a handover ends the loops without an error; the gateway itself keeps running until stopped.
+        await Task.Delay(Timeout.Infinite, cancellationToken).ConfigureAwait(false);
+    }
+
+    private void CloseListeners()
+    {
+        lock (_listeners)
+        {
+            foreach (var listener in _listeners)
+            {
+                listener.Dispose();
             }
         }
     }
@@ -147,7 +184,11 @@ public sealed class GatewayEnd : WireEnd
                 throw new WireSetupException($"cannot listen for forward {forward}: {ex.Message}", ex);
             }
 
-            _listeners.Add(socket);
+            lock (_listeners)
+            {
+                _listeners.Add(socket);
+            }
+
             _listenersWithForwards.Add((socket, forward));
             StackLog.Forwarding(_logger, forward.ToString());
         }
@@ -157,11 +198,40 @@ public sealed class GatewayEnd : WireEnd
     {
         while (true)
         {
-            var accepted = await listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
+            Socket accepted;
+            try
+            {
+                accepted = await listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is ObjectDisposedException or SocketException && IsHandedOver)
+            {
+                return;
+            }
+
             accepted.NoDelay = true;
             lock (_gateway.Sync)
             {
+                if (_gateway.Frozen)
+                {
+                    // A migration holds the gateway: the client's connection cannot start now.
+                    _gateway.Counters.MigrationReset(Migration.FlowResetReason.Handshake);
+                    accepted.LingerState = new LingerOption(true, 0);
+                    accepted.Dispose();
+                    continue;
+                }
+
                 _gateway.Tcp.OpenToGuest(accepted, forward.GuestPort);
+            }
+        }
+    }
+
+    private bool IsHandedOver
+    {
+        get
+        {
+            lock (_gateway.Sync)
+            {
+                return _gateway.HandedOver;
             }
         }
     }
@@ -182,9 +252,19 @@ public sealed class GatewayEnd : WireEnd
                 // ICMP port unreachable for an earlier reply to a client that went away.
                 continue;
             }
+            catch (Exception ex) when (ex is ObjectDisposedException or SocketException && IsHandedOver)
+            {
+                return;
+            }
 
             lock (_gateway.Sync)
             {
+                if (_gateway.Frozen)
+                {
+                    // Held still by a migration: lost, as on a busy link.
+                    continue;
+                }
+
                 _gateway.Udp.FromForward(listener, (IPEndPoint)received.RemoteEndPoint, forward.GuestPort, buffer.AsSpan(0, received.ReceivedBytes));
             }
         }
@@ -192,10 +272,28 @@ public sealed class GatewayEnd : WireEnd
 
     private async Task PumpAsync(CancellationToken cancellationToken)
     {
-        while (await Outbound.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+        while (true)
         {
+            Task runnable;
             lock (_gateway.Sync)
             {
+                runnable = _gateway.Runnable;
+            }
+
+            // A frozen (or held) gateway leaves the guest's frames queued: the guest end stops reading.
+            await runnable.WaitAsync(cancellationToken).ConfigureAwait(false);
+            if (!await Outbound.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                return;
+            }
+
+            lock (_gateway.Sync)
+            {
+                if (_gateway.Frozen)
+                {
+                    continue;
+                }
+
                 for (var i = 0; i < BatchFrames && Outbound.TryRead(out var frame); i++)
                 {
                     Counters.Transmitted(frame.Length);

@@ -12,6 +12,9 @@ public sealed class StackCounters
     private long _udpFlows;
     private long _retransmits;
     private long _dhcpLeases;
+    private long _flowsMovedOut;
+    private long _flowsMovedIn;
+    private readonly long[] _migrationResets = new long[Enum.GetValues<Migration.FlowResetReason>().Length + 1];
 
     /// <summary>Drops for one reason.</summary>
     public long Drops(StackDrop reason) => Interlocked.Read(ref _drops[(int)reason]);
@@ -31,6 +34,15 @@ public sealed class StackCounters
     /// <summary>DHCP leases acknowledged.</summary>
     public long DhcpLeases => Interlocked.Read(ref _dhcpLeases);
 
+    /// <summary>TCP connections handed over to a migration target.</summary>
+    public long FlowsMovedOut => Interlocked.Read(ref _flowsMovedOut);
+
+    /// <summary>TCP connections taken over from a migration source.</summary>
+    public long FlowsMovedIn => Interlocked.Read(ref _flowsMovedIn);
+
+    /// <summary>TCP connections a migration reset for one reason.</summary>
+    public long MigrationResets(Migration.FlowResetReason reason) => Interlocked.Read(ref _migrationResets[(int)reason]);
+
     /// <summary>Counts a drop.</summary>
     public void Drop(StackDrop reason) => Interlocked.Increment(ref _drops[(int)reason]);
 
@@ -43,6 +55,12 @@ public sealed class StackCounters
     internal void Retransmit() => Interlocked.Increment(ref _retransmits);
 
     internal void DhcpLease() => Interlocked.Increment(ref _dhcpLeases);
+
+    internal void FlowMovedOut() => Interlocked.Increment(ref _flowsMovedOut);
+
+    internal void FlowMovedIn() => Interlocked.Increment(ref _flowsMovedIn);
+
+    internal void MigrationReset(Migration.FlowResetReason reason) => Interlocked.Increment(ref _migrationResets[(int)reason]);
 
     /// <summary>Every non-zero counter as name/value pairs, for status output.</summary>
     public IReadOnlyList<KeyValuePair<string, long>> Snapshot()
@@ -64,13 +82,36 @@ public sealed class StackCounters
             }
         }
 
+        if (FlowsMovedOut != 0)
+        {
+            list.Add(new("migrated_out_tcp", FlowsMovedOut));
+        }
+
+        if (FlowsMovedIn != 0)
+        {
+            list.Add(new("migrated_in_tcp", FlowsMovedIn));
+        }
+
+        foreach (var reason in Enum.GetValues<Migration.FlowResetReason>())
+        {
+            var value = MigrationResets(reason);
+            if (value != 0)
+            {
+                list.Add(new("migration_reset_" + Name(reason), value));
+            }
+        }
+
         return list;
     }
 
     /// <summary>snake_case name of a reason, as docs/gateway.md lists them.</summary>
-    public static string Name(StackDrop reason)
+    public static string Name(StackDrop reason) => SnakeCase(reason.ToString());
+
+    /// <summary>snake_case name of a migration reset reason, as docs/migration.md lists them.</summary>
+    public static string Name(Migration.FlowResetReason reason) => SnakeCase(reason.ToString());
+
+    private static string SnakeCase(string text)
     {
-        var text = reason.ToString();
         var builder = new System.Text.StringBuilder(text.Length + 4);
         for (var i = 0; i < text.Length; i++)
         {

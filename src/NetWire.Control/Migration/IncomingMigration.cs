@@ -141,7 +141,13 @@ internal sealed class IncomingMigration : IAsyncDisposable
         }
     }
 
-    /// <summary>Reads, checks and adopts one stream; true when adopted.</summary>
+    /// <summary>How long the target waits for the source's unlock before it starts migrated flows anyway.</summary>
+    public TimeSpan UnlockTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Reads, checks and adopts one stream; true when adopted. A stream with handover sections
+    /// goes through the prepared / commit / unlock steps (MigrationWire) before its flows start.
+    /// </summary>
     private async Task<bool> ReceiveAsync(Socket socket, CancellationToken cancellationToken)
     {
         var remote = socket.RemoteEndPoint;
@@ -153,11 +159,40 @@ internal sealed class IncomingMigration : IAsyncDisposable
         try
         {
             var document = await StateStream.ReadAsync(stream, timeout.Token).ConfigureAwait(false);
-            var adoption = _state.Adopt(document);
+            var plan = _state.Prepare(document);
+            if (plan.HasHandover)
+            {
+                await stream.WriteAsync(MigrationWire.BuildPrepared(plan.Refusals), timeout.Token).ConfigureAwait(false);
+                var answer = await ReadByteAsync(stream, timeout.Token).ConfigureAwait(false);
+                if (answer != MigrationWire.Commit)
+                {
+                    throw new StateFormatException(answer == MigrationWire.Abort ? "the source withdrew the migration" : "the source went away before it handed its flows over");
+                }
+            }
+
+            plan.Apply();
+            var adoption = plan.Adoption;
             var summary = $"adopted {document.Length} bytes, sections [{string.Join(", ", adoption.Adopted)}]";
             MigrationControlLog.IncomingAdopted(_logger, remote, document.Length, document.Version, string.Join(", ", adoption.Adopted), string.Join(", ", adoption.Unknown));
-            _adopted.TrySetResult(adoption);
             await TryReplyAsync(stream, true, summary, cancellationToken).ConfigureAwait(false);
+            if (plan.HasHandover)
+            {
+                // The source lifts its network lock, then says so; flows start after that.
+                using var unlock = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                unlock.CancelAfter(UnlockTimeout);
+                try
+                {
+                    await ReadByteAsync(stream, unlock.Token).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is OperationCanceledException or StateFormatException || IoErrors.IsIoFailure(ex))
+                {
+                    MigrationControlLog.NoUnlock(_logger, remote, ex.Message);
+                }
+
+                plan.Activate();
+            }
+
+            _adopted.TrySetResult(adoption);
             Events?.Invoke("MIGRATION", new JsonObject { ["status"] = "completed" });
             return true;
         }
@@ -183,6 +218,17 @@ internal sealed class IncomingMigration : IAsyncDisposable
         await TryReplyAsync(stream, false, reason, cancellationToken).ConfigureAwait(false);
         Events?.Invoke("MIGRATION", new JsonObject { ["status"] = "failed", ["error-desc"] = reason });
         return false;
+    }
+
+    private static async Task<byte> ReadByteAsync(Stream stream, CancellationToken cancellationToken)
+    {
+        var one = new byte[1];
+        if (await stream.ReadAsync(one, cancellationToken).ConfigureAwait(false) == 0)
+        {
+            throw new StateFormatException("the source closed the connection");
+        }
+
+        return one[0];
     }
 
     private static async Task TryReplyAsync(Stream stream, bool accepted, string text, CancellationToken cancellationToken)

@@ -67,6 +67,21 @@ internal sealed class ByteRing
         return _buffer.AsMemory(tail, Math.Min(Free, Capacity - tail));
     }
 
+    /// <summary>Adds <paramref name="data"/> after the committed bytes (a migrated buffer); the caller checked it fits.</summary>
+    public void Append(ReadOnlySpan<byte> data)
+    {
+        WriteAt(0, data);
+        Commit(data.Length);
+    }
+
+    /// <summary>A copy of the committed bytes (a migration's snapshot).</summary>
+    public byte[] ToArray()
+    {
+        var copy = new byte[_count];
+        CopyTo(0, copy);
+        return copy;
+    }
+
     /// <summary>Returns the buffer to the pool; the ring must not be used afterwards.</summary>
     public void Return()
     {

@@ -52,6 +52,8 @@ internal sealed partial class TcpConnection
                 return;
             }
 
+            // The send loop writes without blocking (see HostSendLoopAsync).
+            socket.Blocking = false;
             _host = socket;
             _state = State.SynReceived;
             _gateway.Counters.TcpOpen();
@@ -63,16 +65,17 @@ internal sealed partial class TcpConnection
 
     private async Task HostReceiveLoopAsync()
     {
-        var cancellationToken = _gateway.Stopping;
+        var cancellationToken = _gateway.LoopToken;
         try
         {
             while (true)
             {
                 Memory<byte> room;
                 Socket? socket;
+                var eof = false;
                 lock (_gateway.Sync)
                 {
-                    if (_state is State.Closed or State.TimeWait)
+                    if (_state is State.Closed or State.TimeWait || _gateway.Frozen)
                     {
                         return;
                     }
@@ -80,6 +83,13 @@ internal sealed partial class TcpConnection
                     // Only a worthwhile read: waking for the few KiB each ACK frees would cost a
                     // socket read per ACK.
                     room = _toGuest.Free >= ReceiveThreshold ? _toGuest.Writable() : Memory<byte>.Empty;
+                    if (_bytesUntilEof >= 0)
+                    {
+                        // A migrated host FIN: the stream ends after the bytes that were queued with it.
+                        eof = _bytesUntilEof == 0;
+                        room = room[..(int)Math.Min(room.Length, _bytesUntilEof)];
+                    }
+
                     socket = _host;
                 }
 
@@ -88,13 +98,18 @@ internal sealed partial class TcpConnection
                     return;
                 }
 
-                if (room.Length == 0)
+                var received = 0;
+                if (!eof)
                 {
-                    await _toGuestRoom.WaitAsync(cancellationToken).ConfigureAwait(false);
-                    continue;
+                    if (room.Length == 0)
+                    {
+                        await _toGuestRoom.WaitAsync(cancellationToken).ConfigureAwait(false);
+                        continue;
+                    }
+
+                    received = await socket.ReceiveAsync(room, SocketFlags.None, cancellationToken).ConfigureAwait(false);
                 }
 
-                var received = await socket.ReceiveAsync(room, SocketFlags.None, cancellationToken).ConfigureAwait(false);
                 lock (_gateway.Sync)
                 {
                     if (_state is State.Closed)
@@ -110,13 +125,23 @@ internal sealed partial class TcpConnection
                         return;
                     }
 
+                    if (_bytesUntilEof > 0)
+                    {
+                        _bytesUntilEof -= received;
+                    }
+
                     _toGuest.Commit(received);
                     TrySendData();
                 }
             }
         }
+        catch (OperationCanceledException) when (IsFrozen)
+        {
+            // A migration holds the connection still; it resumes or moves.
+        }
         catch (Exception ex) when (NetWire.Core.Net.IoErrors.IsSocketEnd(ex))
         {
+            StackLog.HostSocketFailed(_gateway.Logger, Key.ToString(), ex.Message);
             OnHostLoopFailed();
         }
         finally
@@ -125,24 +150,32 @@ internal sealed partial class TcpConnection
         }
     }
 
+    /// <summary>
+    /// Writes what the guest sent to the host socket. Writes are non-blocking; when the socket is
+    /// full the loop waits for room with a one-byte send, which either goes out whole or not at
+    /// all, so a freeze that cancels it knows exactly which bytes the kernel has (a cancelled
+    /// larger send would not say how much of it was taken).
+    /// </summary>
     private async Task HostSendLoopAsync()
     {
-        var cancellationToken = _gateway.Stopping;
+        var cancellationToken = _gateway.LoopToken;
         try
         {
             while (true)
             {
-                Memory<byte> pending;
+                ReadOnlyMemory<byte> pending;
                 Socket? socket;
                 bool shutdown;
+                bool restored;
                 lock (_gateway.Sync)
                 {
-                    if (_state is State.Closed)
+                    if (_state is State.Closed || _gateway.Frozen)
                     {
                         return;
                     }
 
-                    pending = _toHost.Readable();
+                    restored = _restoredUnsent.Length > 0;
+                    pending = restored ? _restoredUnsent : _toHost.Readable();
                     socket = _host;
                     shutdown = pending.Length == 0 && _guestFin;
                 }
@@ -155,6 +188,11 @@ internal sealed partial class TcpConnection
                 if (shutdown)
                 {
                     socket.Shutdown(SocketShutdown.Send);
+                    lock (_gateway.Sync)
+                    {
+                        _hostShutdown = true;
+                    }
+
                     return;
                 }
 
@@ -164,12 +202,27 @@ internal sealed partial class TcpConnection
                     continue;
                 }
 
-                var sent = await socket.SendAsync(pending, SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                var sent = socket.Send(pending.Span, SocketFlags.None, out var error);
+                if (error == SocketError.WouldBlock)
+                {
+                    sent = await socket.SendAsync(pending[..1], SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                }
+                else if (error != SocketError.Success)
+                {
+                    throw new SocketException((int)error);
+                }
+
                 lock (_gateway.Sync)
                 {
                     if (_state is State.Closed)
                     {
                         return;
+                    }
+
+                    if (restored)
+                    {
+                        _restoredUnsent = _restoredUnsent[sent..];
+                        continue;
                     }
 
                     var before = _lastWindow;
@@ -192,8 +245,12 @@ internal sealed partial class TcpConnection
                 }
             }
         }
+        catch (OperationCanceledException) when (IsFrozen)
+        {
+        }
         catch (Exception ex) when (NetWire.Core.Net.IoErrors.IsSocketEnd(ex))
         {
+            StackLog.HostSocketFailed(_gateway.Logger, Key.ToString(), ex.Message);
             OnHostLoopFailed();
         }
         finally
@@ -202,10 +259,22 @@ internal sealed partial class TcpConnection
         }
     }
 
+    private bool IsFrozen
+    {
+        get
+        {
+            lock (_gateway.Sync)
+            {
+                return _gateway.Frozen;
+            }
+        }
+    }
+
     private void LoopEnded()
     {
         lock (_gateway.Sync)
         {
+            _gateway.LoopEnded();
             if (--_loopsRunning == 0 && _state is State.TimeWait or State.Closed)
             {
                 DisposeHost(reset: false);

@@ -45,7 +45,9 @@ internal sealed partial class TcpConnection
     private readonly List<(uint Start, uint End)> _outOfOrder = [];
     private readonly AsyncSignal _toHostReady = new();
     private readonly AsyncSignal _toGuestRoom = new();
-    private readonly int _receiveShift;
+
+    /// <summary>The window shift we announced in our SYN (RFC 7323 2.2); carried over by a migration.</summary>
+    private int _receiveShift;
 
     /// <summary>The pseudo-header of every segment towards the guest (the remote side to the guest).</summary>
     private readonly PseudoHeader _toGuestPseudoHeader;
@@ -53,6 +55,18 @@ internal sealed partial class TcpConnection
     private State _state;
     private Socket? _host;
     private int _loopsRunning;
+
+    /// <summary>shutdown(SHUT_WR) was called on the host socket (the guest's FIN went on).</summary>
+    private bool _hostShutdown;
+
+    /// <summary>Host bytes still to read before the host stream ends (a migrated peer FIN); -1 when the kernel says so itself.</summary>
+    private long _bytesUntilEof = -1;
+
+    /// <summary>The unsent tail of a migrated host socket's send queue, written before <see cref="_toHost"/>.</summary>
+    private ReadOnlyMemory<byte> _restoredUnsent;
+
+    /// <summary>A restored host socket still in repair mode, until the migration activates it.</summary>
+    private TcpRepairState? _repair;
 
     // Receive side (guest -> host).
     private uint _rcvNxt;
@@ -154,6 +168,7 @@ internal sealed partial class TcpConnection
     /// <summary>A host forward: SYN to the guest over an accepted socket. Caller holds the gateway lock.</summary>
     public void StartActive(Socket accepted)
     {
+        accepted.Blocking = false;
         _host = accepted;
         _state = State.SynSent;
         _sendShift = 0;
@@ -285,9 +300,30 @@ internal sealed partial class TcpConnection
         _table.HalfOpen--;
         _retries = 0;
         _rtoDeadline = 0;
-        _loopsRunning = 2;
-        _ = HostReceiveLoopAsync();
-        _ = HostSendLoopAsync();
+        StartLoops();
+    }
+
+    /// <summary>Starts the host socket loops this connection still needs (after establishing, a thaw or a migration). Caller holds the gateway lock.</summary>
+    private void StartLoops()
+    {
+        if (_state != State.Established || _host is null || _gateway.Frozen)
+        {
+            return;
+        }
+
+        var receive = !_hostEof;
+        var send = !_hostShutdown;
+        _loopsRunning = (receive ? 1 : 0) + (send ? 1 : 0);
+        _gateway.LoopsStarted(_loopsRunning);
+        if (receive)
+        {
+            _ = HostReceiveLoopAsync();
+        }
+
+        if (send)
+        {
+            _ = HostSendLoopAsync();
+        }
     }
 
     private void CheckClosed()
