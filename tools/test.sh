@@ -21,6 +21,8 @@ PACKAGES=(
     iperf3 curl          # netwire run tests: the namespace's clients against host-loopback servers
     nftables             # the network lock of a TCP flow migration (nft), and its tests
     ca-certificates
+    afl++                # coverage-guided fuzzing of the parsers (tools/fuzz/run.sh, with SharpFuzz)
+    gnuplot-nox          # the soak's plot of RSS, fds and threads (tools/soak.sh)
 )
 
 if [[ $(id -u) -eq 0 && -z ${NETWIRE_SKIP_APT:-} ]]; then
@@ -51,6 +53,7 @@ set +e
 dotnet test NetWire.sln -c Release --no-build --nologo "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+
 
 # One closing line over all test assemblies: "N passed, N failed, N skipped".
 awk '/^(Passed|Failed)!/ {

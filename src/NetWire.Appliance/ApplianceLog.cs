@@ -25,6 +25,12 @@ internal static partial class ApplianceLog
     [LoggerMessage(5008, LogLevel.Warning, "Migration: the source's {End} end ({Description}) has no end here; its counters are not carried")]
     public static partial void WireCountersLeft(ILogger logger, string end, string description);
 
-    [LoggerMessage(5009, LogLevel.Information, "Migration completed: the wire is handed over to the target and its ends are closed")]
+    [LoggerMessage(5009, LogLevel.Warning, "Status file {Path} cannot be written: {Reason}; the wire carries on, and the file is written again once it can be")]
+    public static partial void StatusWriteFailed(ILogger logger, string path, string reason);
+
+    [LoggerMessage(5010, LogLevel.Information, "Status file {Path} written again after {Failures} failed writes")]
+    public static partial void StatusWriteRecovered(ILogger logger, string path, long failures);
+
+    [LoggerMessage(5011, LogLevel.Information, "Migration completed: the wire is handed over to the target and its ends are closed")]
     public static partial void WireHandedOver(ILogger logger);
 }

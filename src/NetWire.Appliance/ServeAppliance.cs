@@ -74,6 +74,20 @@ internal sealed class ServeAppliance : IAsyncDisposable
             }
         }
 
+        Metrics = new ApplianceMetrics(Spice.Server, Incoming?.Incoming);
+        if (wire is not null)
+        {
+            var incomingPart = Incoming;
+            wire.StatusSections = json =>
+            {
+                StatusReport.WriteSpice(json, Spice.Server);
+                if (incomingPart is not null)
+                {
+                    StatusReport.WriteIncoming(json, incomingPart.Incoming);
+                }
+            };
+        }
+
         if (setup.Control is { } control)
         {
             var flows = Flows;
@@ -94,6 +108,9 @@ internal sealed class ServeAppliance : IAsyncDisposable
 
     /// <summary>The migration target's listener, or null when this appliance is not one.</summary>
     public IncomingComponent? Incoming { get; }
+
+    /// <summary>The SPICE server's and migration target's meters.</summary>
+    public ApplianceMetrics Metrics { get; }
 
     /// <summary>The state sections a migration carries.</summary>
     public StateRegistry State { get; } = new();
@@ -151,6 +168,7 @@ internal sealed class ServeAppliance : IAsyncDisposable
             await component.DisposeAsync().ConfigureAwait(false);
         }
 
+        Metrics.Dispose();
         Flows.Dispose();
     }
 

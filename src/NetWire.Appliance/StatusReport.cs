@@ -14,7 +14,8 @@ internal static class StatusReport
 {
     private static readonly DropReason[] s_reasons = Enum.GetValues<DropReason>();
 
-    public static byte[] ToJson(IReadOnlyList<WireEnd> ends, PcapNgWriter? capture, string? capturePath, string state)
+    /// <param name="sections">Writes the serve-only objects (<c>spice</c>, <c>incoming</c>) after the wire's, or null.</param>
+    public static byte[] ToJson(IReadOnlyList<WireEnd> ends, PcapNgWriter? capture, string? capturePath, string state, Action<Utf8JsonWriter>? sections = null)
     {
         using var stream = new MemoryStream();
         using (var json = new Utf8JsonWriter(stream, new JsonWriterOptions { Indented = true }))
@@ -77,10 +78,39 @@ internal static class StatusReport
                 json.WriteEndObject();
             }
 
+            sections?.Invoke(json);
             json.WriteEndObject();
         }
 
         return stream.ToArray();
+    }
+
+    /// <summary>The SPICE server's link stage: pending links, sessions and how links ended.</summary>
+    public static void WriteSpice(Utf8JsonWriter json, NetWire.Spice.SpiceServer server)
+    {
+        var c = server.Counters;
+        json.WriteStartObject("spice");
+        json.WriteNumber("sessions", server.Sessions.Count);
+        json.WriteNumber("links_pending", server.PendingLinks);
+        json.WriteNumber("link_linked", c.Of(NetWire.Spice.Link.LinkOutcome.Linked));
+        json.WriteNumber("link_evicted", c.Of(NetWire.Spice.Link.LinkOutcome.Evicted));
+        json.WriteNumber("link_timed_out", c.Of(NetWire.Spice.Link.LinkOutcome.TimedOut));
+        json.WriteNumber("link_client_left", c.Of(NetWire.Spice.Link.LinkOutcome.ClientLeft));
+        json.WriteNumber("link_refused", c.TotalRefused);
+        json.WriteEndObject();
+    }
+
+    /// <summary>The migration target's listener: connections accepted, pending, evicted, silent, refused.</summary>
+    public static void WriteIncoming(Utf8JsonWriter json, NetWire.Control.Migration.IncomingMigration incoming)
+    {
+        json.WriteStartObject("incoming");
+        json.WriteBoolean("adopted", incoming.Adopted.IsCompletedSuccessfully);
+        json.WriteNumber("accepted", incoming.Accepted);
+        json.WriteNumber("pending", incoming.Pending);
+        json.WriteNumber("evicted", incoming.Evicted);
+        json.WriteNumber("silent", incoming.Silent);
+        json.WriteNumber("refused", incoming.Refused);
+        json.WriteEndObject();
     }
 
     /// <summary>The user-mode gateway's flow totals and its drops by reason (every reason, zero included).</summary>
@@ -123,6 +153,14 @@ internal static class StatusReport
                     $"{gateway.GetProperty("tcp_connections").GetInt64()} now, {gateway.GetProperty("udp_flows").GetInt64()} UDP flows, {gateway.GetProperty("dhcp_leases").GetInt64()} DHCP leases");
                 AppendDrops(text, gateway.GetProperty("drops"), "gateway dropped");
             }
+        }
+
+        if (status.TryGetProperty("spice", out var spice))
+        {
+            text.AppendLine(
+                $"spice    {spice.GetProperty("sessions").GetInt64()} sessions, {spice.GetProperty("links_pending").GetInt64()} links pending; links: " +
+                $"{spice.GetProperty("link_linked").GetInt64()} linked, {spice.GetProperty("link_refused").GetInt64()} refused, {spice.GetProperty("link_evicted").GetInt64()} evicted, " +
+                $"{spice.GetProperty("link_timed_out").GetInt64()} timed out, {spice.GetProperty("link_client_left").GetInt64()} left");
         }
 
         if (status.TryGetProperty("capture", out var capture))

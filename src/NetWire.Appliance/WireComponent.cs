@@ -38,6 +38,9 @@ internal sealed class WireComponent : IServeComponent
     private PcapNgWriter? _capture;
     private Task _completion = Task.CompletedTask;
 
+    /// <summary>Status writes that failed since the last one that worked; written by the status writer only.</summary>
+    private long _statusFailures;
+
     /// <summary>Completed at dispose; a handed-over wire's <see cref="Completion"/> waits for it instead of ending.</summary>
     private readonly TaskCompletionSource _disposed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _handedOver;
@@ -135,8 +138,11 @@ internal sealed class WireComponent : IServeComponent
 
     private string RunState => HandedOver ? "migrated" : "running";
 
+    /// <summary>Writes the appliance's other parts into the status (serve's SPICE server and migration target), or null.</summary>
+    public Action<System.Text.Json.Utf8JsonWriter>? StatusSections { get; set; }
+
     /// <summary>The status JSON (docs/cli.md) as of now.</summary>
-    public byte[] Status(string state) => StatusReport.ToJson(Ends, _capture, _setup.CapturePath, state);
+    public byte[] Status(string state) => StatusReport.ToJson(Ends, _capture, _setup.CapturePath, state, StatusSections);
 
     public async ValueTask DisposeAsync()
     {
@@ -155,7 +161,7 @@ internal sealed class WireComponent : IServeComponent
         _capture?.Dispose();
         if (_setup.StatusPath is { } statusPath && _guest is not null)
         {
-            StatusReport.WriteAtomically(statusPath, Status("stopped"));
+            WriteStatus(statusPath, "stopped");
         }
 
         _metrics.Dispose();
@@ -173,7 +179,7 @@ internal sealed class WireComponent : IServeComponent
             _capture?.Flush();
             if (_setup.StatusPath is { } statusPath && ++ticks % 4 == 0)
             {
-                StatusReport.WriteAtomically(statusPath, Status(RunState));
+                WriteStatus(statusPath, RunState);
             }
         }
 
@@ -182,7 +188,7 @@ internal sealed class WireComponent : IServeComponent
             await running.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
             if (_setup.StatusPath is { } statusPath)
             {
-                StatusReport.WriteAtomically(statusPath, Status(RunState));
+                WriteStatus(statusPath, RunState);
             }
 
             // The appliance goes on (clients leaving, quit) until it is stopped.
@@ -191,6 +197,34 @@ internal sealed class WireComponent : IServeComponent
         }
 
         await running.ConfigureAwait(false);
+    }
+
+    /// <summary>Status writes that failed so far (its folder removed, a full disk, no permission).</summary>
+    public long StatusWriteFailures { get; private set; }
+
+    /// <summary>
+    /// Writes the status file. A failed write (its folder removed, a full disk) is logged once and
+    /// counted, never fatal: the file is a report, the wire is the work.
+    /// </summary>
+    private void WriteStatus(string path, string state)
+    {
+        try
+        {
+            StatusReport.WriteAtomically(path, Status(state));
+            if (_statusFailures > 0)
+            {
+                ApplianceLog.StatusWriteRecovered(_logger, path, _statusFailures);
+                _statusFailures = 0;
+            }
+        }
+        catch (Exception ex) when (IoErrors.IsFileError(ex))
+        {
+            StatusWriteFailures++;
+            if (_statusFailures++ == 0)
+            {
+                ApplianceLog.StatusWriteFailed(_logger, path, ex.Message);
+            }
+        }
     }
 
     private static async Task AnnounceAsync(WireEnd guest, ILogger logger)

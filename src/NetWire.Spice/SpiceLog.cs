@@ -20,8 +20,11 @@ internal static partial class SpiceLog
     [LoggerMessage(3004, LogLevel.Information, "Link {ConnectionNumber} dropped: {Reason}")]
     public static partial void LinkDropped(ILogger logger, long connectionNumber, string reason);
 
-    [LoggerMessage(3005, LogLevel.Warning, "Link {ConnectionNumber} refused: {Limit} links already in progress")]
-    public static partial void TooManyLinks(ILogger logger, long connectionNumber, int limit);
+    [LoggerMessage(3005, LogLevel.Debug, "Link {ConnectionNumber} evicted: the oldest silent of {Limit} links in progress, for a newer connection")]
+    public static partial void LinkEvicted(ILogger logger, long connectionNumber, int limit);
+
+    [LoggerMessage(3006, LogLevel.Warning, "{Limit} links in progress: evicting the oldest silent ones ({Evicted} so far)")]
+    public static partial void LinksFull(ILogger logger, int limit, long evicted);
 
     [LoggerMessage(3010, LogLevel.Information, "Session {SessionId}: main channel up (client caps common {CommonCaps:X} main {MainCaps:X}, {Header} header)")]
     public static partial void MainUp(ILogger logger, uint sessionId, uint commonCaps, uint mainCaps, string header);

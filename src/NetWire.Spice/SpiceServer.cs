@@ -13,11 +13,14 @@ namespace NetWire.Spice;
 /// sessions it creates.
 /// </summary>
 /// <remarks>
-/// How this works. Each accepted connection is one channel (protocol.md §1.1). At most
-/// <see cref="SpiceServerOptions.MaxConcurrentLinks"/> may be in the link stage at once;
-/// beyond that a connection is closed at accept. The whole link stage, from accept to the
-/// link result, must finish within <see cref="SpiceServerOptions.LinkTimeout"/> (a silent or
-/// dribbling client is dropped). Routing after authentication:
+/// How this works. Each accepted connection is one channel (protocol.md §1.1). Up to
+/// <see cref="SpiceServerOptions.MaxPendingLinks"/> may be in the link stage at once; one more
+/// evicts the oldest that has not yet sent a whole link message (<see cref="PendingConnections"/>),
+/// so a flood of silent connections cannot lock real clients out: they link in a few round
+/// trips while the flood's connections age towards eviction. The whole link stage, from accept
+/// to the link result, must finish within <see cref="SpiceServerOptions.LinkTimeout"/> (a
+/// silent or dribbling client is dropped). The tunnel channel links here too. Routing after
+/// authentication:
 /// <code>
 ///   main, connection_id 0           new session, random id          -> OK, then MAIN_INIT
 ///   main, connection_id announced,  migration target                -> OK, parked until the
@@ -38,11 +41,12 @@ internal sealed class SpiceServer : IAsyncDisposable
     private readonly RsaKeyPool _keys = new();
     private readonly CancellationTokenSource _stop = new();
     private readonly ConcurrentDictionary<long, Task> _connections = new();
+    private readonly PendingConnections _pending;
     private Socket? _listener;
     private Task? _acceptLoop;
 
-    /// <summary>Connections in the link stage now. Interlocked.</summary>
-    private int _linking;
+    /// <summary>When the last "links full" warning was logged (a timestamp of the options' clock); Interlocked.</summary>
+    private long _fullWarnedAt = long.MinValue;
 
     /// <summary>Connections accepted so far; also the connection number in logs. Interlocked.</summary>
     private long _accepted;
@@ -53,6 +57,7 @@ internal sealed class SpiceServer : IAsyncDisposable
         Tickets = tickets;
         _loggers = loggers;
         _logger = loggers.CreateLogger<SpiceServer>();
+        _pending = new PendingConnections(options.MaxPendingLinks, options.LinkTimeout, options.Time);
         Migration = new Migration.SpiceMigration(this, loggers.CreateLogger<Migration.SpiceMigration>());
         StateSection = new Migration.SpiceStateSection(this);
     }
@@ -93,6 +98,9 @@ internal sealed class SpiceServer : IAsyncDisposable
     /// <summary>Link-stage outcomes, for tests and status.</summary>
     public SpiceLinkCounters Counters { get; } = new();
 
+    /// <summary>Connections in the link stage now.</summary>
+    public int PendingLinks => _pending.Count;
+
     /// <summary>
     /// Channel lifecycle hook for the control socket (QMP SPICE_CONNECTED, _INITIALIZED,
     /// _DISCONNECTED). Set before <see cref="Start"/>; called on connection tasks, so it must
@@ -108,7 +116,9 @@ internal sealed class SpiceServer : IAsyncDisposable
         try
         {
             listener.Bind(_options.EndPoint);
-            listener.Listen(128);
+            // A backlog deep enough that a burst of connects waits for the accept loop rather
+            // than being refused by the kernel before eviction can make room.
+            listener.Listen(1024);
         }
         catch
         {
@@ -182,25 +192,28 @@ internal sealed class SpiceServer : IAsyncDisposable
         try
         {
             SpiceLog.LinkAccepted(_logger, number, socket.RemoteEndPoint);
-            if (Interlocked.Increment(ref _linking) > _options.MaxConcurrentLinks)
-            {
-                Interlocked.Decrement(ref _linking);
-                Counters.Count(LinkOutcome.TooManyLinks);
-                SpiceLog.TooManyLinks(_logger, number, _options.MaxConcurrentLinks);
-                return;
-            }
-
             connected = Raise(SpiceChannelEventKind.Connected, number, socket, null);
 
             Func<Task>? run = null;
-            using (var linkTimeout = new CancellationTokenSource(_options.LinkTimeout, _options.Time))
-            using (var linked = CancellationTokenSource.CreateLinkedTokenSource(linkTimeout.Token, cancellationToken))
+            var evictedBefore = _pending.Evicted;
+            using (var pending = _pending.Admit(cancellationToken))
             {
+                if (_pending.Evicted != evictedBefore)
+                {
+                    WarnLinksFull();
+                }
+
                 try
                 {
-                    run = await LinkAsync(number, stream, linked.Token).ConfigureAwait(false);
+                    run = await LinkAsync(number, stream, pending, pending.Token).ConfigureAwait(false);
                 }
-                catch (Exception ex) when (linkTimeout.IsCancellationRequested && (ex is OperationCanceledException || IsExpectedIoFailure(ex)))
+                catch (Exception ex) when (pending.WasEvicted && (ex is OperationCanceledException || IsExpectedIoFailure(ex)))
+                {
+                    Counters.Count(LinkOutcome.Evicted);
+                    SpiceLog.LinkEvicted(_logger, number, _options.MaxPendingLinks);
+                    return;
+                }
+                catch (Exception ex) when (pending.TimedOut && (ex is OperationCanceledException || IsExpectedIoFailure(ex)))
                 {
                     // A read cancelled by the timer can surface as a socket error rather than a
                     // cancellation; either way the timer is why the link ended.
@@ -217,10 +230,6 @@ internal sealed class SpiceServer : IAsyncDisposable
                     Counters.Count(LinkOutcome.ClientLeft);
                     SpiceLog.LinkDropped(_logger, number, "client closed the connection during the link");
                     return;
-                }
-                finally
-                {
-                    Interlocked.Decrement(ref _linking);
                 }
             }
 
@@ -251,6 +260,18 @@ internal sealed class SpiceServer : IAsyncDisposable
         }
     }
 
+    /// <summary>Warns that the link stage is full, at most every 10 s: each eviction itself is logged at Debug.</summary>
+    private void WarnLinksFull()
+    {
+        var now = _options.Time.GetTimestamp();
+        var last = Interlocked.Read(ref _fullWarnedAt);
+        if ((last == long.MinValue || _options.Time.GetElapsedTime(last, now) >= TimeSpan.FromSeconds(10))
+            && Interlocked.CompareExchange(ref _fullWarnedAt, now, last) == last)
+        {
+            SpiceLog.LinksFull(_logger, _options.MaxPendingLinks, _pending.Evicted);
+        }
+    }
+
     private SpiceChannelEvent? Raise(SpiceChannelEventKind kind, long number, Socket socket, SpiceLinkMess? mess)
     {
         if (ChannelEvents is not { } observer)
@@ -264,9 +285,9 @@ internal sealed class SpiceServer : IAsyncDisposable
     }
 
     /// <summary>Link stage and routing; returns what runs the linked channel, or null when refused.</summary>
-    private async Task<Func<Task>?> LinkAsync(long number, NetworkStream stream, CancellationToken cancellationToken)
+    private async Task<Func<Task>?> LinkAsync(long number, NetworkStream stream, PendingConnection pending, CancellationToken cancellationToken)
     {
-        var attempt = await LinkHandshake.RunAsync(stream, Tickets, _keys, ChannelCapsFor, cancellationToken).ConfigureAwait(false);
+        var attempt = await LinkHandshake.RunAsync(stream, Tickets, _keys, ChannelCapsFor, pending, cancellationToken).ConfigureAwait(false);
         if (attempt.Mess is not { } mess)
         {
             Refused(number, attempt.Error, attempt.Reason);

@@ -14,12 +14,17 @@ internal sealed class SpiceServerOptions
 
     /// <summary>
     /// Time a connection has from accept to its link result. A client that sends nothing, or
-    /// dribbles its link message a byte at a time, is dropped when it runs out.
+    /// dribbles its link message a byte at a time, is dropped when it runs out. A real client
+    /// needs two round trips after its connect.
     /// </summary>
-    public TimeSpan LinkTimeout { get; set; } = TimeSpan.FromSeconds(5);
+    public TimeSpan LinkTimeout { get; set; } = TimeSpan.FromSeconds(3);
 
-    /// <summary>Connections that may be in the link stage at once; more are closed at accept.</summary>
-    public int MaxConcurrentLinks { get; set; } = 64;
+    /// <summary>
+    /// Connections that may be in the link stage at once. One more evicts the oldest that has
+    /// not sent a whole link message (else the oldest): a flood of silent connections is
+    /// reclaimed, never the newest client refused.
+    /// </summary>
+    public int MaxPendingLinks { get; set; } = 1024;
 
     /// <summary>Main channel sessions at once; a link beyond it gets ERROR.</summary>
     public int MaxSessions { get; set; } = 64;

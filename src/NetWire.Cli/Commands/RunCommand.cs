@@ -133,6 +133,18 @@ internal static class RunCommand
             else
             {
                 exitCode = child.ExitCode;
+
+                // Ctrl-C in a terminal signals the whole process group: the command may die of the
+                // same SIGINT (or SIGTERM) that stops NetWire, a moment before our handler runs.
+                // That is a requested stop, not the command failing.
+                if (exitCode is 128 + 2 or 128 + 15)
+                {
+                    await Task.WhenAny(Task.Delay(500, CancellationToken.None), Task.Delay(Timeout.Infinite, stop.Token)).ConfigureAwait(false);
+                    if (stop.IsCancellationRequested)
+                    {
+                        exitCode = ExitCodes.Ok;
+                    }
+                }
             }
 
             await relay.ConfigureAwait(false);

@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
 using System.Text.Json.Nodes;
@@ -14,8 +15,13 @@ namespace NetWire.Control.Migration;
 /// state stream, adopts it, and lets the clients that migrate in start.
 /// </summary>
 /// <remarks>
-/// How this works. Connections are taken one at a time; each has <see cref="ReadTimeout"/> to
-/// deliver a whole stream. A stream that is refused (wrong magic or version, malformed,
+/// How this works. Every connection is accepted at once into a bounded pending set
+/// (<see cref="PendingConnections"/>, <see cref="MaxPending"/>) and has <see cref="HeaderTimeout"/>
+/// to send the stream's 8-byte header; when the set is full the oldest connection that has sent
+/// nothing is evicted, so silent connections cannot keep the source out. A connection whose
+/// header arrived waits for the one reader (streams are read one at a time, so at most one
+/// stream's memory is held), then has <see cref="ReadTimeout"/> from its accept to deliver the
+/// whole stream. A stream that is refused (wrong magic or version, malformed,
 /// checksum) gets an 'E' reply saying why, nothing is applied, and the target keeps waiting
 /// for another attempt. The first stream adopted completes <see cref="Adopted"/> and closes the
 /// listener. Meanwhile the SPICE server accepts clients migrating in; each one's MIGRATE_END
@@ -30,9 +36,15 @@ internal sealed class IncomingMigration : IAsyncDisposable
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stop = new();
     private readonly TaskCompletionSource<StateAdoption> _adopted = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly SemaphoreSlim _reader = new(1, 1);
+    private readonly ConcurrentDictionary<long, Task> _connections = new();
+    private PendingConnections? _pending;
     private Socket? _listener;
     private Task _acceptLoop = Task.CompletedTask;
+    private long _accepted;
     private int _refused;
+    private long _evicted;
+    private long _silent;
 
     public IncomingMigration(IPEndPoint endPoint, StateRegistry state, SpiceServer? spice, ILogger logger)
     {
@@ -47,6 +59,27 @@ internal sealed class IncomingMigration : IAsyncDisposable
 
     /// <summary>Time one connection has to deliver its whole stream.</summary>
     public TimeSpan ReadTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>Time a connection has from its accept to the stream's header; then it is dropped as silent.</summary>
+    public TimeSpan HeaderTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>How long the target waits for the source's unlock before it starts migrated flows anyway.</summary>
+    public TimeSpan UnlockTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Connections waiting for their header at once; one more evicts the oldest silent one.</summary>
+    public int MaxPending { get; set; } = 64;
+
+    /// <summary>Connections accepted so far.</summary>
+    public long Accepted => Interlocked.Read(ref _accepted);
+
+    /// <summary>Connections evicted while waiting for their header, to make room for a newer one.</summary>
+    public long Evicted => Interlocked.Read(ref _evicted);
+
+    /// <summary>Connections dropped because no header came within <see cref="HeaderTimeout"/>, or that closed before one.</summary>
+    public long Silent => Interlocked.Read(ref _silent);
+
+    /// <summary>Connections waiting for their header now.</summary>
+    public int Pending => _pending?.Count ?? 0;
 
     /// <summary>Completes when a state stream has been adopted.</summary>
     public Task<StateAdoption> Adopted => _adopted.Task;
@@ -64,7 +97,7 @@ internal sealed class IncomingMigration : IAsyncDisposable
         try
         {
             listener.Bind(_endPoint);
-            listener.Listen(4);
+            listener.Listen(128);
         }
         catch
         {
@@ -73,6 +106,7 @@ internal sealed class IncomingMigration : IAsyncDisposable
         }
 
         _listener = listener;
+        _pending = new PendingConnections(MaxPending, HeaderTimeout);
         if (_spice is not null)
         {
             _spice.AdoptIncoming = GateAsync;
@@ -93,12 +127,14 @@ internal sealed class IncomingMigration : IAsyncDisposable
         await _stop.CancelAsync().ConfigureAwait(false);
         _listener?.Dispose();
         await _acceptLoop.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        await Task.WhenAll(_connections.Values).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
     }
 
     public async ValueTask DisposeAsync()
     {
         await StopAsync().ConfigureAwait(false);
         _stop.Dispose();
+        _reader.Dispose();
     }
 
     /// <summary>The SPICE server's adoption gate for a client's MIGRATE_END.</summary>
@@ -113,52 +149,99 @@ internal sealed class IncomingMigration : IAsyncDisposable
     private async Task AcceptLoopAsync(Socket listener, CancellationToken cancellationToken)
     {
         await Task.Yield();
-        while (!cancellationToken.IsCancellationRequested)
+        while (await ListenerAccept.NextAsync(listener, ex => MigrationControlLog.IncomingAcceptFailed(_logger, ex), cancellationToken).ConfigureAwait(false) is { } socket)
         {
-            Socket socket;
-            try
-            {
-                socket = await listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (IoErrors.IsShutdown(ex, cancellationToken))
-            {
-                return;
-            }
-            catch (SocketException)
-            {
-                continue;
-            }
-
-            using (socket)
-            {
-                if (await ReceiveAsync(socket, cancellationToken).ConfigureAwait(false))
-                {
-                    // One migration in: the listener closes.
-                    listener.Dispose();
-                    return;
-                }
-            }
+            var number = Interlocked.Increment(ref _accepted);
+            var task = HandleAsync(listener, socket, cancellationToken);
+            _connections[number] = task;
+            _ = ForgetWhenDoneAsync(number, task);
         }
     }
 
-    /// <summary>How long the target waits for the source's unlock before it starts migrated flows anyway.</summary>
-    public TimeSpan UnlockTimeout { get; set; } = TimeSpan.FromSeconds(5);
+    private async Task ForgetWhenDoneAsync(long number, Task task)
+    {
+        await task.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+        _connections.TryRemove(number, out _);
+    }
+
+    /// <summary>One connection: its header within the pending stage, then its turn at the reader.</summary>
+    private async Task HandleAsync(Socket listener, Socket socket, CancellationToken cancellationToken)
+    {
+        await Task.Yield();
+        using (socket)
+        {
+            var remote = socket.RemoteEndPoint;
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(ReadTimeout);
+            var header = new byte[StateStream.HeaderLength];
+            await using var stream = new NetworkStream(socket, ownsSocket: false);
+            using (var pending = _pending!.Admit(timeout.Token))
+            {
+                try
+                {
+                    await stream.ReadExactlyAsync(header, pending.Token).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is OperationCanceledException or EndOfStreamException || IoErrors.IsSocketFailure(ex))
+                {
+                    if (pending.WasEvicted)
+                    {
+                        Interlocked.Increment(ref _evicted);
+                        MigrationControlLog.IncomingDropped(_logger, remote, "evicted: the oldest silent connection, for a newer one");
+                    }
+                    else if (!cancellationToken.IsCancellationRequested)
+                    {
+                        Interlocked.Increment(ref _silent);
+                        MigrationControlLog.IncomingDropped(_logger, remote, pending.TimedOut ? $"no stream header within {HeaderTimeout.TotalSeconds:0.#} s" : "closed before a stream header");
+                    }
+
+                    return;
+                }
+            }
+
+            try
+            {
+                await _reader.WaitAsync(timeout.Token).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException)
+            {
+                if (!cancellationToken.IsCancellationRequested)
+                {
+                    await RefuseAsync(stream, remote, $"no turn to be read within {ReadTimeout.TotalSeconds:0.#} s (another stream was being read)", cancellationToken).ConfigureAwait(false);
+                }
+
+                return;
+            }
+
+            try
+            {
+                if (_adopted.Task.IsCompleted)
+                {
+                    await RefuseAsync(stream, remote, "a state stream was adopted already", cancellationToken).ConfigureAwait(false);
+                }
+                else if (await ReceiveAsync(stream, remote, header, timeout, cancellationToken).ConfigureAwait(false))
+                {
+                    // One migration in: the listener closes.
+                    listener.Dispose();
+                }
+            }
+            finally
+            {
+                _reader.Release();
+            }
+        }
+    }
 
     /// <summary>
     /// Reads, checks and adopts one stream; true when adopted. A stream with handover sections
     /// goes through the prepared / commit / unlock steps (MigrationWire) before its flows start.
     /// </summary>
-    private async Task<bool> ReceiveAsync(Socket socket, CancellationToken cancellationToken)
+    private async Task<bool> ReceiveAsync(Stream stream, EndPoint? remote, ReadOnlyMemory<byte> header, CancellationTokenSource timeout, CancellationToken cancellationToken)
     {
-        var remote = socket.RemoteEndPoint;
-        await using var stream = new NetworkStream(socket, ownsSocket: false);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(ReadTimeout);
         Events?.Invoke("MIGRATION", new JsonObject { ["status"] = "active" });
         string reason;
         try
         {
-            var document = await StateStream.ReadAsync(stream, timeout.Token).ConfigureAwait(false);
+            var document = await StateStream.ReadAsync(stream, header, timeout.Token).ConfigureAwait(false);
             var plan = _state.Prepare(document);
             if (plan.HasHandover)
             {
@@ -213,11 +296,16 @@ internal sealed class IncomingMigration : IAsyncDisposable
             return false;
         }
 
+        await RefuseAsync(stream, remote, reason, cancellationToken).ConfigureAwait(false);
+        Events?.Invoke("MIGRATION", new JsonObject { ["status"] = "failed", ["error-desc"] = reason });
+        return false;
+    }
+
+    private async Task RefuseAsync(Stream stream, EndPoint? remote, string reason, CancellationToken cancellationToken)
+    {
         Interlocked.Increment(ref _refused);
         MigrationControlLog.IncomingRefused(_logger, remote, reason);
         await TryReplyAsync(stream, false, reason, cancellationToken).ConfigureAwait(false);
-        Events?.Invoke("MIGRATION", new JsonObject { ["status"] = "failed", ["error-desc"] = reason });
-        return false;
     }
 
     private static async Task<byte> ReadByteAsync(Stream stream, CancellationToken cancellationToken)

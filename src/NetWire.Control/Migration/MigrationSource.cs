@@ -484,7 +484,13 @@ internal static partial class MigrationControlLog
     [LoggerMessage(7111, LogLevel.Warning, "Incoming migration from {Remote} refused: {Reason}")]
     public static partial void IncomingRefused(ILogger logger, System.Net.EndPoint? remote, string reason);
 
-    [LoggerMessage(7113, LogLevel.Warning, "Incoming migration from {Remote}: no unlock from the source ({Reason}); the migrated flows start anyway")]
+    [LoggerMessage(7113, LogLevel.Debug, "Incoming migration connection from {Remote} dropped: {Reason}")]
+    public static partial void IncomingDropped(ILogger logger, System.Net.EndPoint? remote, string reason);
+
+    [LoggerMessage(7114, LogLevel.Error, "Incoming migration accept failed")]
+    public static partial void IncomingAcceptFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(7115, LogLevel.Warning, "Incoming migration from {Remote}: no unlock from the source ({Reason}); the migrated flows start anyway")]
     public static partial void NoUnlock(ILogger logger, System.Net.EndPoint? remote, string reason);
 
     [LoggerMessage(7112, LogLevel.Information, "Incoming migration from {Remote}: {Bytes} bytes, version {Version}, adopted sections [{Adopted}], unknown sections [{Unknown}]")]

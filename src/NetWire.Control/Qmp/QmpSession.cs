@@ -18,7 +18,7 @@ internal sealed class QmpSession : IAsyncDisposable
 
     private static readonly JsonDocumentOptions s_documentOptions = new() { MaxDepth = 32 };
 
-    private readonly NetworkStream _stream;
+    private readonly Stream _stream;
     private readonly QmpCommandTable _commands;
     private readonly QmpServerOptions _options;
     private readonly ILogger _logger;
@@ -32,7 +32,7 @@ internal sealed class QmpSession : IAsyncDisposable
     /// <summary>Set once by the receive loop at <c>qmp_capabilities</c>; read by event emitters.</summary>
     private volatile bool _negotiated;
 
-    public QmpSession(long number, NetworkStream stream, QmpCommandTable commands, QmpServerOptions options, ILogger logger)
+    public QmpSession(long number, Stream stream, QmpCommandTable commands, QmpServerOptions options, ILogger logger)
     {
         Number = number;
         _stream = stream;

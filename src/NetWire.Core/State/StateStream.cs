@@ -127,11 +127,21 @@ public static class StateStream
     /// <exception cref="EndOfStreamException">Not thrown: a stream cut short is a <see cref="StateFormatException"/>.</exception>
     public static async Task<StateDocument> ReadAsync(Stream input, CancellationToken cancellationToken)
     {
-        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         var header = new byte[HeaderLength];
         await FillAsync(input, header, "header", 0, cancellationToken).ConfigureAwait(false);
-        var version = CheckHeader(header);
-        hash.AppendData(header);
+        return await ReadAsync(input, header, cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Reads the rest of a stream whose <paramref name="header"/> was read already (a listener
+    /// that waits for the header before it commits to reading a stream); the header is checked first.
+    /// </summary>
+    /// <exception cref="StateFormatException">Bad input; the message says which part and where.</exception>
+    public static async Task<StateDocument> ReadAsync(Stream input, ReadOnlyMemory<byte> header, CancellationToken cancellationToken)
+    {
+        using var hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+        var version = CheckHeader(header.Span);
+        hash.AppendData(header.Span);
         long offset = HeaderLength;
         var sections = new List<StateDocumentSection>();
         var names = new HashSet<string>(StringComparer.Ordinal);

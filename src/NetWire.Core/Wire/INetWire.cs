@@ -31,6 +31,29 @@ public interface INetWire
 }
 
 /// <summary>
+/// A wire end as a <see cref="Link"/> runs it: the net_wire contract plus the device's own pump.
+/// The link moves frames between two ends only through their <see cref="INetWire"/> members;
+/// <see cref="RunAsync"/> reads the device and hands what it produced to the receiver.
+/// </summary>
+public interface IWireEnd : INetWire
+{
+    /// <summary>A one-line description of the device ("stream unix /run/netwire.sock, listening").</summary>
+    string Description { get; }
+
+    /// <summary>
+    /// Opens the device and pumps frames both ways until <paramref name="cancellationToken"/>
+    /// fires. Throws <see cref="WireSetupException"/> when the device cannot be opened.
+    /// </summary>
+    Task RunAsync(IPacketReceiver receiver, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Notes the guest's address from a frame this end produced, for <see cref="INetWire.GuestIp"/>
+    /// when the device itself does not know it. Called by the link for the guest end only.
+    /// </summary>
+    void LearnGuestIp(ReadOnlySpan<byte> frame);
+}
+
+/// <summary>
 /// Where a wire end delivers the frames its device produced (RecvPacket). Sources that can be
 /// paused wait on <see cref="WaitCanRecvPacketAsync"/> before reading; sources that cannot
 /// (datagram sockets, live captures) check <see cref="CanRecvPacket"/> and count a drop.

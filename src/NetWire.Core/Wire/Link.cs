@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using NetWire.Core.Frames;
+using NetWire.Core.Net;
 using NetWire.Core.Taps;
 
 namespace NetWire.Core.Wire;
@@ -11,13 +12,13 @@ namespace NetWire.Core.Wire;
 /// </summary>
 public sealed class Link
 {
-    private readonly WireEnd _guest;
-    private readonly WireEnd _host;
+    private readonly IWireEnd _guest;
+    private readonly IWireEnd _host;
     private readonly ICaptureSink? _capture;
     private readonly ILogger _logger;
 
     /// <summary>Creates a link; throws <see cref="NetWireVersionException"/> if an end's interface cannot be attached.</summary>
-    public Link(WireEnd guest, WireEnd host, ICaptureSink? capture, ILogger logger)
+    public Link(IWireEnd guest, IWireEnd host, ICaptureSink? capture, ILogger logger)
     {
         Attach(guest);
         Attach(host);
@@ -45,7 +46,7 @@ public sealed class Link
         await Task.WhenAll(guestTask, hostTask).ConfigureAwait(false);
     }
 
-    private async Task RunEndAsync(WireEnd end, IPacketReceiver receiver, CancellationTokenSource linked)
+    private async Task RunEndAsync(IWireEnd end, IPacketReceiver receiver, CancellationTokenSource linked)
     {
         try
         {
@@ -53,6 +54,14 @@ public sealed class Link
         }
         catch (OperationCanceledException) when (linked.IsCancellationRequested)
         {
+        }
+        catch (Exception ex) when (IoErrors.IsIoFailure(ex))
+        {
+            // The device went away (a TAP deleted, a socket gone): the verb reports it with its
+            // exit code, so the log says what happened without a stack trace.
+            WireLog.EndStopped(_logger, end.Name, ex.Message);
+            await linked.CancelAsync().ConfigureAwait(false);
+            throw;
         }
         catch (Exception ex)
         {
@@ -62,7 +71,7 @@ public sealed class Link
         }
     }
 
-    private static void Attach(WireEnd end)
+    private static void Attach(INetWire end)
     {
         if (!NetWireInterface.IsSupported(end.Interface, out var reason))
         {
@@ -81,7 +90,7 @@ public sealed class Link
     }
 
     /// <summary>Delivers the guest's frames to the host end, learning the guest's address on the way.</summary>
-    private sealed class GuestForwarder(WireEnd guest, INetWire target) : IPacketReceiver
+    private sealed class GuestForwarder(IWireEnd guest, INetWire target) : IPacketReceiver
     {
         public bool CanRecvPacket => target.CanSendPacket;
 

@@ -14,7 +14,7 @@ namespace NetWire.Core.Wire;
 /// A derived end reads its device only while the receiver can take frames (or counts a drop
 /// where the device cannot be paused), and drains <see cref="Outbound"/> into the device.
 /// </remarks>
-public abstract class WireEnd : INetWire, IAsyncDisposable
+public abstract class WireEnd : IWireEnd, IAsyncDisposable
 {
     /// <summary>Default outbound bound: 256 frames, at most 17 MiB of the largest frames.</summary>
     public const int DefaultQueueCapacity = 256;
@@ -54,7 +54,7 @@ public abstract class WireEnd : INetWire, IAsyncDisposable
     /// <summary>This end's counters.</summary>
     public WireCounters Counters { get; } = new();
 
-    /// <summary>A one-line description of the device ("stream unix /run/netwire.sock, listening").</summary>
+    /// <inheritdoc/>
     public abstract string Description { get; }
 
     /// <summary>Frames waiting to be written to the device.</summary>
@@ -82,10 +82,7 @@ public abstract class WireEnd : INetWire, IAsyncDisposable
     /// <inheritdoc/>
     public ValueTask WaitCanSendPacketAsync(CancellationToken cancellationToken) => Outbound.WaitWritableAsync(cancellationToken);
 
-    /// <summary>
-    /// Opens the device and pumps frames both ways until <paramref name="cancellationToken"/>
-    /// fires. Throws <see cref="WireSetupException"/> when the device cannot be opened.
-    /// </summary>
+    /// <inheritdoc/>
     public abstract Task RunAsync(IPacketReceiver receiver, CancellationToken cancellationToken);
 
     /// <summary>

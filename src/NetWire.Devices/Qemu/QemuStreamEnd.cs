@@ -267,7 +267,7 @@ public sealed class QemuStreamEnd : WireEnd
         }
     }
 
-    private async Task<(EndReason Reason, string Detail)> ReceiveLoopAsync(Socket socket, IPacketReceiver receiver, CancellationToken cancellationToken)
+    internal async Task<(EndReason Reason, string Detail)> ReceiveLoopAsync(Socket socket, IPacketReceiver receiver, CancellationToken cancellationToken)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(BufferLength);
         try

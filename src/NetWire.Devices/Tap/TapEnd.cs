@@ -178,7 +178,10 @@ public sealed class TapEnd : WireEnd
                             continue;
                         }
 
-                        throw new IOException($"read from TAP '{_ifName}' failed: {Libc.Describe(errno)}");
+                        // EBADFD: the interface was deleted under the open fd (ip link del).
+                        throw new IOException(errno == Libc.EBadFd
+                            ? $"TAP '{_ifName}' was deleted while NetWire was using it"
+                            : $"read from TAP '{_ifName}' failed: {Libc.Describe(errno)}");
                     }
 
                     if (n < FramePool.MinFrameLength)

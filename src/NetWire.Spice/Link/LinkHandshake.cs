@@ -1,5 +1,7 @@
 using System.Buffers.Binary;
 
+using NetWire.Core.Net;
+
 namespace NetWire.Spice.Link;
 
 /// <summary>
@@ -31,6 +33,7 @@ internal static class LinkHandshake
         TicketAuthority tickets,
         RsaKeyPool keys,
         Func<SpiceLinkMess, uint[]> channelCapsFor,
+        PendingConnection? pending,
         CancellationToken cancellationToken)
     {
         var buffer = new byte[SpiceLinkHeader.MaxLinkMessSize];
@@ -54,6 +57,9 @@ internal static class LinkHandshake
             await WriteErrorReplyAsync(stream, SpiceLinkErr.InvalidData, cancellationToken).ConfigureAwait(false);
             return LinkAttempt.Refused(SpiceLinkErr.InvalidData, "caps counts or offset outside the link message");
         }
+
+        // A whole link message: no longer silent, so a full link stage evicts others first.
+        pending?.MarkProgress();
 
         using var key = keys.Take();
         uint[] common = [SpiceCaps.ServerCommonWord];

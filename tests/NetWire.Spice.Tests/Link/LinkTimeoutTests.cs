@@ -5,8 +5,8 @@ using NetWire.Testing;
 namespace NetWire.Spice.Tests.Link;
 
 /// <summary>
-/// The link stage is bounded in time (a silent or dribbling client is dropped) and in
-/// concurrency (links beyond the limit are closed at accept). Time is fake: no sleeps.
+/// The link stage is bounded in time (a silent or dribbling client is dropped; fake time, no
+/// sleeps) and in number (one link beyond the bound evicts the oldest silent one).
 /// </summary>
 public sealed class LinkTimeoutTests
 {
@@ -74,20 +74,76 @@ public sealed class LinkTimeoutTests
     }
 
     [Fact]
-    public async Task LinksBeyondTheConcurrencyLimit_AreClosedAtAccept_AndOthersStillLink()
+    public async Task FullLinkStage_EvictsTheOldestSilentConnection_AndTheNewestLinks()
     {
-        await using var server = TestServer.Start(o => o.MaxConcurrentLinks = 1);
-        await using var holder = await server.ConnectAsync();
-        await holder.SendAsync(RawSpiceClient.LinkBytes(0, 1).AsMemory(0, 4));
-        await using (var extra = await server.ConnectAsync())
+        await using var server = TestServer.Start(o => o.MaxPendingLinks = 4);
+        var silent = new List<RawSpiceClient>();
+        for (var i = 0; i < 4; i++)
         {
-            Assert.True(await extra.ClosedByServerAsync());
+            silent.Add(await server.ConnectAsync());
+            await WaitUntilAsync(() => server.Server.PendingLinks == silent.Count);
         }
 
-        Assert.Equal(1, server.Server.Counters.Of(LinkOutcome.TooManyLinks));
-        await holder.DisposeAsync();
-        await WaitUntilAsync(() => server.Server.Counters.Of(LinkOutcome.ClientLeft) == 1);
-        await using var next = await server.ConnectAsync();
-        Assert.Equal(SpiceLinkErr.Ok, await next.LinkAsync(0, 1, TestServer.Password));
+        try
+        {
+            await using var real = await server.ConnectAsync();
+            Assert.Equal(SpiceLinkErr.Ok, await real.LinkAsync(0, 1, TestServer.Password));
+            Assert.True(await silent[0].ClosedByServerAsync());
+            Assert.Equal(1, server.Server.Counters.Of(LinkOutcome.Evicted));
+            Assert.Equal(3, server.Server.PendingLinks);
+        }
+        finally
+        {
+            foreach (var client in silent)
+            {
+                await client.DisposeAsync();
+            }
+        }
+    }
+
+    [Fact]
+    public async Task FullLinkStage_KeepsAClientThatSentItsLinkMessage_AndEvictsAYoungerSilentOne()
+    {
+        await using var server = TestServer.Start(o => o.MaxPendingLinks = 2);
+        await using var talking = await server.ConnectAsync();
+        await talking.SendAsync(RawSpiceClient.LinkBytes(0, 1));
+        var (publicKey, _, _) = await talking.ReadOkReplyAsync();
+        await using var silent = await server.ConnectAsync();
+        await WaitUntilAsync(() => server.Server.PendingLinks == 2);
+
+        await using var newest = await server.ConnectAsync();
+        Assert.True(await silent.ClosedByServerAsync());
+        await talking.SendTicketAsync(publicKey, TestServer.Password);
+        Assert.Equal(SpiceLinkErr.Ok, await talking.ReadResultAsync());
+        Assert.Equal(SpiceLinkErr.Ok, await newest.LinkAsync(0, 1, TestServer.Password));
+        Assert.Equal(1, server.Server.Counters.Of(LinkOutcome.Evicted));
+    }
+
+    [Fact]
+    public async Task FloodOfSilentConnections_BeyondTheBound_LeavesARealClientLinking()
+    {
+        const int Bound = 32;
+        await using var server = TestServer.Start(o => o.MaxPendingLinks = Bound);
+        var flood = new List<RawSpiceClient>();
+        try
+        {
+            for (var i = 0; i < 200; i++)
+            {
+                flood.Add(await server.ConnectAsync());
+            }
+
+            await WaitUntilAsync(() => server.Server.Counters.Of(LinkOutcome.Evicted) == 200 - Bound);
+            await using var real = await server.ConnectAsync();
+            Assert.Equal(SpiceLinkErr.Ok, await real.LinkAsync(0, 1, TestServer.Password));
+            Assert.Equal(200 - Bound + 1, server.Server.Counters.Of(LinkOutcome.Evicted));
+            Assert.Equal(1, server.Server.Counters.Of(LinkOutcome.Linked));
+        }
+        finally
+        {
+            foreach (var client in flood)
+            {
+                await client.DisposeAsync();
+            }
+        }
     }
 }

@@ -1,0 +1,183 @@
+using System.Buffers.Binary;
+using System.Text;
+using NetWire.Core.State;
+using NetWire.Devices.Pcap;
+using NetWire.Tunnel;
+
+namespace NetWire.Fuzz;
+
+/// <summary>
+/// Writes the starting corpora (tools/fuzz/corpus/TARGET/, checked in): frames from the
+/// captures/ fixtures, and well-formed messages of every kind the targets take, built the way
+/// the tests build them. afl-fuzz mutates from these.
+/// </summary>
+internal static class Seeds
+{
+    public static void Write(string root, string captures)
+    {
+        var guestFrames = new List<byte[]>();
+        var allFrames = new List<byte[]>();
+        foreach (var file in Directory.GetFiles(captures, "*.pcapng").Order(StringComparer.Ordinal))
+        {
+            var name = Path.GetFileNameWithoutExtension(file);
+            var frames = ReadFrames(file, out var fromGuest);
+            allFrames.AddRange(frames);
+            guestFrames.AddRange(fromGuest);
+            // Small seeds fuzz faster: a dozen frames carry every header kind a capture shows.
+            Save(root, "gateway", name, LengthPrefixed((fromGuest.Count > 0 ? fromGuest : frames).Take(12), 2));
+            Save(root, "framing", name, LengthPrefixed(frames.Take(8), 4));
+            if (new FileInfo(file).Length <= 2_000)
+            {
+                Save(root, "pcap", name + ".pcapng", File.ReadAllBytes(file));
+            }
+        }
+
+        Save(root, "pcap", "classic-usec.pcap", ClassicPcap(guestFrames.Take(4)));
+        Save(root, "framing", "one-short-frame", LengthPrefixed([new byte[14]], 4));
+
+        Save(root, "spice-link", "main-mini", LinkMess(0, 1, 0x0D, [0x0F], withTicket: true));
+        Save(root, "spice-link", "main-no-auth-selection", LinkMess(0, 1, 0x08, [0x0F], withTicket: true));
+        Save(root, "spice-link", "tunnel", LinkMess(7, 7, 0x0D, [], withTicket: true));
+        Save(root, "spice-link", "header-only", LinkMess(0, 1, 0x0D, [0x0F], withTicket: false)[..16]);
+
+        Save(root, "spice-main", "attach-pong-mouse", [1, .. Mini(104, []), .. Mini(3, new byte[12]), .. Mini(105, [1, 0, 0, 0]), .. Mini(6, new byte[16])]);
+        Save(root, "spice-main", "agent-full-header", [0, .. Full(1, 106, [0, 0, 0, 0]), .. Full(2, 107, new byte[40]), .. Full(3, 108, [1, 0, 0, 0])]);
+        Save(root, "spice-main", "migrate-answers", [1, .. Mini(102, []), .. Mini(103, []), .. Mini(109, []), .. Mini(101, new byte[8])]);
+
+        var service = TunnelMessages.BuildServiceAdd(new TunnelService(TunnelMessages.ServiceGeneric, 1, 1, 80, "web", "web", 0));
+        var printer = TunnelMessages.BuildServiceAdd(new TunnelService(TunnelMessages.ServiceIpp, 2, 2, 631, "print", "printer", 0x0100007F));
+        Save(root, "spice-tunnel", "service-add", [1, .. Mini(TunnelMessages.ServiceAdd, service), .. Mini(TunnelMessages.ServiceAdd, printer), .. Mini(TunnelMessages.ServiceRemove, [1, 0, 0, 0])]);
+        Save(root, "spice-tunnel", "socket-messages", [1, .. Mini(TunnelMessages.SocketOpenAck, [0, 0, 32, 0, 0, 0]), .. Mini(TunnelMessages.ClientSocketData, [0, 0, (byte)'h', (byte)'i']),
+            .. Mini(TunnelMessages.ClientSocketToken, [0, 0, 8, 0, 0, 0]), .. Mini(TunnelMessages.ClientSocketFin, [0, 0]), .. Mini(TunnelMessages.SocketClosed, [0, 0])]);
+
+        Save(root, "qmp", "session", Encoding.UTF8.GetBytes(
+            "{\"execute\":\"qmp_capabilities\"}\n{\"execute\":\"query-commands\",\"id\":1}\n{\"execute\":\"query-spice\"}\n" +
+            "{\"execute\":\"set_password\",\"arguments\":{\"protocol\":\"spice\",\"password\":\"x\"}}\n" +
+            "{\"execute\":\"expire_password\",\"arguments\":{\"protocol\":\"spice\",\"time\":\"+60\"}}\n{\"execute\":\"query-wire\"}\n"));
+        Save(root, "qmp", "errors", Encoding.UTF8.GetBytes("{\"execute\":\"query-spice\"}\n[1,2]\n{\"execute\":1}\n{\"execute\":\"qmp_capabilities\",\"arguments\":{\"enable\":[\"oob\"]}}\n\n"));
+
+        Save(root, "state", "empty", StateStream.Build([]));
+        Save(root, "state", "sections", StateStream.Build([new RawSection("dhcp", [1, 0, 1, 0, 0, 0, 10, 0, 2, 15, 0x52, 0x54, 0, 0x12, 0x34, 0x56, 0, 0, 0, 0, 0, 0, 0x0e, 0x10]),
+            new RawSection("wire", [1, 0, 2, 0, 0, 0, 5, (byte)'g', (byte)'u', (byte)'e', (byte)'s', (byte)'t']), new RawSection("spice", [1, 0, 0, 0, 0, 0])]));
+    }
+
+    private static List<byte[]> ReadFrames(string file, out List<byte[]> fromGuest)
+    {
+        var frames = new List<byte[]>();
+        fromGuest = [];
+        using var reader = CaptureFileReader.Open(file);
+        while (reader.TryReadNext(out var record))
+        {
+            var frame = reader.Data.ToArray();
+            frames.Add(frame);
+            if ((record.Flags & 3) == 1)
+            {
+                fromGuest.Add(frame);
+            }
+        }
+
+        return frames;
+    }
+
+    private static byte[] LengthPrefixed(IEnumerable<byte[]> frames, int prefix)
+    {
+        var output = new MemoryStream();
+        Span<byte> length = stackalloc byte[4];
+        foreach (var frame in frames)
+        {
+            BinaryPrimitives.WriteUInt32BigEndian(length, (uint)frame.Length);
+            output.Write(length[(4 - prefix)..]);
+            output.Write(frame);
+        }
+
+        return output.ToArray();
+    }
+
+    private static byte[] ClassicPcap(IEnumerable<byte[]> frames)
+    {
+        var output = new MemoryStream();
+        var header = new byte[24];
+        BinaryPrimitives.WriteUInt32LittleEndian(header, 0xA1B2C3D4);
+        BinaryPrimitives.WriteUInt16LittleEndian(header.AsSpan(4), 2);
+        BinaryPrimitives.WriteUInt16LittleEndian(header.AsSpan(6), 4);
+        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(16), 65535);
+        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(20), 1);
+        output.Write(header);
+        var second = 0u;
+        foreach (var frame in frames)
+        {
+            var record = new byte[16];
+            BinaryPrimitives.WriteUInt32LittleEndian(record, ++second);
+            BinaryPrimitives.WriteUInt32LittleEndian(record.AsSpan(8), (uint)frame.Length);
+            BinaryPrimitives.WriteUInt32LittleEndian(record.AsSpan(12), (uint)frame.Length);
+            output.Write(record);
+            output.Write(frame);
+        }
+
+        return output.ToArray();
+    }
+
+    /// <summary>REDQ header, SpiceLinkMess (protocol.md §1), then the auth mechanism word and a 128-byte ticket.</summary>
+    private static byte[] LinkMess(byte channelType, byte channelId, uint commonCaps, uint[] channelCaps, bool withTicket)
+    {
+        var body = new byte[18 + (4 * (1 + channelCaps.Length))];
+        BinaryPrimitives.WriteUInt32LittleEndian(body, 0);
+        body[4] = channelType;
+        body[5] = channelType == 1 ? (byte)0 : channelId;
+        BinaryPrimitives.WriteUInt32LittleEndian(body.AsSpan(6), 1);
+        BinaryPrimitives.WriteUInt32LittleEndian(body.AsSpan(10), (uint)channelCaps.Length);
+        BinaryPrimitives.WriteUInt32LittleEndian(body.AsSpan(14), 18);
+        BinaryPrimitives.WriteUInt32LittleEndian(body.AsSpan(18), commonCaps);
+        for (var i = 0; i < channelCaps.Length; i++)
+        {
+            BinaryPrimitives.WriteUInt32LittleEndian(body.AsSpan(22 + (4 * i)), channelCaps[i]);
+        }
+
+        var header = new byte[16];
+        "REDQ"u8.CopyTo(header);
+        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(4), 2);
+        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(8), 2);
+        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(12), (uint)body.Length);
+        return withTicket ? [.. header, .. body, 1, 0, 0, 0, .. new byte[128]] : [.. header, .. body];
+    }
+
+    private static byte[] Mini(ushort type, byte[] body)
+    {
+        var header = new byte[6];
+        BinaryPrimitives.WriteUInt16LittleEndian(header, type);
+        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(2), (uint)body.Length);
+        return [.. header, .. body];
+    }
+
+    private static byte[] Full(ulong serial, ushort type, byte[] body)
+    {
+        var header = new byte[18];
+        BinaryPrimitives.WriteUInt64LittleEndian(header, serial);
+        BinaryPrimitives.WriteUInt16LittleEndian(header.AsSpan(8), type);
+        BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(10), (uint)body.Length);
+        return [.. header, .. body];
+    }
+
+    private static void Save(string root, string target, string name, byte[] bytes)
+    {
+        var dir = Path.Combine(root, target);
+        Directory.CreateDirectory(dir);
+        File.WriteAllBytes(Path.Combine(dir, name), bytes);
+    }
+
+    /// <summary>A section with fixed bytes, for a stream whose sections the target's registry then reads.</summary>
+    private sealed class RawSection(string name, byte[] data) : IStateSection
+    {
+        public string Name => name;
+
+        public void Write(StateSectionWriter writer)
+        {
+            foreach (var b in data)
+            {
+                writer.WriteByte(b);
+            }
+        }
+
+        public Action Read(StateSectionReader reader) => throw new NotSupportedException();
+    }
+}
