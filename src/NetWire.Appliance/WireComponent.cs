@@ -6,6 +6,7 @@ using NetWire.Core.Taps;
 using NetWire.Core.Wire;
 using NetWire.Devices;
 using NetWire.Devices.Qemu;
+using NetWire.Devices.Tap;
 using NetWire.Stack;
 
 namespace NetWire.Appliance;
@@ -113,6 +114,12 @@ internal sealed class WireComponent : IServeComponent
             held.Hold();
         }
 
+        if (HoldGateway && _guest is TapEnd tap)
+        {
+            // The source has the TAP until it hands its wire over (docs/migration.md, "A namespace peer").
+            tap.WaitWhileBusy = true;
+        }
+
         _metrics.Register(_guest);
         _metrics.Register(_host);
         var link = new Link(_guest, _host, _capture, _loggers.CreateLogger<Link>());
@@ -186,6 +193,13 @@ internal sealed class WireComponent : IServeComponent
         if (HandedOver)
         {
             await running.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+
+            // The device is the target's now: a TAP it waits for, a guest socket path it may reuse.
+            if (_guest is not null)
+            {
+                await _guest.DisposeAsync().ConfigureAwait(false);
+            }
+
             if (_setup.StatusPath is { } statusPath)
             {
                 WriteStatus(statusPath, RunState);

@@ -11,6 +11,9 @@ internal static partial class DevicesLog
     [LoggerMessage(4002, LogLevel.Warning, "TAP {Interface} could not be brought up: {Reason}")]
     public static partial void TapNotUp(ILogger logger, string @interface, string reason);
 
+    [LoggerMessage(4003, LogLevel.Information, "TAP {Interface} is open in another process (a migration source): attaching once it is free")]
+    public static partial void TapBusyWaiting(ILogger logger, string @interface);
+
     [LoggerMessage(4101, LogLevel.Information, "Guest {End} listening on {Address}")]
     public static partial void Listening(ILogger logger, string end, string address);
 

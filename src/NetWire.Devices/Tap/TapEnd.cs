@@ -38,6 +38,9 @@ public sealed class TapEnd : WireEnd
 
     private const int PollTimeoutMs = 200;
 
+    /// <summary>How often a busy TAP is tried again (<see cref="WaitWhileBusy"/>).</summary>
+    private static readonly TimeSpan s_busyRetry = TimeSpan.FromMilliseconds(5);
+
     /// <summary>
     /// Most frames the reader holds before handing them on. It reads until the kernel's queue is
     /// empty or this many are held, then hands them to the receiver together, so the guest side's
@@ -71,10 +74,17 @@ public sealed class TapEnd : WireEnd
     /// <inheritdoc/>
     public override string Description => $"tap {_ifName}";
 
+    /// <summary>
+    /// Waits while another process has the TAP open, instead of failing: a migration target's
+    /// guest end, which takes the TAP once the source lets it go (docs/migration.md, "A namespace
+    /// peer"). Set before <see cref="RunAsync"/>.
+    /// </summary>
+    public bool WaitWhileBusy { get; set; }
+
     /// <inheritdoc/>
     public override async Task RunAsync(IPacketReceiver receiver, CancellationToken cancellationToken)
     {
-        _fd = TunTap.Open(_ifName);
+        _fd = await OpenAsync(cancellationToken).ConfigureAwait(false);
         if (!TunTap.TryBringUp(_ifName, out var error))
         {
             DevicesLog.TapNotUp(_logger, _ifName, error ?? "unknown");
@@ -86,6 +96,32 @@ public sealed class TapEnd : WireEnd
             cancellationToken,
             token => DeviceThread.Run($"tap-read {_ifName}", () => ReadLoop(receiver, token)),
             token => DeviceThread.Run($"tap-write {_ifName}", () => WriteLoop(token))).ConfigureAwait(false);
+    }
+
+    private async Task<int> OpenAsync(CancellationToken cancellationToken)
+    {
+        if (!WaitWhileBusy)
+        {
+            return TunTap.Open(_ifName);
+        }
+
+        var logged = false;
+        while (true)
+        {
+            var fd = TunTap.Open(_ifName, busyIsError: false);
+            if (fd >= 0)
+            {
+                return fd;
+            }
+
+            if (!logged)
+            {
+                DevicesLog.TapBusyWaiting(_logger, _ifName);
+                logged = true;
+            }
+
+            await Task.Delay(s_busyRetry, cancellationToken).ConfigureAwait(false);
+        }
     }
 
     /// <inheritdoc/>

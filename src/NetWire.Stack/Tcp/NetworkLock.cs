@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
@@ -34,6 +35,9 @@ internal sealed class NetworkLock : IDisposable
     private readonly Lock _gate = new();
     private readonly string _table = "netwire_" + Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
     private Process? _nft;
+
+    /// <summary>nft's output lines, read by a thread of their own (null: it ended), so a wait for them needs no pool thread.</summary>
+    private BlockingCollection<string?>? _output;
     private bool _locked;
 
     /// <summary>The table this process uses.</summary>
@@ -81,6 +85,11 @@ internal sealed class NetworkLock : IDisposable
             {
                 throw new NetworkLockException($"cannot start nft: {ex.Message}", ex);
             }
+
+            var output = new BlockingCollection<string?>();
+            var reader = _nft.StandardOutput;
+            _output = output;
+            new Thread(() => ReadOutput(reader, output)) { IsBackground = true, Name = "nft-output" }.Start();
 
             try
             {
@@ -192,12 +201,15 @@ internal sealed class NetworkLock : IDisposable
 
         var errors = new StringBuilder();
         var deadline = Stopwatch.StartNew();
+        var output = _output!;
         while (true)
         {
-            var read = nft.StandardOutput.ReadLineAsync();
-            if (!read.Wait(s_commandTimeout - deadline.Elapsed) || read.Result is not { } line)
+            var left = s_commandTimeout - deadline.Elapsed;
+            if (left < TimeSpan.Zero || !output.TryTake(out var line, left) || line is null)
             {
-                throw new NetworkLockException(errors.Length > 0 ? $"nft: {errors}" : "nft did not answer");
+                // Its answer may still come, out of step with the next command's: the next lock starts a fresh nft.
+                StopProcess();
+                throw new NetworkLockException(errors.Length > 0 ? $"nft: {errors}" : $"nft did not answer within {s_commandTimeout.TotalSeconds:0} s");
             }
 
             if (line == "}")
@@ -217,10 +229,29 @@ internal sealed class NetworkLock : IDisposable
         }
     }
 
+    private static void ReadOutput(StreamReader reader, BlockingCollection<string?> output)
+    {
+        try
+        {
+            while (reader.ReadLine() is { } line)
+            {
+                output.Add(line);
+            }
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException)
+        {
+            // nft was stopped.
+        }
+
+        output.Add(null);
+        output.CompleteAdding();
+    }
+
     private void StopProcess()
     {
         var nft = _nft;
         _nft = null;
+        _output = null;
         if (nft is null)
         {
             return;

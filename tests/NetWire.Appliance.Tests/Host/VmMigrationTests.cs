@@ -95,7 +95,7 @@ public sealed partial class VmMigrationTests
             {
                 var netwire = result.RootElement.GetProperty("netwire");
                 Assert.Equal("completed", netwire.GetProperty("status").GetString());
-                Assert.True(netwire.GetProperty("flows").GetProperty("tcp").GetInt64() >= 1, run.Stdout);
+                Assert.True(netwire.GetProperty("flows").GetProperty("tcp").GetInt64() >= 1, $"{run.Stdout}\nA: {a.FormattedOutput}");
                 Assert.Equal(0, netwire.GetProperty("flows").GetProperty("reset").GetInt64());
             }
 
