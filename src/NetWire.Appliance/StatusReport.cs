@@ -40,6 +40,19 @@ internal static class StatusReport
                 {
                     json.WriteString("guest_ip", guestIp.ToString());
                 }
+
+                var guestIpv6 = end.GuestIpv6;
+                if (guestIpv6.Count > 0)
+                {
+                    json.WriteStartArray("guest_ip6");
+                    foreach (var address in guestIpv6)
+                    {
+                        json.WriteStringValue(address.ToString());
+                    }
+
+                    json.WriteEndArray();
+                }
+
                 json.WriteNumber("rx_frames", c.RxFrames);
                 json.WriteNumber("rx_bytes", c.RxBytes);
                 json.WriteNumber("tx_frames", c.TxFrames);
@@ -124,6 +137,8 @@ internal static class StatusReport
         json.WriteNumber("tcp_retransmits", c.Retransmits);
         json.WriteNumber("udp_flows", c.UdpFlows);
         json.WriteNumber("dhcp_leases", c.DhcpLeases);
+        json.WriteNumber("router_advertisements", c.RouterAdvertisements);
+        json.WriteNumber("dhcpv6_replies", c.Dhcpv6Replies);
         json.WriteStartObject("drops");
         foreach (var reason in Enum.GetValues<NetWire.Stack.StackDrop>())
         {

@@ -7,15 +7,17 @@ using NetWire.Core.Wire;
 using NetWire.Stack.Arp;
 using NetWire.Stack.Dhcp;
 using NetWire.Stack.Icmp;
+using NetWire.Stack.Ndp;
 using NetWire.Stack.Tcp;
 using NetWire.Stack.Udp;
 
 namespace NetWire.Stack;
 
 /// <summary>
-/// The user-mode gateway's stack: what the guest sees on its link (a router at 10.0.2.2, a DNS
-/// server at 10.0.2.3, a DHCP server) and the NAT behind it (TCP connections and UDP flows
-/// relayed through ordinary host sockets).
+/// The user-mode gateway's stack: what the guest sees on its link (a router at 10.0.2.2 and
+/// fd00::2, a DNS server at 10.0.2.3 and fd00::3, a DHCP server, router advertisements) and the
+/// NAT behind it (TCP connections and UDP flows of either family relayed through ordinary host
+/// sockets).
 /// </summary>
 /// <remarks>
 /// How this works: every state change happens under <see cref="Sync"/>: guest frames (a batch at
@@ -25,12 +27,19 @@ namespace NetWire.Stack;
 /// anything else is dropped and counted as <see cref="StackDrop.GuestFull"/>, as a full link
 /// would. The gateway never reassembles IP fragments and never sends IP options. Headers are
 /// read and written through the views of <c>NetWire.Core.Packets</c>; <see cref="OnGuestFrame"/>
-/// is the one place that dispatches on the EtherType, where an IPv6 layer joins IPv4.
+/// is the one place that dispatches on the EtherType. The IPv4 and IPv6 layers
+/// (<see cref="OnIpv4"/>, <see cref="OnIpv6"/> in Gateway.Ipv6.cs) check their own headers and
+/// hand TCP, UDP and ICMP the addresses as <see cref="IpAddr"/> values and the upper-layer bytes:
+/// from there one TCP endpoint, one UDP NAT and one ping relay serve both families, and
+/// <see cref="EmitIp"/> writes whichever IP header the flow's addresses call for.
 /// </remarks>
 internal sealed partial class Gateway
 {
     /// <summary>Where the payload of an IPv4 packet the gateway sends starts in its frame (it sends no IP options).</summary>
     public const int Ipv4PayloadOffset = EthernetFrame.HeaderLength + Ipv4Packet.MinHeaderLength;
+
+    /// <summary>Where the payload of an IPv6 packet the gateway sends starts in its frame (it sends no extension headers).</summary>
+    public const int Ipv6PayloadOffset = EthernetFrame.HeaderLength + Ipv6Packet.HeaderLength;
 
     /// <summary>slirp's gateway MAC 52:55:0a:00:02:02, so guests and captures look familiar.</summary>
     public static readonly MacAddress GatewayMac = new(0x5255_0a00_0202);
@@ -56,9 +65,13 @@ internal sealed partial class Gateway
         Logger = logger;
         GatewayIp = Ip.ToUInt(options.GatewayIp);
         DnsIp = Ip.ToUInt(options.DnsIp);
+        GatewayIp6 = IpAddr.FromAddress(options.GatewayIp6);
+        DnsIp6 = IpAddr.FromAddress(options.DnsIp6);
         _ticksPerMs = Math.Max(1, time.TimestampFrequency / 1000);
         Arp = new ArpHandler(this);
         Dhcp = new DhcpServer(this);
+        Ndp = new NdpHandler(this);
+        Dhcpv6 = new Dhcpv6Server(this);
         Icmp = new IcmpHandler(this);
         Udp = new UdpNat(this);
         Tcp = new TcpNat(this);
@@ -81,9 +94,19 @@ internal sealed partial class Gateway
 
     public uint DnsIp { get; }
 
+    /// <summary>The gateway's IPv6 address in the guest's prefix (fd00::2).</summary>
+    public IpAddr GatewayIp6 { get; }
+
+    /// <summary>The IPv6 DNS address (fd00::3).</summary>
+    public IpAddr DnsIp6 { get; }
+
     public ArpHandler Arp { get; }
 
     public DhcpServer Dhcp { get; }
+
+    public NdpHandler Ndp { get; }
+
+    public Dhcpv6Server Dhcpv6 { get; }
 
     public IcmpHandler Icmp { get; }
 
@@ -159,6 +182,9 @@ internal sealed partial class Gateway
             case EtherType.Ipv4:
                 OnIpv4(ethernet.Payload);
                 break;
+            case EtherType.Ipv6 when Options.Ipv6Enabled:
+                OnIpv6(ethernet.Payload);
+                break;
             default:
                 Counters.Drop(StackDrop.UnsupportedEtherType);
                 break;
@@ -198,7 +224,7 @@ internal sealed partial class Gateway
         if (source == 0 && protocol == IpProtocol.Udp)
         {
             // DHCP before the guest has an address.
-            Udp.OnDatagram(source, destination, payload);
+            Udp.OnDatagram(IpAddr.FromIpv4(source), IpAddr.FromIpv4(destination), payload);
             return;
         }
 
@@ -219,10 +245,10 @@ internal sealed partial class Gateway
                 Icmp.OnIcmp(source, destination, payload);
                 break;
             case IpProtocol.Tcp:
-                Tcp.OnSegment(source, destination, payload);
+                Tcp.OnSegment(IpAddr.FromIpv4(source), IpAddr.FromIpv4(destination), payload);
                 break;
             case IpProtocol.Udp:
-                Udp.OnDatagram(source, destination, payload);
+                Udp.OnDatagram(IpAddr.FromIpv4(source), IpAddr.FromIpv4(destination), payload);
                 break;
             default:
                 Counters.Drop(StackDrop.UnsupportedProtocol);
@@ -232,14 +258,21 @@ internal sealed partial class Gateway
 
     /// <summary>
     /// Where a guest's packet to <paramref name="destination"/> goes on the host, or the reason it
-    /// may not: the gateway address means host loopback (with --allow-host-loopback), the rest of
-    /// the guest network and special addresses are not routed, and the outbound policy applies.
+    /// may not: the gateway address means host loopback (127.0.0.1, or ::1 for the IPv6 one; only
+    /// with --allow-host-loopback), the rest of the guest network and special addresses are not
+    /// routed, and the outbound policy applies.
     /// </summary>
-    public bool TryMapDestination(uint destination, out IPAddress hostAddress, out StackDrop refusal)
+    public bool TryMapDestination(IpAddr destination, out IPAddress hostAddress, out StackDrop refusal)
     {
+        if (!destination.IsIpv4)
+        {
+            return TryMapDestination6(destination, out hostAddress, out refusal);
+        }
+
         hostAddress = IPAddress.None;
         refusal = StackDrop.Denied;
-        if (destination == GatewayIp)
+        var address = destination.Ipv4;
+        if (address == GatewayIp)
         {
             if (!Options.AllowHostLoopback)
             {
@@ -250,23 +283,42 @@ internal sealed partial class Gateway
             return true;
         }
 
-        if (Options.Network.Contains(destination) || destination == 0 || destination >= 0xe0000000u)
+        if (Options.Network.Contains(address) || address == 0 || address >= 0xe0000000u)
         {
             refusal = StackDrop.BadAddress;
             return false;
         }
 
-        if (Ip.IsLoopback(destination) || !Options.Policy.Permits(destination))
+        if (Ip.IsLoopback(address) || !Options.Policy.Permits(destination))
         {
             return false;
         }
 
-        hostAddress = Ip.ToAddress(destination);
+        hostAddress = Ip.ToAddress(address);
         return true;
     }
 
     /// <summary>Rents a frame for an IPv4 packet with <paramref name="payloadLength"/> bytes after the IP header (from <see cref="Ipv4PayloadOffset"/>).</summary>
     public Frame RentIpv4(int payloadLength) => Pool.Rent(Ipv4PayloadOffset + payloadLength);
+
+    /// <summary>Where the payload starts in a frame the gateway sends to <paramref name="destination"/>: after an IPv4 or an IPv6 header.</summary>
+    public static int PayloadOffset(IpAddr destination) => destination.IsIpv4 ? Ipv4PayloadOffset : Ipv6PayloadOffset;
+
+    /// <summary>The IP header's length in a packet the gateway sends to <paramref name="destination"/> (20 or 40).</summary>
+    public static int IpHeaderLength(IpAddr destination) => destination.IsIpv4 ? Ipv4Packet.MinHeaderLength : Ipv6Packet.HeaderLength;
+
+    /// <summary>Rents a frame for a packet to <paramref name="destination"/> with <paramref name="payloadLength"/> bytes after the IP header (from <see cref="PayloadOffset"/>).</summary>
+    public Frame RentIp(IpAddr destination, int payloadLength) => Pool.Rent(PayloadOffset(destination) + payloadLength);
+
+    /// <summary>
+    /// Fills in the Ethernet and IP headers of a frame from <see cref="RentIp"/> (IPv4 or IPv6, as
+    /// the addresses are) and hands it to the guest, or drops it (counted) when the guest end is
+    /// full. Takes ownership.
+    /// </summary>
+    public bool EmitIp(Frame frame, IpProtocol protocol, IpAddr source, IpAddr destination) =>
+        destination.IsIpv4
+            ? EmitIpv4(frame, protocol, source.Ipv4, destination.Ipv4)
+            : EmitIpv6(frame, protocol, source, destination, hopLimit: 64);
 
     /// <summary>
     /// Fills in the Ethernet and IPv4 headers of a frame from <see cref="RentIpv4"/> and hands it to
@@ -383,6 +435,10 @@ internal sealed partial class Gateway
         Tcp.OnTimer(now);
         Udp.OnTimer(now);
         Icmp.OnTimer(now);
+        if (Options.Ipv6Enabled)
+        {
+            Ndp.OnTimer(now);
+        }
     }
 
     /// <summary>Closes every flow. Caller holds <see cref="Sync"/>.</summary>

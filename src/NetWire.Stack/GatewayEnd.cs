@@ -38,10 +38,15 @@ public sealed class GatewayEnd : WireEnd
     }
 
     /// <inheritdoc/>
-    public override string Description => $"gateway {_gateway.Options.Network} via {_gateway.Options.GatewayIp}";
+    public override string Description => _gateway.Options.Ipv6Enabled
+        ? $"gateway {_gateway.Options.Network} via {_gateway.Options.GatewayIp}, {_gateway.Options.Network6} via {_gateway.Options.GatewayIp6}"
+        : $"gateway {_gateway.Options.Network} via {_gateway.Options.GatewayIp}";
 
     /// <inheritdoc/>
     public override IPAddress? GuestIp => _gateway.GuestAddress;
+
+    /// <inheritdoc/>
+    public override IReadOnlyList<IPAddress> GuestIpv6 => _gateway.GuestIpv6.ToList();
 
     /// <summary>The gateway's drop reasons and flow totals.</summary>
     public StackCounters StackCounters => _gateway.Counters;
@@ -71,15 +76,20 @@ public sealed class GatewayEnd : WireEnd
     public void ReleaseHold() => _gateway.Thaw();
 
     /// <summary>
-    /// Tells the gateway the guest's address and MAC before the guest has sent a frame (a guest
-    /// configured statically, as <c>netwire run</c> does), so host forwards can reach it at once.
+    /// Tells the gateway the guest's address (and IPv6 address, when it has one) and MAC before the
+    /// guest has sent a frame (a guest configured statically, as <c>netwire run</c> does), so host
+    /// forwards can reach it at once.
     /// </summary>
-    public void AssumeGuest(IPAddress address, ReadOnlySpan<byte> mac)
+    public void AssumeGuest(IPAddress address, IPAddress? address6, ReadOnlySpan<byte> mac)
     {
         lock (_gateway.Sync)
         {
             _gateway.SetGuestMac(MacAddress.Read(mac));
             _gateway.SetGuestIp(Ip.ToUInt(address));
+            if (address6 is not null)
+            {
+                _gateway.GuestIpv6.SetFirst(IpAddr.FromAddress(address6));
+            }
         }
     }
 
@@ -166,11 +176,23 @@ public sealed class GatewayEnd : WireEnd
         foreach (var forward in _gateway.Options.Forwards)
         {
             var udp = forward.Transport == Transport.Udp;
+            var family = forward.Listen.AddressFamily;
+            if (family == AddressFamily.InterNetworkV6 && !_gateway.Options.Ipv6Enabled)
+            {
+                throw new WireSetupException($"forward {forward}: an IPv6 forward needs IPv6 on the gateway (drop --no-ipv6)");
+            }
+
             var socket = udp
-                ? new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Udp)
-                : new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                ? new Socket(family, SocketType.Dgram, ProtocolType.Udp)
+                : new Socket(family, SocketType.Stream, ProtocolType.Tcp);
             try
             {
+                if (family == AddressFamily.InterNetworkV6)
+                {
+                    // [::] means IPv6 clients only; an IPv4 client reaches an IPv4 forward.
+                    socket.DualMode = false;
+                }
+
                 socket.SetSocketOption(SocketOptionLevel.Socket, SocketOptionName.ReuseAddress, true);
                 socket.Bind(forward.Listen);
                 if (!udp)
@@ -220,7 +242,7 @@ public sealed class GatewayEnd : WireEnd
                     continue;
                 }
 
-                _gateway.Tcp.OpenToGuest(accepted, forward.GuestPort);
+                _gateway.Tcp.OpenToGuest(accepted, forward.GuestPort, forward.Listen.AddressFamily == AddressFamily.InterNetworkV6);
             }
         }
     }
@@ -239,7 +261,7 @@ public sealed class GatewayEnd : WireEnd
     private async Task UdpForwardLoopAsync(Socket listener, HostForward forward, CancellationToken cancellationToken)
     {
         var buffer = new byte[65_535];
-        EndPoint any = new IPEndPoint(IPAddress.Any, 0);
+        EndPoint any = new IPEndPoint(listener.AddressFamily == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any, 0);
         while (true)
         {
             SocketReceiveFromResult received;

@@ -6,7 +6,9 @@ namespace NetWire.Stack;
 
 /// <summary>
 /// The user-mode gateway's settings. The defaults are slirp's (QEMU <c>-netdev user</c>):
-/// 10.0.2.0/24, gateway 10.0.2.2, DNS 10.0.2.3, DHCP leases from 10.0.2.15.
+/// 10.0.2.0/24, gateway 10.0.2.2, DNS 10.0.2.3, DHCP leases from 10.0.2.15; and for IPv6, on
+/// unless turned off, slirp4netns's <c>--enable-ipv6</c> plan: fd00::/64, gateway fd00::2,
+/// DNS fd00::3.
 /// </summary>
 public sealed record GatewayOptions
 {
@@ -19,6 +21,18 @@ public sealed record GatewayOptions
     /// <summary>The DNS address the guest is told about; queries to it go to <see cref="DnsUpstream"/>.</summary>
     public IPAddress DnsIp { get; init; } = IPAddress.Parse("10.0.2.3");
 
+    /// <summary>IPv6 on the guest's link: router advertisements, neighbour discovery, ICMPv6, TCP and UDP over IPv6 (<c>--no-ipv6</c> turns it off).</summary>
+    public bool Ipv6Enabled { get; init; } = true;
+
+    /// <summary>The guest's IPv6 prefix, advertised for SLAAC; a /64 (RFC 4862 5.5.3 needs 64-bit interface identifiers on Ethernet).</summary>
+    public IpNetwork Network6 { get; init; } = IpNetwork.Parse("fd00::/64");
+
+    /// <summary>The gateway's IPv6 address in <see cref="Network6"/> (host loopback ::1 when allowed).</summary>
+    public IPAddress GatewayIp6 { get; init; } = IPAddress.Parse("fd00::2");
+
+    /// <summary>The IPv6 DNS address the guest is told about (RDNSS, DHCPv6); queries to it go to <see cref="DnsUpstream"/>.</summary>
+    public IPAddress DnsIp6 { get; init; } = IPAddress.Parse("fd00::3");
+
     /// <summary>The first DHCP lease.</summary>
     public IPAddress DhcpStart { get; init; } = IPAddress.Parse("10.0.2.15");
 
@@ -28,13 +42,13 @@ public sealed record GatewayOptions
     /// <summary>DHCP lease time.</summary>
     public TimeSpan LeaseTime { get; init; } = TimeSpan.FromHours(1);
 
-    /// <summary>The link MTU: the DHCP MTU option and the MSS the gateway offers (MTU - 40).</summary>
+    /// <summary>The link MTU: the DHCP MTU option, the router advertisement's MTU option, and the MSS the gateway offers (MTU - 40 over IPv4, MTU - 60 over IPv6).</summary>
     public int Mtu { get; init; } = 1500;
 
-    /// <summary>Where DNS queries go; null reads the first nameserver of /etc/resolv.conf.</summary>
+    /// <summary>Where DNS queries go (an IPv4 or IPv6 resolver); null reads the first nameserver of /etc/resolv.conf.</summary>
     public IPEndPoint? DnsUpstream { get; init; }
 
-    /// <summary>Lets the guest reach the host's 127.0.0.1 through the gateway address (slirp's default; passt's map-gw).</summary>
+    /// <summary>Lets the guest reach the host's 127.0.0.1 through the gateway address, and ::1 through the IPv6 one (slirp's default; passt's map-gw).</summary>
     public bool AllowHostLoopback { get; init; }
 
     /// <summary>Outbound destination rules (<c>--allow</c>, <c>--deny</c>).</summary>
@@ -85,6 +99,11 @@ public sealed record GatewayOptions
             }
         }
 
+        if (Ipv6Enabled)
+        {
+            ValidateIpv6();
+        }
+
         if (Mtu is < 576 or > 65520)
         {
             throw new FormatException($"--mtu {Mtu}: must be 576 to 65520");
@@ -93,6 +112,32 @@ public sealed record GatewayOptions
         if (DhcpPoolSize < 1 || !Network.Contains(Ip.ToUInt(DhcpStart) + (uint)DhcpPoolSize - 1))
         {
             throw new FormatException($"the DHCP pool from {DhcpStart} does not fit in {Network}");
+        }
+    }
+
+    private void ValidateIpv6()
+    {
+        if (Network6.IsIpv4 || Network6.PrefixLength != 64)
+        {
+            throw new FormatException($"--net6 {Network6}: must be an IPv6 /64 (SLAAC needs 64-bit interface identifiers)");
+        }
+
+        if (Network6.Network.IsIpv6Multicast || Network6.Network.IsIpv6LinkLocal)
+        {
+            throw new FormatException($"--net6 {Network6}: must be a unicast prefix outside fe80::/10");
+        }
+
+        foreach (var (name, address) in new[] { ("IPv6 gateway", GatewayIp6), ("IPv6 DNS", DnsIp6) })
+        {
+            if (address.AddressFamily != System.Net.Sockets.AddressFamily.InterNetworkV6 || !Network6.Contains(IpAddr.FromAddress(address)))
+            {
+                throw new FormatException($"the {name} address {address} is not in --net6 {Network6}");
+            }
+        }
+
+        if (GatewayIp6.Equals(DnsIp6))
+        {
+            throw new FormatException($"the IPv6 gateway and DNS addresses must differ ({GatewayIp6})");
         }
     }
 }

@@ -15,6 +15,8 @@ public sealed class StackCounters
     private long _flowsMovedOut;
     private long _flowsMovedIn;
     private readonly long[] _migrationResets = new long[Enum.GetValues<Migration.FlowResetReason>().Length + 1];
+    private long _routerAdvertisements;
+    private long _dhcpv6Replies;
 
     /// <summary>Drops for one reason.</summary>
     public long Drops(StackDrop reason) => Interlocked.Read(ref _drops[(int)reason]);
@@ -43,6 +45,12 @@ public sealed class StackCounters
     /// <summary>TCP connections a migration reset for one reason.</summary>
     public long MigrationResets(Migration.FlowResetReason reason) => Interlocked.Read(ref _migrationResets[(int)reason]);
 
+    /// <summary>Router advertisements sent (solicited and periodic).</summary>
+    public long RouterAdvertisements => Interlocked.Read(ref _routerAdvertisements);
+
+    /// <summary>Stateless DHCPv6 replies sent.</summary>
+    public long Dhcpv6Replies => Interlocked.Read(ref _dhcpv6Replies);
+
     /// <summary>Counts a drop.</summary>
     public void Drop(StackDrop reason) => Interlocked.Increment(ref _drops[(int)reason]);
 
@@ -62,6 +70,10 @@ public sealed class StackCounters
 
     internal void MigrationReset(Migration.FlowResetReason reason) => Interlocked.Increment(ref _migrationResets[(int)reason]);
 
+    internal void RouterAdvertisement() => Interlocked.Increment(ref _routerAdvertisements);
+
+    internal void Dhcpv6Reply() => Interlocked.Increment(ref _dhcpv6Replies);
+
     /// <summary>Every non-zero counter as name/value pairs, for status output.</summary>
     public IReadOnlyList<KeyValuePair<string, long>> Snapshot()
     {
@@ -72,6 +84,8 @@ public sealed class StackCounters
             new("udp_flows", UdpFlows),
             new("tcp_retransmits", Retransmits),
             new("dhcp_leases", DhcpLeases),
+            new("router_advertisements", RouterAdvertisements),
+            new("dhcpv6_replies", Dhcpv6Replies),
         };
         foreach (var reason in Enum.GetValues<StackDrop>())
         {

@@ -3,28 +3,28 @@ namespace NetWire.Stack;
 /// <summary>Why the gateway dropped a packet from the guest, refused a flow, or could not send. Each is counted.</summary>
 public enum StackDrop
 {
-    /// <summary>An Ethernet type the gateway does not speak (IPv6, VLAN, ...).</summary>
+    /// <summary>An Ethernet type the gateway does not speak (VLAN, ...; IPv6 with --no-ipv6).</summary>
     UnsupportedEtherType,
 
-    /// <summary>A header shorter than its fixed part, a length field past the frame, or a bad IHL / data offset.</summary>
+    /// <summary>A header shorter than its fixed part, a length field past the frame (an IPv6 payload length, an extension header), or a bad IHL / data offset.</summary>
     BadLength,
 
     /// <summary>An IPv4 header or TCP/UDP/ICMP checksum that does not verify.</summary>
     BadChecksum,
 
-    /// <summary>An IPv4 fragment: not reassembled (a guest using PMTU discovery never sends them).</summary>
+    /// <summary>An IPv4 fragment or an IPv6 packet with a fragment header: not reassembled (a guest using PMTU discovery never sends them).</summary>
     Fragment,
 
-    /// <summary>A packet with TTL 0.</summary>
+    /// <summary>A packet with TTL (IPv4) or hop limit (IPv6) 0.</summary>
     TtlExpired,
 
     /// <summary>An IP protocol other than ICMP, TCP and UDP.</summary>
     UnsupportedProtocol,
 
-    /// <summary>IPv4 options or TCP options that do not parse.</summary>
+    /// <summary>TCP, DHCP, DHCPv6 or neighbour discovery options that do not parse, or an IPv6 option that is malformed or unknown with a discard action.</summary>
     BadOptions,
 
-    /// <summary>A source address outside the guest network, or a destination that makes no sense (broadcast, multicast, 0.0.0.0).</summary>
+    /// <summary>A source address outside the guest network (or the gateway's own), or a destination that makes no sense (broadcast, multicast, 0.0.0.0, ::, link-local).</summary>
     BadAddress,
 
     /// <summary>A TCP segment for no known connection (answered with RST unless it is one).</summary>
@@ -62,4 +62,25 @@ public enum StackDrop
 
     /// <summary>A host socket failed to send a datagram.</summary>
     HostSendFailed,
+
+    /// <summary>An IPv6 jumbogram (RFC 2675): payload length 0 with a hop-by-hop header, or a jumbo payload option.</summary>
+    Jumbogram,
+
+    /// <summary>An IPv6 extension-header chain that is too long (over 8), out of order (hop-by-hop not first) or repeats a header.</summary>
+    ExtensionHeader,
+
+    /// <summary>An IPv6 routing header of type 0 (RFC 5095) or with segments left.</summary>
+    RoutingHeader,
+
+    /// <summary>A neighbour discovery message that fails RFC 4861's checks (hop limit not 255, code not 0, multicast target, a bad duplicate address detection probe).</summary>
+    NdpInvalid,
+
+    /// <summary>A router advertisement or redirect from the guest, or a neighbour advertisement claiming one of the gateway's addresses.</summary>
+    NdpSpoof,
+
+    /// <summary>An ICMPv6 error from the guest whose quoted packet is not an IPv6 header.</summary>
+    BadIcmpError,
+
+    /// <summary>An ICMP error the gateway would have sent (port unreachable) beyond the rate limit (RFC 4443 2.4(f)).</summary>
+    IcmpRateLimited,
 }

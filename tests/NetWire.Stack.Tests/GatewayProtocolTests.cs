@@ -1,8 +1,5 @@
-using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
-using NetWire.Core.Frames;
 using NetWire.Core.Packets;
-using NetWire.Core.Wire;
 using static NetWire.Stack.Tests.TestPackets;
 
 namespace NetWire.Stack.Tests;
@@ -15,25 +12,12 @@ public sealed class GatewayProtocolTests
 
     public GatewayProtocolTests()
     {
-        _gateway = new Gateway(new GatewayOptions(), new FramePool(), new FakeTimeProvider(), NullLogger.Instance);
-        _gateway.Attach(_receiver, new WireCounters(), CancellationToken.None);
+        _gateway = GatewayTesting.Create(new GatewayOptions(), new FakeTimeProvider(), _receiver);
     }
 
-    private void Send(byte[] frame)
-    {
-        lock (_gateway.Sync)
-        {
-            _gateway.OnGuestFrame(frame);
-            _gateway.EndOfBatch();
-        }
-    }
+    private void Send(byte[] frame) => _gateway.Send(frame);
 
-    private byte[] Single()
-    {
-        Assert.True(_receiver.Frames.TryDequeue(out var frame), "expected a frame from the gateway");
-        Assert.Empty(_receiver.Frames);
-        return frame;
-    }
+    private byte[] Single() => _receiver.Single();
 
     [Fact]
     public void ArpRequestForGateway_GetsReplyWithGatewayMac()

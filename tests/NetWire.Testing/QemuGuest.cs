@@ -75,12 +75,14 @@ public sealed class QemuGuest : IAsyncDisposable
                 BuildInitrd(initramfs, options.TestScript, tempDir, initrd);
             }
 
+            // no_timer_check: under TCG on a busy host the kernel's check that the 8254 timer
+            // ticks through the IO-APIC can miss its window and panic the guest at boot.
             List<string> qemuArgs =
             [
                 "-machine", "pc", "-accel", "tcg", "-m", $"{options.MemoryMiB}M",
                 "-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio", "-no-reboot",
                 "-kernel", kernel, "-initrd", initrd,
-                "-append", $"console=ttyS0 panic=-1 quiet {options.KernelArgs}".TrimEnd(),
+                "-append", $"console=ttyS0 panic=-1 quiet no_timer_check {options.KernelArgs}".TrimEnd(),
                 "-netdev", netdev,
                 "-device", $"{options.NicModel},netdev=n0,mac={options.Mac},romfile=",
                 .. options.ExtraQemuArgs,

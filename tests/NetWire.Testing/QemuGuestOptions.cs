@@ -15,7 +15,7 @@ public sealed record QemuGuestOptions
 
     /// <summary>
     /// Extra kernel command line, for example <c>nw.ip=10.0.2.15/24 nw.gw=10.0.2.1</c> or <c>nw.ip=dhcp</c>
-    /// (see tools/guest/README.md). It follows <c>console=ttyS0 panic=-1 quiet</c>.
+    /// (see tools/guest/README.md). It follows <c>console=ttyS0 panic=-1 quiet no_timer_check</c>.
     /// </summary>
     public string KernelArgs { get; init; } = "";
 

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The user-mode gateway next to slirp4netns and pasta, in one run, on one topology:
 #
-#   namespace made for the run: client -> tap0 -> gateway process -> server on host 127.0.0.1
+#   namespace made for the run: client -> tap0 -> gateway process -> server on host 127.0.0.1 (::1)
 #
-# For each implementation and MTU: iperf3 TCP throughput namespace->host and host->namespace,
+# For each implementation, IP version and MTU: iperf3 TCP throughput namespace->host and host->namespace,
 # the TCP connection setup rate (sequential connect, read the server's line to EOF, close),
 # and the gateway's CPU seconds per GB (1e9 bytes) moved, from /proc/PID/stat. See
 # tools/bench/README.md for how to read the output.
@@ -13,14 +13,16 @@ usage() {
     cat <<'EOF'
 usage: tools/bench/gateway.sh [options]
 
-Measures netwire run (this checkout), slirp4netns and pasta side by side. Needs root
+Measures netwire run (this checkout), slirp4netns and pasta side by side, over IPv4 and
+IPv6 (slirp4netns --enable-ipv6, pasta -6; each reaches the host's ::1 at fd00::2). Needs root
 (network namespaces), iproute2, iperf3, python3, and the slirp4netns and passt packages
 (--install gets them with apt-get).
 
 options:
   --impls "I ..."     any of netwire slirp4netns pasta (default: all three)
   --mtus "M ..."      link MTUs (default "1500 65520")
-  --runs N            rounds; each round measures every implementation and MTU once, and the
+  --families "F ..."  IP versions, 4 and/or 6 (default "4 6")
+  --runs N            rounds; each round measures every implementation, version and MTU once, and the
                       tables show the median of the rounds (default 3)
   --seconds S         length of each iperf3 run (default 5)
   --connections N     connections per setup-rate measurement (default 500)
@@ -36,6 +38,7 @@ EOF
 
 IMPLS="netwire slirp4netns pasta"
 MTUS="1500 65520"
+FAMILIES="4 6"
 RUNS=3
 SECONDS_PER_RUN=5
 CONNECTIONS=500
@@ -47,6 +50,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --impls) IMPLS="$2"; shift 2 ;;
         --mtus) MTUS="$2"; shift 2 ;;
+        --families) FAMILIES="$2"; shift 2 ;;
         --runs) RUNS="$2"; shift 2 ;;
         --seconds) SECONDS_PER_RUN="$2"; shift 2 ;;
         --connections) CONNECTIONS="$2"; shift 2 ;;
@@ -106,18 +110,21 @@ trap 'exit 143' TERM
 cat > "$WORK/gw.py" <<'PY'
 import json, os, socket, statistics, sys, time
 
-def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
+def family_of(host):
+    return socket.AF_INET6 if ':' in host else socket.AF_INET
+
+def free_port(host='127.0.0.1'):
+    s = socket.socket(family_of(host))
+    s.bind((host, 0))
     port = s.getsockname()[1]
     s.close()
     print(port)
 
-def line_server(port):
+def line_server(port, host='127.0.0.1'):
     """Host side of the setup-rate test: each accepted connection gets one line, then EOF."""
-    ls = socket.socket()
+    ls = socket.socket(family_of(host))
     ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(('127.0.0.1', int(port)))
+    ls.bind((host, int(port)))
     ls.listen(512)
     while True:
         c, peer = ls.accept()
@@ -177,12 +184,12 @@ def cpu_seconds(pid):
 def cpu(pid):
     print('%.3f' % cpu_seconds(pid))
 
-def record(results, round_, impl, mtu, workload, value, unit, **extra):
-    extra.update(round=int(round_), impl=impl, mtu=int(mtu), workload=workload, value=value, unit=unit)
+def record(results, round_, impl, family, mtu, workload, value, unit, **extra):
+    extra.update(round=int(round_), impl=impl, family=int(family), mtu=int(mtu), workload=workload, value=value, unit=unit)
     with open(results, 'a') as f:
         f.write(json.dumps(extra) + '\n')
 
-def iperf(results, round_, impl, mtu, direction, path, cpu0, cpu1):
+def iperf(results, round_, impl, family, mtu, direction, path, cpu0, cpu1):
     workload = 'throughput_' + direction
     try:
         with open(path) as f:
@@ -191,28 +198,28 @@ def iperf(results, round_, impl, mtu, direction, path, cpu0, cpu1):
             raise ValueError(d['error'])
         received = d['end']['sum_received']
     except (OSError, ValueError, KeyError) as e:
-        record(results, round_, impl, mtu, workload, None, 'Gbit/s', error=str(e)[:200])
-        print('%s %s %s: error %s' % (impl, mtu, workload, e))
+        record(results, round_, impl, family, mtu, workload, None, 'Gbit/s', error=str(e)[:200])
+        print('%s IPv%s %s %s: error %s' % (impl, family, mtu, workload, e))
         return
     gbps = received['bits_per_second'] / 1e9
     retransmits = d['end'].get('sum_sent', {}).get('retransmits')
-    record(results, round_, impl, mtu, workload, round(gbps, 3), 'Gbit/s', bytes=received['bytes'],
+    record(results, round_, impl, family, mtu, workload, round(gbps, 3), 'Gbit/s', bytes=received['bytes'],
            retransmits=retransmits)
     used = float(cpu1) - float(cpu0)
     per_gb = used / (received['bytes'] / 1e9) if received['bytes'] else None
-    record(results, round_, impl, mtu, 'cpu_' + direction, per_gb and round(per_gb, 3), 'CPU s/GB',
+    record(results, round_, impl, family, mtu, 'cpu_' + direction, per_gb and round(per_gb, 3), 'CPU s/GB',
            cpu_seconds=round(used, 3))
-    print('%s mtu %s %s: %.3f Gbit/s, %s retransmits, gateway %.2f CPU s' % (
-        impl, mtu, workload, gbps, retransmits, used))
+    print('%s IPv%s mtu %s %s: %.3f Gbit/s, %s retransmits, gateway %.2f CPU s' % (
+        impl, family, mtu, workload, gbps, retransmits, used))
 
-def connections(results, round_, impl, mtu, text):
+def connections(results, round_, impl, family, mtu, text):
     try:
         d = json.loads(text)
         rate = d['ok'] / d['seconds'] if d['ok'] and not d['failed'] else None
     except (ValueError, KeyError) as e:
         d, rate = {'error': '%s: %s' % (e, text[-200:])}, None
-    record(results, round_, impl, mtu, 'connect_rate', rate and round(rate, 1), 'conn/s', **d)
-    print('%s mtu %s connect_rate: %s' % (impl, mtu, rate and '%.0f conn/s' % rate or 'error %s' % d))
+    record(results, round_, impl, family, mtu, 'connect_rate', rate and round(rate, 1), 'conn/s', **d)
+    print('%s IPv%s mtu %s connect_rate: %s' % (impl, family, mtu, rate and '%.0f conn/s' % rate or 'error %s' % d))
 
 LABELS = [('throughput_up', 'TCP ns -> host (Gbit/s)'),
           ('throughput_down', 'TCP host -> ns (Gbit/s)'),
@@ -223,10 +230,11 @@ LABELS = [('throughput_up', 'TCP ns -> host (Gbit/s)'),
 def report(results):
     rows = [json.loads(l) for l in open(results) if l.strip()]
     impls = list(dict.fromkeys(r['impl'] for r in rows))
-    mtus = sorted({r['mtu'] for r in rows})
+    # Lines from before the IPv6 column have no family: IPv4.
+    links = sorted({(r.get('family', 4), r['mtu']) for r in rows})
     med, spread = {}, {}
     for r in rows:
-        med.setdefault((r['impl'], r['mtu'], r['workload']), []).append(r['value'])
+        med.setdefault((r['impl'], (r.get('family', 4), r['mtu']), r['workload']), []).append(r['value'])
     for k, values in list(med.items()):
         good = [v for v in values if v is not None]
         med[k] = statistics.median(good) if good else None
@@ -241,26 +249,26 @@ def report(results):
             text += (' (%.0f-%.0f)' if k[2] == 'connect_rate' else ' (%.2f-%.2f)') % (lo, hi)
         return text + (' +%d failed' % errors if errors else '')
     print('Median of %d round(s), min-max in brackets.\n' % len({r['round'] for r in rows}))
-    print('| MTU | workload | ' + ' | '.join(impls) + ' |')
-    print('| --- | --- |' + ' --- |' * len(impls))
-    for mtu in mtus:
+    print('| IP | MTU | workload | ' + ' | '.join(impls) + ' |')
+    print('| --- | --- | --- |' + ' --- |' * len(impls))
+    for link in links:
         for workload, label in LABELS:
-            print('| %d | %s | %s |' % (mtu, label, ' | '.join(cell((i, mtu, workload)) for i in impls)))
+            print('| IPv%d | %d | %s | %s |' % (link[0], link[1], label, ' | '.join(cell((i, link, workload)) for i in impls)))
     others = [i for i in impls if i != 'netwire']
     if 'netwire' not in impls or not others:
         return
     print('\nnetwire against the others (throughput and setup rate: higher is better; CPU: '
           'lower is better):\n')
-    print('| MTU | workload | ' + ' | '.join('netwire / %s' % o for o in others) + ' |')
-    print('| --- | --- |' + ' --- |' * len(others))
-    for mtu in mtus:
+    print('| IP | MTU | workload | ' + ' | '.join('netwire / %s' % o for o in others) + ' |')
+    print('| --- | --- | --- |' + ' --- |' * len(others))
+    for link in links:
         for workload, label in LABELS:
-            mine = med.get(('netwire', mtu, workload))
+            mine = med.get(('netwire', link, workload))
             ratios = []
             for o in others:
-                theirs = med.get((o, mtu, workload))
+                theirs = med.get((o, link, workload))
                 ratios.append('%.2fx' % (mine / theirs) if mine and theirs else '-')
-            print('| %d | %s | %s |' % (mtu, label, ' | '.join(ratios)))
+            print('| IPv%d | %d | %s | %s |' % (link[0], link[1], label, ' | '.join(ratios)))
 
 if __name__ == '__main__':
     globals()[sys.argv[1]](*sys.argv[2:])
@@ -277,59 +285,83 @@ if [[ " $IMPLS " == *" netwire "* ]] && [ -z "$NETWIRE_DLL" ]; then
     NETWIRE_DLL="$WORK/netwire/netwire.dll"
 fi
 
-# --- host servers, on 127.0.0.1 only ----------------------------------------------------------------
+# --- host servers, on 127.0.0.1 and ::1 only ------------------------------------------------------
 IPERF_PORT=$(py free_port)
 LINE_PORT=$(py free_port)
 iperf3 -s -B 127.0.0.1 -p "$IPERF_PORT" > "$OUT/iperf3-server.log" 2>&1 &
 STARTED+=($!)
 python3 "$WORK/gw.py" line_server "$LINE_PORT" > "$OUT/line-server.log" 2>&1 &
 STARTED+=($!)
-for i in $(seq 100); do
-    [ -n "$(ss -Hltn "sport = :$IPERF_PORT")" ] && [ -n "$(ss -Hltn "sport = :$LINE_PORT")" ] && break
-    sleep 0.1
+if [[ " $FAMILIES " == *" 6 "* ]]; then
+    IPERF6_PORT=$(py free_port ::1)
+    LINE6_PORT=$(py free_port ::1)
+    iperf3 -s -B ::1 -p "$IPERF6_PORT" > "$OUT/iperf3-server6.log" 2>&1 &
+    STARTED+=($!)
+    python3 "$WORK/gw.py" line_server "$LINE6_PORT" ::1 > "$OUT/line-server6.log" 2>&1 &
+    STARTED+=($!)
+fi
+for port in "$IPERF_PORT" "$LINE_PORT" ${IPERF6_PORT:-} ${LINE6_PORT:-}; do
+    for i in $(seq 100); do
+        [ -n "$(ss -Hltn "sport = :$port")" ] && break
+        sleep 0.1
+    done
 done
 
 # --- starting and stopping one gateway ---------------------------------------------------------------
-# start_IMPL MTU sets GW_PID (the process whose CPU is counted), NS (namespace name) and
-# HOST_ADDR (the address in the namespace that reaches host loopback).
+# start_IMPL MTU FAMILY sets GW_PID (the process whose CPU is counted), NS (namespace name) and
+# HOST_ADDR (the address in the namespace that reaches host loopback: 10.0.2.2, or fd00::2 for
+# IPv6, where each of the three maps the gateway's IPv6 address to the host's ::1).
 start_slirp4netns() {
     command -v slirp4netns > /dev/null || { WHY="slirp4netns is not installed"; return 1; }
-    NS="nwgw-$$-slirp-$1"
+    NS="nwgw-$$-slirp-$1-$2"
     ip netns add "$NS" && NAMESPACES+=("$NS") || { WHY="ip netns add failed"; return 1; }
     # --configure: tap0 10.0.2.100/24, default route via 10.0.2.2, which reaches host loopback
-    # (no --disable-host-loopback).
-    slirp4netns --configure --mtu="$1" --netns-type=path "/run/netns/$NS" tap0 > "$OUT/slirp4netns-$1.log" 2>&1 &
+    # (no --disable-host-loopback). For IPv6, --enable-ipv6 (what Podman passes): fd00::/64 by
+    # SLAAC, and fd00::2 reaches the host's ::1.
+    local ipv6=""
+    [ "$2" = 6 ] && ipv6=--enable-ipv6
+    slirp4netns --configure $ipv6 --mtu="$1" --netns-type=path "/run/netns/$NS" tap0 > "$OUT/slirp4netns-$1-$2.log" 2>&1 &
     GW_PID=$!
     HOST_ADDR=10.0.2.2
+    [ "$2" = 6 ] && HOST_ADDR=fd00::2
+    return 0
 }
 
 start_pasta() {
     command -v pasta > /dev/null || { WHY="pasta is not installed (package passt)"; return 1; }
-    NS="nwgw-$$-pasta-$1"
+    NS="nwgw-$$-pasta-$1-$2"
     ip netns add "$NS" && NAMESPACES+=("$NS") || { WHY="ip netns add failed"; return 1; }
-    # Addressing as slirp's; pasta maps the gateway address to host loopback (map-gw, its
-    # default). No port forwards (-t/-u/-T/-U none), so every byte crosses tap0. --runas 0: as
-    # root, pasta would otherwise drop to nobody and fail to enter a namespace it did not make.
-    pasta --runas 0 -f -q -4 --config-net -m "$1" -a 10.0.2.100 -n 24 -g 10.0.2.2 -I tap0 \
-        -t none -u none -T none -U none --netns "$NS" > "$OUT/pasta-$1.log" 2>&1 &
-    GW_PID=$!
+    # Addressing as slirp's (and slirp4netns's for IPv6); pasta maps the gateway address to host
+    # loopback (map-gw, its default). No port forwards (-t/-u/-T/-U none), so every byte crosses
+    # tap0. --runas 0: as root, pasta would otherwise drop to nobody and fail to enter a namespace
+    # it did not make.
+    local addressing=(-4 -a 10.0.2.100 -n 24 -g 10.0.2.2)
     HOST_ADDR=10.0.2.2
+    if [ "$2" = 6 ]; then
+        addressing=(-6 -a fd00::100 -g fd00::2)
+        HOST_ADDR=fd00::2
+    fi
+    pasta --runas 0 -f -q "${addressing[@]}" --config-net -m "$1" -I tap0 \
+        -t none -u none -T none -U none --netns "$NS" > "$OUT/pasta-$1-$2.log" 2>&1 &
+    GW_PID=$!
 }
 
 start_netwire() {
     [ -f "$NETWIRE_DLL" ] || { WHY="no $NETWIRE_DLL"; return 1; }
     # netwire run makes the namespace netwire-<its pid>; the command it runs there only waits.
-    dotnet "$NETWIRE_DLL" run --mtu "$1" --allow-host-loopback -- sleep 100000 > "$OUT/netwire-$1.log" 2>&1 &
+    # IPv6 is on in both cases (its default); the family only picks the address the clients use.
+    dotnet "$NETWIRE_DLL" run --mtu "$1" --allow-host-loopback -- sleep 100000 > "$OUT/netwire-$1-$2.log" 2>&1 &
     GW_PID=$!
     NS="netwire-$GW_PID"
     HOST_ADDR=10.0.2.2
+    [ "$2" = 6 ] && HOST_ADDR=fd00::2
     local i
     for i in $(seq 300); do
-        ip netns list | grep -qw "$NS" && ip -n "$NS" -4 route show default | grep -q tap0 && return 0
+        ip netns list | grep -qw "$NS" && ip -n "$NS" "-$2" route show default | grep -q tap0 && return 0
         kill -0 "$GW_PID" 2> /dev/null || break
         sleep 0.1
     done
-    WHY="netwire run did not set up $NS: $(tail -3 "$OUT/netwire-$1.log" | tr '\n' ' ')"
+    WHY="netwire run did not set up $NS: $(tail -3 "$OUT/netwire-$1-$2.log" | tr '\n' ' ')"
     return 1
 }
 
@@ -345,17 +377,21 @@ stop_gateway() {
 
 inns() { ip netns exec "$NS" "$@"; }
 
-measure() {   # round impl mtu
-    local round=$1 impl=$2 mtu=$3 direction flag c0 c1 seen
+measure() {   # round impl family mtu
+    local round=$1 impl=$2 family=$3 mtu=$4 direction flag c0 c1 seen iperf_port=$IPERF_PORT line_port=$LINE_PORT
     GW_PID=""; NS=""; WHY=""
-    say "round $round: $impl, MTU $mtu"
-    if ! "start_$impl" "$mtu"; then
+    if [ "$family" = 6 ]; then
+        iperf_port=$IPERF6_PORT
+        line_port=$LINE6_PORT
+    fi
+    say "round $round: $impl, IPv$family, MTU $mtu"
+    if ! "start_$impl" "$mtu" "$family"; then
         say "$impl: not measured: $WHY"
         stop_gateway
         return
     fi
     STARTED+=("$GW_PID")
-    if ! seen=$(inns python3 "$WORK/gw.py" wait_up "$HOST_ADDR" "$LINE_PORT" 30); then
+    if ! seen=$(inns python3 "$WORK/gw.py" wait_up "$HOST_ADDR" "$line_port" 30); then
         say "$impl: no traffic through the gateway within 30 s"
         stop_gateway
         return
@@ -364,14 +400,14 @@ measure() {   # round impl mtu
     for direction in up down; do
         flag=""; [ "$direction" = down ] && flag=-R
         c0=$(py cpu "$GW_PID")
-        inns timeout $((SECONDS_PER_RUN + 30)) iperf3 -c "$HOST_ADDR" -p "$IPERF_PORT" -t "$SECONDS_PER_RUN" \
+        inns timeout $((SECONDS_PER_RUN + 30)) iperf3 -c "$HOST_ADDR" -p "$iperf_port" -t "$SECONDS_PER_RUN" \
             -J $flag > "$WORK/iperf.json" 2> "$WORK/iperf.err"
         c1=$(py cpu "$GW_PID")
-        py iperf "$RESULTS" "$round" "$impl" "$mtu" "$direction" "$WORK/iperf.json" "$c0" "$c1" >&2
+        py iperf "$RESULTS" "$round" "$impl" "$family" "$mtu" "$direction" "$WORK/iperf.json" "$c0" "$c1" >&2
         sleep 0.5
     done
-    py connections "$RESULTS" "$round" "$impl" "$mtu" \
-        "$(inns timeout 120 python3 "$WORK/gw.py" connect_rate "$HOST_ADDR" "$LINE_PORT" "$CONNECTIONS" 60 | tail -1)" >&2
+    py connections "$RESULTS" "$round" "$impl" "$family" "$mtu" \
+        "$(inns timeout 120 python3 "$WORK/gw.py" connect_rate "$HOST_ADDR" "$line_port" "$CONNECTIONS" 60 | tail -1)" >&2
     stop_gateway
 }
 
@@ -389,8 +425,10 @@ measure() {   # round impl mtu
 
 for round in $(seq "$RUNS"); do
     for impl in $IMPLS; do
-        for mtu in $MTUS; do
-            measure "$round" "$impl" "$mtu"
+        for family in $FAMILIES; do
+            for mtu in $MTUS; do
+                measure "$round" "$impl" "$family" "$mtu"
+            done
         done
     done
 done

@@ -6,6 +6,8 @@
 #   nw_uptime             seconds since the guest kernel started, e.g. 2.31
 #   nw_nc_recv PORT       accept one TCP connection on PORT, copy it to stdout
 #   nw_wait_listen PORT [TENTHS]   wait until a TCP socket listens on PORT (default 10 s)
+#   nw_wait_addr6 DEV [SECONDS]     wait for a global IPv6 address on DEV, past duplicate
+#                                   address detection; print it (ADDR/PFX)
 
 # Markers go straight to the console so that they reach the host even when
 # the caller has redirected its stdout (for example inside $(...)).
@@ -57,6 +59,22 @@ nw_wait_listen() {
     while [ "$_nw_left" -gt 0 ]; do
         if awk -v p=":$_nw_port" '$4 == "0A" && substr($2, length($2) - 4) == p { found = 1 } END { exit !found }' \
             /proc/net/tcp /proc/net/tcp6 2>/dev/null; then
+            return 0
+        fi
+        usleep 100000
+        _nw_left=$((_nw_left - 1))
+    done
+    return 1
+}
+
+# A SLAAC address appears once a router advertisement arrives, and stays
+# "tentative" (unusable) until duplicate address detection has passed (1 s).
+nw_wait_addr6() {
+    _nw_left=$(( ${2:-15} * 10 ))
+    while [ "$_nw_left" -gt 0 ]; do
+        _nw_a=$(ip -6 -o addr show dev "$1" scope global 2>/dev/null | awk '!/tentative/ { print $4; exit }')
+        if [ -n "$_nw_a" ]; then
+            echo "$_nw_a"
             return 0
         fi
         usleep 100000

@@ -15,21 +15,29 @@ internal sealed class GatewayCliOptions
 
     public Option<string> Dns { get; } = new("--dns") { Description = "The DNS address given to the guest; queries go to --dns-forward", DefaultValueFactory = _ => "10.0.2.3", HelpName = "IP" };
 
-    public Option<string?> DnsForward { get; } = new("--dns-forward") { Description = "Resolver DNS queries are sent to (default: first nameserver in /etc/resolv.conf)", HelpName = "IP[:PORT]" };
+    public Option<string?> DnsForward { get; } = new("--dns-forward") { Description = "Resolver DNS queries are sent to, IPv4 or IPv6 (default: first nameserver in /etc/resolv.conf)", HelpName = "IP[:PORT]|[IPv6]:PORT" };
+
+    public Option<bool> NoIpv6 { get; } = new("--no-ipv6") { Description = "No IPv6 on the guest's link (no router advertisements; IPv6 frames are dropped)" };
+
+    public Option<string> Net6 { get; } = new("--net6") { Description = "The guest's IPv6 prefix, advertised for SLAAC (a /64)", DefaultValueFactory = _ => "fd00::/64", HelpName = "PREFIX/64" };
+
+    public Option<string> GatewayIp6 { get; } = new("--gateway-ip6") { Description = "The gateway's IPv6 address (host ::1 with --allow-host-loopback); its link-local address is fe80::2", DefaultValueFactory = _ => "fd00::2", HelpName = "IPv6" };
+
+    public Option<string> Dns6 { get; } = new("--dns6") { Description = "The IPv6 DNS address given to the guest (RDNSS, DHCPv6); queries go to --dns-forward", DefaultValueFactory = _ => "fd00::3", HelpName = "IPv6" };
 
     public Option<string> DhcpStart { get; } = new("--dhcp-start") { Description = "First DHCP address (16 leases)", DefaultValueFactory = _ => "10.0.2.15", HelpName = "IP" };
 
     public Option<int> Mtu { get; } = new("--mtu") { Description = "Link MTU (576-65520): DHCP option, TCP MSS, and the namespace TAP for 'run'", DefaultValueFactory = _ => 1500, HelpName = "N" };
 
-    public Option<bool> AllowHostLoopback { get; } = new("--allow-host-loopback") { Description = "Let the guest reach the host's 127.0.0.1 at the gateway address (off by default)" };
+    public Option<bool> AllowHostLoopback { get; } = new("--allow-host-loopback") { Description = "Let the guest reach the host's 127.0.0.1 at the gateway address, and ::1 at the IPv6 one (off by default)" };
 
     public Option<string[]> Forward { get; } = new("--forward") { Description = $"Forward a host port to the guest: {HostForward.Forms}", HelpName = "SPEC", AllowMultipleArgumentsPerToken = false };
 
-    public Option<string[]> Allow { get; } = new("--allow") { Description = "Only these destination networks may be reached (repeatable; default: all)", HelpName = "CIDR" };
+    public Option<string[]> Allow { get; } = new("--allow") { Description = "Only these destination networks (IPv4 or IPv6) may be reached (repeatable; default: all)", HelpName = "CIDR" };
 
-    public Option<string[]> Deny { get; } = new("--deny") { Description = "These destination networks may not be reached (repeatable)", HelpName = "CIDR" };
+    public Option<string[]> Deny { get; } = new("--deny") { Description = "These destination networks (IPv4 or IPv6) may not be reached (repeatable)", HelpName = "CIDR" };
 
-    public IEnumerable<Option> All => [Net, GatewayIp, Dns, DnsForward, DhcpStart, Mtu, AllowHostLoopback, Forward, Allow, Deny];
+    public IEnumerable<Option> All => [Net, GatewayIp, Dns, DnsForward, DhcpStart, Mtu, NoIpv6, Net6, GatewayIp6, Dns6, AllowHostLoopback, Forward, Allow, Deny];
 
     /// <summary>Builds and validates the options; throws <see cref="FormatException"/> with the reason.</summary>
     public GatewayOptions Build(ParseResult parse)
@@ -39,12 +47,16 @@ internal sealed class GatewayCliOptions
             Network = Ipv4Cidr.Parse(parse.GetValue(Net)!),
             GatewayIp = ParseIp(parse.GetValue(GatewayIp)!, "--gateway-ip"),
             DnsIp = ParseIp(parse.GetValue(Dns)!, "--dns"),
+            Ipv6Enabled = !parse.GetValue(NoIpv6),
+            Network6 = IpNetwork.Parse(parse.GetValue(Net6)!),
+            GatewayIp6 = ParseIp6(parse.GetValue(GatewayIp6)!, "--gateway-ip6"),
+            DnsIp6 = ParseIp6(parse.GetValue(Dns6)!, "--dns6"),
             DhcpStart = ParseIp(parse.GetValue(DhcpStart)!, "--dhcp-start"),
             Mtu = parse.GetValue(Mtu),
             AllowHostLoopback = parse.GetValue(AllowHostLoopback),
             DnsUpstream = parse.GetValue(DnsForward) is { } upstream ? ParseEndPoint(upstream) : null,
             Forwards = [.. (parse.GetValue(Forward) ?? []).Select(HostForward.Parse)],
-            Policy = new OutboundPolicy([.. (parse.GetValue(Allow) ?? []).Select(Ipv4Cidr.Parse)], [.. (parse.GetValue(Deny) ?? []).Select(Ipv4Cidr.Parse)]),
+            Policy = new OutboundPolicy([.. (parse.GetValue(Allow) ?? []).Select(IpNetwork.Parse)], [.. (parse.GetValue(Deny) ?? []).Select(IpNetwork.Parse)]),
         };
         options.Validate();
         return options;
@@ -55,13 +67,19 @@ internal sealed class GatewayCliOptions
             ? address
             : throw new FormatException($"{option} '{text}' is not an IPv4 address");
 
+    private static IPAddress ParseIp6(string text, string option) =>
+        IPAddress.TryParse(text, out var address) && address.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6
+            ? address
+            : throw new FormatException($"{option} '{text}' is not an IPv6 address");
+
+    /// <summary>IPv4[:PORT], a bare IPv6 address, or [IPv6]:PORT; port 53 when none is given.</summary>
     private static IPEndPoint ParseEndPoint(string text)
     {
-        if (IPEndPoint.TryParse(text, out var endPoint) && endPoint.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork)
+        if (IPEndPoint.TryParse(text, out var endPoint))
         {
             return endPoint.Port == 0 ? new IPEndPoint(endPoint.Address, 53) : endPoint;
         }
 
-        throw new FormatException($"--dns-forward '{text}' is not IP[:PORT]");
+        throw new FormatException($"--dns-forward '{text}' is not IP[:PORT] or [IPv6]:PORT");
     }
 }

@@ -20,7 +20,11 @@ namespace NetWire.Cli.Commands;
 /// <c>nwrPID</c> in its own namespace (so its fd stays with the appliance), moves it into the new
 /// namespace and renames it <c>tap0</c> (a TAP keeps working across the move); inside, tap0 gets
 /// the MTU, the address .100 of the guest network, a default route via the gateway, and lo comes
-/// up; <c>/etc/netns/NAME/resolv.conf</c> points at the gateway's DNS address. COMMAND runs with
+/// up; with IPv6 also ::100 of the IPv6 prefix (without duplicate address detection, so it is
+/// usable at once; the gateway never claims it) and a default route via the IPv6 gateway, with
+/// router advertisements not accepted on tap0 (they would add a second, SLAAC address beside
+/// ::100); with <c>--no-ipv6</c> IPv6 is off on tap0. <c>/etc/netns/NAME/resolv.conf</c> points at
+/// the gateway's DNS addresses. COMMAND runs with
 /// <c>ip netns exec</c> as a child. The appliance stays in the foreground until COMMAND exits
 /// (its exit status is returned) or SIGTERM/SIGINT (COMMAND gets SIGTERM by pid); the namespace
 /// and the resolv.conf directory are removed on the way out.
@@ -89,6 +93,7 @@ internal static class RunCommand
         var tap = $"nwr{pid}";
         var etc = $"/etc/netns/{ns}";
         var guestAddress = Ip.Format(options.Network.Network + 100);
+        var guestAddress6 = options.Ipv6Enabled ? options.Network6.HostAt(0x100).ToIPAddress() : null;
         await using var tapEnd = new TapEnd("ns", tap, FramePool.Shared, WireEnd.DefaultQueueCapacity, loggers.CreateLogger<TapEnd>());
         await using var gatewayEnd = new GatewayEnd("gateway", options, FramePool.Shared, WireEnd.DefaultQueueCapacity, TimeProvider.System, loggers.CreateLogger<GatewayEnd>());
         using var linkStop = new CancellationTokenSource();
@@ -104,13 +109,34 @@ internal static class RunCommand
             await WaitForTapAsync(tap, running).ConfigureAwait(false);
             await IpAsync("link", "set", tap, "netns", ns).ConfigureAwait(false);
             await IpAsync("-n", ns, "link", "set", tap, "name", "tap0").ConfigureAwait(false);
+
+            // Before the link comes up, so its first router solicitation already finds them. A
+            // kernel without IPv6 (ipv6.disable=1) has neither, and tap0 gets IPv4 only.
+            if (!Directory.Exists("/proc/sys/net/ipv6"))
+            {
+                RunLog.NoIpv6(logger);
+                guestAddress6 = null;
+            }
+            else
+            {
+                await SetSysctlAsync(ns, guestAddress6 is null ? "net/ipv6/conf/tap0/disable_ipv6" : "net/ipv6/conf/tap0/accept_ra", guestAddress6 is null ? "1" : "0").ConfigureAwait(false);
+            }
+
             await IpAsync("-n", ns, "link", "set", "tap0", "mtu", options.Mtu.ToString(System.Globalization.CultureInfo.InvariantCulture), "up").ConfigureAwait(false);
             await IpAsync("-n", ns, "link", "set", "lo", "up").ConfigureAwait(false);
             await IpAsync("-n", ns, "addr", "add", $"{guestAddress}/{options.Network.PrefixLength}", "dev", "tap0").ConfigureAwait(false);
             await IpAsync("-n", ns, "route", "add", "default", "via", options.GatewayIp.ToString(), "dev", "tap0").ConfigureAwait(false);
-            gatewayEnd.AssumeGuest(System.Net.IPAddress.Parse(guestAddress), await ReadMacAsync(ns).ConfigureAwait(false));
+            var resolvers = $"nameserver {options.DnsIp}\n";
+            if (guestAddress6 is not null)
+            {
+                await IpAsync("-n", ns, "-6", "addr", "add", $"{guestAddress6}/{options.Network6.PrefixLength}", "dev", "tap0", "nodad").ConfigureAwait(false);
+                await IpAsync("-n", ns, "-6", "route", "add", "default", "via", options.GatewayIp6.ToString(), "dev", "tap0").ConfigureAwait(false);
+                resolvers += $"nameserver {options.DnsIp6}\n";
+            }
+
+            gatewayEnd.AssumeGuest(System.Net.IPAddress.Parse(guestAddress), guestAddress6, await ReadMacAsync(ns).ConfigureAwait(false));
             Directory.CreateDirectory(etc);
-            await File.WriteAllTextAsync(Path.Combine(etc, "resolv.conf"), $"nameserver {options.DnsIp}\n", CancellationToken.None).ConfigureAwait(false);
+            await File.WriteAllTextAsync(Path.Combine(etc, "resolv.conf"), resolvers, CancellationToken.None).ConfigureAwait(false);
 
             // With the capture on standard output, the command's output goes to standard error so the pcapng stays whole.
             var start = new ProcessStartInfo("ip") { UseShellExecute = false, RedirectStandardOutput = captureRequest?.Path == "-" };
@@ -221,6 +247,16 @@ internal static class RunCommand
         return Convert.FromHexString(output.Substring(at + 11, 17).Replace(":", string.Empty, StringComparison.Ordinal));
     }
 
+    /// <summary>Writes a sysctl of the namespace (<c>net/...</c> under /proc/sys, as seen from inside it).</summary>
+    private static async Task SetSysctlAsync(string ns, string key, string value)
+    {
+        var (code, error) = await RunQuietAsync("ip", false, "netns", "exec", ns, "sh", "-c", $"echo {value} > /proc/sys/{key}").ConfigureAwait(false);
+        if (code != 0)
+        {
+            throw new WireSetupException($"cannot set {key.Replace('/', '.')} = {value} in {ns}: {error.Trim()}");
+        }
+    }
+
     private static async Task IpAsync(params string[] args)
     {
         var (code, error) = await RunQuietAsync("ip", false, args).ConfigureAwait(false);
@@ -252,4 +288,7 @@ internal static partial class RunLog
 {
     [LoggerMessage(5101, LogLevel.Debug, "Gateway link ended with {Reason}")]
     public static partial void LinkFailed(ILogger logger, string reason);
+
+    [LoggerMessage(5102, LogLevel.Warning, "This kernel has no IPv6 (/proc/sys/net/ipv6 is missing): tap0 gets IPv4 only")]
+    public static partial void NoIpv6(ILogger logger);
 }

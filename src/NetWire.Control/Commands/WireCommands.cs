@@ -23,11 +23,18 @@ internal static class WireCommands
                 drops[reason.ToString()] = counters.Drops(reason);
             }
 
+            var guestIpv6 = new JsonArray();
+            foreach (var address in end.GuestIpv6)
+            {
+                guestIpv6.Add(address.ToString());
+            }
+
             list.Add(new JsonObject
             {
                 ["name"] = end.Name,
                 ["description"] = end.Description,
                 ["guest-ip"] = end.GuestIp?.ToString(),
+                ["guest-ip6"] = guestIpv6,
                 ["rx-frames"] = counters.RxFrames,
                 ["rx-bytes"] = counters.RxBytes,
                 ["tx-frames"] = counters.TxFrames,

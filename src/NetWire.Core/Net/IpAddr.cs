@@ -40,6 +40,33 @@ public readonly struct IpAddr : IEquatable<IpAddr>
         }
     }
 
+    /// <summary>:: (RFC 4291 2.5.2), the source of a packet from an interface without an address yet (duplicate address detection).</summary>
+    public static IpAddr Ipv6Unspecified => default;
+
+    /// <summary>::1 (RFC 4291 2.5.3).</summary>
+    public static IpAddr Ipv6Loopback => new(0, 1);
+
+    /// <summary>ff02::1, every node on the link (RFC 4291 2.7.1).</summary>
+    public static IpAddr Ipv6AllNodes => new(0xff02_0000_0000_0000UL, 1);
+
+    /// <summary>True for the IPv6 unspecified address ::.</summary>
+    public bool IsIpv6Unspecified => _high == 0 && _low == 0;
+
+    /// <summary>True for an IPv6 multicast address, ff00::/8 (RFC 4291 2.7).</summary>
+    public bool IsIpv6Multicast => _high >> 56 == 0xff;
+
+    /// <summary>True for an IPv6 link-local unicast address, fe80::/10 (RFC 4291 2.5.6).</summary>
+    public bool IsIpv6LinkLocal => _high >> 54 == 0xfe80 >> 6;
+
+    /// <summary>True for a solicited-node multicast address, ff02::1:ff00:0/104 (RFC 4291 2.7.1).</summary>
+    public bool IsSolicitedNodeMulticast => _high == 0xff02_0000_0000_0000UL && _low >> 24 == 0x0000_0001_ff;
+
+    /// <summary>The solicited-node multicast address of this IPv6 address: ff02::1:ff and its low 24 bits (RFC 4291 2.7.1).</summary>
+    public IpAddr SolicitedNodeMulticast => new(0xff02_0000_0000_0000UL, 0x0000_0001_ff00_0000UL | (_low & 0xff_ffff));
+
+    /// <summary>The low 32 bits, which an IPv6 multicast address maps to its Ethernet group (RFC 2464 7); an IPv4 address's value.</summary>
+    public uint Low32 => (uint)_low;
+
     /// <summary>The address of the host-order IPv4 number <paramref name="address"/>.</summary>
     public static IpAddr FromIpv4(uint address) => new(0, MappedPrefix | address);
 
@@ -76,12 +103,22 @@ public readonly struct IpAddr : IEquatable<IpAddr>
         return 16;
     }
 
+    /// <summary>Writes the 16 bytes of the IPv6 form (an IPv4 address as ::ffff:a.b.c.d).</summary>
+    public void WriteIpv6To(Span<byte> destination)
+    {
+        BinaryPrimitives.WriteUInt64BigEndian(destination, _high);
+        BinaryPrimitives.WriteUInt64BigEndian(destination[8..16], _low);
+    }
+
     /// <summary>The address as an <see cref="IPAddress"/> (allocates).</summary>
     public IPAddress ToIPAddress()
     {
         Span<byte> bytes = stackalloc byte[16];
         return new IPAddress(bytes[..WriteTo(bytes)]);
     }
+
+    /// <summary>The address whose IPv6 form is the big-endian numbers <paramref name="high"/> (bytes 0-7) and <paramref name="low"/> (bytes 8-15).</summary>
+    internal static IpAddr FromParts(ulong high, ulong low) => new(high, low);
 
     /// <summary>Bytes 0-7 of the IPv6 form as a big-endian number (0 for IPv4).</summary>
     internal ulong High => _high;

@@ -16,6 +16,9 @@ public readonly struct MacAddress : IEquatable<MacAddress>
     /// <summary>ff:ff:ff:ff:ff:ff.</summary>
     public static MacAddress Broadcast => new(0xFFFF_FFFF_FFFFUL);
 
+    /// <summary>The Ethernet group an IPv6 multicast address maps to: 33:33 and its low 32 bits (RFC 2464 7).</summary>
+    public static MacAddress Ipv6Multicast(Net.IpAddr group) => new(0x3333_0000_0000UL | group.Low32);
+
     /// <summary>The individual/group bit of the first byte is set: multicast or broadcast.</summary>
     public bool IsMulticast => ((_value >> 40) & 1) != 0;
 

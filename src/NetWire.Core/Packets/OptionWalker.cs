@@ -1,25 +1,25 @@
 namespace NetWire.Core.Packets;
 
 /// <summary>
-/// The walk that TCP and DHCP options share: one-byte padding codes, an end code, and records of
-/// a code, a length and a value. Each <see cref="MoveNext"/> stops at the next record until the
+/// The walk that TCP, DHCP and IPv6 options share: one-byte padding codes, an end code (IPv6
+/// options have none), and records of a code, a length and a value. Each <see cref="MoveNext"/> stops at the next record until the
 /// end code or the end of the bytes; a record whose length runs past the bytes (or, where the
 /// length counts the code and length bytes, is under 2) ends the walk as malformed.
 /// </summary>
 internal ref struct OptionWalker
 {
     private readonly byte _pad;
-    private readonly byte _end;
+    private readonly int _end;
     private readonly bool _lengthCountsHeader;
     private ReadOnlySpan<byte> _rest;
 
-    public OptionWalker(ReadOnlySpan<byte> options, byte pad, byte end, bool lengthCountsHeader)
+    public OptionWalker(ReadOnlySpan<byte> options, byte pad, byte? end, bool lengthCountsHeader)
     {
         _rest = options;
         _pad = pad;
-        _end = end;
+        _end = end ?? -1;
         _lengthCountsHeader = lengthCountsHeader;
-        Code = end;
+        Code = end ?? 0;
         Value = default;
         IsMalformed = false;
     }
@@ -60,7 +60,7 @@ internal ref struct OptionWalker
         }
 
         _rest = default;
-        Code = _end;
+        Code = (byte)_end;
         Value = default;
         return false;
     }

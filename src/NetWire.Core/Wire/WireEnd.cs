@@ -51,6 +51,16 @@ public abstract class WireEnd : IWireEnd, IAsyncDisposable
     /// <summary>Learned guest IPv4 address, host order (<see cref="Ip"/>); 0 while unknown. Written by the link.</summary>
     private uint _learnedGuestIp;
 
+    /// <summary>
+    /// The guest's global IPv6 addresses (not link-local): what the device knows, else what was
+    /// learned from the sources of the guest's own IPv6 packets; at most
+    /// <see cref="Ipv6AddressSet.Capacity"/>, the first learned first. Allocates.
+    /// </summary>
+    public virtual IReadOnlyList<IPAddress> GuestIpv6 => _learnedGuestIpv6.ToList();
+
+    /// <summary>Learned guest IPv6 addresses. Written by the link.</summary>
+    private readonly Ipv6AddressSet _learnedGuestIpv6 = new();
+
     /// <summary>This end's counters.</summary>
     public WireCounters Counters { get; } = new();
 
@@ -87,7 +97,9 @@ public abstract class WireEnd : IWireEnd, IAsyncDisposable
 
     /// <summary>
     /// Notes the guest's address from a frame this end produced: the sender of an ARP packet or
-    /// the source of an IPv4 packet (0.0.0.0, as in a DHCP DISCOVER, is not an address).
+    /// the source of an IPv4 packet (0.0.0.0, as in a DHCP DISCOVER, is not an address), or the
+    /// source of an IPv6 packet when it is a global unicast one (not ::, link-local, multicast or
+    /// IPv4-mapped).
     /// </summary>
     public void LearnGuestIp(ReadOnlySpan<byte> frame)
     {
@@ -105,6 +117,14 @@ public abstract class WireEnd : IWireEnd, IAsyncDisposable
             case EtherType.Arp when ArpPacket.TryParse(ethernet.Payload, out var arp):
                 address = arp.SenderProtocolAddress;
                 break;
+            case EtherType.Ipv6 when Ipv6Packet.TryParse(ethernet.Payload, out var ip6):
+                var source = ip6.Source;
+                if (!source.IsIpv6Unspecified && !source.IsIpv6LinkLocal && !source.IsIpv6Multicast && !source.IsIpv4 && source != IpAddr.Ipv6Loopback)
+                {
+                    _learnedGuestIpv6.Learn(source);
+                }
+
+                return;
             default:
                 return;
         }

@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using System.Net;
 using NetWire.Core.Packets;
 using LinkLayers = PacketDotNet.LinkLayers;
@@ -205,49 +204,43 @@ public static class CaptureInspector
 
     private static void DissectIpv6(CaptureSummary summary, CaptureRecord record, int frameLength, ReadOnlySpan<byte> bytes)
     {
-        // The packet views have no IPv6 yet (it is the next layer to join them), so the fixed header
-        // (RFC 8200 3) and the extension-header chain are read here by offset.
-        if (bytes.Length < 40)
+        if (!Ipv6Packet.TryParseQuoted(bytes, out var header))
         {
             Count(summary, "IPv6/malformed");
-            summary.Malformed.Add((record.Number, "IPv6 header shorter than 40 bytes"));
+            summary.Malformed.Add((record.Number, "IPv6 header shorter than 40 bytes or not version 6"));
             return;
         }
 
-        var headerLength = 40;
-        var totalLength = 40 + BinaryPrimitives.ReadUInt16BigEndian(bytes[4..]);
-        int protocol = bytes[6];
-        var source = new IPAddress(bytes.Slice(8, 16));
-        var destination = new IPAddress(bytes.Slice(24, 16));
-        if (totalLength > bytes.Length)
+        if (!Ipv6Packet.TryParse(bytes, out var packet))
         {
             Count(summary, "IPv6/malformed");
-            summary.Malformed.Add((record.Number, $"IPv6 payload length {totalLength - 40} does not fit the {bytes.Length - 40} bytes captured"));
+            summary.Malformed.Add((record.Number, $"IPv6 payload length {header.PayloadLength} does not fit the {bytes.Length - Ipv6Packet.HeaderLength} bytes captured"));
             return;
         }
 
-        // RFC 8200 4: skip hop-by-hop (0), routing (43) and destination options (60) to the upper layer.
-        while (protocol is 0 or 43 or 60)
+        // RFC 8200 4: over the extension headers to the upper layer.
+        var chain = packet.GetHeaderChain();
+        var laterFragment = false;
+        while (chain.MoveNext())
         {
-            if (headerLength + 8 > totalLength)
-            {
-                Count(summary, "IPv6/malformed");
-                summary.Malformed.Add((record.Number, $"IPv6 extension header {protocol} runs past the payload"));
-                return;
-            }
-
-            var next = bytes[headerLength];
-            headerLength += (bytes[headerLength + 1] + 1) * 8;
-            protocol = next;
-            if (headerLength > totalLength)
-            {
-                Count(summary, "IPv6/malformed");
-                summary.Malformed.Add((record.Number, "IPv6 extension header runs past the payload"));
-                return;
-            }
+            laterFragment |= chain.Current.Type == IpProtocol.Ipv6Fragment && chain.Current.FragmentOffset != 0;
         }
 
-        DissectTransport(summary, record, frameLength, "IPv6", source, destination, protocol, bytes[headerLength..totalLength]);
+        if (chain.IsMalformed)
+        {
+            Count(summary, "IPv6/malformed");
+            summary.Malformed.Add((record.Number, $"IPv6 extension header {(int)chain.UpperProtocol} runs past the payload"));
+            return;
+        }
+
+        if (laterFragment)
+        {
+            // A later fragment: no transport header to read.
+            Count(summary, "IPv6/fragment");
+            return;
+        }
+
+        DissectTransport(summary, record, frameLength, "IPv6", packet.Source.ToIPAddress(), packet.Destination.ToIPAddress(), (int)chain.UpperProtocol, chain.UpperPayload);
     }
 
     private static void DissectTransport(CaptureSummary summary, CaptureRecord record, int frameLength, string family, IPAddress source, IPAddress destination, int protocol, ReadOnlySpan<byte> l4)

@@ -7,10 +7,10 @@ namespace NetWire.Stack.Icmp;
 
 /// <summary>
 /// One relayed ping conversation: the guest's echo identifier towards one destination, over an
-/// unprivileged ICMP socket (SOCK_DGRAM, IPPROTO_ICMP) connected to the destination. The kernel
-/// gives the socket its own identifier and fills in the checksum; replies get the guest's
-/// identifier back and come from the address the guest pinged. The key's guest port is the
-/// guest's echo identifier.
+/// unprivileged ICMP socket (SOCK_DGRAM, IPPROTO_ICMP; IPPROTO_ICMPV6 for an IPv6 destination)
+/// connected to the destination. The kernel gives the socket its own identifier and fills in the
+/// checksum; replies get the guest's identifier back and come from the address the guest pinged.
+/// The key's guest port is the guest's echo identifier.
 /// </summary>
 internal sealed class IcmpFlow(Gateway gateway, FlowKey key, Socket socket) : DatagramFlow(gateway, socket)
 {
@@ -23,7 +23,9 @@ internal sealed class IcmpFlow(Gateway gateway, FlowKey key, Socket socket) : Da
         socket = null!;
         try
         {
-            socket = new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Icmp);
+            socket = destination.AddressFamily == AddressFamily.InterNetworkV6
+                ? new Socket(AddressFamily.InterNetworkV6, SocketType.Dgram, ProtocolType.IcmpV6)
+                : new Socket(AddressFamily.InterNetwork, SocketType.Dgram, ProtocolType.Icmp);
         }
         catch (SocketException ex)
         {
@@ -70,6 +72,12 @@ internal sealed class IcmpFlow(Gateway gateway, FlowKey key, Socket socket) : Da
 
     protected override void Deliver(ReadOnlySpan<byte> bytes)
     {
+        if (!key.GuestIp.IsIpv4)
+        {
+            DeliverIpv6(bytes);
+            return;
+        }
+
         // The kernel passes only echo replies to a ping socket, but check what is relayed.
         if (!IcmpPacket.TryParse(bytes, out var reply))
         {
@@ -88,5 +96,27 @@ internal sealed class IcmpFlow(Gateway gateway, FlowKey key, Socket socket) : Da
         reply.Data.CopyTo(icmp[IcmpPacket.HeaderLength..]);
         new IcmpHeader(reply.Type, reply.Code, ((uint)key.GuestPort << 16) | reply.SequenceNumber).WriteTo(icmp);
         Gateway.EmitIpv4(frame, IpProtocol.Icmp, key.RemoteIp.Ipv4, key.GuestIp.Ipv4);
+    }
+
+    private void DeliverIpv6(ReadOnlySpan<byte> bytes)
+    {
+        if (!Icmpv6Packet.TryParse(bytes, out var reply))
+        {
+            Gateway.Counters.Drop(StackDrop.BadLength);
+            return;
+        }
+
+        if (reply.Type != Icmpv6Type.EchoReply || bytes.Length + Ipv6Packet.HeaderLength > Gateway.Options.Mtu)
+        {
+            Gateway.Counters.Drop(reply.Type == Icmpv6Type.EchoReply ? StackDrop.BadLength : StackDrop.Ignored);
+            return;
+        }
+
+        var frame = Gateway.RentIp(key.GuestIp, bytes.Length);
+        var icmp = frame.Span[Gateway.Ipv6PayloadOffset..];
+        reply.Data.CopyTo(icmp[Icmpv6Packet.HeaderLength..]);
+        Icmpv6Header.Echo(Icmpv6Type.EchoReply, key.GuestPort, reply.SequenceNumber)
+            .WriteTo(icmp, PseudoHeader.Create(key.RemoteIp, key.GuestIp, IpProtocol.Icmpv6));
+        Gateway.EmitIpv6(frame, IpProtocol.Icmpv6, key.RemoteIp, key.GuestIp, hopLimit: 64);
     }
 }

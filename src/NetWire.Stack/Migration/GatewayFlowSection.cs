@@ -301,8 +301,7 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
                 continue;
             }
 
-            var remote = flow.Key.RemoteIp.Ipv4;
-            var expected = flow.Origin == TcpFlowOrigin.Forward ? IsForward(options, flow.Key, host.Local) : gateway.TryMapDestination(remote, out var address, out _) && address.Equals(host.Remote.Address) && host.Remote.Port == flow.Key.RemotePort;
+            var expected = flow.Origin == TcpFlowOrigin.Forward ? IsForward(options, flow.Key, host.Local) : gateway.TryMapDestination(flow.Key.RemoteIp, out var address, out _) && address.Equals(host.Remote.Address) && host.Remote.Port == flow.Key.RemotePort;
             if (!expected)
             {
                 throw reader.Error($"flow {flow.Key}: host socket {host.Local} -> {host.Remote} is not where this gateway maps it");
@@ -322,11 +321,16 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
 
     private static void CheckGuest(StateSectionReader reader, Gateway gateway, FlowKey key)
     {
-        if (!key.GuestIp.IsIpv4 || !IsGuestAddress(gateway, key.GuestIp.Ipv4))
+        if (key.GuestIp.IsIpv4 ? !IsGuestAddress(gateway, key.GuestIp.Ipv4) : !IsGuestAddress6(gateway, key.GuestIp))
         {
-            throw reader.Error($"flow {key}: the guest address is outside {gateway.Options.Network}");
+            throw reader.Error($"flow {key}: the guest address is outside {(key.GuestIp.IsIpv4 ? gateway.Options.Network : gateway.Options.Network6)}");
         }
     }
+
+    /// <summary>An IPv6 guest address: in the gateway's prefix or link-local, and not one of the gateway's own.</summary>
+    private static bool IsGuestAddress6(Gateway gateway, IpAddr address) =>
+        gateway.Options.Ipv6Enabled && (gateway.Options.Network6.Contains(address) || address.IsIpv6LinkLocal)
+        && address != gateway.GatewayIp6 && address != gateway.DnsIp6 && !address.IsIpv6Multicast && !address.IsIpv6Unspecified;
 
     private static bool IsGuestAddress(Gateway gateway, uint address) =>
         gateway.Options.Network.Contains(address) && address != gateway.GatewayIp && address != gateway.DnsIp

@@ -82,6 +82,11 @@ internal abstract class DatagramFlow(Gateway gateway, Socket socket)
     /// <summary>One datagram from the host socket, towards the guest. Caller holds the gateway lock.</summary>
     protected abstract void Deliver(ReadOnlySpan<byte> datagram);
 
+    /// <summary>The host reported the far port closed (an ICMP port unreachable for a datagram sent). Caller holds the gateway lock.</summary>
+    protected virtual void OnPortUnreachable()
+    {
+    }
+
     private async Task ReceiveLoopAsync()
     {
         var buffer = ArrayPool<byte>.Shared.Rent(MaxDatagram);
@@ -97,7 +102,19 @@ internal abstract class DatagramFlow(Gateway gateway, Socket socket)
                 }
                 catch (SocketException ex) when (NetWire.Core.Net.IoErrors.IsUnreachable(ex.SocketErrorCode))
                 {
-                    // An ICMP error about an earlier datagram: keep the flow, as a NAT would.
+                    // An ICMP error about an earlier datagram: keep the flow, as a NAT would, and
+                    // pass a closed port on to the guest.
+                    if (NetWire.Core.Net.IoErrors.IsPortUnreachable(ex.SocketErrorCode))
+                    {
+                        lock (gateway.Sync)
+                        {
+                            if (!IsClosed)
+                            {
+                                OnPortUnreachable();
+                            }
+                        }
+                    }
+
                     continue;
                 }
 

@@ -15,26 +15,52 @@ public enum Transport
 
 /// <summary>
 /// A host port forwarded to the guest (slirp's hostfwd): <c>tcp:[ADDR:]HOST_PORT:GUEST_PORT</c>
-/// or <c>udp:...</c>. ADDR defaults to 127.0.0.1, so a forward is not opened to the network unless asked.
+/// or <c>udp:...</c>. ADDR defaults to 127.0.0.1, so a forward is not opened to the network unless
+/// asked; an IPv6 ADDR is written in brackets (<c>tcp:[::1]:8080:80</c>) and reaches the guest
+/// over IPv6, at its first IPv6 address.
 /// </summary>
 public sealed record HostForward(Transport Transport, IPEndPoint Listen, ushort GuestPort)
 {
     /// <summary>The forms <see cref="Parse"/> accepts.</summary>
-    public const string Forms = "tcp:[ADDR:]HOST_PORT:GUEST_PORT | udp:[ADDR:]HOST_PORT:GUEST_PORT";
+    public const string Forms = "tcp:[ADDR:]HOST_PORT:GUEST_PORT | udp:[ADDR:]HOST_PORT:GUEST_PORT (an IPv6 ADDR in brackets: tcp:[::1]:8080:80)";
 
     /// <summary>Parses a forward; throws <see cref="FormatException"/>.</summary>
     public static HostForward Parse(string text)
     {
-        var parts = text.Split(':');
-        if (parts.Length is not (3 or 4) || parts[0] is not ("tcp" or "udp"))
+        ArgumentNullException.ThrowIfNull(text);
+        var colon = text.IndexOf(':', StringComparison.Ordinal);
+        var transport = colon < 0 ? "" : text[..colon];
+        if (transport is not ("tcp" or "udp"))
         {
             throw new FormatException($"bad forward '{text}': expected {Forms}");
         }
 
+        var rest = text[(colon + 1)..];
         var address = IPAddress.Loopback;
-        if (parts.Length == 4 && !IPAddress.TryParse(parts[1], out address!))
+        if (rest.StartsWith('['))
         {
-            throw new FormatException($"bad forward '{text}': '{parts[1]}' is not an IP address");
+            var close = rest.IndexOf("]:", StringComparison.Ordinal);
+            if (close < 0 || !IPAddress.TryParse(rest[1..close], out address!) || address.AddressFamily != System.Net.Sockets.AddressFamily.InterNetworkV6)
+            {
+                throw new FormatException($"bad forward '{text}': expected [IPv6-ADDRESS]:HOST_PORT:GUEST_PORT after '{transport}:'");
+            }
+
+            rest = rest[(close + 2)..];
+            if (rest.Split(':').Length != 2)
+            {
+                throw new FormatException($"bad forward '{text}': expected {Forms}");
+            }
+        }
+
+        var parts = rest.Split(':');
+        if (parts.Length is not (2 or 3))
+        {
+            throw new FormatException($"bad forward '{text}': expected {Forms}");
+        }
+
+        if (parts.Length == 3 && (!IPAddress.TryParse(parts[0], out address!) || address.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork))
+        {
+            throw new FormatException($"bad forward '{text}': '{parts[0]}' is not an IPv4 address (write an IPv6 one in brackets)");
         }
 
         var hostPort = ParsePort(parts[^2], text);
@@ -44,7 +70,7 @@ public sealed record HostForward(Transport Transport, IPEndPoint Listen, ushort 
             throw new FormatException($"bad forward '{text}': the guest port must not be 0");
         }
 
-        return new HostForward(parts[0] == "tcp" ? Transport.Tcp : Transport.Udp, new IPEndPoint(address, hostPort), guestPort);
+        return new HostForward(transport == "tcp" ? Transport.Tcp : Transport.Udp, new IPEndPoint(address, hostPort), guestPort);
     }
 
     private static ushort ParsePort(string text, string whole)

@@ -9,7 +9,7 @@ internal sealed partial class TcpConnection
 {
     private static async Task<Socket> ConnectHostAsync(IPEndPoint target, CancellationToken cancellationToken)
     {
-        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        var socket = new Socket(target.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         try
         {
             await socket.ConnectAsync(target, cancellationToken).ConfigureAwait(false);

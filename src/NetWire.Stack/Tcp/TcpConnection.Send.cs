@@ -196,23 +196,23 @@ internal sealed partial class TcpConnection
     {
         // MSS, and window scale when the guest offered scaling (always in our own SYN).
         var scale = flags == TcpFlags.Syn || _sendShift >= 0;
-        var options = new TcpOptions { MaxSegmentSize = (ushort)(_gateway.Options.Mtu - 40), WindowScale = scale ? (byte)_receiveShift : null };
+        var options = new TcpOptions { MaxSegmentSize = (ushort)_linkMss, WindowScale = scale ? (byte)_receiveShift : null };
         var window = (ushort)Math.Min(_toHost.Free, 65535);
         var header = new TcpHeader(Key.RemotePort, Key.GuestPort, _iss, flags == TcpFlags.Syn ? 0 : _rcvNxt, flags, window) { Options = options };
-        var frame = _gateway.RentIpv4(header.Length);
-        header.WriteTo(frame.Span[Gateway.Ipv4PayloadOffset..], _toGuestPseudoHeader);
+        var frame = _gateway.RentIp(Key.GuestIp, header.Length);
+        header.WriteTo(frame.Span[_segmentOffset..], _toGuestPseudoHeader);
         if (flags == TcpFlags.Syn)
         {
             _sendShift = -1;
         }
 
-        _gateway.EmitIpv4(frame, IpProtocol.Tcp, Key.RemoteIp.Ipv4, Key.GuestIp.Ipv4);
+        _gateway.EmitIp(frame, IpProtocol.Tcp, Key.RemoteIp, Key.GuestIp);
     }
 
     private void SendSegment(uint seq, TcpFlags flags, int ringOffset, int length)
     {
-        var frame = _gateway.RentIpv4(TcpPacket.MinHeaderLength + length);
-        var tcp = frame.Span[Gateway.Ipv4PayloadOffset..];
+        var frame = _gateway.RentIp(Key.GuestIp, TcpPacket.MinHeaderLength + length);
+        var tcp = frame.Span[_segmentOffset..];
         var free = _toHost.Free;
         var shift = Math.Max(_receiveShift, 0);
         if (_sendShift < 0)
@@ -231,6 +231,6 @@ internal sealed partial class TcpConnection
         new TcpHeader(Key.RemotePort, Key.GuestPort, seq, _rcvNxt, flags, window).WriteTo(tcp, _toGuestPseudoHeader);
         _unackedSegments = 0;
         _rcvAcked = _rcvNxt;
-        _gateway.EmitIpv4(frame, IpProtocol.Tcp, Key.RemoteIp.Ipv4, Key.GuestIp.Ipv4);
+        _gateway.EmitIp(frame, IpProtocol.Tcp, Key.RemoteIp, Key.GuestIp);
     }
 }

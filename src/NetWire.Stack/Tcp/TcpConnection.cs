@@ -52,6 +52,12 @@ internal sealed partial class TcpConnection
     /// <summary>The pseudo-header of every segment towards the guest (the remote side to the guest).</summary>
     private readonly PseudoHeader _toGuestPseudoHeader;
 
+    /// <summary>Where the TCP header starts in a frame towards the guest (after an IPv4 or IPv6 header).</summary>
+    private readonly int _segmentOffset;
+
+    /// <summary>The largest segment the link carries: the MTU less the IP and TCP headers (40 over IPv4, 60 over IPv6).</summary>
+    private readonly int _linkMss;
+
     private State _state;
     private Socket? _host;
     private int _loopsRunning;
@@ -114,7 +120,9 @@ internal sealed partial class TcpConnection
             _receiveShift++;
         }
 
-        _mss = gateway.Options.Mtu - 40;
+        _segmentOffset = Gateway.PayloadOffset(key.GuestIp);
+        _linkMss = gateway.Options.Mtu - Gateway.IpHeaderLength(key.GuestIp) - TcpPacket.MinHeaderLength;
+        _mss = _linkMss;
         _toGuestPseudoHeader = PseudoHeader.Create(key.RemoteIp, key.GuestIp, IpProtocol.Tcp);
     }
 
@@ -181,7 +189,9 @@ internal sealed partial class TcpConnection
     private void ApplyOptions(TcpOptions options)
     {
         // RFC 9293 3.7.1: 536 when the guest sends no MSS; RFC 7323 2.3: a shift over 14 is taken as 14.
-        _mss = Math.Min(Math.Max(64, (int)(options.MaxSegmentSize ?? 536)), _gateway.Options.Mtu - 40);
+        // RFC 8200 8.3: 1220 for IPv6 when the guest sends no MSS (its minimum MTU less 60).
+        var assumed = Key.GuestIp.IsIpv4 ? 536 : 1220;
+        _mss = Math.Min(Math.Max(64, (int)(options.MaxSegmentSize ?? (ushort)assumed)), _linkMss);
         _sendShift = options.WindowScale is { } shift ? Math.Min((int)shift, 14) : -1;
     }
 

@@ -55,7 +55,7 @@ internal sealed class TcpNat(Gateway gateway)
     public string Describe() => string.Join("\n", _connections.Values.Select(static c => c.Describe()));
 
     /// <summary>One TCP segment from the guest. Caller holds the gateway lock.</summary>
-    public void OnSegment(uint source, uint destination, ReadOnlySpan<byte> bytes)
+    public void OnSegment(IpAddr source, IpAddr destination, ReadOnlySpan<byte> bytes)
     {
         if (!TcpPacket.TryParse(bytes, out var segment))
         {
@@ -63,13 +63,13 @@ internal sealed class TcpNat(Gateway gateway)
             return;
         }
 
-        if (!segment.IsChecksumValid(PseudoHeader.Ipv4(source, destination, IpProtocol.Tcp)))
+        if (!segment.IsChecksumValid(PseudoHeader.Create(source, destination, IpProtocol.Tcp)))
         {
             gateway.Counters.Drop(StackDrop.BadChecksum);
             return;
         }
 
-        var key = new FlowKey(IpAddr.FromIpv4(source), segment.SourcePort, IpAddr.FromIpv4(destination), segment.DestinationPort);
+        var key = new FlowKey(source, segment.SourcePort, destination, segment.DestinationPort);
         if (_connections.TryGetValue(key, out var connection))
         {
             connection.OnSegment(segment);
@@ -106,11 +106,11 @@ internal sealed class TcpNat(Gateway gateway)
             return;
         }
 
-        var remoteIp = key.RemoteIp.Ipv4;
+        // The virtual services' addresses are IPv4 (the SPICE tunnel carries IPv4 addresses).
         var virtualServices = gateway.Options.VirtualServices;
-        var isVirtual = virtualServices?.IsVirtualAddress(remoteIp) == true;
+        var isVirtual = key.RemoteIp.IsIpv4 && virtualServices?.IsVirtualAddress(key.RemoteIp.Ipv4) == true;
         var address = IPAddress.None;
-        if (!isVirtual && !gateway.TryMapDestination(remoteIp, out address, out var refusal))
+        if (!isVirtual && !gateway.TryMapDestination(key.RemoteIp, out address, out var refusal))
         {
             gateway.Counters.Drop(refusal);
             SendReset(key, 0, segment.SequenceNumber + 1, TcpFlags.Rst | TcpFlags.Ack);
@@ -137,6 +137,7 @@ internal sealed class TcpNat(Gateway gateway)
         if (isVirtual)
         {
             var guestIp = key.GuestIp.Ipv4;
+            var remoteIp = key.RemoteIp.Ipv4;
             connection.StartPassive(segment.SequenceNumber, parsed, cancellationToken => virtualServices!.ConnectAsync(guestIp, key.GuestPort, remoteIp, key.RemotePort, cancellationToken));
             return;
         }
@@ -144,13 +145,20 @@ internal sealed class TcpNat(Gateway gateway)
         connection.StartPassive(segment.SequenceNumber, parsed, new IPEndPoint(address, key.RemotePort));
     }
 
-    /// <summary>A host client connected to a forwarded port: open a connection to the guest. Caller holds the gateway lock.</summary>
-    public void OpenToGuest(Socket accepted, ushort guestPort)
+    /// <summary>
+    /// A host client connected to a forwarded port: open a connection to the guest, over IPv6 to
+    /// its first IPv6 address when the forward listens on an IPv6 address, else over IPv4. Caller
+    /// holds the gateway lock.
+    /// </summary>
+    public void OpenToGuest(Socket accepted, ushort guestPort, bool ipv6)
     {
-        var guestIp = gateway.GuestIp;
-        if (guestIp == 0 || _connections.Count >= gateway.Options.MaxTcpConnections || HalfOpen >= gateway.Options.MaxHalfOpen)
+        var (guestIp, gatewayIp) = ipv6
+            ? (gateway.GuestIpv6.First, gateway.GatewayIp6)
+            : (gateway.GuestIp == 0 ? IpAddr.Ipv6Unspecified : IpAddr.FromIpv4(gateway.GuestIp), IpAddr.FromIpv4(gateway.GatewayIp));
+        var unknown = guestIp.IsIpv6Unspecified;
+        if (unknown || _connections.Count >= gateway.Options.MaxTcpConnections || HalfOpen >= gateway.Options.MaxHalfOpen)
         {
-            gateway.Counters.Drop(guestIp == 0 ? StackDrop.BadAddress : StackDrop.ConnectionLimit);
+            gateway.Counters.Drop(unknown ? StackDrop.BadAddress : StackDrop.ConnectionLimit);
             accepted.Dispose();
             return;
         }
@@ -160,7 +168,7 @@ internal sealed class TcpNat(Gateway gateway)
         do
         {
             _nextForwardPort = _nextForwardPort == ushort.MaxValue ? (ushort)49152 : (ushort)(_nextForwardPort + 1);
-            key = new FlowKey(IpAddr.FromIpv4(guestIp), guestPort, IpAddr.FromIpv4(gateway.GatewayIp), _nextForwardPort);
+            key = new FlowKey(guestIp, guestPort, gatewayIp, _nextForwardPort);
         }
         while (_connections.ContainsKey(key) && ++attempts < 16384);
 
@@ -217,9 +225,9 @@ internal sealed class TcpNat(Gateway gateway)
     /// <summary>A bare RST (or RST|ACK) for a flow with no connection.</summary>
     public void SendReset(FlowKey key, uint seq, uint ack, TcpFlags flags)
     {
-        var frame = gateway.RentIpv4(TcpPacket.MinHeaderLength);
+        var frame = gateway.RentIp(key.GuestIp, TcpPacket.MinHeaderLength);
         new TcpHeader(key.RemotePort, key.GuestPort, seq, ack, flags, 0)
-            .WriteTo(frame.Span[Gateway.Ipv4PayloadOffset..], PseudoHeader.Create(key.RemoteIp, key.GuestIp, IpProtocol.Tcp));
-        gateway.EmitIpv4(frame, IpProtocol.Tcp, key.RemoteIp.Ipv4, key.GuestIp.Ipv4);
+            .WriteTo(frame.Span[Gateway.PayloadOffset(key.GuestIp)..], PseudoHeader.Create(key.RemoteIp, key.GuestIp, IpProtocol.Tcp));
+        gateway.EmitIp(frame, IpProtocol.Tcp, key.RemoteIp, key.GuestIp);
     }
 }

@@ -7,10 +7,13 @@ using NetWire.Stack.Nat;
 namespace NetWire.Stack.Udp;
 
 /// <summary>
-/// UDP NAT: each (guest port, destination) pair is a flow with its own connected host socket.
-/// Datagrams to 10.0.2.3:53 go to the upstream resolver; to the gateway address, to host
-/// loopback when allowed. Replies come back from the address the guest sent to. A flow closes
-/// after its idle timeout (shorter for DNS); the table is bounded.
+/// UDP NAT for both families: each (guest port, destination) pair is a flow with its own
+/// connected host socket. Datagrams to 10.0.2.3:53 or [fd00::3]:53 go to the upstream resolver
+/// (of either family); to the gateway address, to host loopback when allowed. Replies come back
+/// from the address the guest sent to. A flow closes after its idle timeout (shorter for DNS);
+/// the table is bounded. When the host says the far port is closed (ICMP port unreachable on
+/// the connected socket), the guest gets a port unreachable of its family, as from that host.
+/// DHCP (port 67) and DHCPv6 (port 547) go to the gateway's servers.
 /// </summary>
 /// <remarks>
 /// UDP host forwards (<c>--forward udp:...</c>): each host client (address and port) that sends
@@ -61,13 +64,13 @@ internal sealed class UdpNat(Gateway gateway)
         var opened = new List<UdpFlow>();
         foreach (var state in states)
         {
-            if (state.Icmp || !state.Key.RemoteIp.IsIpv4 || _flows.ContainsKey(state.Key) || Count >= gateway.Options.MaxUdpFlows
-                || !TryResolve(state.Key.RemoteIp.Ipv4, state.Key.RemotePort, out var target, out _))
+            if (state.Icmp || _flows.ContainsKey(state.Key) || Count >= gateway.Options.MaxUdpFlows
+                || !TryResolve(state.Key.RemoteIp, state.Key.RemotePort, out var target, out _))
             {
                 continue;
             }
 
-            var isDns = state.Key.RemoteIp.Ipv4 == gateway.DnsIp;
+            var isDns = IsDnsAddress(state.Key.RemoteIp);
             var flow = new UdpFlow(gateway, state.Key, target, isDns ? gateway.Options.DnsIdleTimeout : gateway.Options.UdpIdleTimeout) { IsDns = isDns };
             _flows.Add(state.Key, flow);
             flow.Start(state.Local, state.IdleMs);
@@ -87,7 +90,7 @@ internal sealed class UdpNat(Gateway gateway)
     }
 
     /// <summary>One UDP datagram from the guest. Caller holds the gateway lock.</summary>
-    public void OnDatagram(uint source, uint destination, ReadOnlySpan<byte> bytes)
+    public void OnDatagram(IpAddr source, IpAddr destination, ReadOnlySpan<byte> bytes)
     {
         if (!UdpPacket.TryParse(bytes, out var udp))
         {
@@ -95,7 +98,9 @@ internal sealed class UdpNat(Gateway gateway)
             return;
         }
 
-        if (udp.Checksum != 0 && !udp.IsChecksumValid(PseudoHeader.Ipv4(source, destination, IpProtocol.Udp)))
+        // RFC 8200 8.1: over IPv6 the checksum is mandatory, and 0 is no checksum.
+        var ipv4 = source.IsIpv4;
+        if ((udp.Checksum != 0 || !ipv4) && !udp.IsChecksumValid(PseudoHeader.Create(source, destination, IpProtocol.Udp)))
         {
             gateway.Counters.Drop(StackDrop.BadChecksum);
             return;
@@ -104,9 +109,10 @@ internal sealed class UdpNat(Gateway gateway)
         var sourcePort = udp.SourcePort;
         var destinationPort = udp.DestinationPort;
         var payload = udp.Payload;
-        if (destinationPort == 67)
+        if (ipv4 && destinationPort == 67)
         {
-            if (destination == 0xffffffff || destination == gateway.GatewayIp)
+            var to = destination.Ipv4;
+            if (to == 0xffffffff || to == gateway.GatewayIp)
             {
                 gateway.Dhcp.OnRequest(payload);
             }
@@ -118,13 +124,19 @@ internal sealed class UdpNat(Gateway gateway)
             return;
         }
 
-        if (source == 0)
+        if (!ipv4 && destinationPort == Dhcpv6Packet.ServerPort)
+        {
+            gateway.Dhcpv6.OnMessage(source, sourcePort, destination, payload);
+            return;
+        }
+
+        if (ipv4 ? source.Ipv4 == 0 : !gateway.Options.Network6.Contains(source) || destination.IsIpv6Multicast)
         {
             gateway.Counters.Drop(StackDrop.BadAddress);
             return;
         }
 
-        var key = new FlowKey(IpAddr.FromIpv4(source), sourcePort, IpAddr.FromIpv4(destination), destinationPort);
+        var key = new FlowKey(source, sourcePort, destination, destinationPort);
         if (_forwarded.TryGetValue(key, out var peer))
         {
             peer.LastUsedMs = gateway.NowMs;
@@ -154,7 +166,7 @@ internal sealed class UdpNat(Gateway gateway)
                 return;
             }
 
-            var isDns = destination == gateway.DnsIp;
+            var isDns = IsDnsAddress(destination);
             flow = new UdpFlow(gateway, key, target, isDns ? gateway.Options.DnsIdleTimeout : gateway.Options.UdpIdleTimeout) { IsDns = isDns };
             _flows.Add(key, flow);
             gateway.Counters.UdpFlow();
@@ -164,10 +176,12 @@ internal sealed class UdpNat(Gateway gateway)
         flow.Send(payload, gateway.NowMs);
     }
 
-    private bool TryResolve(uint destination, ushort port, out IPEndPoint target, out StackDrop refusal)
+    private bool IsDnsAddress(IpAddr address) => address.IsIpv4 ? address.Ipv4 == gateway.DnsIp : address == gateway.DnsIp6;
+
+    private bool TryResolve(IpAddr destination, ushort port, out IPEndPoint target, out StackDrop refusal)
     {
         target = null!;
-        if (destination == gateway.DnsIp)
+        if (IsDnsAddress(destination))
         {
             refusal = StackDrop.NoDnsServer;
             if (port != 53 || DnsUpstream() is not { } upstream)
@@ -188,7 +202,7 @@ internal sealed class UdpNat(Gateway gateway)
         return true;
     }
 
-    /// <summary>The configured resolver, else the first IPv4 nameserver in /etc/resolv.conf.</summary>
+    /// <summary>The configured resolver, else the first nameserver in /etc/resolv.conf (IPv4 or IPv6; a scoped link-local one keeps its interface).</summary>
     private IPEndPoint? DnsUpstream()
     {
         if (gateway.Options.DnsUpstream is { } configured)
@@ -204,8 +218,7 @@ internal sealed class UdpNat(Gateway gateway)
                 foreach (var line in File.ReadLines("/etc/resolv.conf"))
                 {
                     var parts = line.Split((char[]?)null, StringSplitOptions.RemoveEmptyEntries);
-                    if (parts.Length >= 2 && parts[0] == "nameserver" && IPAddress.TryParse(parts[1], out var address)
-                        && address.AddressFamily == AddressFamily.InterNetwork)
+                    if (parts.Length >= 2 && parts[0] == "nameserver" && IPAddress.TryParse(parts[1], out var address))
                     {
                         _dnsUpstream = new IPEndPoint(address, 53);
                         break;
@@ -222,12 +235,16 @@ internal sealed class UdpNat(Gateway gateway)
 
     /// <summary>
     /// A datagram from <paramref name="client"/> to a UDP forward's socket: to the guest's port,
-    /// from the gateway port this client has (or gets now). Caller holds the gateway lock.
+    /// from the gateway port this client has (or gets now), over IPv6 when the forward's socket is
+    /// an IPv6 one. Caller holds the gateway lock.
     /// </summary>
     public void FromForward(Socket listener, IPEndPoint client, ushort guestPort, ReadOnlySpan<byte> payload)
     {
-        var guestIp = gateway.GuestIp;
-        if (guestIp == 0)
+        var ipv6 = listener.AddressFamily == AddressFamily.InterNetworkV6;
+        var (guestIp, gatewayIp) = ipv6
+            ? (gateway.GuestIpv6.First, gateway.GatewayIp6)
+            : (gateway.GuestIp == 0 ? IpAddr.Ipv6Unspecified : IpAddr.FromIpv4(gateway.GuestIp), IpAddr.FromIpv4(gateway.GatewayIp));
+        if (guestIp.IsIpv6Unspecified)
         {
             gateway.Counters.Drop(StackDrop.BadAddress);
             return;
@@ -241,11 +258,11 @@ internal sealed class UdpNat(Gateway gateway)
                 return;
             }
 
-            key = new FlowKey(IpAddr.FromIpv4(guestIp), guestPort, IpAddr.FromIpv4(gateway.GatewayIp), _nextForwardPort);
+            key = new FlowKey(guestIp, guestPort, gatewayIp, _nextForwardPort);
             while (_forwarded.ContainsKey(key) || _flows.ContainsKey(key))
             {
                 _nextForwardPort = _nextForwardPort == ushort.MaxValue ? (ushort)49152 : (ushort)(_nextForwardPort + 1);
-                key = key with { RemotePort = _nextForwardPort };
+            key = key with { RemotePort = _nextForwardPort };
             }
 
             _nextForwardPort = _nextForwardPort == ushort.MaxValue ? (ushort)49152 : (ushort)(_nextForwardPort + 1);
@@ -262,18 +279,18 @@ internal sealed class UdpNat(Gateway gateway)
     public static void EmitToGuest(Gateway gateway, FlowKey key, ReadOnlySpan<byte> payload)
     {
         var length = UdpPacket.HeaderLength + payload.Length;
-        if (Ipv4Packet.MinHeaderLength + length > gateway.Options.Mtu)
+        if (Gateway.IpHeaderLength(key.GuestIp) + length > gateway.Options.Mtu)
         {
             // Larger than the guest's MTU, and the gateway does not fragment.
             gateway.Counters.Drop(StackDrop.BadLength);
             return;
         }
 
-        var frame = gateway.RentIpv4(length);
-        var udp = frame.Span.Slice(Gateway.Ipv4PayloadOffset, length);
+        var frame = gateway.RentIp(key.GuestIp, length);
+        var udp = frame.Span.Slice(Gateway.PayloadOffset(key.GuestIp), length);
         payload.CopyTo(udp[UdpPacket.HeaderLength..]);
         new UdpHeader(key.RemotePort, key.GuestPort).WriteTo(udp, PseudoHeader.Create(key.RemoteIp, key.GuestIp, IpProtocol.Udp));
-        gateway.EmitIpv4(frame, IpProtocol.Udp, key.RemoteIp.Ipv4, key.GuestIp.Ipv4);
+        gateway.EmitIp(frame, IpProtocol.Udp, key.RemoteIp, key.GuestIp);
     }
 
     /// <summary>Closes idle flows. Caller holds the gateway lock.</summary>

@@ -49,7 +49,7 @@ public sealed class CaptureRoundTripTests
             }
         }
 
-        foreach (var layer in new[] { "Ethernet", "ARP", "IPv4", "TCP", "TCP options", "UDP", "DHCP", "ICMP", "IPv6" })
+        foreach (var layer in new[] { "Ethernet", "ARP", "IPv4", "TCP", "TCP options", "UDP", "DHCP", "ICMP", "IPv6", "IPv6 extension header", "ICMPv6", "NDP" })
         {
             Assert.True(seen.GetValueOrDefault(layer) > 0, $"no {layer} frame in captures/");
         }
@@ -95,6 +95,64 @@ public sealed class CaptureRoundTripTests
         Assert.True(offered.SackPermitted);
     }
 
+    [Fact]
+    public void TheIpv6Capture_ShowsWhatTheReadmeSays()
+    {
+        // captures/README.md: the gateway's router advertisement from fe80::2 with the fd00::/64
+        // prefix, its neighbour advertisement for fd00::2, and the guest's SLAAC address in the SYN.
+        var frames = CaptureFixtures.ReadPcapNg(Path.Combine(RepoPaths.Root, "captures", "guest-ipv6.pcapng"));
+        var advertisements = 0;
+        var neighbours = 0;
+        var syns = 0;
+        foreach (var (_, frame) in frames)
+        {
+            Assert.True(EthernetFrame.TryParse(frame, out var ethernet));
+            Assert.True(Ipv6Packet.TryParse(ethernet.Payload, out var ip));
+            var chain = ip.GetHeaderChain();
+            while (chain.MoveNext())
+            {
+            }
+
+            if (chain.UpperProtocol == IpProtocol.Tcp && TcpPacket.TryParse(chain.UpperPayload, out var tcp) && tcp.Flags == TcpFlags.Syn)
+            {
+                syns++;
+                Assert.Equal("fd00::5054:ff:fe12:3456", ip.Source.ToString());
+                Assert.Equal("fd00::2", ip.Destination.ToString());
+            }
+
+            if (chain.UpperProtocol != IpProtocol.Icmpv6 || !NdpMessage.TryParse(chain.UpperPayload, out var ndp))
+            {
+                continue;
+            }
+
+            if (ndp.Type == Icmpv6Type.RouterAdvertisement)
+            {
+                advertisements++;
+                Assert.Equal("fe80::2", ip.Source.ToString());
+                Assert.Equal(255, ip.HopLimit);
+                Assert.Equal("52:55:0a:00:02:02", ethernet.Source.ToString());
+                var options = ndp.GetOptions();
+                var prefix = "";
+                while (options.MoveNext())
+                {
+                    prefix = options.Type == NdpOptionType.PrefixInformation ? $"{IpAddr.FromIpv6(options.Value.Slice(14, 16))}/{options.Value[0]}" : prefix;
+                }
+
+                Assert.Equal("fd00::/64", prefix);
+            }
+            else if (ndp.Type == Icmpv6Type.NeighborAdvertisement)
+            {
+                neighbours++;
+                Assert.Equal("fd00::2", ndp.TargetAddress.ToString());
+                Assert.True(ndp.SolicitedFlag && ndp.RouterFlag);
+            }
+        }
+
+        Assert.True(advertisements >= 1);
+        Assert.Equal(1, neighbours);
+        Assert.Equal(1, syns);
+    }
+
     private static byte[] Udp(byte[] frame)
     {
         Assert.True(EthernetFrame.TryParse(frame, out var ethernet));
@@ -126,9 +184,8 @@ public sealed class CaptureRoundTripTests
                 CheckIpv4(ethernet.Payload, pdn.Extract<Pdn.IPv4Packet>(), layers);
                 break;
             case EtherType.Ipv6:
-                // The IPv6 view comes with the IPv6 layer; here the frame is only an Ethernet frame.
                 layers.Add("IPv6");
-                Assert.NotNull(pdn.Extract<Pdn.IPv6Packet>());
+                CheckIpv6(ethernet.Payload, pdn.Extract<Pdn.IPv6Packet>(), layers);
                 break;
         }
 
@@ -172,11 +229,11 @@ public sealed class CaptureRoundTripTests
         {
             case IpProtocol.Tcp:
                 layers.Add("TCP");
-                CheckTcp(ip, pdn.Extract<Pdn.TcpPacket>(), layers);
+                CheckTcp(ip.Payload, ip.PseudoHeader, pdn.Extract<Pdn.TcpPacket>(), layers);
                 break;
             case IpProtocol.Udp:
                 layers.Add("UDP");
-                CheckUdp(ip, pdn.Extract<Pdn.UdpPacket>(), layers);
+                CheckUdp(ip.Payload, ip.PseudoHeader, pdn.Extract<Pdn.UdpPacket>(), layers);
                 break;
             case IpProtocol.Icmp:
                 layers.Add("ICMP");
@@ -185,9 +242,75 @@ public sealed class CaptureRoundTripTests
         }
     }
 
-    private static void CheckTcp(Ipv4Packet ip, Pdn.TcpPacket pdn, List<string> layers)
+    private static void CheckIpv6(ReadOnlySpan<byte> bytes, Pdn.IPv6Packet pdn, List<string> layers)
     {
-        Assert.True(TcpPacket.TryParse(ip.Payload, out var tcp));
+        Assert.True(Ipv6Packet.TryParse(bytes, out var ip));
+        Assert.Equal(pdn.PayloadLength, ip.PayloadLength);
+        Assert.Equal(pdn.HopLimit, ip.HopLimit);
+        Assert.Equal(pdn.FlowLabel, (int)ip.FlowLabel);
+        Assert.Equal(pdn.TrafficClass, ip.TrafficClass);
+        Assert.Equal((int)pdn.NextHeader, (int)ip.NextHeader);
+        Assert.Equal(pdn.SourceAddress, ip.Source.ToIPAddress());
+        Assert.Equal(pdn.DestinationAddress, ip.Destination.ToIPAddress());
+        Assert.True(Ipv6Header.TryParse(bytes, out var header));
+        AssertWritesBack(ip.Header, header.WriteTo);
+
+        var chain = ip.GetHeaderChain();
+        while (chain.MoveNext())
+        {
+            layers.Add("IPv6 extension header");
+            var options = chain.Current.GetOptions();
+            while (options.MoveNext())
+            {
+            }
+
+            Assert.False(options.IsMalformed);
+        }
+
+        Assert.False(chain.IsMalformed);
+        var pseudoHeader = ip.PseudoHeaderFor(chain.UpperProtocol);
+        switch (chain.UpperProtocol)
+        {
+            case IpProtocol.Tcp:
+                layers.Add("TCP");
+                CheckTcp(chain.UpperPayload, pseudoHeader, pdn.Extract<Pdn.TcpPacket>(), layers);
+                break;
+            case IpProtocol.Udp:
+                layers.Add("UDP");
+                CheckUdp(chain.UpperPayload, pseudoHeader, pdn.Extract<Pdn.UdpPacket>(), layers);
+                break;
+            case IpProtocol.Icmpv6:
+                layers.Add("ICMPv6");
+                CheckIcmpv6(chain.UpperPayload, pseudoHeader, layers);
+                break;
+        }
+    }
+
+    private static void CheckIcmpv6(ReadOnlySpan<byte> bytes, PseudoHeader pseudoHeader, List<string> layers)
+    {
+        Assert.True(Icmpv6Packet.TryParse(bytes, out var icmp));
+        Assert.True(icmp.IsChecksumValid(pseudoHeader));
+        Assert.True(Icmpv6Header.TryParse(bytes, out var header));
+        AssertWritesBack(bytes, Icmpv6Packet.HeaderLength, message => header.WriteTo(message, pseudoHeader));
+        if (NdpMessage.TryParse(bytes, out var ndp))
+        {
+            layers.Add("NDP");
+            var options = ndp.GetOptions();
+            while (options.MoveNext())
+            {
+                if (options.Type is NdpOptionType.SourceLinkLayerAddress or NdpOptionType.TargetLinkLayerAddress)
+                {
+                    Assert.True(options.TryGetLinkLayerAddress(out _));
+                }
+            }
+
+            Assert.False(options.IsMalformed);
+        }
+    }
+
+    private static void CheckTcp(ReadOnlySpan<byte> segmentBytes, PseudoHeader pseudoHeader, Pdn.TcpPacket pdn, List<string> layers)
+    {
+        Assert.True(TcpPacket.TryParse(segmentBytes, out var tcp));
         Assert.Equal(pdn.SourcePort, tcp.SourcePort);
         Assert.Equal(pdn.DestinationPort, tcp.DestinationPort);
         Assert.Equal(pdn.SequenceNumber, tcp.SequenceNumber);
@@ -201,7 +324,7 @@ public sealed class CaptureRoundTripTests
         Assert.Equal(pdn.UrgentPointer, tcp.UrgentPointer);
         Assert.Equal(pdn.PayloadData?.Length ?? 0, tcp.Payload.Length);
         Assert.True(pdn.ValidTcpChecksum);
-        Assert.True(tcp.IsChecksumValid(ip.PseudoHeader));
+        Assert.True(tcp.IsChecksumValid(pseudoHeader));
 
         Assert.True(TcpOptions.TryParse(tcp.Options, out var options));
         if (tcp.Options.Length > 0)
@@ -216,23 +339,21 @@ public sealed class CaptureRoundTripTests
         var timestamps = pdnOptions.OfType<Pdn.Tcp.TimeStampOption>().SingleOrDefault();
         Assert.Equal(timestamps is null ? null : new TcpTimestamps(timestamps.Value, timestamps.EchoReply), options.Timestamps);
 
-        Assert.True(TcpHeader.TryParse(ip.Payload, out var header));
+        Assert.True(TcpHeader.TryParse(segmentBytes, out var header));
         Assert.Equal(tcp.HeaderLength, header.Length);
-        var pseudoHeader = ip.PseudoHeader;
-        AssertWritesBack(ip.Payload, tcp.HeaderLength, segment => header.WriteTo(segment, pseudoHeader));
+        AssertWritesBack(segmentBytes, tcp.HeaderLength, segment => header.WriteTo(segment, pseudoHeader));
     }
 
-    private static void CheckUdp(Ipv4Packet ip, Pdn.UdpPacket pdn, List<string> layers)
+    private static void CheckUdp(ReadOnlySpan<byte> datagramBytes, PseudoHeader pseudoHeader, Pdn.UdpPacket pdn, List<string> layers)
     {
-        Assert.True(UdpPacket.TryParse(ip.Payload, out var udp));
+        Assert.True(UdpPacket.TryParse(datagramBytes, out var udp));
         Assert.Equal(pdn.SourcePort, udp.SourcePort);
         Assert.Equal(pdn.DestinationPort, udp.DestinationPort);
         Assert.Equal(pdn.Length, udp.Length);
         Assert.Equal(pdn.Checksum, udp.Checksum);
         Assert.True(pdn.ValidUdpChecksum);
-        Assert.True(udp.IsChecksumValid(ip.PseudoHeader));
-        Assert.True(UdpHeader.TryParse(ip.Payload, out var header));
-        var pseudoHeader = ip.PseudoHeader;
+        Assert.True(udp.IsChecksumValid(pseudoHeader));
+        Assert.True(UdpHeader.TryParse(datagramBytes, out var header));
         AssertWritesBack(udp.Bytes, UdpPacket.HeaderLength, datagram => header.WriteTo(datagram, pseudoHeader));
 
         if (udp.SourcePort is 67 or 68)

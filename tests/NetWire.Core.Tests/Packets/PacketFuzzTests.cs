@@ -14,13 +14,25 @@ public sealed class PacketFuzzTests
             var frame = new byte[random.Next(0, 400)];
             random.NextBytes(frame);
 
-            // Mostly IPv4 and ARP, so the deeper layers see random headers too.
+            // Mostly IPv4, IPv6 and ARP, so the deeper layers see random headers too.
             if (frame.Length >= 24 && i % 4 != 0)
             {
                 frame[12] = 0x08;
                 frame[13] = i % 4 == 1 ? (byte)0x06 : (byte)0x00;
                 frame[14] = (byte)(0x45 + (i % 3));
                 frame[23] = (byte)(i % 3 == 0 ? 6 : i % 3 == 1 ? 17 : 1);
+            }
+
+            if (frame.Length >= 62 && i % 8 == 4)
+            {
+                // IPv6 with a payload length that fits, and a next header among the ones the walk reads.
+                frame[12] = 0x86;
+                frame[13] = 0xdd;
+                frame[14] = 0x60;
+                frame[18] = (byte)((frame.Length - 54) >> 8);
+                frame[19] = (byte)(frame.Length - 54);
+                frame[20] = (byte)((i / 8 % 7) switch { 0 => 0, 1 => 43, 2 => 44, 3 => 60, 4 => 58, 5 => 6, _ => 17 });
+                frame[54] = (byte)((i / 56 % 4) switch { 0 => 58, 1 => 60, 2 => 17, _ => 0 });
             }
 
             PacketWalk.Walk(frame);

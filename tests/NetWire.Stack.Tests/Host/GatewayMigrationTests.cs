@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 using NetWire.Core.Frames;
+using NetWire.Core.Net;
 using NetWire.Core.State;
 using NetWire.Core.Wire;
 using NetWire.Stack.Migration;
@@ -53,7 +54,7 @@ public sealed class GatewayMigrationTests
         await using var b = new Side(options, time, hold: true);
         var peer = new TestTcpPeer(guestData, 128 * 1024, 7, 4000);
         long now = 0;
-        peer.Connect(GuestIp, 40000, GatewayIp, port, now);
+        peer.Connect(IpAddr.FromIpv4(GuestIp), 40000, IpAddr.FromIpv4(GatewayIp), port, now);
         var current = a;
         var hostReceived = ReadToEndAsync(accept, cancellationToken);
         var hostSent = WriteSlowlyAsync(accept, hostData, cancellationToken);
@@ -141,7 +142,7 @@ public sealed class GatewayMigrationTests
         var time = new FakeTimeProvider();
         await using var a = new Side(new GatewayOptions { AllowHostLoopback = true }, time, hold: false);
         var peer = new TestTcpPeer([1, 2, 3], 64 * 1024, 7, 9000);
-        peer.Connect(GuestIp, 40001, GatewayIp, port, 0);
+        peer.Connect(IpAddr.FromIpv4(GuestIp), 40001, IpAddr.FromIpv4(GatewayIp), port, 0);
         a.Deliver(peer.TakeOutput());
         using var host = await accept;
         await PumpUntilAsync(a, peer, () => a.Describe().StartsWith("Established", StringComparison.Ordinal));

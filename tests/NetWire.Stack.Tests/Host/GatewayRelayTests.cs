@@ -6,8 +6,8 @@ using NetWire.Testing;
 namespace NetWire.Stack.Tests.Host;
 
 /// <summary>
-/// Pings relayed through unprivileged ICMP sockets, and UDP host forwards, with <c>netwire run</c>
-/// and the Linux stack in its namespace as the guest.
+/// Pings relayed through unprivileged ICMP and ICMPv6 sockets, and UDP host forwards of both
+/// families, with <c>netwire run</c> and the Linux stack in its namespace as the guest.
 /// </summary>
 /// <remarks>
 /// The ping tests run <c>netwire run</c> inside a namespace the test creates (the "host"), because
@@ -19,6 +19,8 @@ public sealed class GatewayRelayTests
 {
     private const string HostAddress = "198.51.100.1";
 
+    private const string HostAddress6 = "2001:db8:100::1";
+
     private static async Task<NetNamespace> HostNamespaceAsync(string pingGroupRange)
     {
         HostRequirements.RequireRoot();
@@ -28,7 +30,8 @@ public sealed class GatewayRelayTests
         try
         {
             (await ns.ExecShellAsync(
-                $"ip addr add {HostAddress}/32 dev lo && echo '{pingGroupRange}' > /proc/sys/net/ipv4/ping_group_range && cat /proc/sys/net/ipv4/ping_group_range"))
+                $"ip addr add {HostAddress}/32 dev lo && ip -6 addr add {HostAddress6}/128 dev lo nodad && " +
+                $"echo '{pingGroupRange}' > /proc/sys/net/ipv4/ping_group_range && cat /proc/sys/net/ipv4/ping_group_range"))
                 .EnsureSuccess();
         }
         catch
@@ -40,15 +43,18 @@ public sealed class GatewayRelayTests
         return ns;
     }
 
-    [Fact]
-    public async Task Ping_ToAnAddressOfTheHost_IsRelayed_WhenPingGroupRangeAllowsIt()
+    [Theory]
+    [InlineData(HostAddress)]
+    [InlineData(HostAddress6)] // through an unprivileged ICMPv6 socket, which the same sysctl allows
+    public async Task Ping_ToAnAddressOfTheHost_IsRelayed_WhenPingGroupRangeAllowsIt(string address)
     {
         await using var host = await HostNamespaceAsync("0 2147483647");
+        string[] ping = address.Contains(':', StringComparison.Ordinal) ? ["busybox", "ping", "-6"] : ["busybox", "ping"];
         var result = await host.ExecAsync(
-            ["dotnet", RepoPaths.NetwireDll, "run", "--", "busybox", "ping", "-c", "3", "-W", "10", HostAddress],
+            ["dotnet", RepoPaths.NetwireDll, "run", "--", .. ping, "-c", "3", "-W", "10", address],
             TimeSpan.FromSeconds(120));
         Assert.True(result.Succeeded, result.Stdout + result.Stderr);
-        Assert.Contains($"bytes from {HostAddress}", result.Stdout, StringComparison.Ordinal);
+        Assert.Contains($"bytes from {address}", result.Stdout, StringComparison.Ordinal);
         Assert.Contains("3 packets received", result.Stdout, StringComparison.Ordinal);
     }
 
@@ -65,43 +71,50 @@ public sealed class GatewayRelayTests
         Assert.Contains("ping_group_range", result.Stderr, StringComparison.Ordinal);
     }
 
-    [Fact]
-    public async Task UdpForward_TwoHostClients_EachGetTheGuestServersReply()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public async Task UdpForward_TwoHostClients_EachGetTheGuestServersReply(bool ipv6)
     {
         HostRequirements.RequireRoot();
         HostRequirements.RequireCommand("ip");
         HostRequirements.RequireCommand("python3");
-        using var probe = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
+        var loopback = ipv6 ? IPAddress.IPv6Loopback : IPAddress.Loopback;
+        using var probe = new UdpClient(new IPEndPoint(loopback, 0));
         var port = ((IPEndPoint)probe.Client.LocalEndPoint!).Port;
         probe.Dispose();
 
         // The guest's server answers each datagram with "reply:<text>:<client address>" and ends on "quit".
-        const string Server = """
+        var server = $$"""
             import socket
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.bind(("0.0.0.0", 5353))
+            s = socket.socket(socket.{{(ipv6 ? "AF_INET6" : "AF_INET")}}, socket.SOCK_DGRAM)
+            s.bind(("{{(ipv6 ? "::" : "0.0.0.0")}}", 5353))
             while True:
                 data, peer = s.recvfrom(65535)
                 if data == b"quit":
                     break
                 s.sendto(b"reply:" + data + (":%s" % peer[0]).encode(), peer)
             """;
-        string[] args = ["dotnet", RepoPaths.NetwireDll, "run", "--forward", $"udp:{port}:5353", "--", "python3", "-c", Server];
+
+        // An IPv6 forward (udp:[::1]:PORT:5353) reaches the guest over IPv6.
+        var forward = ipv6 ? $"udp:[::1]:{port}:5353" : $"udp:{port}:5353";
+        string[] args = ["dotnet", RepoPaths.NetwireDll, "run", "--forward", forward, "--", "python3", "-c", server];
         var run = ProcessRunner.RunAsync(args[0], args[1..], TimeSpan.FromSeconds(120));
 
-        using var first = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
-        using var second = new UdpClient(new IPEndPoint(IPAddress.Loopback, 0));
-        var target = new IPEndPoint(IPAddress.Loopback, port);
+        using var first = new UdpClient(new IPEndPoint(loopback, 0));
+        using var second = new UdpClient(new IPEndPoint(loopback, 0));
+        var target = new IPEndPoint(loopback, port);
         var a = await ExchangeAsync(first, target, "one", run);
         var b = await ExchangeAsync(second, target, "two", run);
         var again = await ExchangeAsync(first, target, "three", run);
         await first.SendAsync(Encoding.ASCII.GetBytes("quit"), target);
         var result = await run;
 
-        // The guest sees its clients as the gateway address.
-        Assert.Equal("reply:one:10.0.2.2", a);
-        Assert.Equal("reply:two:10.0.2.2", b);
-        Assert.Equal("reply:three:10.0.2.2", again);
+        // The guest sees its clients as the gateway address of the family.
+        var gateway = ipv6 ? "fd00::2" : "10.0.2.2";
+        Assert.Equal($"reply:one:{gateway}", a);
+        Assert.Equal($"reply:two:{gateway}", b);
+        Assert.Equal($"reply:three:{gateway}", again);
         Assert.True(result.Succeeded, result.Stdout + result.Stderr);
     }
 

@@ -31,37 +31,7 @@ public sealed class RunCommandTests
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
         var port = ((IPEndPoint)listener.LocalEndpoint).Port;
-        var server = Task.Run(async () =>
-        {
-            using var client = await listener.AcceptTcpClientAsync();
-            var stream = client.GetStream();
-            var buffer = new byte[4096];
-            var request = "";
-            while (!request.Contains("\r\n\r\n", StringComparison.Ordinal))
-            {
-                var n = await stream.ReadAsync(buffer);
-                Assert.NotEqual(0, n);
-                request += System.Text.Encoding.ASCII.GetString(buffer, 0, n);
-            }
-
-            await stream.WriteAsync(System.Text.Encoding.ASCII.GetBytes($"HTTP/1.0 200 OK\r\nContent-Length: {payload.Length}\r\n\r\n"));
-            await stream.WriteAsync(payload);
-            client.Client.Shutdown(SocketShutdown.Send);
-
-            // netwire run stops its gateway as soon as the command exits, so the FIN of curl's close
-            // may still be on its way from the namespace's kernel: the connection then ends here
-            // with a reset, after curl had every byte (which the hash below checks).
-            try
-            {
-                while (await stream.ReadAsync(buffer) > 0)
-                {
-                }
-            }
-            catch (IOException ex) when (ex.InnerException is SocketException { SocketErrorCode: SocketError.ConnectionReset })
-            {
-            }
-        });
-
+        var server = HostHttpServer.ServeOnceAsync(listener, payload);
         var result = await RunAsync($"curl -sS --max-time 60 http://10.0.2.2:{port}/file | sha256sum");
         Assert.True(result.Succeeded, result.Stdout + result.Stderr);
         Assert.StartsWith(expected, result.Stdout.Trim(), StringComparison.Ordinal);

@@ -5,8 +5,9 @@ internal readonly record struct FaultRates(double Drop, double Duplicate, double
 
 /// <summary>
 /// One direction of a lossy link, driven by a seeded <see cref="Random"/>: a frame may be dropped,
-/// duplicated, held back and released after later frames (reordered), or get one bit flipped in
-/// its TCP segment (bytes 34 on: a single-bit error the TCP checksum always catches). Every frame
+/// duplicated, held back and released after later frames (reordered), or get one bit flipped from
+/// byte 34 on: in the TCP segment of an IPv4 frame, in the addresses or the TCP segment of an IPv6
+/// one (the addresses are in the pseudo-header), so the TCP checksum always catches it. Every frame
 /// that is not dropped is delivered eventually: <see cref="ReleaseHeld"/> lets the held ones go.
 /// </summary>
 internal sealed class FaultInjector(Random random, FaultRates rates)

@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
 using NetWire.Core.Frames;
+using NetWire.Core.Net;
 using NetWire.Core.Wire;
 using static NetWire.Stack.Tests.TestPackets;
 
@@ -14,7 +15,8 @@ namespace NetWire.Stack.Tests.Simulation;
 /// side. Each seed picks the fault rates, the amounts, the buffer sizes, window scaling or
 /// not, and initial sequence numbers near the wrap; the byte streams must arrive intact both
 /// ways, the connection must close cleanly (FIN both ways, then out of the table after
-/// TIME-WAIT) and every corrupted frame must be counted as a bad checksum.
+/// TIME-WAIT) and every corrupted frame must be counted as a bad checksum. The IPv6 runs (fewer
+/// seeds) put the same endpoint behind the IPv6 layer, with a host socket on ::1.
 /// </summary>
 /// <remarks>
 /// How this works: one loop moves frames. Frames the gateway sends go to a bounded receiver
@@ -34,6 +36,8 @@ public sealed class TcpLossSimulationTests
     // Simulated time after which a run that has not finished is a failure (a stuck connection).
     private const long GiveUpMs = 3 * 60 * 1000;
 
+    private const int Ipv6Seeds = 8;
+
     public static TheoryData<int> SeedData()
     {
         var data = new TheoryData<int>();
@@ -45,42 +49,67 @@ public sealed class TcpLossSimulationTests
         return data;
     }
 
+    public static TheoryData<int> Ipv6SeedData()
+    {
+        var data = new TheoryData<int>();
+        for (var seed = 101; seed <= 100 + Ipv6Seeds; seed++)
+        {
+            data.Add(seed);
+        }
+
+        return data;
+    }
+
     [Theory]
     [MemberData(nameof(SeedData))]
-    public async Task GuestConnectsToHost_StreamsArriveIntactBothWays(int seed)
+    public Task GuestConnectsToHost_StreamsArriveIntactBothWays(int seed) => GuestConnectsAsync(seed, ipv6: false);
+
+    [Theory]
+    [MemberData(nameof(Ipv6SeedData))]
+    public Task GuestConnectsToHostOverIpv6_StreamsArriveIntactBothWays(int seed) => GuestConnectsAsync(seed, ipv6: true);
+
+    [Theory]
+    [MemberData(nameof(SeedData))]
+    public Task HostForwardIntoGuest_StreamsArriveIntactBothWays(int seed) => HostForwardAsync(seed, ipv6: false);
+
+    [Theory]
+    [MemberData(nameof(Ipv6SeedData))]
+    public Task HostForwardIntoGuestOverIpv6_StreamsArriveIntactBothWays(int seed) => HostForwardAsync(seed, ipv6: true);
+
+    private static async Task GuestConnectsAsync(int seed, bool ipv6)
     {
-        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        using var listener = new Socket(ipv6 ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(ipv6 ? IPAddress.IPv6Loopback : IPAddress.Loopback, 0));
         listener.Listen(4);
         var port = (ushort)((IPEndPoint)listener.LocalEndPoint!).Port;
         var accept = listener.AcceptAsync(TestContext.Current.CancellationToken).AsTask();
 
         await RunAsync(seed, (peer, gateway, now) =>
         {
-            peer.Connect(GuestIp, 40000, GatewayIp, port, now);
+            peer.Connect(ipv6 ? GuestIp6 : IpAddr.FromIpv4(GuestIp), 40000, ipv6 ? GatewayIp6 : IpAddr.FromIpv4(GatewayIp), port, now);
             return accept;
         });
     }
 
-    [Theory]
-    [MemberData(nameof(SeedData))]
-    public async Task HostForwardIntoGuest_StreamsArriveIntactBothWays(int seed)
+    private static async Task HostForwardAsync(int seed, bool ipv6)
     {
-        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        var family = ipv6 ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork;
+        using var listener = new Socket(family, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(ipv6 ? IPAddress.IPv6Loopback : IPAddress.Loopback, 0));
         listener.Listen(4);
-        var client = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        var client = new Socket(family, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         await client.ConnectAsync(listener.LocalEndPoint!, TestContext.Current.CancellationToken);
         var accepted = await listener.AcceptAsync(TestContext.Current.CancellationToken);
 
         await RunAsync(seed, (peer, gateway, now) =>
         {
-            peer.Listen(GuestIp, 8080);
+            peer.Listen(ipv6 ? GuestIp6 : IpAddr.FromIpv4(GuestIp), 8080);
             lock (gateway.Sync)
             {
                 gateway.SetGuestMac(GuestMac);
                 gateway.SetGuestIp(GuestIp);
-                gateway.Tcp.OpenToGuest(accepted, 8080);
+                gateway.GuestIpv6.SetFirst(GuestIp6);
+                gateway.Tcp.OpenToGuest(accepted, 8080, ipv6);
             }
 
             return Task.FromResult(client);

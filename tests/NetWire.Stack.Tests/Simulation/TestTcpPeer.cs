@@ -1,3 +1,4 @@
+using NetWire.Core.Net;
 using NetWire.Core.Packets;
 using static NetWire.Stack.Tests.TestPackets;
 
@@ -29,9 +30,9 @@ internal sealed class TestTcpPeer
     private readonly SortedDictionary<long, byte[]> _outOfOrder = [];
     private readonly MemoryStream _received = new();
 
-    private uint _localIp;
+    private IpAddr _localIp;
     private ushort _localPort;
-    private uint _remoteIp;
+    private IpAddr _remoteIp;
     private ushort _remotePort;
     private PeerState _state;
 
@@ -102,7 +103,7 @@ internal sealed class TestTcpPeer
     }
 
     /// <summary>Opens a connection from the guest: a SYN to <paramref name="remoteIp"/>:<paramref name="remotePort"/>.</summary>
-    public void Connect(uint localIp, ushort localPort, uint remoteIp, ushort remotePort, long now)
+    public void Connect(IpAddr localIp, ushort localPort, IpAddr remoteIp, ushort remotePort, long now)
     {
         (_localIp, _localPort, _remoteIp, _remotePort) = (localIp, localPort, remoteIp, remotePort);
         _state = PeerState.SynSent;
@@ -111,7 +112,7 @@ internal sealed class TestTcpPeer
     }
 
     /// <summary>Waits for a SYN to <paramref name="localPort"/> (a host forward into the guest).</summary>
-    public void Listen(uint localIp, ushort localPort)
+    public void Listen(IpAddr localIp, ushort localPort)
     {
         (_localIp, _localPort) = (localIp, localPort);
         _state = PeerState.Listen;
@@ -134,9 +135,15 @@ internal sealed class TestTcpPeer
     /// <summary>One frame from the gateway.</summary>
     public void OnFrame(byte[] frame, long now)
     {
-        var (source, destination, _, _) = ParseIpv4(frame);
+        if (EthernetFrame.TryParse(frame, out var ethernet) && ethernet.EtherType == EtherType.Ipv6
+            && Ipv6Packet.TryParse(ethernet.Payload, out var ip) && ip.NextHeader == IpProtocol.Icmpv6)
+        {
+            // The gateway's router advertisements, which a TCP endpoint has no use for.
+            return;
+        }
+
+        var (source, destination, header, bytes) = ParseTcpAny(frame);
         Assert.Equal(_localIp, destination);
-        var (header, bytes) = ParseTcp(frame);
         var sourcePort = header.SourcePort;
         Assert.Equal(_localPort, header.DestinationPort);
         var seq = header.SequenceNumber;
@@ -450,13 +457,13 @@ internal sealed class TestTcpPeer
             ZeroWindowsAdvertised++;
         }
 
-        _output.Add(BuildTcp(_localIp, _localPort, _remoteIp, _remotePort, _iss + 1 + (uint)offset, _irs + 1 + (uint)_rcvNxt, flags, (ushort)window, data));
+        _output.Add(BuildTcpAny(_localIp, _localPort, _remoteIp, _remotePort, _iss + 1 + (uint)offset, _irs + 1 + (uint)_rcvNxt, flags, (ushort)window, data));
     }
 
     private void SendSyn(TcpFlags flags)
     {
         var options = new TcpOptions { MaxSegmentSize = 1460, WindowScale = _offeredShift >= 0 ? (byte)_offeredShift : null };
         var ack = flags == TcpFlags.Syn ? 0 : _irs + 1;
-        _output.Add(BuildTcp(_localIp, _localPort, _remoteIp, _remotePort, _iss, ack, flags, (ushort)Math.Min(_capacity, 65535), [], options));
+        _output.Add(BuildTcpAny(_localIp, _localPort, _remoteIp, _remotePort, _iss, ack, flags, (ushort)Math.Min(_capacity, 65535), [], options));
     }
 }

@@ -54,7 +54,7 @@ internal sealed class GuestNamespace : IAsyncDisposable
             await RunIpAsync("-n", ns.Name, "route", "add", "default", "via", options.GatewayIp.ToString(), "dev", "tap0");
             var link0 = await ns.ExecAsync("cat", "/sys/class/net/tap0/address");
             link0.EnsureSuccess();
-            gateway.AssumeGuest(GuestAddress, Convert.FromHexString(link0.Stdout.Trim().Replace(":", string.Empty, StringComparison.Ordinal)));
+            gateway.AssumeGuest(GuestAddress, null, Convert.FromHexString(link0.Stdout.Trim().Replace(":", string.Empty, StringComparison.Ordinal)));
             return guest;
         }
         catch

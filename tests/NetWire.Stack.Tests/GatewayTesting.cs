@@ -1,0 +1,35 @@
+using Microsoft.Extensions.Logging.Abstractions;
+using NetWire.Core.Frames;
+using NetWire.Core.Wire;
+
+namespace NetWire.Stack.Tests;
+
+/// <summary>What the socket-free gateway tests share: a gateway attached to a collecting receiver, a frame in, the one frame out.</summary>
+internal static class GatewayTesting
+{
+    /// <summary>A gateway whose frames towards the guest go to <paramref name="receiver"/>.</summary>
+    public static Gateway Create(GatewayOptions options, TimeProvider time, CollectingReceiver receiver, CancellationToken stopping = default)
+    {
+        var gateway = new Gateway(options, new FramePool(), time, NullLogger.Instance);
+        gateway.Attach(receiver, new WireCounters(), stopping);
+        return gateway;
+    }
+
+    /// <summary>One frame from the guest, as the pump hands it over: under the lock, then the end of the batch.</summary>
+    public static void Send(this Gateway gateway, byte[] frame)
+    {
+        lock (gateway.Sync)
+        {
+            gateway.OnGuestFrame(frame);
+            gateway.EndOfBatch();
+        }
+    }
+
+    /// <summary>The one frame the gateway sent; fails when there is none or more than one.</summary>
+    public static byte[] Single(this CollectingReceiver receiver)
+    {
+        Assert.True(receiver.Frames.TryDequeue(out var frame), "expected a frame from the gateway");
+        Assert.Empty(receiver.Frames);
+        return frame;
+    }
+}
