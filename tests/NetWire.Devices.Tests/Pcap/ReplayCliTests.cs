@@ -18,8 +18,9 @@ public sealed class ReplayCliTests : IDisposable
     [Fact]
     public async Task NotATerminal_PrintsPlainProgressLinesWithRateAndEta()
     {
-        // 400 frames at 160/s: 2.5 s, so at least two once-a-second lines on the redirected stderr.
-        var file = Write(_dir, "in.pcap", Concat([PcapHeader(), .. Enumerable.Range(0, 400).Select(i => PcapRecord((uint)i, 0, Frame((byte)i)))]));
+        // 800 frames at 160/s: 5 s, so at least two once-a-second lines on the redirected stderr,
+        // also when a busy machine delays the progress ticks.
+        var file = Write(_dir, "in.pcap", Concat([PcapHeader(), .. Enumerable.Range(0, 800).Select(i => PcapRecord((uint)i, 0, Frame((byte)i)))]));
         var result = await NetwireAsync("replay", file, "--into", "null", "--pps", "160");
         Assert.True(result.ExitCode == 0, result.Stderr);
         var lines = result.Stderr.Split('\n').Where(l => l.StartsWith('[')).ToArray();
@@ -34,7 +35,7 @@ public sealed class ReplayCliTests : IDisposable
         }
 
         Assert.Equal(percents.Order(), percents);
-        Assert.Contains("sent      400 frames", result.Stderr, StringComparison.Ordinal);
+        Assert.Contains("sent      800 frames", result.Stderr, StringComparison.Ordinal);
     }
 
     [Fact]
