@@ -20,6 +20,7 @@ PACKAGES=(
     python3-gi gir1.2-spiceclientglib-2.0  # spice-gtk 0.42, headless, for the SPICE interop tests (tools/spice/gtk_client.py)
     iperf3 curl          # netwire run tests: the namespace's clients against host-loopback servers
     nftables             # the network lock of a TCP flow migration (nft), and its tests
+    openssl              # TLS tests make their certificates with it and probe the TLS port with s_client
     ndisc6 isc-dhcp-client  # real IPv6 peers in netwire run: rdisc6/ndisc6 read the gateway's NDP, dhclient -6 -S its DHCPv6
     ca-certificates
     afl++                # coverage-guided fuzzing of the parsers (tools/fuzz/run.sh, with SharpFuzz)

@@ -19,6 +19,9 @@ internal sealed class ApplianceMetrics : IDisposable
         (LinkOutcome.Evicted, "evicted"),
         (LinkOutcome.TimedOut, "timed_out"),
         (LinkOutcome.ClientLeft, "client_left"),
+        (LinkOutcome.TlsPlaintext, "tls_plaintext"),
+        (LinkOutcome.TlsFailed, "tls_failed"),
+        (LinkOutcome.TlsOnPlainPort, "tls_on_plain_port"),
     ];
 
     private readonly Meter _meter;
@@ -26,12 +29,12 @@ internal sealed class ApplianceMetrics : IDisposable
     public ApplianceMetrics(SpiceServer spice, IncomingMigration? incoming, IMeterFactory? factory = null)
     {
         _meter = factory?.Create(WireMetrics.MeterName) ?? new Meter(WireMetrics.MeterName);
-        _meter.CreateObservableCounter("netwire.spice.links", () => MeasureLinks(spice), "{connection}", "SPICE connections by how their link stage ended (linked, refused, evicted, timed_out, client_left)");
+        _meter.CreateObservableCounter("netwire.spice.links", () => MeasureLinks(spice), "{connection}", "SPICE connections by how their link stage ended (linked, refused, evicted, timed_out, client_left, tls_plaintext, tls_failed, tls_on_plain_port)");
         _meter.CreateObservableGauge("netwire.spice.links_pending", () => spice.PendingLinks, "{connection}", "SPICE connections in the link stage now");
         _meter.CreateObservableGauge("netwire.spice.sessions", () => spice.Sessions.Count, "{session}", "SPICE main channel sessions now");
         if (incoming is not null)
         {
-            _meter.CreateObservableCounter("netwire.migration.incoming", () => MeasureIncoming(incoming), "{connection}", "Migration target connections: accepted, and those evicted, silent or refused");
+            _meter.CreateObservableCounter("netwire.migration.incoming", () => MeasureIncoming(incoming), "{connection}", "Migration target connections: accepted, and those evicted, silent or refused (tls_refused: of the refused, those at the TLS handshake)");
         }
     }
 
@@ -55,5 +58,6 @@ internal sealed class ApplianceMetrics : IDisposable
         new(incoming.Evicted, new KeyValuePair<string, object?>("outcome", "evicted")),
         new(incoming.Silent, new KeyValuePair<string, object?>("outcome", "silent")),
         new(incoming.Refused, new KeyValuePair<string, object?>("outcome", "refused")),
+        new(incoming.TlsRefused, new KeyValuePair<string, object?>("outcome", "tls_refused")),
     ];
 }

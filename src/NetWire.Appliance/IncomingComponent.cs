@@ -13,11 +13,12 @@ internal sealed class IncomingComponent : IServeComponent
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly ILogger _logger;
 
-    public IncomingComponent(string uri, StateRegistry state, SpiceServerComponent spice, ILoggerFactory loggers)
+    /// <param name="tls">Mutual TLS for the state stream (<c>--migration-x509-dir</c>), or null.</param>
+    public IncomingComponent(string uri, StateRegistry state, SpiceServerComponent spice, ILoggerFactory loggers, NetWire.Core.Tls.TlsSettings? tls = null)
     {
         Text = uri;
         _logger = loggers.CreateLogger("NetWire.Serve");
-        Incoming = new IncomingMigration(MigrationWire.ParseIncoming(uri), state, spice.Server, loggers.CreateLogger<IncomingMigration>());
+        Incoming = new IncomingMigration(MigrationWire.ParseIncoming(uri), state, spice.Server, loggers.CreateLogger<IncomingMigration>(), tls);
     }
 
     public string Name => "incoming migration";

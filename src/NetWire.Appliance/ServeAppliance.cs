@@ -23,6 +23,9 @@ internal sealed record ServeSetup(WireSetup? Wire, SpiceServerOptions Spice, Tic
 
     /// <summary>Serve the SPICE tunnel channel (<c>--tunnel</c>); needs the user-mode gateway (<see cref="TunnelServe.Check"/>).</summary>
     public bool Tunnel { get; init; }
+
+    /// <summary>Mutual TLS for the migration stream (<c>--migration-x509-dir</c>), or null for plaintext.</summary>
+    public NetWire.Control.Migration.MigrationTls? MigrationTls { get; init; }
 }
 
 /// <summary>
@@ -63,7 +66,7 @@ internal sealed class ServeAppliance : IAsyncDisposable
         State.Register(Flows);
         if (setup.Incoming is { } incoming)
         {
-            Incoming = new IncomingComponent(incoming, State, Spice, loggers);
+            Incoming = new IncomingComponent(incoming, State, Spice, loggers, setup.MigrationTls?.Accept);
             _components.Add(Incoming);
 
             // A target's gateway takes no guest frame before the state has arrived (docs/migration.md, "Whole-VM migration").
@@ -91,7 +94,7 @@ internal sealed class ServeAppliance : IAsyncDisposable
         if (setup.Control is { } control)
         {
             var flows = Flows;
-            _components.Add(new ControlComponent(control, Spice, () => wire?.Ends ?? [], loggers, stop, State, Incoming?.Incoming,
+            _components.Add(new ControlComponent(control, Spice, () => wire?.Ends ?? [], loggers, stop, State, Incoming?.Incoming, setup.MigrationTls,
                 migrated: () => _ = wire?.HandOverAsync(),
                 warm: () => _ = flows.WarmAsync()));
         }
@@ -190,6 +193,6 @@ internal sealed class ServeAppliance : IAsyncDisposable
     {
         ControlComponent control => control.Endpoint.Text,
         IncomingComponent incoming => incoming.Text,
-        _ => _spiceOptions.EndPoint.ToString(),
+        _ => _spiceOptions.EndPoint?.ToString() ?? _spiceOptions.TlsEndPoint?.ToString() ?? "?",
     };
 }

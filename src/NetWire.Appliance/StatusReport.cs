@@ -63,7 +63,7 @@ internal static class StatusReport
                 json.WriteStartObject("drops");
                 foreach (var reason in s_reasons)
                 {
-                    json.WriteNumber(ToSnake(reason.ToString()), c.Drops(reason));
+                    json.WriteNumber(NetWire.Core.Naming.Words(reason.ToString(), '_'), c.Drops(reason));
                 }
 
                 json.WriteEndObject();
@@ -109,6 +109,9 @@ internal static class StatusReport
         json.WriteNumber("link_evicted", c.Of(NetWire.Spice.Link.LinkOutcome.Evicted));
         json.WriteNumber("link_timed_out", c.Of(NetWire.Spice.Link.LinkOutcome.TimedOut));
         json.WriteNumber("link_client_left", c.Of(NetWire.Spice.Link.LinkOutcome.ClientLeft));
+        json.WriteNumber("link_tls_plaintext", c.Of(NetWire.Spice.Link.LinkOutcome.TlsPlaintext));
+        json.WriteNumber("link_tls_failed", c.Of(NetWire.Spice.Link.LinkOutcome.TlsFailed));
+        json.WriteNumber("link_tls_on_plain_port", c.Of(NetWire.Spice.Link.LinkOutcome.TlsOnPlainPort));
         json.WriteNumber("link_refused", c.TotalRefused);
         json.WriteEndObject();
     }
@@ -123,6 +126,7 @@ internal static class StatusReport
         json.WriteNumber("evicted", incoming.Evicted);
         json.WriteNumber("silent", incoming.Silent);
         json.WriteNumber("refused", incoming.Refused);
+        json.WriteNumber("tls_refused", incoming.TlsRefused);
         json.WriteEndObject();
     }
 
@@ -209,21 +213,5 @@ internal static class StatusReport
         var temp = path + ".tmp";
         File.WriteAllBytes(temp, bytes);
         File.Move(temp, path, overwrite: true);
-    }
-
-    private static string ToSnake(string name)
-    {
-        var text = new StringBuilder(name.Length + 4);
-        for (var i = 0; i < name.Length; i++)
-        {
-            if (char.IsUpper(name[i]) && i > 0)
-            {
-                text.Append('_');
-            }
-
-            text.Append(char.ToLowerInvariant(name[i]));
-        }
-
-        return text.ToString();
     }
 }

@@ -24,6 +24,7 @@ internal sealed class ApplianceControl : IAsyncDisposable
     /// <param name="quit">Called by <c>quit</c> after its reply is queued; it should stop the appliance.</param>
     /// <param name="state">The appliance state <c>migrate</c> sends; the SPICE server's section is registered in it.</param>
     /// <param name="incoming">On a target (<c>--incoming</c>), for its MIGRATION events.</param>
+    /// <param name="migrationTls">Mutual TLS for <c>migrate</c> (<c>--migration-x509-dir</c>), or null.</param>
     public ApplianceControl(
         ControlEndpoint endpoint,
         SpiceServer? spice,
@@ -32,7 +33,8 @@ internal sealed class ApplianceControl : IAsyncDisposable
         ILoggerFactory loggers,
         QmpServerOptions? options = null,
         StateRegistry? state = null,
-        IncomingMigration? incoming = null)
+        IncomingMigration? incoming = null,
+        MigrationTls? migrationTls = null)
     {
         options ??= new QmpServerOptions();
         var table = new QmpCommandTable();
@@ -50,8 +52,8 @@ internal sealed class ApplianceControl : IAsyncDisposable
             }
         }
 
-        Migration = new MigrationSource(spice, state, loggers.CreateLogger<MigrationSource>(), options.Time);
-        MigrationCommands.Add(table, Migration, spice);
+        Migration = new MigrationSource(spice, state, loggers.CreateLogger<MigrationSource>(), options.Time, migrationTls);
+        MigrationCommands.Add(table, Migration, spice, incoming);
         _server = new QmpServer(endpoint, table, options, loggers.CreateLogger<QmpServer>());
         Migration.Events = _server.Emit;
         if (incoming is not null)

@@ -29,4 +29,7 @@ internal static partial class ControlLog
 
     [LoggerMessage(5208, LogLevel.Error, "Control socket accept failed")]
     public static partial void AcceptFailed(ILogger logger, Exception exception);
+
+    [LoggerMessage(5209, LogLevel.Warning, "Control socket {EndPoint} is not on a loopback address and has no authentication: anyone who reaches it controls the appliance (prefer unix:PATH)")]
+    public static partial void Unauthenticated(ILogger logger, string endPoint);
 }

@@ -26,6 +26,15 @@ internal static partial class SpiceLog
     [LoggerMessage(3006, LogLevel.Warning, "{Limit} links in progress: evicting the oldest silent ones ({Evicted} so far)")]
     public static partial void LinksFull(ILogger logger, int limit, long evicted);
 
+    [LoggerMessage(3007, LogLevel.Information, "SPICE server listening for TLS on {EndPoint} ({Certificate})")]
+    public static partial void ListeningTls(ILogger logger, EndPoint endPoint, string certificate);
+
+    [LoggerMessage(3008, LogLevel.Debug, "Link {ConnectionNumber}: {Tls}")]
+    public static partial void TlsSecured(ILogger logger, long connectionNumber, string tls);
+
+    [LoggerMessage(3009, LogLevel.Information, "Link {ConnectionNumber} refused on the TLS port: {Reason}")]
+    public static partial void TlsRefused(ILogger logger, long connectionNumber, string reason);
+
     [LoggerMessage(3010, LogLevel.Information, "Session {SessionId}: main channel up (client caps common {CommonCaps:X} main {MainCaps:X}, {Header} header)")]
     public static partial void MainUp(ILogger logger, uint sessionId, uint commonCaps, uint mainCaps, string header);
 

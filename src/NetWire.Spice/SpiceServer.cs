@@ -3,24 +3,30 @@ using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using NetWire.Core.Net;
+using NetWire.Core.Tls;
 using NetWire.Spice.Channels.Main;
 using NetWire.Spice.Link;
 
 namespace NetWire.Spice;
 
 /// <summary>
-/// NetWire's SPICE server: a TCP listener, the link stage for every connection, and the
-/// sessions it creates.
+/// NetWire's SPICE server: a plaintext TCP listener, a TLS listener, or both; the link stage
+/// for every connection, and the sessions it creates.
 /// </summary>
 /// <remarks>
-/// How this works. Each accepted connection is one channel (protocol.md §1.1). Up to
-/// <see cref="SpiceServerOptions.MaxPendingLinks"/> may be in the link stage at once; one more
+/// How this works. Each accepted connection is one channel (protocol.md §1.1); on the TLS port
+/// it is TLS from its first byte: a peer whose first bytes are not a TLS handshake is closed
+/// unanswered and counted, and a failed handshake likewise. Up to
+/// <see cref="SpiceServerOptions.MaxPendingLinks"/> may be in the link stage at once (both
+/// ports together); one more
 /// evicts the oldest that has not yet sent a whole link message (<see cref="PendingConnections"/>),
 /// so a flood of silent connections cannot lock real clients out: they link in a few round
 /// trips while the flood's connections age towards eviction. The whole link stage, from accept
-/// to the link result, must finish within <see cref="SpiceServerOptions.LinkTimeout"/> (a
-/// silent or dribbling client is dropped). The tunnel channel links here too. Routing after
-/// authentication:
+/// through the TLS handshake to the link result, must finish within
+/// <see cref="SpiceServerOptions.LinkTimeout"/> (a silent or dribbling client is dropped). The
+/// channel security policy (<see cref="SpiceServerOptions.ChannelSecurity"/>) is checked once
+/// the link message is read: a channel on the wrong port gets NEED_SECURED or NEED_UNSECURED.
+/// The tunnel channel links here too. Routing after authentication:
 /// <code>
 ///   main, connection_id 0           new session, random id          -> OK, then MAIN_INIT
 ///   main, connection_id announced,  migration target                -> OK, parked until the
@@ -42,8 +48,14 @@ internal sealed class SpiceServer : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly ConcurrentDictionary<long, Task> _connections = new();
     private readonly PendingConnections _pending;
+
+    /// <summary>Channels past their link result OK, by connection number, until their connection ends.</summary>
+    private readonly ConcurrentDictionary<long, SpiceChannelInfo> _linked = new();
+
     private Socket? _listener;
-    private Task? _acceptLoop;
+    private Socket? _tlsListener;
+    private Task _acceptLoop = Task.CompletedTask;
+    private Task _tlsAcceptLoop = Task.CompletedTask;
 
     /// <summary>When the last "links full" warning was logged (a timestamp of the options' clock); Interlocked.</summary>
     private long _fullWarnedAt = long.MinValue;
@@ -92,8 +104,18 @@ internal sealed class SpiceServer : IAsyncDisposable
     /// <summary>The server's part of the appliance state (tickets, moving sessions).</summary>
     public Migration.SpiceStateSection StateSection { get; }
 
-    /// <summary>The bound address (the real port when 0 was asked for).</summary>
-    public IPEndPoint LocalEndPoint => (IPEndPoint)(_listener?.LocalEndPoint ?? throw new InvalidOperationException("not started"));
+    /// <summary>The plaintext port's bound address (the real port when 0 was asked for).</summary>
+    /// <exception cref="InvalidOperationException">Not started, or no plaintext port.</exception>
+    public IPEndPoint LocalEndPoint => PlainEndPoint ?? throw new InvalidOperationException("no plaintext SPICE port");
+
+    /// <summary>The plaintext port's bound address, or null without one.</summary>
+    public IPEndPoint? PlainEndPoint => (IPEndPoint?)_listener?.LocalEndPoint;
+
+    /// <summary>The TLS port's bound address, or null without one.</summary>
+    public IPEndPoint? TlsEndPoint => (IPEndPoint?)_tlsListener?.LocalEndPoint;
+
+    /// <summary>The linked channels now (main, tunnel, parked ones), with their transport.</summary>
+    public IReadOnlyCollection<SpiceChannelInfo> LinkedChannels => _linked.Values.OrderBy(c => c.Connection).ToArray();
 
     /// <summary>Link-stage outcomes, for tests and status.</summary>
     public SpiceLinkCounters Counters { get; } = new();
@@ -108,27 +130,70 @@ internal sealed class SpiceServer : IAsyncDisposable
     /// </summary>
     public Action<SpiceChannelEvent>? ChannelEvents { get; set; }
 
-    /// <summary>Binds and starts accepting.</summary>
-    /// <exception cref="SocketException">The address is busy or cannot be bound.</exception>
+    /// <summary>Binds the plaintext port, then the TLS port (each when configured), and starts accepting.</summary>
+    /// <exception cref="SocketException">The plaintext address is busy or cannot be bound.</exception>
+    /// <exception cref="IOException">The TLS address is busy or cannot be bound (the message names it).</exception>
+    /// <exception cref="InvalidOperationException">A TLS port without TLS settings, or no port at all.</exception>
     public void Start()
     {
-        var listener = new Socket(_options.EndPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
+        if (_options.EndPoint is null && _options.TlsEndPoint is null)
+        {
+            throw new InvalidOperationException("the SPICE server needs a plaintext port, a TLS port, or both");
+        }
+
+        if (_options.TlsEndPoint is not null && _options.Tls is null)
+        {
+            throw new InvalidOperationException("a TLS port needs TLS settings (--x509-dir)");
+        }
+
+        if (_options.EndPoint is { } plain)
+        {
+            _listener = Listen(plain);
+        }
+
+        if (_options.TlsEndPoint is { } secure)
+        {
+            try
+            {
+                _tlsListener = Listen(secure);
+            }
+            catch (SocketException ex)
+            {
+                _listener?.Dispose();
+                _listener = null;
+                throw new IOException($"cannot listen on TLS port {secure}: {ex.Message}", ex);
+            }
+        }
+
+        if (_listener is not null)
+        {
+            SpiceLog.Listening(_logger, _listener.LocalEndPoint!);
+            _acceptLoop = AcceptLoopAsync(_listener, secure: false, _stop.Token);
+        }
+
+        if (_tlsListener is not null)
+        {
+            SpiceLog.ListeningTls(_logger, _tlsListener.LocalEndPoint!, _options.Tls!.Credentials.CertificateFile ?? "?");
+            _tlsAcceptLoop = AcceptLoopAsync(_tlsListener, secure: true, _stop.Token);
+        }
+    }
+
+    private static Socket Listen(IPEndPoint endPoint)
+    {
+        var listener = new Socket(endPoint.AddressFamily, SocketType.Stream, ProtocolType.Tcp);
         try
         {
-            listener.Bind(_options.EndPoint);
+            listener.Bind(endPoint);
             // A backlog deep enough that a burst of connects waits for the accept loop rather
             // than being refused by the kernel before eviction can make room.
             listener.Listen(1024);
+            return listener;
         }
         catch
         {
             listener.Dispose();
             throw;
         }
-
-        _listener = listener;
-        SpiceLog.Listening(_logger, listener.LocalEndPoint!);
-        _acceptLoop = AcceptLoopAsync(listener, _stop.Token);
     }
 
     /// <summary>
@@ -142,13 +207,12 @@ internal sealed class SpiceServer : IAsyncDisposable
         }
 
         _listener?.Dispose();
+        _tlsListener?.Dispose();
         var goodbyes = Sessions.Snapshot().Select(s => s.DisconnectAsync(SpiceLinkErr.Ok, TimeSpan.FromSeconds(1))).ToArray();
         await Task.WhenAll(goodbyes).ConfigureAwait(false);
         await _stop.CancelAsync().ConfigureAwait(false);
-        if (_acceptLoop is not null)
-        {
-            await _acceptLoop.ConfigureAwait(false);
-        }
+        await _acceptLoop.ConfigureAwait(false);
+        await _tlsAcceptLoop.ConfigureAwait(false);
 
         await Task.WhenAll(_connections.Values).ConfigureAwait(false);
     }
@@ -164,14 +228,14 @@ internal sealed class SpiceServer : IAsyncDisposable
     private static bool IsExpectedIoFailure(Exception ex) =>
         ex is EndOfStreamException or ObjectDisposedException || IoErrors.IsSocketFailure(ex);
 
-    private async Task AcceptLoopAsync(Socket listener, CancellationToken cancellationToken)
+    private async Task AcceptLoopAsync(Socket listener, bool secure, CancellationToken cancellationToken)
     {
         while (await NetWire.Core.Net.ListenerAccept.NextAsync(listener, ex => SpiceLog.AcceptFailed(_logger, ex), cancellationToken).ConfigureAwait(false) is { } socket)
         {
 
             var number = Interlocked.Increment(ref _accepted);
             socket.NoDelay = true;
-            var task = HandleConnectionAsync(number, socket, cancellationToken);
+            var task = HandleConnectionAsync(number, socket, secure, cancellationToken);
             _connections[number] = task;
             _ = ForgetWhenDoneAsync(number, task);
         }
@@ -183,16 +247,16 @@ internal sealed class SpiceServer : IAsyncDisposable
         _connections.TryRemove(number, out _);
     }
 
-    private async Task HandleConnectionAsync(long number, Socket socket, CancellationToken cancellationToken)
+    private async Task HandleConnectionAsync(long number, Socket socket, bool secure, CancellationToken cancellationToken)
     {
         await Task.Yield();
-        var stream = new NetworkStream(socket, ownsSocket: true);
+        Stream stream = new NetworkStream(socket, ownsSocket: true);
         var handedOff = false;
         SpiceChannelEvent? connected = null;
         try
         {
             SpiceLog.LinkAccepted(_logger, number, socket.RemoteEndPoint);
-            connected = Raise(SpiceChannelEventKind.Connected, number, socket, null);
+            connected = Raise(SpiceChannelEventKind.Connected, number, socket, null, secure);
 
             Func<Task>? run = null;
             var evictedBefore = _pending.Evicted;
@@ -205,7 +269,17 @@ internal sealed class SpiceServer : IAsyncDisposable
 
                 try
                 {
-                    run = await LinkAsync(number, stream, pending, pending.Token).ConfigureAwait(false);
+                    if (secure)
+                    {
+                        if (await SecureAsync(number, socket, stream, pending.Token).ConfigureAwait(false) is not { } ssl)
+                        {
+                            return;
+                        }
+
+                        stream = ssl;
+                    }
+
+                    run = await LinkAsync(number, stream, socket, secure, pending, pending.Token).ConfigureAwait(false);
                 }
                 catch (Exception ex) when (pending.WasEvicted && (ex is OperationCanceledException || IsExpectedIoFailure(ex)))
                 {
@@ -218,7 +292,7 @@ internal sealed class SpiceServer : IAsyncDisposable
                     // A read cancelled by the timer can surface as a socket error rather than a
                     // cancellation; either way the timer is why the link ended.
                     Counters.Count(LinkOutcome.TimedOut);
-                    SpiceLog.LinkDropped(_logger, number, $"no complete link within {_options.LinkTimeout.TotalSeconds:0.#} s");
+                    SpiceLog.LinkDropped(_logger, number, $"no complete {(secure ? "TLS handshake and " : string.Empty)}link within {_options.LinkTimeout.TotalSeconds:0.#} s");
                     return;
                 }
                 catch (OperationCanceledException)
@@ -248,6 +322,7 @@ internal sealed class SpiceServer : IAsyncDisposable
         }
         finally
         {
+            _linked.TryRemove(number, out _);
             if (!handedOff)
             {
                 await stream.DisposeAsync().ConfigureAwait(false);
@@ -272,24 +347,59 @@ internal sealed class SpiceServer : IAsyncDisposable
         }
     }
 
-    private SpiceChannelEvent? Raise(SpiceChannelEventKind kind, long number, Socket socket, SpiceLinkMess? mess)
+    /// <summary>The TLS handshake of a connection on the TLS port; null when it failed (counted, logged, nothing sent).</summary>
+    private async Task<Stream?> SecureAsync(long number, Socket socket, Stream stream, CancellationToken cancellationToken)
     {
+        var accepted = await TlsHandshake.AcceptAsync(socket, stream, _options.Tls!, cancellationToken).ConfigureAwait(false);
+        switch (accepted.Outcome)
+        {
+            case TlsAcceptOutcome.Secured:
+                SpiceLog.TlsSecured(_logger, number, accepted.Detail);
+                return accepted.Stream;
+            case TlsAcceptOutcome.NotTls:
+                Counters.Count(LinkOutcome.TlsPlaintext);
+                SpiceLog.TlsRefused(_logger, number, accepted.Detail);
+                return null;
+            case TlsAcceptOutcome.PeerClosed:
+                Counters.Count(LinkOutcome.ClientLeft);
+                SpiceLog.LinkDropped(_logger, number, $"client closed the connection during the TLS handshake ({accepted.Detail})");
+                return null;
+            default:
+                Counters.Count(LinkOutcome.TlsFailed);
+                SpiceLog.TlsRefused(_logger, number, $"TLS handshake failed: {accepted.Detail}");
+                return null;
+        }
+    }
+
+    /// <summary>Raises a lifecycle event; a channel initialized is listed in <see cref="LinkedChannels"/> first.</summary>
+    private SpiceChannelEvent? Raise(SpiceChannelEventKind kind, long number, Socket socket, SpiceLinkMess? mess, bool secure)
+    {
+        if (kind == SpiceChannelEventKind.Initialized && mess is not null)
+        {
+            _linked[number] = new SpiceChannelInfo(number, mess.ConnectionId, mess.ChannelType, mess.ChannelId, secure, socket.RemoteEndPoint);
+        }
+
         if (ChannelEvents is not { } observer)
         {
             return null;
         }
 
-        var e = new SpiceChannelEvent(kind, number, socket.LocalEndPoint, socket.RemoteEndPoint, mess?.ConnectionId ?? 0, mess?.ChannelType ?? 0, mess?.ChannelId ?? 0);
+        var e = new SpiceChannelEvent(kind, number, socket.LocalEndPoint, socket.RemoteEndPoint, mess?.ConnectionId ?? 0, mess?.ChannelType ?? 0, mess?.ChannelId ?? 0, secure);
         observer(e);
         return e;
     }
 
     /// <summary>Link stage and routing; returns what runs the linked channel, or null when refused.</summary>
-    private async Task<Func<Task>?> LinkAsync(long number, NetworkStream stream, PendingConnection pending, CancellationToken cancellationToken)
+    private async Task<Func<Task>?> LinkAsync(long number, Stream stream, Socket socket, bool secure, PendingConnection pending, CancellationToken cancellationToken)
     {
-        var attempt = await LinkHandshake.RunAsync(stream, Tickets, _keys, ChannelCapsFor, pending, cancellationToken).ConfigureAwait(false);
+        var attempt = await LinkHandshake.RunAsync(stream, Tickets, _keys, ChannelCapsFor, m => _options.ChannelSecurity.Check(m.ChannelType, secure), pending, cancellationToken).ConfigureAwait(false);
         if (attempt.Mess is not { } mess)
         {
+            if (attempt.Outcome is { } outcome)
+            {
+                Counters.Count(outcome);
+            }
+
             Refused(number, attempt.Error, attempt.Reason);
             return null;
         }
@@ -333,7 +443,7 @@ internal sealed class SpiceServer : IAsyncDisposable
             }
 
             Counters.Count(LinkOutcome.Linked);
-            Raise(SpiceChannelEventKind.Initialized, number, stream.Socket, mess with { ConnectionId = session.SessionId });
+            Raise(SpiceChannelEventKind.Initialized, number, socket, mess with { ConnectionId = session.SessionId }, secure);
             return async () =>
             {
                 try
@@ -363,7 +473,7 @@ internal sealed class SpiceServer : IAsyncDisposable
 
         await LinkHandshake.WriteResultAsync(stream, SpiceLinkErr.Ok, cancellationToken).ConfigureAwait(false);
         Counters.Count(LinkOutcome.Linked);
-        Raise(SpiceChannelEventKind.Initialized, number, stream.Socket, mess);
+        Raise(SpiceChannelEventKind.Initialized, number, socket, mess, secure);
         if (!owner!.Started.IsCompleted)
         {
             SpiceLog.ChannelParked(_logger, number, mess.ChannelType, mess.ChannelId, owner.SessionId);

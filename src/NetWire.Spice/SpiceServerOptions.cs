@@ -9,13 +9,26 @@ internal sealed class SpiceServerOptions
     /// <summary>The default SPICE port, as QEMU users know it.</summary>
     public const int DefaultPort = 5930;
 
-    /// <summary>Where to listen (<c>--spice-addr</c>, <c>--spice-port</c>); default 127.0.0.1:5930.</summary>
-    public IPEndPoint EndPoint { get; set; } = new(IPAddress.Loopback, DefaultPort);
+    /// <summary>
+    /// The plaintext port (<c>--spice-addr</c>, <c>--spice-port</c>); default 127.0.0.1:5930;
+    /// null for none (a TLS port only).
+    /// </summary>
+    public IPEndPoint? EndPoint { get; set; } = new(IPAddress.Loopback, DefaultPort);
+
+    /// <summary>The TLS port (<c>--tls-port</c>), or null for none; needs <see cref="Tls"/>.</summary>
+    public IPEndPoint? TlsEndPoint { get; set; }
+
+    /// <summary>The certificate and cipher suites of the TLS port (<c>--x509-dir</c>, <c>--tls-ciphers</c>).</summary>
+    public NetWire.Core.Tls.TlsSettings? Tls { get; set; }
+
+    /// <summary>Which channels must link over TLS or plaintext (<c>--tls-channel</c>, <c>--plaintext-channel</c>).</summary>
+    public ChannelSecurity ChannelSecurity { get; set; } = ChannelSecurity.Open;
 
     /// <summary>
-    /// Time a connection has from accept to its link result. A client that sends nothing, or
-    /// dribbles its link message a byte at a time, is dropped when it runs out. A real client
-    /// needs two round trips after its connect.
+    /// Time a connection has from accept to its link result, the TLS handshake included. A
+    /// client that sends nothing, or dribbles its link message a byte at a time, is dropped
+    /// when it runs out. A real client needs two round trips after its connect, and one or
+    /// two more for a TLS handshake.
     /// </summary>
     public TimeSpan LinkTimeout { get; set; } = TimeSpan.FromSeconds(3);
 

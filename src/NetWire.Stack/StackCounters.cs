@@ -119,24 +119,8 @@ public sealed class StackCounters
     }
 
     /// <summary>snake_case name of a reason, as docs/gateway.md lists them.</summary>
-    public static string Name(StackDrop reason) => SnakeCase(reason.ToString());
+    public static string Name(StackDrop reason) => NetWire.Core.Naming.Words(reason.ToString(), '_');
 
     /// <summary>snake_case name of a migration reset reason, as docs/migration.md lists them.</summary>
-    public static string Name(Migration.FlowResetReason reason) => SnakeCase(reason.ToString());
-
-    private static string SnakeCase(string text)
-    {
-        var builder = new System.Text.StringBuilder(text.Length + 4);
-        for (var i = 0; i < text.Length; i++)
-        {
-            if (char.IsUpper(text[i]) && i > 0)
-            {
-                builder.Append('_');
-            }
-
-            builder.Append(char.ToLowerInvariant(text[i]));
-        }
-
-        return builder.ToString();
-    }
+    public static string Name(Migration.FlowResetReason reason) => NetWire.Core.Naming.Words(reason.ToString(), '_');
 }

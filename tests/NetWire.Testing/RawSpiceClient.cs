@@ -23,15 +23,19 @@ internal sealed class RawSpiceClient : IAsyncDisposable
     public const uint GtkMainCaps = 0x0F;
 
     private readonly Socket _socket;
-    private readonly NetworkStream _stream;
+    private readonly Stream _stream;
 
-    private RawSpiceClient(Socket socket)
+    private RawSpiceClient(Socket socket, Stream? stream = null)
     {
         _socket = socket;
-        _stream = new NetworkStream(socket, ownsSocket: true);
+        _stream = stream ?? new NetworkStream(socket, ownsSocket: true);
     }
 
-    public NetworkStream Stream => _stream;
+    /// <summary>The connection's socket (to reset it, read its addresses).</summary>
+    public Socket Socket => _socket;
+
+    /// <summary>What the client writes and reads: the socket's stream, or TLS over it.</summary>
+    public Stream Stream => _stream;
 
     public bool MiniHeader { get; private set; }
 
@@ -40,6 +44,16 @@ internal sealed class RawSpiceClient : IAsyncDisposable
         var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
         await socket.ConnectAsync(server, TestContext.Current.CancellationToken);
         return new RawSpiceClient(socket);
+    }
+
+    /// <summary>Connects and completes a TLS handshake, checking the server's certificate against <paramref name="caFile"/>.</summary>
+    public static async Task<RawSpiceClient> ConnectTlsAsync(IPEndPoint server, string caFile)
+    {
+        var socket = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        await socket.ConnectAsync(server, TestContext.Current.CancellationToken);
+        var settings = new NetWire.Core.Tls.TlsSettings(NetWire.Core.Tls.X509Credentials.LoadAuthorities(caFile, DateTimeOffset.UtcNow));
+        var tls = await NetWire.Core.Tls.TlsHandshake.ConnectAsync(new NetworkStream(socket, ownsSocket: true), server.Address.ToString(), settings, TestContext.Current.CancellationToken);
+        return new RawSpiceClient(socket, tls);
     }
 
     /// <summary>A link header + link message as spice-gtk builds it.</summary>

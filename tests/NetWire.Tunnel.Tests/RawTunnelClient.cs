@@ -15,11 +15,11 @@ namespace NetWire.Tunnel.Tests;
 internal sealed class RawTunnelClient : IAsyncDisposable
 {
     private static readonly TimeSpan s_guard = TimeSpan.FromSeconds(30);
-    private readonly NetworkStream _main;
-    private readonly NetworkStream _tunnel;
+    private readonly Stream _main;
+    private readonly Stream _tunnel;
     private readonly bool _mini;
 
-    private RawTunnelClient(NetworkStream main, NetworkStream tunnel, bool mini)
+    private RawTunnelClient(Stream main, Stream tunnel, bool mini)
     {
         _main = main;
         _tunnel = tunnel;

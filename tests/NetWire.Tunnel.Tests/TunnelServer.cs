@@ -32,7 +32,11 @@ internal sealed class TunnelServer : IAsyncDisposable
 
     public IPEndPoint EndPoint => Server.LocalEndPoint;
 
-    public static TunnelServer Start(Action<TunnelOptions>? configure = null, Func<IPAddress?>? guestAddress = null, int port = 0)
+    /// <summary>The TLS port, when started with an x509 directory.</summary>
+    public IPEndPoint TlsEndPoint => Server.TlsEndPoint ?? throw new InvalidOperationException("no TLS port");
+
+    /// <param name="x509Dir">Also serve a TLS port with this directory's server certificate.</param>
+    public static TunnelServer Start(Action<TunnelOptions>? configure = null, Func<IPAddress?>? guestAddress = null, int port = 0, string? x509Dir = null)
     {
         var tunnelOptions = new TunnelOptions();
         configure?.Invoke(tunnelOptions);
@@ -40,6 +44,12 @@ internal sealed class TunnelServer : IAsyncDisposable
         var gateway = new TunnelGateway(network, guestAddress ?? (() => null), tunnelOptions);
         var options = new Spice.SpiceServerOptions { EndPoint = new IPEndPoint(IPAddress.Loopback, port), PingInterval = TimeSpan.Zero };
         options.Channels.Add(new TunnelChannelService(gateway, NullLoggerFactory.Instance));
+        if (x509Dir is not null)
+        {
+            options.TlsEndPoint = new IPEndPoint(IPAddress.Loopback, 0);
+            options.Tls = new Core.Tls.TlsSettings(Core.Tls.X509Credentials.Load(x509Dir, Core.Tls.TlsRole.Server, DateTimeOffset.UtcNow));
+        }
+
         var tickets = new TicketAuthority(TimeProvider.System);
         tickets.SetPassword(Password);
         var server = new Spice.SpiceServer(options, tickets, NullLoggerFactory.Instance);

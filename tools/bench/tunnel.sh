@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Tunnel throughput (1 socket, 20 sockets) and connection-open latency, guest -> loopback
-# service, through the SPICE tunnel and beside it through the gateway's own NAT, in one run:
+# Tunnel throughput (1 socket, 20 sockets), CPU per GB and connection-open latency, guest ->
+# loopback service, through the SPICE tunnel in plaintext, through the tunnel over TLS (a second
+# tunnel client on the SPICE TLS port, certificates made here with openssl), and beside them
+# through the gateway's own NAT, in one run:
 #
 #   sudo tools/bench/tunnel.sh [--runs 3] [--mib 200] [--parallel 20] [--connects 200]
 #
@@ -16,5 +18,8 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 
 dotnet build tools/bench/tunnel-bench/NetWire.TunnelBench.csproj -c Release --nologo -v quiet -clp:ErrorsOnly > /dev/null
-echo "$(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -r)"
-exec dotnet tools/bench/tunnel-bench/bin/Release/net10.0/netwire-tunnel-bench.dll "$@"
+pki=$(mktemp -d)
+trap 'rm -rf "$pki"' EXIT
+tools/bench/make-pki.sh "$pki"
+echo "$(date -u +%Y-%m-%dT%H:%MZ) on $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+dotnet tools/bench/tunnel-bench/bin/Release/net10.0/netwire-tunnel-bench.dll --x509-dir "$pki" "$@"

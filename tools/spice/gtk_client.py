@@ -1,13 +1,18 @@
 #!/usr/bin/python3
 """gtk_client: real spice-gtk (SpiceClientGLib 2.0, via PyGObject) clients for NetWire's tests.
 
-  gtk_client.py --port P [--host H] [--password X] [--clients N] [--seconds S]
-                [--stop-after-migration S]
+  gtk_client.py [--port P] [--tls-port T --ca-file F [--cert-subject S]] [--host H]
+                [--password X] [--clients N] [--seconds S] [--stop-after-migration S]
 
 Opens N independent SPICE sessions at once, keeps them for S seconds, and prints one line per
 event ("EVENT client=I ...") and a final line per client:
 
   RESULT client=I opened=0|1 lost=0|1 error=NAME|none
+
+TLS: the session properties tls-port, ca-file and cert-subject (spice-gtk links plaintext first
+when it has a port and switches a channel to TLS when the server answers NEED_SECURED; with a
+TLS port only it links over TLS). "EVENT client=I main opened port=P tls-port=T server-port=S" says
+the server port the main channel is connected to (the TLS port when it runs over TLS).
 
 Migration is followed as spice-gtk reports it: "EVENT client=I migration-started host=H port=P"
 (MIGRATE_BEGIN received, a migration session links to the target), "EVENT client=I
@@ -16,7 +21,7 @@ session is on now), "EVENT client=I main opened port=P". With --stop-after-migra
 run ends S seconds after a migration went back to state none. The RESULT line then also says
 where the session ended and which migration states it went through:
 
-  RESULT client=I opened=0|1 lost=0|1 error=NAME|none host=H port=P states=a,b,c
+  RESULT client=I opened=0|1 lost=0|1 error=NAME|none host=H port=P tls-port=T server-port=S states=a,b,c
 
 Exit status: 0 when every client's main channel opened and stayed open the whole time,
 2 when any client got a link/auth/connect error, 1 otherwise. No display is needed: only the
@@ -62,7 +67,15 @@ class Client:
         self.on_migrated = None
         self.session = Spice.Session()
         self.session.props.host = args.host
-        self.session.props.port = str(args.port)
+        if args.port is not None:
+            self.session.props.port = str(args.port)
+        if args.tls_port is not None:
+            self.session.props.tls_port = str(args.tls_port)
+        if args.ca_file is not None:
+            self.session.props.ca_file = args.ca_file
+        if args.cert_subject is not None:
+            self.session.props.cert_subject = args.cert_subject
+        self.main = None
         if args.password is not None:
             self.session.props.password = args.password
         hook(self.session, "channel-new", self.channel_new)
@@ -76,7 +89,7 @@ class Client:
             self.on_migrated()
 
     def migration_started(self, _main, target):
-        say("EVENT client=%d migration-started host=%s port=%s" % (self.index, target.props.host, target.props.port))
+        say("EVENT client=%d migration-started host=%s port=%s tls-port=%s" % (self.index, target.props.host, target.props.port, target.props.tls_port))
 
     def start(self):
         return Spice.Session.connect(self.session)
@@ -85,15 +98,25 @@ class Client:
         kind = channel.props.channel_type
         say("EVENT client=%d channel-new type=%d id=%d" % (self.index, kind, channel.props.channel_id))
         if isinstance(channel, Spice.MainChannel):
+            self.main = channel
             hook(channel, "channel-event", self.main_event)
             hook(channel, "migration-started", self.migration_started)
         else:
             # A real client opens every channel the server lists (spicy, remote-viewer do).
             Spice.Channel.connect(channel)
 
+    def server_port(self):
+        """The server port the main channel's socket is connected to (0 when it has none)."""
+        socket = self.main.props.socket if self.main is not None else None
+        try:
+            return socket.get_remote_address().props.port if socket is not None else 0
+        except GLib.Error:
+            return 0
+
     def main_event(self, _channel, event):
         name = getattr(event, "value_nick", str(event))
-        say("EVENT client=%d main %s port=%s" % (self.index, name, self.session.props.port))
+        say("EVENT client=%d main %s port=%s tls-port=%s server-port=%d" % (
+            self.index, name, self.session.props.port, self.session.props.tls_port, self.server_port()))
         if event == Spice.ChannelEvent.OPENED:
             self.opened = True
         elif event in ERRORS:
@@ -109,13 +132,18 @@ class Client:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--host", default="127.0.0.1")
-    ap.add_argument("--port", type=int, required=True)
+    ap.add_argument("--port", type=int, help="plaintext port (session property port)")
+    ap.add_argument("--tls-port", type=int, help="TLS port (session property tls-port)")
+    ap.add_argument("--ca-file", help="CA certificates (PEM) the server's certificate must chain to")
+    ap.add_argument("--cert-subject", help="subject the server's certificate must carry, instead of the host name")
     ap.add_argument("--password")
     ap.add_argument("--clients", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--stop-after-migration", type=float, default=None,
                     help="end the run this many seconds after a migration finished (state back to none)")
     args = ap.parse_args()
+    if args.port is None and args.tls_port is None:
+        ap.error("give --port, --tls-port or both")
 
     loop = GLib.MainLoop()
     clients = []
@@ -136,8 +164,9 @@ def main():
         loop.run()
 
     for c in clients:
-        say("RESULT client=%d opened=%d lost=%d error=%s host=%s port=%s states=%s" % (
-            c.index, c.opened, c.lost, c.error or "none", c.session.props.host, c.session.props.port, ",".join(c.states) or "-"))
+        say("RESULT client=%d opened=%d lost=%d error=%s host=%s port=%s tls-port=%s server-port=%d states=%s" % (
+            c.index, c.opened, c.lost, c.error or "none", c.session.props.host, c.session.props.port,
+            c.session.props.tls_port, c.server_port(), ",".join(c.states) or "-"))
     if any(c.error for c in clients):
         status = 2
     else:

@@ -26,10 +26,9 @@ internal static class ServeCommand
             DefaultValueFactory = _ => "127.0.0.1",
             HelpName = "A",
         };
-        var port = new Option<int>("--spice-port")
+        var port = new Option<int?>("--spice-port")
         {
-            Description = "SPICE TCP port (0: any free port, printed at start)",
-            DefaultValueFactory = _ => SpiceServerOptions.DefaultPort,
+            Description = $"SPICE plaintext TCP port (0: any free port, printed at start); default {SpiceServerOptions.DefaultPort}, or none when only --tls-port is given",
             HelpName = "P",
         };
         var password = new Option<string?>("--password")
@@ -94,7 +93,8 @@ internal static class ServeCommand
             guest, host, status, queue, addr, port, password, passwordFile, expires, disable, qmp, incoming, tunnelOption, logLevel,
         };
         var gateway = new GatewayCliOptions();
-        foreach (var option in gateway.All.Concat(capture.All))
+        var tls = new TlsCliOptions();
+        foreach (var option in gateway.All.Concat(capture.All).Concat(tls.All))
         {
             command.Options.Add(option);
         }
@@ -102,7 +102,7 @@ internal static class ServeCommand
         command.SetAction((parse, cancellationToken) => RunAsync(
             new ServeArguments(
                 parse.GetValue(addr)!,
-                parse.GetValue(port),
+                () => tls.Read(parse, parse.GetValue(port)),
                 parse.GetValue(password),
                 parse.GetValue(passwordFile),
                 parse.GetValue(expires),
@@ -154,9 +154,11 @@ internal static class ServeCommand
         SpiceServerOptions spiceOptions;
         ControlEndpoint? control;
         WireSetup? wireSetup = null;
+        TlsCliOptions.TlsRequest tls;
         var tickets = new TicketAuthority(TimeProvider.System);
         try
         {
+            tls = args.Tls();
             var capture = captureOptions();
             var capturePath = capture?.Path;
             if (guestText != "none")
@@ -169,7 +171,7 @@ internal static class ServeCommand
             }
 
             TunnelServe.Check(args.Tunnel, wireSetup);
-            spiceOptions = BuildSpiceOptions(args, tickets);
+            spiceOptions = BuildSpiceOptions(args, tickets, tls);
             control = args.Qmp is null ? null : ControlEndpoint.Parse(args.Qmp);
             if (args.Incoming is { } incomingText)
             {
@@ -182,6 +184,21 @@ internal static class ServeCommand
             return ExitCodes.Usage;
         }
 
+        // Certificates are checked before anything listens: an expired or mismatched one is a
+        // setup failure naming the file (exit 3), as QEMU refuses to start with one.
+        NetWire.Control.Migration.MigrationTls? migrationTls;
+        try
+        {
+            var now = DateTimeOffset.UtcNow;
+            spiceOptions.Tls = tls.LoadSpice(now);
+            migrationTls = tls.LoadMigration(args.Incoming is not null, now);
+        }
+        catch (NetWire.Core.Tls.TlsCredentialsException ex)
+        {
+            await Console.Error.WriteLineAsync($"netwire serve: {ex.Message}").ConfigureAwait(false);
+            return ExitCodes.Setup;
+        }
+
         using var loggers = Logging.Create(level);
         var logger = loggers.CreateLogger("NetWire.Serve");
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -191,7 +208,7 @@ internal static class ServeCommand
             CliLog.GeneratedPassword(logger, generated);
         }
 
-        var setup = new ServeSetup(wireSetup, spiceOptions, tickets) { Control = control, Incoming = args.Incoming, Tunnel = args.Tunnel };
+        var setup = new ServeSetup(wireSetup, spiceOptions, tickets) { Control = control, Incoming = args.Incoming, Tunnel = args.Tunnel, MigrationTls = migrationTls };
         var appliance = new ServeAppliance(setup, loggers, stop);
         var exitCode = ExitCodes.Ok;
         try
@@ -231,16 +248,11 @@ internal static class ServeCommand
         return exitCode;
     }
 
-    private static SpiceServerOptions BuildSpiceOptions(ServeArguments args, TicketAuthority tickets)
+    private static SpiceServerOptions BuildSpiceOptions(ServeArguments args, TicketAuthority tickets, TlsCliOptions.TlsRequest tls)
     {
         if (!IPAddress.TryParse(args.SpiceAddr, out var address))
         {
             throw new FormatException($"--spice-addr '{args.SpiceAddr}' is not an IP address");
-        }
-
-        if (args.SpicePort is < 0 or > 65535)
-        {
-            throw new FormatException($"--spice-port {args.SpicePort} is not a TCP port");
         }
 
         var sources = (args.Password is not null ? 1 : 0) + (args.PasswordFile is not null ? 1 : 0) + (args.DisableTicketing ? 1 : 0);
@@ -273,7 +285,9 @@ internal static class ServeCommand
             }
         }
 
-        return new SpiceServerOptions { EndPoint = new IPEndPoint(address, args.SpicePort) };
+        var options = new SpiceServerOptions();
+        tls.Apply(options, address);
+        return options;
     }
 
     private static string ReadPasswordFile(string path)
@@ -313,7 +327,7 @@ internal static class ServeCommand
         return path;
     }
 
-    private sealed record ServeArguments(string SpiceAddr, int SpicePort, string? Password, string? PasswordFile, string? PasswordExpires, bool DisableTicketing, string? Qmp, string? Incoming = null, bool Tunnel = false)
+    private sealed record ServeArguments(string SpiceAddr, Func<TlsCliOptions.TlsRequest> Tls, string? Password, string? PasswordFile, string? PasswordExpires, bool DisableTicketing, string? Qmp, string? Incoming = null, bool Tunnel = false)
     {
         /// <summary>Set when no password option was given and one was generated.</summary>
         public string? GeneratedPasswordFile { get; set; }

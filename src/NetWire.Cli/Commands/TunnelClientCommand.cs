@@ -2,6 +2,7 @@ using System.CommandLine;
 using System.Globalization;
 using System.Net;
 using Microsoft.Extensions.Logging;
+using NetWire.Core.Tls;
 using NetWire.Spice.Link;
 using NetWire.Tunnel.Client;
 
@@ -14,8 +15,10 @@ namespace NetWire.Cli.Commands;
 /// </summary>
 /// <remarks>
 /// Prints one line per service once the server has given it a virtual IP
-/// (<c>service NAME 10.0.2.31:8080 -&gt; HOST:PORT</c>), again after every reconnect. Exit
-/// codes: 0 after SIGTERM/SIGINT, 2 usage, 1 a refused password.
+/// (<c>service NAME 10.0.2.31:8080 -&gt; HOST:PORT</c>), again after every reconnect. With
+/// <c>--tls --ca-file F [--cert-subject S]</c> it links to the server's TLS port. Exit codes: 0
+/// after SIGTERM/SIGINT, 2 usage, 1 a refused password or a server certificate that does not
+/// verify, 3 a CA file that cannot be used.
 /// </remarks>
 internal static class TunnelClientCommand
 {
@@ -40,11 +43,25 @@ internal static class TunnelClientCommand
             Required = true,
             AllowMultipleArgumentsPerToken = false,
         };
+        var tls = new Option<bool>("--tls")
+        {
+            Description = "Link over TLS: --server names the SPICE TLS port (netwire serve --tls-port), and migrations follow the target's TLS port",
+        };
+        var caFile = new Option<string?>("--ca-file")
+        {
+            Description = "With --tls: the CA certificates (PEM) the server's certificate must chain to",
+            HelpName = "FILE",
+        };
+        var certSubject = new Option<string?>("--cert-subject")
+        {
+            Description = "With --tls: the subject the server's certificate must carry (\"CN=host,O=org\", in the certificate's order), instead of matching the host name",
+            HelpName = "SUBJECT",
+        };
         var logLevel = BridgeCommand.LogLevelOption();
         logLevel.DefaultValueFactory = _ => LogLevel.Warning;
         var command = new Command("tunnel-client", "Publish TCP services to the guest of a NetWire appliance through the SPICE tunnel channel; reconnects with backoff.")
         {
-            server, password, passwordFile, services, logLevel,
+            server, password, passwordFile, services, tls, caFile, certSubject, logLevel,
         };
         command.SetAction((parse, cancellationToken) =>
         {
@@ -52,16 +69,45 @@ internal static class TunnelClientCommand
             try
             {
                 options = BuildOptions(parse.GetValue(server)!, parse.GetValue(password), parse.GetValue(passwordFile), parse.GetValue(services) ?? []);
+                options = options with { Tls = BuildTls(parse.GetValue(tls), parse.GetValue(caFile), parse.GetValue(certSubject)) };
             }
             catch (Exception ex) when (ExitCodes.IsBadOption(ex))
             {
                 Console.Error.WriteLine($"netwire tunnel-client: {ex.Message}");
                 return Task.FromResult(ExitCodes.Usage);
             }
+            catch (TlsCredentialsException ex)
+            {
+                Console.Error.WriteLine($"netwire tunnel-client: --ca-file {ex.Message}");
+                return Task.FromResult(ExitCodes.Setup);
+            }
 
             return RunAsync(options, parse.GetValue(logLevel), cancellationToken);
         });
         return command;
+    }
+
+    /// <summary>The TLS settings of <c>--tls --ca-file F [--cert-subject S]</c>, or null without <c>--tls</c>.</summary>
+    /// <exception cref="FormatException">--ca-file or --cert-subject without --tls, --tls without --ca-file, a malformed subject.</exception>
+    /// <exception cref="TlsCredentialsException">The CA file cannot be used.</exception>
+    internal static TlsSettings? BuildTls(bool tls, string? caFile, string? certSubject)
+    {
+        if (!tls)
+        {
+            return caFile is null && certSubject is null ? null : throw new FormatException("--ca-file and --cert-subject need --tls");
+        }
+
+        if (caFile is null)
+        {
+            throw new FormatException("--tls needs --ca-file (the CA that signed the server's certificate)");
+        }
+
+        if (certSubject is not null)
+        {
+            _ = TlsPeerCheck.ParseSubject(certSubject);
+        }
+
+        return new TlsSettings(X509Credentials.LoadAuthorities(caFile, DateTimeOffset.UtcNow), peerSubject: certSubject);
     }
 
     internal static TunnelClientOptions BuildOptions(string server, string? password, string? passwordFile, string[] services)
@@ -120,6 +166,11 @@ internal static class TunnelClientCommand
         catch (SpiceLinkException ex)
         {
             await Console.Error.WriteLineAsync($"netwire tunnel-client: {ex.Message} (wrong or expired password)").ConfigureAwait(false);
+            return ExitCodes.Failure;
+        }
+        catch (System.Security.Authentication.AuthenticationException ex)
+        {
+            await Console.Error.WriteLineAsync($"netwire tunnel-client: {ex.Message}").ConfigureAwait(false);
             return ExitCodes.Failure;
         }
     }

@@ -30,7 +30,7 @@ internal static class MigrationCommands
         new("resume", QmpType.Bool, Optional: true),
     ];
 
-    public static void Add(QmpCommandTable table, MigrationSource source, SpiceServer? spice)
+    public static void Add(QmpCommandTable table, MigrationSource source, SpiceServer? spice, IncomingMigration? incoming = null)
     {
         table.Add("migrate", s_migrate, arguments =>
         {
@@ -47,7 +47,22 @@ internal static class MigrationCommands
             await source.CancelAsync().ConfigureAwait(false);
             return null;
         });
-        table.Add("query-migrate", [], _ => source.Query());
+        table.Add("query-migrate", [], _ =>
+        {
+            var reply = source.Query();
+            if (incoming is not null)
+            {
+                // NetWire's own: what a target refused (QEMU's target shows only its status).
+                reply["incoming"] = new JsonObject
+                {
+                    ["tls"] = incoming.RequiresTls,
+                    ["refused"] = incoming.Refused,
+                    ["tls-refused"] = incoming.TlsRefused,
+                };
+            }
+
+            return reply;
+        });
         if (spice is null)
         {
             return;

@@ -74,30 +74,70 @@ internal static class SpiceCommands
 
     private static JsonObject QuerySpice(SpiceServer spice)
     {
-        var endPoint = spice.LocalEndPoint;
         var channels = new JsonArray();
-        foreach (var session in spice.Sessions.Snapshot())
+        foreach (var channel in spice.LinkedChannels)
         {
-            channels.Add(new JsonObject
-            {
-                ["connection-id"] = session.SessionId,
-                ["channel-type"] = (int)SpiceChannelType.Main,
-                ["channel-id"] = 0,
-                ["tls"] = false,
-            });
+            var info = BasicInfo(channel.Client);
+            info["connection-id"] = channel.ConnectionId;
+            info["channel-type"] = (int)channel.ChannelType;
+            info["channel-id"] = (int)channel.ChannelId;
+            info["tls"] = channel.Tls;
+            channels.Add(info);
         }
 
-        return new JsonObject
+        var reply = new JsonObject
         {
             ["enabled"] = true,
             ["migrated"] = false,
-            ["host"] = endPoint.Address.ToString(),
-            ["port"] = endPoint.Port,
-            ["auth"] = spice.Tickets.TicketingDisabled ? "none" : "spice",
-            ["compiled-version"] = "netwire",
-            ["mouse-mode"] = "server",
-            ["channels"] = channels,
+            ["host"] = (spice.PlainEndPoint ?? spice.TlsEndPoint)?.Address.ToString(),
         };
+        if (spice.PlainEndPoint is { } plain)
+        {
+            reply["port"] = plain.Port;
+        }
+
+        if (spice.TlsEndPoint is { } secure)
+        {
+            reply["tls-port"] = secure.Port;
+        }
+
+        reply["auth"] = spice.Tickets.TicketingDisabled ? "none" : "spice";
+        reply["compiled-version"] = "netwire";
+        reply["mouse-mode"] = "server";
+        reply["channels"] = channels;
+
+        // NetWire's own: the channel security policy and how links ended.
+        var security = new JsonObject();
+        foreach (var (name, transport) in spice.Options.ChannelSecurity.Describe())
+        {
+            security[name] = ChannelSecurity.Name(transport);
+        }
+
+        reply["channel-security"] = security;
+        reply["links"] = Links(spice.Counters);
+        return reply;
+    }
+
+    /// <summary>Link-stage outcomes and refusals by code, in QEMU's lower-case-with-dashes style.</summary>
+    private static JsonObject Links(SpiceLinkCounters counters)
+    {
+        var links = new JsonObject();
+        foreach (var outcome in Enum.GetValues<LinkOutcome>())
+        {
+            links[NetWire.Core.Naming.Words(outcome.ToString(), '-')] = counters.Of(outcome);
+        }
+
+        var refused = new JsonObject();
+        foreach (var error in Enum.GetValues<SpiceLinkErr>())
+        {
+            if (error != SpiceLinkErr.Ok)
+            {
+                refused[NetWire.Core.Naming.Words(error.ToString(), '-')] = counters.Refused(error);
+            }
+        }
+
+        links["refused"] = refused;
+        return links;
     }
 
     private static async ValueTask<JsonNode?> SetPasswordAsync(SpiceServer spice, QmpArguments arguments)
@@ -157,7 +197,7 @@ internal static class SpiceCommands
             client["connection-id"] = e.ConnectionId;
             client["channel-type"] = e.ChannelType;
             client["channel-id"] = e.ChannelId;
-            client["tls"] = false;
+            client["tls"] = e.Tls;
         }
 
         return new JsonObject { ["server"] = server, ["client"] = client };

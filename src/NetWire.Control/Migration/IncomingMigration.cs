@@ -5,6 +5,7 @@ using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
 using NetWire.Core.Net;
 using NetWire.Core.State;
+using NetWire.Core.Tls;
 using NetWire.Spice;
 using NetWire.Spice.Channels.Main;
 
@@ -21,7 +22,12 @@ namespace NetWire.Control.Migration;
 /// nothing is evicted, so silent connections cannot keep the source out. A connection whose
 /// header arrived waits for the one reader (streams are read one at a time, so at most one
 /// stream's memory is held), then has <see cref="ReadTimeout"/> from its accept to deliver the
-/// whole stream. A stream that is refused (wrong magic or version, malformed,
+/// whole stream. With <c>--migration-x509-dir</c> the pending stage begins with a mutual TLS
+/// handshake: a plaintext stream (its first bytes are peeked, not read) gets a plaintext 'E'
+/// reply saying TLS is required, a source without a certificate this target's CA signed fails
+/// the handshake; either way nothing of the stream is read, the refusal is logged and counted
+/// (<see cref="TlsRefused"/>); a handshake that never finishes is silent like a missing header.
+/// A stream that is refused (wrong magic or version, malformed,
 /// checksum) gets an 'E' reply saying why, nothing is applied, and the target keeps waiting
 /// for another attempt. The first stream adopted completes <see cref="Adopted"/> and closes the
 /// listener. Meanwhile the SPICE server accepts clients migrating in; each one's MIGRATE_END
@@ -33,6 +39,7 @@ internal sealed class IncomingMigration : IAsyncDisposable
     private readonly IPEndPoint _endPoint;
     private readonly StateRegistry _state;
     private readonly SpiceServer? _spice;
+    private readonly TlsSettings? _tls;
     private readonly ILogger _logger;
     private readonly CancellationTokenSource _stop = new();
     private readonly TaskCompletionSource<StateAdoption> _adopted = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -43,15 +50,18 @@ internal sealed class IncomingMigration : IAsyncDisposable
     private Task _acceptLoop = Task.CompletedTask;
     private long _accepted;
     private int _refused;
+    private int _tlsRefused;
     private long _evicted;
     private long _silent;
 
-    public IncomingMigration(IPEndPoint endPoint, StateRegistry state, SpiceServer? spice, ILogger logger)
+    /// <param name="tls">Mutual TLS (<c>--migration-x509-dir</c>), or null for plaintext.</param>
+    public IncomingMigration(IPEndPoint endPoint, StateRegistry state, SpiceServer? spice, ILogger logger, TlsSettings? tls = null)
     {
         _endPoint = endPoint;
         _state = state;
         _spice = spice;
         _logger = logger;
+        _tls = tls;
     }
 
     /// <summary>Raises a QMP event (name, data); must not block.</summary>
@@ -80,6 +90,12 @@ internal sealed class IncomingMigration : IAsyncDisposable
 
     /// <summary>Connections waiting for their header now.</summary>
     public int Pending => _pending?.Count ?? 0;
+
+    /// <summary>Connections refused at the TLS handshake: plaintext, no or a foreign certificate (also counted in <see cref="Refused"/>).</summary>
+    public int TlsRefused => Volatile.Read(ref _tlsRefused);
+
+    /// <summary>True when the stream must come over mutual TLS.</summary>
+    public bool RequiresTls => _tls is not null;
 
     /// <summary>Completes when a state stream has been adopted.</summary>
     public Task<StateAdoption> Adopted => _adopted.Task;
@@ -174,61 +190,118 @@ internal sealed class IncomingMigration : IAsyncDisposable
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(ReadTimeout);
             var header = new byte[StateStream.HeaderLength];
-            await using var stream = new NetworkStream(socket, ownsSocket: false);
-            using (var pending = _pending!.Admit(timeout.Token))
+            Stream stream = new NetworkStream(socket, ownsSocket: false);
+            try
             {
+                using (var pending = _pending!.Admit(timeout.Token))
+                {
+                    try
+                    {
+                        if (_tls is not null)
+                        {
+                            if (await SecureAsync(socket, stream, remote, pending.Token, cancellationToken).ConfigureAwait(false) is not { } secured)
+                            {
+                                return;
+                            }
+
+                            stream = secured;
+                        }
+
+                        await stream.ReadExactlyAsync(header, pending.Token).ConfigureAwait(false);
+                    }
+                    catch (Exception ex) when (ex is OperationCanceledException or EndOfStreamException || IoErrors.IsIoFailure(ex))
+                    {
+                        if (pending.WasEvicted)
+                        {
+                            Interlocked.Increment(ref _evicted);
+                            MigrationControlLog.IncomingDropped(_logger, remote, "evicted: the oldest silent connection, for a newer one");
+                        }
+                        else if (!cancellationToken.IsCancellationRequested)
+                        {
+                            Interlocked.Increment(ref _silent);
+                            MigrationControlLog.IncomingDropped(_logger, remote, pending.TimedOut
+                                ? $"no {(_tls is null ? string.Empty : "TLS handshake and ")}stream header within {HeaderTimeout.TotalSeconds:0.#} s"
+                                : "closed before a stream header");
+                        }
+
+                        return;
+                    }
+                }
+
                 try
                 {
-                    await stream.ReadExactlyAsync(header, pending.Token).ConfigureAwait(false);
+                    await _reader.WaitAsync(timeout.Token).ConfigureAwait(false);
                 }
-                catch (Exception ex) when (ex is OperationCanceledException or EndOfStreamException || IoErrors.IsSocketFailure(ex))
+                catch (OperationCanceledException)
                 {
-                    if (pending.WasEvicted)
+                    if (!cancellationToken.IsCancellationRequested)
                     {
-                        Interlocked.Increment(ref _evicted);
-                        MigrationControlLog.IncomingDropped(_logger, remote, "evicted: the oldest silent connection, for a newer one");
-                    }
-                    else if (!cancellationToken.IsCancellationRequested)
-                    {
-                        Interlocked.Increment(ref _silent);
-                        MigrationControlLog.IncomingDropped(_logger, remote, pending.TimedOut ? $"no stream header within {HeaderTimeout.TotalSeconds:0.#} s" : "closed before a stream header");
+                        await RefuseAsync(stream, remote, $"no turn to be read within {ReadTimeout.TotalSeconds:0.#} s (another stream was being read)", cancellationToken).ConfigureAwait(false);
                     }
 
                     return;
                 }
-            }
 
-            try
-            {
-                await _reader.WaitAsync(timeout.Token).ConfigureAwait(false);
-            }
-            catch (OperationCanceledException)
-            {
-                if (!cancellationToken.IsCancellationRequested)
+                try
                 {
-                    await RefuseAsync(stream, remote, $"no turn to be read within {ReadTimeout.TotalSeconds:0.#} s (another stream was being read)", cancellationToken).ConfigureAwait(false);
+                    if (_adopted.Task.IsCompleted)
+                    {
+                        await RefuseAsync(stream, remote, "a state stream was adopted already", cancellationToken).ConfigureAwait(false);
+                    }
+                    else if (await ReceiveAsync(stream, remote, header, timeout, cancellationToken).ConfigureAwait(false))
+                    {
+                        // One migration in: the listener closes.
+                        listener.Dispose();
+                    }
                 }
-
-                return;
-            }
-
-            try
-            {
-                if (_adopted.Task.IsCompleted)
+                finally
                 {
-                    await RefuseAsync(stream, remote, "a state stream was adopted already", cancellationToken).ConfigureAwait(false);
-                }
-                else if (await ReceiveAsync(stream, remote, header, timeout, cancellationToken).ConfigureAwait(false))
-                {
-                    // One migration in: the listener closes.
-                    listener.Dispose();
+                    _reader.Release();
                 }
             }
             finally
             {
-                _reader.Release();
+                // The TLS stream when there is one; the socket itself closes with the using.
+                await stream.DisposeAsync().ConfigureAwait(false);
             }
         }
+    }
+
+    /// <summary>
+    /// The mutual TLS handshake within the pending stage; null when the source was refused
+    /// (logged, counted, a plaintext source told why), and the target keeps waiting.
+    /// </summary>
+    /// <exception cref="OperationCanceledException">The pending stage ended: deadline, eviction or stop.</exception>
+    private async Task<Stream?> SecureAsync(Socket socket, Stream stream, EndPoint? remote, CancellationToken pending, CancellationToken cancellationToken)
+    {
+        var accepted = await TlsHandshake.AcceptAsync(socket, stream, _tls!, pending).ConfigureAwait(false);
+        if (accepted.Stream is { } secured)
+        {
+            MigrationControlLog.IncomingSecured(_logger, remote, accepted.Detail);
+            return secured;
+        }
+
+        var reason = accepted.Outcome switch
+        {
+            TlsAcceptOutcome.NotTls => $"this target takes the state over mutual TLS only (--migration-x509-dir); the source sent {accepted.Detail}",
+            TlsAcceptOutcome.PeerRefused => $"TLS: the source's certificate is refused: {accepted.Detail}",
+            TlsAcceptOutcome.PeerClosed => $"TLS: the source closed the connection during the handshake ({accepted.Detail})",
+            _ => $"TLS handshake failed: {accepted.Detail}",
+        };
+        Interlocked.Increment(ref _tlsRefused);
+        if (accepted.Outcome == TlsAcceptOutcome.NotTls)
+        {
+            // A plaintext source reads a plaintext reply: its query-migrate says why.
+            await RefuseAsync(stream, remote, reason, cancellationToken).ConfigureAwait(false);
+        }
+        else
+        {
+            Interlocked.Increment(ref _refused);
+            MigrationControlLog.IncomingRefused(_logger, remote, reason);
+        }
+
+        Events?.Invoke("MIGRATION", new JsonObject { ["status"] = "failed", ["error-desc"] = reason });
+        return null;
     }
 
     /// <summary>

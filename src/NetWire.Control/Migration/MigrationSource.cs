@@ -1,10 +1,12 @@
 using System.Diagnostics;
 using System.Net.Sockets;
+using System.Security.Authentication;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
 using NetWire.Control.Qmp;
 using NetWire.Core.Net;
 using NetWire.Core.State;
+using NetWire.Core.Tls;
 using NetWire.Spice;
 
 namespace NetWire.Control.Migration;
@@ -36,6 +38,7 @@ internal sealed class MigrationSource : IAsyncDisposable
     private readonly StateRegistry _state;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
+    private readonly MigrationTls? _tls;
     private readonly Lock _gate = new();
 
     private MigrationStatus _status;
@@ -48,12 +51,14 @@ internal sealed class MigrationSource : IAsyncDisposable
     private Task _run = Task.CompletedTask;
     private JsonObject? _flows;
 
-    public MigrationSource(SpiceServer? spice, StateRegistry state, ILogger logger, TimeProvider time)
+    /// <param name="tls">Mutual TLS (<c>--migration-x509-dir</c>), or null for plaintext.</param>
+    public MigrationSource(SpiceServer? spice, StateRegistry state, ILogger logger, TimeProvider time, MigrationTls? tls = null)
     {
         _spice = spice;
         _state = state;
         _logger = logger;
         _time = time;
+        _tls = tls;
     }
 
     /// <summary>Raises a QMP event (name, data); set before use, must not block.</summary>
@@ -284,7 +289,7 @@ internal sealed class MigrationSource : IAsyncDisposable
         {
             outcome = MigrationStatus.Cancelled;
         }
-        catch (Exception ex) when (IoErrors.IsIoFailure(ex) || ex is InvalidDataException or TimeoutException or ArgumentException or OperationCanceledException or StateFormatException)
+        catch (Exception ex) when (IoErrors.IsIoFailure(ex) || ex is InvalidDataException or TimeoutException or ArgumentException or OperationCanceledException or StateFormatException or AuthenticationException)
         {
             outcome = MigrationStatus.Failed;
             error = ex is SocketException se && !handover.Sent ? $"cannot reach the target {host}:{port}: {se.Message}" : ex.Message;
@@ -357,22 +362,33 @@ internal sealed class MigrationSource : IAsyncDisposable
     /// </summary>
     private async Task<(bool Accepted, string Text)> TransferAsync(string host, int port, byte[] stream, List<IHandoverSection> handovers, Handover handover, CancellationToken cancellationToken)
     {
+        if (_tls is { Connect: null })
+        {
+            throw new AuthenticationException($"--migration-x509-dir {_tls.Directory} has no {X509Credentials.ClientCertFile}: this appliance cannot be a migration source over TLS");
+        }
+
         using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        Stream network;
         using (var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
         {
             connectTimeout.CancelAfter(ConnectTimeout);
             try
             {
                 await socket.ConnectAsync(host, port, connectTimeout.Token).ConfigureAwait(false);
+                network = new NetworkStream(socket, ownsSocket: false);
+                if (_tls?.Connect is { } tls)
+                {
+                    network = await TlsHandshake.ConnectAsync(network, host, tls, connectTimeout.Token).ConfigureAwait(false);
+                }
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {
-                throw new TimeoutException($"no connection to the target {host}:{port} within {ConnectTimeout.TotalSeconds:0.#} s");
+                throw new TimeoutException($"no {(_tls is null ? "connection" : "TLS connection")} to the target {host}:{port} within {ConnectTimeout.TotalSeconds:0.#} s");
             }
         }
 
         handover.Sent = true;
-        await using var network = new NetworkStream(socket, ownsSocket: false);
+        await using var disposeNetwork = network.ConfigureAwait(false);
         using var transferTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         transferTimeout.CancelAfter(TransferTimeout);
         MigrationReply reply;
@@ -490,7 +506,10 @@ internal static partial class MigrationControlLog
     [LoggerMessage(7114, LogLevel.Error, "Incoming migration accept failed")]
     public static partial void IncomingAcceptFailed(ILogger logger, Exception exception);
 
-    [LoggerMessage(7115, LogLevel.Warning, "Incoming migration from {Remote}: no unlock from the source ({Reason}); the migrated flows start anyway")]
+    [LoggerMessage(7115, LogLevel.Debug, "Incoming migration from {Remote}: {Tls}, client certificate verified")]
+    public static partial void IncomingSecured(ILogger logger, System.Net.EndPoint? remote, string tls);
+
+    [LoggerMessage(7116, LogLevel.Warning, "Incoming migration from {Remote}: no unlock from the source ({Reason}); the migrated flows start anyway")]
     public static partial void NoUnlock(ILogger logger, System.Net.EndPoint? remote, string reason);
 
     [LoggerMessage(7112, LogLevel.Information, "Incoming migration from {Remote}: {Bytes} bytes, version {Version}, adopted sections [{Adopted}], unknown sections [{Unknown}]")]

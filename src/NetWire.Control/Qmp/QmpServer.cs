@@ -68,6 +68,13 @@ internal sealed partial class QmpServer : IAsyncDisposable
         try
         {
             listener.Bind(_endpoint.EndPoint);
+            if (_endpoint.EndPoint is UnixDomainSocketEndPoint path && OperatingSystem.IsLinux())
+            {
+                // Owner only, before anyone can connect: the control socket has no authentication
+                // of its own, so the file mode is what guards it.
+                File.SetUnixFileMode(path.ToString(), UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            }
+
             listener.Listen(16);
         }
         catch
@@ -78,6 +85,10 @@ internal sealed partial class QmpServer : IAsyncDisposable
 
         _listener = listener;
         ControlLog.Listening(_logger, _endpoint.Text);
+        if (_endpoint.EndPoint is IPEndPoint { Address: var address } && !IPAddress.IsLoopback(address))
+        {
+            ControlLog.Unauthenticated(_logger, _endpoint.Text);
+        }
         _acceptLoop = AcceptLoopAsync(listener, _stop.Token);
     }
 

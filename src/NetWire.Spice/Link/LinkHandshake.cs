@@ -14,6 +14,7 @@ namespace NetWire.Spice.Link;
 ///                                  reply (none for major 0, as spice-server); size outside
 ///                                  18..4096 -> INVALID_DATA reply
 ///   read SpiceLinkMess (size)      bad counts/offset -> INVALID_DATA reply
+///   channel security policy        wrong port for the channel -> NEED_SECURED / NEED_UNSECURED reply
 ///   write header + reply + caps    fresh RSA-1024 key; caps of the requested channel type
 ///   read u32 auth mechanism        only when the client has AUTH_SELECTION; not 1 -> INVALID_DATA reply
 ///   read 128-byte ticket           wrong / expired / no password -> PERMISSION_DENIED result
@@ -33,6 +34,7 @@ internal static class LinkHandshake
         TicketAuthority tickets,
         RsaKeyPool keys,
         Func<SpiceLinkMess, uint[]> channelCapsFor,
+        Func<SpiceLinkMess, SpiceLinkErr>? security,
         PendingConnection? pending,
         CancellationToken cancellationToken)
     {
@@ -47,7 +49,10 @@ internal static class LinkHandshake
                 await WriteErrorReplyAsync(stream, headerCheck, cancellationToken).ConfigureAwait(false);
             }
 
-            return LinkAttempt.Refused(headerCheck, DescribeHeader(headerCheck, header));
+            // A TLS ClientHello (a handshake record, RFC 8446 5.1, of TLS 1.x) on the plaintext port.
+            return buffer[0] == Core.Tls.TlsHandshake.HandshakeRecord && buffer[1] == 3
+                ? LinkAttempt.Refused(headerCheck, "a TLS handshake on the plaintext port (use the TLS port)", LinkOutcome.TlsOnPlainPort)
+                : LinkAttempt.Refused(headerCheck, DescribeHeader(headerCheck, header));
         }
 
         var size = (int)header.Size;
@@ -60,6 +65,16 @@ internal static class LinkHandshake
 
         // A whole link message: no longer silent, so a full link stage evicts others first.
         pending?.MarkProgress();
+
+        // spice-server checks the channel's security before it answers (protocol.md §1.7).
+        var secured = security?.Invoke(mess!) ?? SpiceLinkErr.Ok;
+        if (secured != SpiceLinkErr.Ok)
+        {
+            await WriteErrorReplyAsync(stream, secured, cancellationToken).ConfigureAwait(false);
+            return LinkAttempt.Refused(secured, secured == SpiceLinkErr.NeedSecured
+                ? $"channel {mess!.ChannelType} must link over TLS"
+                : $"channel {mess!.ChannelType} must link over plaintext");
+        }
 
         using var key = keys.Take();
         uint[] common = [SpiceCaps.ServerCommonWord];
@@ -115,9 +130,10 @@ internal static class LinkHandshake
 }
 
 /// <summary>How the link stage ended before routing.</summary>
-internal readonly record struct LinkAttempt(SpiceLinkMess? Mess, SpiceLinkErr Error, string Reason)
+/// <param name="Outcome">Counted beside <paramref name="Error"/> when the refusal says more than its code.</param>
+internal readonly record struct LinkAttempt(SpiceLinkMess? Mess, SpiceLinkErr Error, string Reason, LinkOutcome? Outcome = null)
 {
     public static LinkAttempt Authenticated(SpiceLinkMess mess) => new(mess, SpiceLinkErr.Ok, "authenticated");
 
-    public static LinkAttempt Refused(SpiceLinkErr error, string reason) => new(null, error, reason);
+    public static LinkAttempt Refused(SpiceLinkErr error, string reason, LinkOutcome? outcome = null) => new(null, error, reason, outcome);
 }

@@ -9,13 +9,22 @@ internal enum LinkOutcome
 
     /// <summary>Evicted from a full link stage to make room for a newer connection.</summary>
     Evicted,
+
+    /// <summary>Plaintext on the TLS port: refused before the handshake.</summary>
+    TlsPlaintext,
+
+    /// <summary>The TLS handshake failed (no common version or suite, or the client refused the certificate).</summary>
+    TlsFailed,
+
+    /// <summary>A TLS handshake on the plaintext port (answered INVALID_MAGIC, as spice-server does).</summary>
+    TlsOnPlainPort,
 }
 
 /// <summary>Link-stage outcome counters; lock-free, read at any time.</summary>
 internal sealed class SpiceLinkCounters
 {
     private readonly long[] _errors = new long[16];
-    private readonly long[] _outcomes = new long[5];
+    private readonly long[] _outcomes = new long[Enum.GetValues<LinkOutcome>().Length];
 
     public void Count(SpiceLinkErr error) => Interlocked.Increment(ref _errors[(int)error & 15]);
 

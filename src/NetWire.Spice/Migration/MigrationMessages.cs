@@ -70,7 +70,7 @@ internal static class MigrationMessages
         var host = ReadText(body, BinaryPrimitives.ReadUInt32LittleEndian(body[4..]), BinaryPrimitives.ReadUInt32LittleEndian(body[8..]), "host")
             ?? throw new SpiceProtocolException("DstInfo host pointer is null");
         var subject = ReadText(body, BinaryPrimitives.ReadUInt32LittleEndian(body[12..]), BinaryPrimitives.ReadUInt32LittleEndian(body[16..]), "cert subject");
-        return new MigrationDestination(host, port == 0xFFFF ? -1 : port, sport == 0xFFFF ? -1 : sport, subject);
+        return new MigrationDestination(host, port is 0 or 0xFFFF ? -1 : port, sport is 0 or 0xFFFF ? -1 : sport, subject);
     }
 
     /// <summary>Checks a destination NetWire is asked to send.</summary>
@@ -92,9 +92,9 @@ internal static class MigrationMessages
             throw new ArgumentException("port and tls-port must be 0 to 65534, or -1 for none");
         }
 
-        if (destination.Port < 0 && destination.TlsPort < 0)
+        if (destination.Port <= 0 && destination.TlsPort <= 0)
         {
-            throw new ArgumentException("give port or tls-port");
+            throw new ArgumentException("give port or tls-port (0 and -1 mean none)");
         }
     }
 
@@ -120,8 +120,12 @@ internal static class MigrationMessages
         return body;
     }
 
-    /// <summary>-1 (none) is 0xFFFF on the wire, as spice-server's u16 cast of -1.</summary>
-    private static ushort WirePort(int port) => port < 0 ? (ushort)0xFFFF : (ushort)port;
+    /// <summary>
+    /// -1 (none) is 0 on the wire. spice-server's u16 cast of -1 sends 0xFFFF, which spice-gtk
+    /// takes for port 65535 (it keeps a port only when it is above 0), so a target announced with
+    /// a TLS port alone could never be reached in clear-text-first order (protocol.md §4.4).
+    /// </summary>
+    private static ushort WirePort(int port) => port <= 0 ? (ushort)0 : (ushort)port;
 
     private static byte[] Terminated(string text)
     {

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Net.Sockets;
 using NetWire.Core.Net;
+using NetWire.Core.Tls;
 using NetWire.Spice.Link;
 
 namespace NetWire.Tunnel.Client;
@@ -8,7 +9,7 @@ namespace NetWire.Tunnel.Client;
 /// <summary>
 /// The client side of the link stage (protocol.md §1.1): link message, the server's reply with its RSA
 /// key and caps, the SPICE ticket auth mechanism, the password encrypted with RSA-OAEP (SHA-1),
-/// and the 4-byte result.
+/// and the 4-byte result; over TLS from the first byte when TLS settings are given.
 /// </summary>
 internal static class SpiceClientLink
 {
@@ -16,17 +17,24 @@ internal static class SpiceClientLink
     public const uint CommonCaps = SpiceCaps.ServerCommonWord;
 
     /// <summary>Links one channel; returns the open stream and whether mini headers are in use.</summary>
+    /// <param name="tls">TLS settings for a TLS port (the CA and the name to check), or null for plaintext.</param>
     /// <exception cref="SpiceLinkException">The server refused the link.</exception>
     /// <exception cref="SocketException">No connection.</exception>
-    public static async Task<(NetworkStream Stream, bool MiniHeader)> LinkAsync(
-        string host, int port, uint connectionId, SpiceChannelType type, byte[] password, CancellationToken cancellationToken, uint channelCaps = 0)
+    /// <exception cref="System.Security.Authentication.AuthenticationException">The TLS handshake failed or the server's certificate was refused.</exception>
+    public static async Task<(Stream Stream, bool MiniHeader)> LinkAsync(
+        string host, int port, uint connectionId, SpiceChannelType type, byte[] password, CancellationToken cancellationToken, uint channelCaps = 0, TlsSettings? tls = null)
     {
         var client = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        NetworkStream? stream = null;
+        Stream? stream = null;
         try
         {
             await client.ConnectAsync(host, port, cancellationToken).ConfigureAwait(false);
             stream = new NetworkStream(client, ownsSocket: true);
+            if (tls is not null)
+            {
+                stream = await TlsHandshake.ConnectAsync(stream, host, tls, cancellationToken).ConfigureAwait(false);
+            }
+
             var mini = await HandshakeAsync(stream, connectionId, type, password, channelCaps, cancellationToken).ConfigureAwait(false);
             return (stream, mini);
         }

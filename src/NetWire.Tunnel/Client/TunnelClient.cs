@@ -3,6 +3,7 @@ using System.Net;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using NetWire.Core.Net;
+using NetWire.Core.Tls;
 using NetWire.Spice;
 using NetWire.Spice.Channels;
 using NetWire.Spice.Channels.Main;
@@ -21,8 +22,15 @@ internal sealed record TunnelClientOptions(string Host, int Port, byte[] Passwor
     /// <summary>Longest wait between reconnects.</summary>
     public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(10);
 
-    /// <summary>Time allowed from connect to MAIN_INIT and to the tunnel link result.</summary>
+    /// <summary>Time allowed from connect to MAIN_INIT and to the tunnel link result (the TLS handshake included).</summary>
     public TimeSpan LinkTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>
+    /// TLS (<c>--tls --ca-file F [--cert-subject S]</c>): every link goes to a TLS port and the
+    /// server's certificate must chain to the CA file and carry the subject, or else match the host.
+    /// Null for plaintext.
+    /// </summary>
+    public TlsSettings? Tls { get; init; }
 }
 
 /// <summary>
@@ -44,6 +52,10 @@ internal sealed record TunnelClientOptions(string Host, int Port, byte[] Passwor
 /// INIT): services are added again and open sockets are lost (inferred for the original, protocol.md §5.1).
 /// SWITCH_HOST makes the next session a new one on the named host. The target becomes the
 /// server for later reconnects. A refused password ends the client: a retry could not succeed.
+/// With TLS the client links to the TLS ports: the one given, and the tls-port (sport) of
+/// MIGRATE_BEGIN and SWITCH_HOST, checking the target's certificate against their cert subject
+/// when they carry one (as spice-gtk does), else against the host. A server certificate that
+/// does not verify ends the client as a refused password does.
 /// </remarks>
 internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelServiceSpec, IPAddress> published, ILogger logger)
 {
@@ -55,6 +67,9 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
     private readonly ILogger _logger = logger;
     private string _host = options.Host;
     private int _port = options.Port;
+
+    /// <summary>The certificate subject the current server's certificate must carry (TLS only); null: the host name.</summary>
+    private string? _subject = options.Tls?.PeerSubject;
     private long _sessions;
     private long _migrations;
 
@@ -97,6 +112,11 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
             {
                 throw;
             }
+            catch (System.Security.Authentication.AuthenticationException)
+            {
+                // The server's certificate does not verify: a retry could not succeed either.
+                throw;
+            }
             catch (Exception ex) when (IoErrors.IsIoFailure(ex) || ex is SpiceLinkException or SpiceProtocolException or OperationCanceledException or ChannelClosedException)
             {
                 (reason, detail) = (ChannelLifetime.ReasonOf(ex), ex.Message);
@@ -126,7 +146,7 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
     private async Task<Outcome> RunSessionAsync(Linked? migrated, CancellationToken cancellationToken)
     {
         using var session = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        var linked = migrated ?? await LinkMainAsync(Volatile.Read(ref _host), Volatile.Read(ref _port), 0, cancellationToken).ConfigureAwait(false);
+        var linked = migrated ?? await LinkMainAsync(Volatile.Read(ref _host), Volatile.Read(ref _port), Volatile.Read(ref _subject), 0, cancellationToken).ConfigureAwait(false);
         Linked? target = null;
         try
         {
@@ -143,7 +163,7 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
                 sessionId = await ReadMainInitAsync(linked.Main, timeout.Token).ConfigureAwait(false);
                 if (linked.Tunnel is null)
                 {
-                    var (stream, mini) = await LinkWithTimeoutAsync(linked.Host, linked.Port, sessionId, SpiceChannelType.Tunnel, 0, session.Token).ConfigureAwait(false);
+                    var (stream, mini) = await LinkWithTimeoutAsync(linked.Host, linked.Port, linked.Subject, sessionId, SpiceChannelType.Tunnel, 0, session.Token).ConfigureAwait(false);
                     linked.Tunnel = stream;
                     linked.TunnelMini = mini;
                 }
@@ -178,11 +198,13 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
             {
                 Volatile.Write(ref _host, target.Host);
                 Volatile.Write(ref _port, target.Port);
+                Volatile.Write(ref _subject, target.Subject);
             }
             else if (migration.SwitchHost is { } next)
             {
                 Volatile.Write(ref _host, next.Host);
-                Volatile.Write(ref _port, next.Port);
+                Volatile.Write(ref _port, PortOf(next));
+                Volatile.Write(ref _subject, next.CertSubject);
                 return new Outcome(tunnel.Initialized, null, true, reason, detail);
             }
             else
@@ -198,18 +220,24 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
         }
     }
 
+    /// <summary>True when the client links over TLS.</summary>
+    private bool UsesTls => options.Tls is not null;
+
+    /// <summary>The port of a migration destination this client links to: its TLS port with TLS, else its plaintext port; 0 or less for none.</summary>
+    private int PortOf(MigrationDestination destination) => options.Tls is null ? destination.Port : destination.TlsPort;
+
     /// <summary>Links a main channel; a non-zero <paramref name="connectionId"/> makes it a migration target link.</summary>
-    private async Task<Linked> LinkMainAsync(string host, int port, uint connectionId, CancellationToken cancellationToken)
+    private async Task<Linked> LinkMainAsync(string host, int port, string? subject, uint connectionId, CancellationToken cancellationToken)
     {
-        var (stream, mini) = await LinkWithTimeoutAsync(host, port, connectionId, SpiceChannelType.Main, s_mainCaps, cancellationToken).ConfigureAwait(false);
-        return new Linked(host, port, stream, new MessageConnection(stream, mini, MainReceiveLimit, 64));
+        var (stream, mini) = await LinkWithTimeoutAsync(host, port, subject, connectionId, SpiceChannelType.Main, s_mainCaps, cancellationToken).ConfigureAwait(false);
+        return new Linked(host, port, subject, stream, new MessageConnection(stream, mini, MainReceiveLimit, 64));
     }
 
-    private async Task<(System.Net.Sockets.NetworkStream Stream, bool Mini)> LinkWithTimeoutAsync(string host, int port, uint connectionId, SpiceChannelType type, uint channelCaps, CancellationToken cancellationToken)
+    private async Task<(Stream Stream, bool Mini)> LinkWithTimeoutAsync(string host, int port, string? subject, uint connectionId, SpiceChannelType type, uint channelCaps, CancellationToken cancellationToken)
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         timeout.CancelAfter(options.LinkTimeout);
-        return await SpiceClientLink.LinkAsync(host, port, connectionId, type, options.Password, timeout.Token, channelCaps).ConfigureAwait(false);
+        return await SpiceClientLink.LinkAsync(host, port, connectionId, type, options.Password, timeout.Token, channelCaps, options.Tls?.WithPeerSubject(subject)).ConfigureAwait(false);
     }
 
     private static async Task<uint> ReadMainInitAsync(MessageConnection main, CancellationToken cancellationToken)
@@ -242,10 +270,11 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
         private readonly CancellationTokenSource _stop = new();
         private readonly Task _send;
 
-        public Linked(string host, int port, System.Net.Sockets.NetworkStream stream, MessageConnection main)
+        public Linked(string host, int port, string? subject, Stream stream, MessageConnection main)
         {
             Host = host;
             Port = port;
+            Subject = subject;
             MainStream = stream;
             Main = main;
             _send = main.SendLoopAsync(_stop.Token);
@@ -255,11 +284,14 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
 
         public int Port { get; }
 
-        public System.Net.Sockets.NetworkStream MainStream { get; }
+        /// <summary>The certificate subject checked on this server (TLS only).</summary>
+        public string? Subject { get; }
+
+        public Stream MainStream { get; }
 
         public MessageConnection Main { get; }
 
-        public System.Net.Sockets.NetworkStream? Tunnel { get; set; }
+        public Stream? Tunnel { get; set; }
 
         public bool TunnelMini { get; set; }
 
@@ -325,7 +357,7 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
                         return;
                     case MainMessages.MigrateSwitchHost:
                         var next = MigrationMessages.ParseDstInfo(main.Body);
-                        if (next.Port > 0)
+                        if (client.PortOf(next) > 0)
                         {
                             DropTarget();
                             SwitchHost = next;
@@ -346,19 +378,22 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
             Linked? target = null;
             try
             {
-                if (destination.Port <= 0)
+                var port = client.PortOf(destination);
+                if (port <= 0)
                 {
-                    throw new SpiceLinkException(SpiceLinkErr.NeedSecured, "the migration target offers only a TLS port");
+                    throw client.UsesTls is false
+                        ? new SpiceLinkException(SpiceLinkErr.NeedSecured, "the migration target offers only a TLS port (run the client with --tls)")
+                        : new SpiceLinkException(SpiceLinkErr.NeedUnsecured, "the migration target offers no TLS port");
                 }
 
-                target = await client.LinkMainAsync(destination.Host, destination.Port, sessionId, cancellationToken).ConfigureAwait(false);
-                var (stream, mini) = await client.LinkWithTimeoutAsync(destination.Host, destination.Port, sessionId, SpiceChannelType.Tunnel, 0, cancellationToken).ConfigureAwait(false);
+                target = await client.LinkMainAsync(destination.Host, port, destination.CertSubject, sessionId, cancellationToken).ConfigureAwait(false);
+                var (stream, mini) = await client.LinkWithTimeoutAsync(destination.Host, port, destination.CertSubject, sessionId, SpiceChannelType.Tunnel, 0, cancellationToken).ConfigureAwait(false);
                 target.Tunnel = stream;
                 target.TunnelMini = mini;
                 _target = target;
                 await source.Main.SendAsync(MainMessages.MigrateConnected, [], cancellationToken).ConfigureAwait(false);
             }
-            catch (Exception ex) when ((IoErrors.IsIoFailure(ex) || ex is SpiceLinkException or OperationCanceledException) && !cancellationToken.IsCancellationRequested)
+            catch (Exception ex) when ((IoErrors.IsIoFailure(ex) || ex is SpiceLinkException or OperationCanceledException or System.Security.Authentication.AuthenticationException) && !cancellationToken.IsCancellationRequested)
             {
                 TunnelLog.ClientRetry(client._logger, $"{destination.Host}:{destination.Port}", ChannelLifetime.ReasonOf(ex), $"migration target link failed: {ex.Message}", 0);
                 if (target is not null)

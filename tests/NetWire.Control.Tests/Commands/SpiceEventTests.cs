@@ -16,7 +16,7 @@ public sealed class SpiceEventTests
 
         var spice = await RawSpiceClient.ConnectAsync(harness.SpiceEndPoint);
         Assert.Equal(SpiceLinkErr.Ok, await spice.LinkAsync(0, 1, ControlHarness.Password));
-        var local = (System.Net.IPEndPoint)spice.Stream.Socket.LocalEndPoint!;
+        var local = (System.Net.IPEndPoint)spice.Socket.LocalEndPoint!;
         await spice.DisposeAsync();
 
         var connected = await client.WaitEventAsync("SPICE_CONNECTED", ct);

@@ -24,15 +24,21 @@ internal sealed partial class GtkMigrationClient : IAsyncDisposable
     }
 
     /// <summary>Starts the client on <paramref name="port"/> and waits until its main channel opened.</summary>
-    public static async Task<GtkMigrationClient> ConnectAsync(int port, string password, double seconds = 90)
+    public static Task<GtkMigrationClient> ConnectAsync(int port, string password, double seconds = 90) =>
+        ConnectAsync(["--port", port.ToString(CultureInfo.InvariantCulture)], $"main opened port={port}", password, seconds);
+
+    /// <summary>Starts the client on a TLS port only, checking the server against <paramref name="caFile"/>, and waits until its main channel opened there.</summary>
+    public static Task<GtkMigrationClient> ConnectTlsAsync(int tlsPort, string caFile, string password, double seconds = 90) =>
+        ConnectAsync(["--tls-port", tlsPort.ToString(CultureInfo.InvariantCulture), "--ca-file", caFile], $"server-port={tlsPort}", password, seconds);
+
+    private static async Task<GtkMigrationClient> ConnectAsync(string[] connection, string opened, string password, double seconds)
     {
         var script = Path.Combine(RepoPaths.Root, "tools", "spice", "gtk_client.py");
-        var process = ProcessRunner.Start("env", ["-u", "DISPLAY", "-u", "WAYLAND_DISPLAY", Python, script,
-            "--port", port.ToString(CultureInfo.InvariantCulture), "--password", password,
+        var process = ProcessRunner.Start("env", ["-u", "DISPLAY", "-u", "WAYLAND_DISPLAY", Python, script, .. connection, "--password", password,
             "--seconds", seconds.ToString(CultureInfo.InvariantCulture), "--stop-after-migration", "1"]);
         try
         {
-            await process.WaitForLineAsync(l => l.Contains($"main opened port={port}", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+            await process.WaitForLineAsync(l => l.Contains("main opened", StringComparison.Ordinal) && l.Contains(opened, StringComparison.Ordinal), TimeSpan.FromSeconds(60));
             return new GtkMigrationClient(process);
         }
         catch
@@ -42,7 +48,7 @@ internal sealed partial class GtkMigrationClient : IAsyncDisposable
         }
     }
 
-    /// <summary>Waits for the client's RESULT line and exit; returns (exit code, port it ended on, states seen).</summary>
+    /// <summary>Waits for the client's RESULT line and exit; returns (exit code, server port its main channel ended on, states seen).</summary>
     public async Task<(int ExitCode, int Port, string States, string Line)> ResultAsync()
     {
         var line = await Process.WaitForLineAsync(l => l.Contains("RESULT client=0", StringComparison.Ordinal), TimeSpan.FromSeconds(120));
@@ -54,6 +60,6 @@ internal sealed partial class GtkMigrationClient : IAsyncDisposable
 
     public ValueTask DisposeAsync() => Process.DisposeAsync();
 
-    [GeneratedRegex(@"port=(\d+) states=(\S+)")]
+    [GeneratedRegex(@"server-port=(\d+) states=(\S+)")]
     private static partial Regex ResultLine();
 }

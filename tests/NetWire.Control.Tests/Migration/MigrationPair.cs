@@ -47,7 +47,8 @@ internal sealed class Appliance : IAsyncDisposable
 
     /// <param name="incoming">Start as a migration target (<c>--incoming</c>).</param>
     /// <param name="configure">Adjusts the SPICE options (timers, test channels) before start.</param>
-    public static Appliance Start(bool incoming = false, Action<SpiceServerOptions>? configure = null, string password = Password)
+    /// <param name="migrationTls">Mutual TLS for the state stream (<c>--migration-x509-dir</c>).</param>
+    public static Appliance Start(bool incoming = false, Action<SpiceServerOptions>? configure = null, string password = Password, MigrationTls? migrationTls = null)
     {
         var directory = Directory.CreateTempSubdirectory("netwire-mig-").FullName;
         var tickets = new TicketAuthority(TimeProvider.System);
@@ -56,9 +57,9 @@ internal sealed class Appliance : IAsyncDisposable
         configure?.Invoke(options);
         var spice = new SpiceServer(options, tickets, NullLoggerFactory.Instance);
         var state = new StateRegistry();
-        var target = incoming ? new IncomingMigration(new IPEndPoint(IPAddress.Loopback, 0), state, spice, NullLogger.Instance) : null;
+        var target = incoming ? new IncomingMigration(new IPEndPoint(IPAddress.Loopback, 0), state, spice, NullLogger.Instance, migrationTls?.Accept) : null;
         var endpoint = ControlEndpoint.Parse("unix:" + Path.Combine(directory, "qmp.sock"));
-        var control = new ApplianceControl(endpoint, spice, static () => [], static () => { }, NullLoggerFactory.Instance, new QmpServerOptions(), state, target);
+        var control = new ApplianceControl(endpoint, spice, static () => [], static () => { }, NullLoggerFactory.Instance, new QmpServerOptions(), state, target, migrationTls);
         spice.Start();
         target?.Start();
         control.Start();

@@ -12,7 +12,7 @@ public sealed class MigrationLayoutTests
         var body = MigrationMessages.BuildDstInfo(new MigrationDestination("h1", 5931, -1, "CN=x"));
         byte[] expected =
         [
-            0x2B, 0x17, 0xFF, 0xFF, // port 5931, sport none
+            0x2B, 0x17, 0, 0, // port 5931, sport none (0, which spice-gtk reads as none; not spice-server's 0xFFFF)
             3, 0, 0, 0, 20, 0, 0, 0, // host size, host ptr
             5, 0, 0, 0, 23, 0, 0, 0, // subject size, subject ptr
             (byte)'h', (byte)'1', 0, (byte)'C', (byte)'N', (byte)'=', (byte)'x', 0,
@@ -61,6 +61,7 @@ public sealed class MigrationLayoutTests
     [InlineData("", 1, -1)]
     [InlineData("a\0b", 1, -1)]
     [InlineData("h", -1, -1)]
+    [InlineData("h", 0, 0)]
     [InlineData("h", 65535, -1)]
     public void UnsendableDestinations_AreRejected(string host, int port, int tlsPort) =>
         Assert.Throws<ArgumentException>(() => MigrationMessages.Validate(new MigrationDestination(host, port, tlsPort, null)));

@@ -6,15 +6,47 @@ namespace NetWire.Spice.Tests.Interop;
 /// <summary>A real <c>netwire serve</c> on 127.0.0.1 and a free port, logging at Debug.</summary>
 internal sealed partial class ServeProcess : IAsyncDisposable
 {
-    private ServeProcess(ManagedProcess process, int port)
+    private ServeProcess(ManagedProcess process, int port, int tlsPort = 0)
     {
         Process = process;
         Port = port;
+        TlsPort = tlsPort;
     }
 
     public ManagedProcess Process { get; }
 
+    /// <summary>The plaintext port; 0 without one.</summary>
     public int Port { get; }
+
+    /// <summary>The TLS port; 0 without one.</summary>
+    public int TlsPort { get; }
+
+    /// <summary>
+    /// A serve with a TLS port on <paramref name="x509Dir"/>'s certificate and, when
+    /// <paramref name="plain"/>, a plaintext port as well.
+    /// </summary>
+    public static async Task<ServeProcess> StartTlsAsync(string x509Dir, bool plain, params string[] args)
+    {
+        string[] ports = plain ? ["--spice-port", "0"] : [];
+        var process = ProcessRunner.Start("dotnet", [RepoPaths.NetwireDll, "serve", "--guest", "none", .. ports, "--tls-port", "0", "--x509-dir", x509Dir, "--log-level", "Debug", .. args]);
+        try
+        {
+            var port = 0;
+            if (plain)
+            {
+                var line = await process.WaitForLineAsync(l => ListeningLine().IsMatch(l), TimeSpan.FromSeconds(60));
+                port = int.Parse(ListeningLine().Match(line).Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+            }
+
+            var tlsLine = await process.WaitForLineAsync(l => TlsListeningLine().IsMatch(l), TimeSpan.FromSeconds(60));
+            return new ServeProcess(process, port, int.Parse(TlsListeningLine().Match(tlsLine).Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
+        }
+        catch
+        {
+            await process.DisposeAsync();
+            throw;
+        }
+    }
 
     public static async Task<ServeProcess> StartAsync(params string[] args)
     {
@@ -38,6 +70,9 @@ internal sealed partial class ServeProcess : IAsyncDisposable
 
     [GeneratedRegex(@"SPICE server listening on 127\.0\.0\.1:(\d+)")]
     private static partial Regex ListeningLine();
+
+    [GeneratedRegex(@"SPICE server listening for TLS on 127\.0\.0\.1:(\d+)")]
+    private static partial Regex TlsListeningLine();
 }
 
 /// <summary>Runs tools/spice/gtk_client.py (spice-gtk 0.42 through PyGObject, headless).</summary>
@@ -53,9 +88,18 @@ internal static class GtkClient
         HostRequirements.RequireFile(Typelib, "apt-get install gir1.2-spiceclientglib-2.0 python3-gi");
     }
 
-    public static Task<ProcessResult> RunAsync(int port, string? password, int clients = 1, double seconds = 4)
+    public static Task<ProcessResult> RunAsync(int port, string? password, int clients = 1, double seconds = 4) =>
+        RunAsync(["--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture)], password, clients, seconds);
+
+    /// <summary>Starts one client in the background with <paramref name="connection"/>; it runs <paramref name="seconds"/> at most.</summary>
+    public static ManagedProcess Start(IEnumerable<string> connection, double seconds) =>
+        ProcessRunner.Start("env", ["-u", "DISPLAY", "-u", "WAYLAND_DISPLAY", Python, Path.Combine(RepoPaths.Root, "tools", "spice", "gtk_client.py"), .. connection,
+            "--seconds", seconds.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+
+    /// <summary>Runs the client with <paramref name="connection"/> (--port, --tls-port, --ca-file, --cert-subject ...).</summary>
+    public static Task<ProcessResult> RunAsync(IEnumerable<string> connection, string? password, int clients = 1, double seconds = 4)
     {
-        List<string> args = [Path.Combine(RepoPaths.Root, "tools", "spice", "gtk_client.py"), "--port", port.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        List<string> args = [Path.Combine(RepoPaths.Root, "tools", "spice", "gtk_client.py"), .. connection,
             "--clients", clients.ToString(System.Globalization.CultureInfo.InvariantCulture), "--seconds", seconds.ToString(System.Globalization.CultureInfo.InvariantCulture)];
         if (password is not null)
         {

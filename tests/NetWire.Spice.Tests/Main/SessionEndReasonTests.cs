@@ -24,8 +24,8 @@ public sealed class SessionEndReasonTests
     public async Task TheClientResettingItsSocket_IsConnectionLost() =>
         Assert.Equal(EndReason.ConnectionLost, await EndedByAsync(client =>
         {
-            client.Stream.Socket.LingerState = new LingerOption(true, 0);
-            client.Stream.Socket.Dispose();
+            client.Socket.LingerState = new LingerOption(true, 0);
+            client.Socket.Dispose();
             return Task.CompletedTask;
         }));
 

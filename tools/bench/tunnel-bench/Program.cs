@@ -7,6 +7,7 @@ using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Logging.Abstractions;
 using NetWire.Core.Frames;
+using NetWire.Core.Tls;
 using NetWire.Core.Wire;
 using NetWire.Devices.Tap;
 using NetWire.Spice;
@@ -19,8 +20,15 @@ var runs = 3;
 var mib = 200;
 var parallel = 20;
 var connects = 200;
+string? x509Dir = null;
 for (var i = 0; i + 1 < args.Length; i += 2)
 {
+    if (args[i] == "--x509-dir")
+    {
+        x509Dir = args[i + 1];
+        continue;
+    }
+
     var value = int.Parse(args[i + 1], CultureInfo.InvariantCulture);
     switch (args[i])
     {
@@ -85,6 +93,13 @@ var baseOptions = new GatewayOptions { AllowHostLoopback = true };
 var tunnel = new TunnelGateway(baseOptions, () => gatewayEnd?.GuestIp, new TunnelOptions());
 var spiceOptions = new SpiceServerOptions { EndPoint = new IPEndPoint(IPAddress.Loopback, 0), PingInterval = TimeSpan.Zero };
 spiceOptions.Channels.Add(new TunnelChannelService(tunnel, NullLoggerFactory.Instance));
+if (x509Dir is not null)
+{
+    // The TLS port, and a second tunnel client over it: the same service through TLS.
+    spiceOptions.TlsEndPoint = new IPEndPoint(IPAddress.Loopback, 0);
+    spiceOptions.Tls = new TlsSettings(X509Credentials.Load(x509Dir, TlsRole.Server, DateTimeOffset.UtcNow));
+}
+
 var tickets = new TicketAuthority(TimeProvider.System);
 tickets.DisableTicketing();
 await using var spice = new SpiceServer(spiceOptions, tickets, NullLoggerFactory.Instance);
@@ -118,8 +133,22 @@ try
         NullLogger.Instance);
     var clientRun = client.RunAsync(stop.Token);
     var vip = (await published.Task.WaitAsync(TimeSpan.FromSeconds(30))).ToString();
+    var paths = new List<(string Name, string Host, int Port)> { ("direct (gateway NAT)", "10.0.2.2", httpPort), ("tunnel", vip, 80) };
+    var tlsRun = Task.CompletedTask;
+    if (x509Dir is not null)
+    {
+        var tlsPublished = new TaskCompletionSource<IPAddress>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var tlsClient = new TunnelClient(
+            new TunnelClientOptions("127.0.0.1", spice.TlsEndPoint!.Port, [], [TunnelServiceSpec.Parse($"webtls=127.0.0.1:{httpPort},port=81")])
+            {
+                Tls = new TlsSettings(X509Credentials.LoadAuthorities(Path.Combine(x509Dir, X509Credentials.CaCertFile), DateTimeOffset.UtcNow)),
+            },
+            (_, address) => tlsPublished.TrySetResult(address),
+            NullLogger.Instance);
+        tlsRun = tlsClient.RunAsync(stop.Token);
+        paths.Add(("tunnel over TLS", (await tlsPublished.Task.WaitAsync(TimeSpan.FromSeconds(30))).ToString(), 81));
+    }
 
-    var paths = new (string Name, string Host, int Port)[] { ("direct (gateway NAT)", "10.0.2.2", httpPort), ("tunnel", vip, 80) };
     var results = new Dictionary<(string, string), List<double>>();
     void Add(string path, string metric, double value)
     {
@@ -132,12 +161,18 @@ try
     }
 
     long total = (long)mib * 1024 * 1024;
+    var self = Process.GetCurrentProcess();
     for (var run = 0; run < runs; run++)
     {
         foreach (var (name, host, port) in paths)
         {
+            // CPU of this process (gateway, SPICE server, tunnel clients) per GB moved by the single download.
+            self.Refresh();
+            var cpuBefore = self.TotalProcessorTime;
             var one = Client("get", host, port.ToString(CultureInfo.InvariantCulture), total.ToString(CultureInfo.InvariantCulture), "1");
+            self.Refresh();
             Add(name, "1 socket MB/s", one.GetProperty("mbytes_per_s").GetDouble());
+            Add(name, "CPU s/GB", (self.TotalProcessorTime - cpuBefore).TotalSeconds / (total / 1e9));
             var many = Client("get", host, port.ToString(CultureInfo.InvariantCulture), (total / parallel).ToString(CultureInfo.InvariantCulture), parallel.ToString(CultureInfo.InvariantCulture));
             Add(name, $"{parallel} sockets MB/s", many.GetProperty("mbytes_per_s").GetDouble());
             var open = Client("connect", host, port.ToString(CultureInfo.InvariantCulture), connects.ToString(CultureInfo.InvariantCulture));
@@ -146,25 +181,32 @@ try
         }
     }
 
-    string[] metrics = ["1 socket MB/s", $"{parallel} sockets MB/s", "connect median µs", "connect p99 µs"];
+    string[] metrics = ["1 socket MB/s", "CPU s/GB", $"{parallel} sockets MB/s", "connect median µs", "connect p99 µs"];
     Console.WriteLine($"| path | {string.Join(" | ", metrics)} |");
     Console.WriteLine($"|---|{string.Concat(Enumerable.Repeat("---|", metrics.Length))}");
     foreach (var (name, _, _) in paths)
     {
-        Console.WriteLine($"| {name} | {string.Join(" | ", metrics.Select(m => Median(results[(name, m)]).ToString("0", CultureInfo.InvariantCulture)))} |");
+        Console.WriteLine($"| {name} | {string.Join(" | ", metrics.Select(m => Median(results[(name, m)]).ToString(m == "CPU s/GB" ? "0.00" : "0", CultureInfo.InvariantCulture)))} |");
     }
 
-    var ratios = metrics.Select(m =>
+    // Ratios of a costlier path to a cheaper one: slower (MB/s) or more (µs, CPU).
+    string Cost(string cheap, string costly) => string.Join(" | ", metrics.Select(m =>
     {
-        var direct = Median(results[(paths[0].Name, m)]);
-        var tunnelled = Median(results[(paths[1].Name, m)]);
-        return (m.EndsWith("MB/s", StringComparison.Ordinal) ? direct / tunnelled : tunnelled / direct).ToString("0.00", CultureInfo.InvariantCulture) + "x";
-    });
-    Console.WriteLine($"| tunnel cost (direct/tunnel for MB/s, tunnel/direct for µs) | {string.Join(" | ", ratios)} |");
+        var a = Median(results[(cheap, m)]);
+        var b = Median(results[(costly, m)]);
+        return (m.EndsWith("MB/s", StringComparison.Ordinal) ? a / b : b / a).ToString("0.00", CultureInfo.InvariantCulture) + "x";
+    }));
+    Console.WriteLine($"| tunnel cost (direct/tunnel for MB/s, tunnel/direct for µs and CPU) | {Cost(paths[0].Name, paths[1].Name)} |");
+    if (paths.Count > 2)
+    {
+        Console.WriteLine($"| TLS cost (tunnel/TLS for MB/s, TLS/tunnel for µs and CPU) | {Cost(paths[1].Name, paths[2].Name)} |");
+    }
+
     Console.WriteLine();
-    Console.WriteLine($"Medians of {runs} interleaved runs; {mib} MiB per throughput measurement, {connects} connects per latency measurement.");
+    Console.WriteLine($"Medians of {runs} interleaved runs; {mib} MiB per throughput measurement, {connects} connects per latency measurement; CPU s/GB is this process's CPU time (gateway, SPICE server, tunnel clients) over the single download per 10^9 bytes.");
     await stop.CancelAsync();
     await clientRun;
+    await tlsRun;
 }
 finally
 {

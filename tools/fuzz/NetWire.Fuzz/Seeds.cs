@@ -177,7 +177,7 @@ internal static class Seeds
         writer.WriteUInt16(0);
         writer.WriteUInt16(0);
         writer.WriteUInt32(1);
-        new TcpFlowState
+        new NetWire.Stack.Migration.TcpFlowState
         {
             Key = new FlowKey(guest, 40000, gateway, 8080),
             Iss = 900,

@@ -96,7 +96,7 @@ internal static class Targets
         var options = new GatewayOptions
         {
             DnsUpstream = new IPEndPoint(IPAddress.Loopback, 9),
-            Policy = new NetWire.Stack.Nat.OutboundPolicy([], [NetWire.Core.Net.Ipv4Cidr.Parse("0.0.0.0/0")]),
+            Policy = new NetWire.Stack.Nat.OutboundPolicy([], [NetWire.Core.Net.IpNetwork.Parse("0.0.0.0/0"), NetWire.Core.Net.IpNetwork.Parse("::/0")]),
         };
         using var stop = new CancellationTokenSource();
         var gateway = new NetWire.Stack.Gateway(options, FramePool.Shared, TimeProvider.System, NullLogger.Instance);
@@ -144,7 +144,7 @@ internal static class Targets
         var (tickets, keys) = s_link.Value;
         try
         {
-            _ = LinkHandshake.RunAsync(new FuzzStream(input), tickets, keys, static _ => [], null, CancellationToken.None).GetAwaiter().GetResult();
+            _ = LinkHandshake.RunAsync(new FuzzStream(input), tickets, keys, static _ => [], null, null, CancellationToken.None).GetAwaiter().GetResult();
         }
         catch (EndOfStreamException)
         {
