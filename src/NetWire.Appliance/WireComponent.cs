@@ -42,8 +42,8 @@ internal sealed class WireComponent : IServeComponent
     /// <summary>Status writes that failed since the last one that worked; written by the status writer only.</summary>
     private long _statusFailures;
 
-    /// <summary>Completed at dispose; a handed-over wire's <see cref="Completion"/> waits for it instead of ending.</summary>
-    private readonly TaskCompletionSource _disposed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    /// <summary>Completed at stop (or dispose); a handed-over wire's <see cref="Completion"/> waits for it instead of ending.</summary>
+    private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private int _handedOver;
 
     public WireComponent(WireSetup setup, ILoggerFactory loggers)
@@ -133,6 +133,7 @@ internal sealed class WireComponent : IServeComponent
     public async Task StopAsync()
     {
         await _stop.CancelAsync().ConfigureAwait(false);
+        _stopped.TrySetResult();
         try
         {
             await _completion.ConfigureAwait(false);
@@ -153,7 +154,6 @@ internal sealed class WireComponent : IServeComponent
 
     public async ValueTask DisposeAsync()
     {
-        _disposed.TrySetResult();
         await StopAsync().ConfigureAwait(false);
         if (_guest is not null)
         {
@@ -206,7 +206,7 @@ internal sealed class WireComponent : IServeComponent
             }
 
             // The appliance goes on (clients leaving, quit) until it is stopped.
-            await _disposed.Task.ConfigureAwait(false);
+            await _stopped.Task.ConfigureAwait(false);
             return;
         }
 
