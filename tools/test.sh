@@ -6,23 +6,31 @@
 #   tools/test.sh --filter EXPR   passed on to dotnet test (e.g. --filter Category!=Host)
 #
 # Environment: NETWIRE_SKIP_APT=1 skips apt-get; CI=true makes host tests fail instead of skip.
+# With CI=true (or NETWIRE_HARDENING=1) two stages follow the tests (docs/reliability.md): every
+# fuzz target for NETWIRE_FUZZ_SECONDS (30) under afl++ (tools/fuzz/run.sh all), and a soak of
+# NETWIRE_SOAK_MINUTES (3) that fails on growth (tools/soak.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(
     qemu-system-x86      # the real guest NIC peer (QEMU 7.2, TCG)
+    ipxe-qemu            # QEMU's NIC boot ROMs: the diskless guest boots through iPXE (PxeBootTests)
     busybox-static cpio gzip kmod xz-utils  # the test guest image (tools/guest/build-image.sh)
     iproute2 util-linux  # namespaces, veth, TAP addressing, setpriv
     tshark               # captures are read back with the real dissectors
     tcpdump              # the replay veth test captures on the peer with it
     libpcap0.8           # the pcap: host end (SharpPcap loads it)
     python3              # the namespace-side load generator in the backpressure test
+    python3-prometheus-client  # /metrics is parsed with Prometheus' own parser (GatewayQemuGuestTests)
     python3-gi gir1.2-spiceclientglib-2.0  # spice-gtk 0.42, headless, for the SPICE interop tests (tools/spice/gtk_client.py)
     iperf3 curl          # netwire run tests: the namespace's clients against host-loopback servers
     nftables             # the network lock of a TCP flow migration (nft), and its tests
+    podman runc slirp4netns uidmap passwd  # NetWire as Podman's slirp4netns, rootful and rootless (useradd, subuid)
+    passt                # pasta, beside slirp4netns in the Podman benchmark
     openssl              # TLS tests make their certificates with it and probe the TLS port with s_client
     ndisc6 isc-dhcp-client  # real IPv6 peers in netwire run: rdisc6/ndisc6 read the gateway's NDP, dhclient -6 -S its DHCPv6
     ca-certificates
+    systemd              # systemd-analyze verify and security check tools/systemd's units (ServiceTests)
     afl++                # coverage-guided fuzzing of the parsers (tools/fuzz/run.sh, with SharpFuzz)
     gnuplot-nox          # the soak's plot of RSS, fds and threads (tools/soak.sh)
 )
@@ -56,6 +64,18 @@ dotnet test NetWire.sln -c Release --no-build --nologo "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 
+echo "== tests took $SECONDS s since the start"
+
+if [[ ${CI:-} == true || -n ${NETWIRE_HARDENING:-} ]]; then
+    echo "== fuzz: every target, ${NETWIRE_FUZZ_SECONDS:-30} s each"
+    stage=$SECONDS
+    tools/fuzz/run.sh all "${NETWIRE_FUZZ_SECONDS:-30}" || status=1
+    echo "== fuzz took $((SECONDS - stage)) s"
+    echo "== soak: ${NETWIRE_SOAK_MINUTES:-3} minutes"
+    stage=$SECONDS
+    tools/soak.sh "${NETWIRE_SOAK_MINUTES:-3}" --out .build/soak || status=1
+    echo "== soak took $((SECONDS - stage)) s; $SECONDS s in all"
+fi
 
 # One closing line over all test assemblies: "N passed, N failed, N skipped".
 awk '/^(Passed|Failed)!/ {

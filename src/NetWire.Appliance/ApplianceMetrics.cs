@@ -24,6 +24,8 @@ internal sealed class ApplianceMetrics : IDisposable
         (LinkOutcome.TlsOnPlainPort, "tls_on_plain_port"),
     ];
 
+    private static readonly SpiceLinkErr[] s_errors = [.. Enum.GetValues<SpiceLinkErr>().Where(static e => e != SpiceLinkErr.Ok)];
+
     private readonly Meter _meter;
 
     public ApplianceMetrics(SpiceServer spice, IncomingMigration? incoming, IMeterFactory? factory = null)
@@ -32,6 +34,7 @@ internal sealed class ApplianceMetrics : IDisposable
         _meter.CreateObservableCounter("netwire.spice.links", () => MeasureLinks(spice), "{connection}", "SPICE connections by how their link stage ended (linked, refused, evicted, timed_out, client_left, tls_plaintext, tls_failed, tls_on_plain_port)");
         _meter.CreateObservableGauge("netwire.spice.links_pending", () => spice.PendingLinks, "{connection}", "SPICE connections in the link stage now");
         _meter.CreateObservableGauge("netwire.spice.sessions", () => spice.Sessions.Count, "{session}", "SPICE main channel sessions now");
+        _meter.CreateObservableCounter("netwire.spice.link_errors", () => MeasureErrors(spice), "{connection}", "SPICE links refused, by SpiceLinkErr code (protocol.md §1.7)");
         if (incoming is not null)
         {
             _meter.CreateObservableCounter("netwire.migration.incoming", () => MeasureIncoming(incoming), "{connection}", "Migration target connections: accepted, and those evicted, silent or refused (tls_refused: of the refused, those at the TLS handshake)");
@@ -49,6 +52,18 @@ internal sealed class ApplianceMetrics : IDisposable
         }
 
         list[^1] = new(spice.Counters.TotalRefused, new KeyValuePair<string, object?>("outcome", "refused"));
+        return list;
+    }
+
+    private static Measurement<long>[] MeasureErrors(SpiceServer spice)
+    {
+        var list = new Measurement<long>[s_errors.Length];
+        for (var i = 0; i < s_errors.Length; i++)
+        {
+            list[i] = new(spice.Counters.Refused(s_errors[i]), new KeyValuePair<string, object?>("code", (int)s_errors[i]),
+                new KeyValuePair<string, object?>("error", NetWire.Core.Naming.Words(s_errors[i].ToString(), '_')));
+        }
+
         return list;
     }
 

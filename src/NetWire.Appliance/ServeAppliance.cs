@@ -24,13 +24,16 @@ internal sealed record ServeSetup(WireSetup? Wire, SpiceServerOptions Spice, Tic
     /// <summary>Serve the SPICE tunnel channel (<c>--tunnel</c>); needs the user-mode gateway (<see cref="TunnelServe.Check"/>).</summary>
     public bool Tunnel { get; init; }
 
+    /// <summary>Where Prometheus scrapes <c>/metrics</c> (<c>--metrics-addr</c>), or null.</summary>
+    public System.Net.IPEndPoint? Metrics { get; init; }
+
     /// <summary>Mutual TLS for the migration stream (<c>--migration-x509-dir</c>), or null for plaintext.</summary>
     public NetWire.Control.Migration.MigrationTls? MigrationTls { get; init; }
 }
 
 /// <summary>
 /// The appliance of <c>netwire serve</c>: its parts (<see cref="IServeComponent"/>) in start
-/// order (the wire, the SPICE server, the incoming migration, the control socket) and the
+/// order (the wire, the SPICE server, the incoming migration, the control socket, the metrics endpoint) and the
 /// <see cref="StateRegistry"/> a migration carries (the gateway's DHCP leases, the wire's counters).
 /// </summary>
 /// <remarks>
@@ -95,8 +98,14 @@ internal sealed class ServeAppliance : IAsyncDisposable
         {
             var flows = Flows;
             _components.Add(new ControlComponent(control, Spice, () => wire?.Ends ?? [], loggers, stop, State, Incoming?.Incoming, setup.MigrationTls,
+                () => wire?.Gateway is { } gateway ? new GatewayForwardTable(gateway) : null,
                 migrated: () => _ = wire?.HandOverAsync(),
                 warm: () => _ = flows.WarmAsync()));
+        }
+
+        if (setup.Metrics is { } metrics)
+        {
+            _components.Add(new MetricsComponent(metrics));
         }
     }
 
@@ -193,6 +202,7 @@ internal sealed class ServeAppliance : IAsyncDisposable
     {
         ControlComponent control => control.Endpoint.Text,
         IncomingComponent incoming => incoming.Text,
+        MetricsComponent metrics => metrics.EndPoint.ToString(),
         _ => _spiceOptions.EndPoint?.ToString() ?? _spiceOptions.TlsEndPoint?.ToString() ?? "?",
     };
 }

@@ -13,7 +13,8 @@ namespace NetWire.Control;
 /// <summary>
 /// The appliance's control socket: a <see cref="QmpServer"/> with the commands that exist
 /// today (<c>query-commands</c>, <c>query-spice</c>, <c>set_password</c>,
-/// <c>expire_password</c>, <c>query-wire</c>, <c>quit</c>), the migration commands
+/// <c>expire_password</c>, <c>query-wire</c>, <c>quit</c>), the gateway's host forwards
+/// (<c>hostfwd-add</c>, <c>hostfwd-remove</c>, <c>query-hostfwd</c>), the migration commands
 /// (<c>client_migrate_info</c>, <c>migrate</c>, <c>migrate_cancel</c>, <c>query-migrate</c>,
 /// <c>query-migrate-client-state</c>) and the SPICE and migration events.
 /// </summary>
@@ -25,6 +26,7 @@ internal sealed class ApplianceControl : IAsyncDisposable
     /// <param name="state">The appliance state <c>migrate</c> sends; the SPICE server's section is registered in it.</param>
     /// <param name="incoming">On a target (<c>--incoming</c>), for its MIGRATION events.</param>
     /// <param name="migrationTls">Mutual TLS for <c>migrate</c> (<c>--migration-x509-dir</c>), or null.</param>
+    /// <param name="forwards">The gateway's host forwards, when the appliance runs the gateway.</param>
     public ApplianceControl(
         ControlEndpoint endpoint,
         SpiceServer? spice,
@@ -34,7 +36,8 @@ internal sealed class ApplianceControl : IAsyncDisposable
         QmpServerOptions? options = null,
         StateRegistry? state = null,
         IncomingMigration? incoming = null,
-        MigrationTls? migrationTls = null)
+        MigrationTls? migrationTls = null,
+        Func<IHostForwardTable?>? forwards = null)
     {
         options ??= new QmpServerOptions();
         var table = new QmpCommandTable();
@@ -42,6 +45,7 @@ internal sealed class ApplianceControl : IAsyncDisposable
         // The stop path flushes queued output, so the client still reads quit's reply.
         table.Add("quit", [], static _ => null, afterReply: quit);
         WireCommands.Add(table, wireEnds);
+        ForwardCommands.Add(table, forwards ?? (static () => null));
         state ??= new StateRegistry();
         if (spice is not null)
         {

@@ -7,7 +7,7 @@ internal static class DeviceThread
     public static Task Run(string name, Action loop)
     {
         var done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var thread = new Thread(() =>
+        Start(name, () =>
         {
             try
             {
@@ -22,14 +22,37 @@ internal static class DeviceThread
             {
                 done.TrySetException(ex);
             }
-        })
-        {
-            IsBackground = true,
-            Name = name,
-        };
-        thread.Start();
+        });
         return done.Task;
     }
+
+    /// <summary>
+    /// Runs <paramref name="loop"/> on a new background thread; the task ends with its result, or
+    /// as cancelled when it throws <see cref="OperationCanceledException"/> (as an async loop's would).
+    /// </summary>
+    public static Task<T> Run<T>(string name, Func<T> loop)
+    {
+        var done = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+        Start(name, () =>
+        {
+            try
+            {
+                done.TrySetResult(loop());
+            }
+            catch (OperationCanceledException ex)
+            {
+                done.TrySetCanceled(ex.CancellationToken);
+            }
+            catch (Exception ex)
+            {
+                done.TrySetException(ex);
+            }
+        });
+        return done.Task;
+    }
+
+    private static void Start(string name, ThreadStart body) =>
+        new Thread(body) { IsBackground = true, Name = name }.Start();
 
     /// <summary>
     /// Runs a device's loops together until all end. The first loop to fail cancels the others

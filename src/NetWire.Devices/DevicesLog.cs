@@ -11,7 +11,13 @@ internal static partial class DevicesLog
     [LoggerMessage(4002, LogLevel.Warning, "TAP {Interface} could not be brought up: {Reason}")]
     public static partial void TapNotUp(ILogger logger, string @interface, string reason);
 
-    [LoggerMessage(4003, LogLevel.Information, "TAP {Interface} is open in another process (a migration source): attaching once it is free")]
+    [LoggerMessage(4003, LogLevel.Debug, "TAP {Interface} offloads {Offloads}")]
+    public static partial void TapOffloads(ILogger logger, string @interface, string offloads);
+
+    [LoggerMessage(4004, LogLevel.Information, "TAP {Interface} refused offloads ({Reason}); frames from it stay plain")]
+    public static partial void TapOffloadsRefused(ILogger logger, string @interface, string reason);
+
+    [LoggerMessage(4005, LogLevel.Information, "TAP {Interface} is open in another process (a migration source): attaching once it is free")]
     public static partial void TapBusyWaiting(ILogger logger, string @interface);
 
     [LoggerMessage(4101, LogLevel.Information, "Guest {End} listening on {Address}")]

@@ -14,12 +14,14 @@ namespace NetWire.Stack;
 /// import on the target, and the hold of a target's gateway until the state has arrived.
 /// </summary>
 /// <remarks>
-/// Freezing cancels <see cref="LoopToken"/>, which every host socket loop waits with, and waits
-/// until the loops have all returned (<see cref="LoopsStarted"/> / <see cref="LoopEnded"/> count
-/// them under the lock). A loop in the middle of a read either got its bytes (and commits them
-/// before it returns) or got none; a write is never cancelled half way (see the TCP send loop).
-/// Then nothing changes any more: the dump is consistent. A gateway that is held (a migration
-/// target waiting for its state) starts frozen.
+/// Freezing sets <see cref="Frozen"/> under the lock: the poller's thread then leaves the guest's
+/// frames queued, and a TCP connection only remembers its host socket's readiness (it reads and
+/// writes under the same lock, so none is half way). It also cancels <see cref="LoopToken"/>,
+/// which the datagram flows' socket loops wait with, and waits until those have all returned
+/// (<see cref="LoopsStarted"/> / <see cref="LoopEnded"/> count them under the lock). Then nothing
+/// changes any more: the dump is consistent. A host socket that is dumped leaves the poller
+/// before it goes into repair mode, and comes back only if the migration fails. A gateway that is
+/// held (a migration target waiting for its state) starts frozen.
 /// </remarks>
 internal sealed partial class Gateway
 {
@@ -33,6 +35,9 @@ internal sealed partial class Gateway
 
     /// <summary>True while a migration holds the gateway still (or a target waits for its state). Read under <see cref="Sync"/>.</summary>
     public bool Frozen => _frozen;
+
+    /// <summary><see cref="Frozen"/> without the lock, for the poller deciding whether it may sleep (a thaw wakes it).</summary>
+    public bool FrozenNow => Volatile.Read(ref _frozen);
 
     /// <summary>True once the gateway's flows went to a migration target: it stays frozen.</summary>
     public bool HandedOver { get; private set; }
@@ -124,6 +129,9 @@ internal sealed partial class Gateway
         old?.Dispose();
         runnable.TrySetResult();
         _flushSignal.Set();
+
+        // The poller's thread parked while frozen with guest frames queued.
+        _poller?.Wake();
     }
 
     /// <summary>
@@ -151,6 +159,8 @@ internal sealed partial class Gateway
                 }
                 else if (connection.MovableHost is { } socket)
                 {
+                    // Out of the poller before repair mode: a read or write there would take bytes from the queues.
+                    connection.StopWatching();
                     needHost.Add((connection, socket));
                 }
                 else
@@ -259,20 +269,24 @@ internal sealed partial class Gateway
     {
         lock (Sync)
         {
-            foreach (var (_, _, socket) in export.Moving)
+            foreach (var (connection, _, socket) in export.Moving)
             {
                 if (socket is not null)
                 {
                     TcpRepair.Resume(socket);
                 }
+
+                connection.WatchAgain();
             }
 
-            foreach (var (_, _, socket) in export.Resetting)
+            foreach (var (connection, _, socket) in export.Resetting)
             {
                 if (socket is not null)
                 {
                     TcpRepair.Resume(socket);
                 }
+
+                connection.WatchAgain();
             }
         }
 

@@ -7,8 +7,10 @@ using NetWire.Core.Wire;
 using NetWire.Stack.Arp;
 using NetWire.Stack.Dhcp;
 using NetWire.Stack.Icmp;
+using NetWire.Stack.Nat;
 using NetWire.Stack.Ndp;
 using NetWire.Stack.Tcp;
+using NetWire.Stack.Tftp;
 using NetWire.Stack.Udp;
 
 namespace NetWire.Stack;
@@ -51,10 +53,14 @@ internal sealed partial class Gateway
     private readonly long _ticksPerMs;
     private IPacketReceiver? _receiver;
     private WireCounters? _wireCounters;
+    private HostPoller? _poller;
     private ushort _ipId;
 
     /// <summary>The guest's address: from its DHCP lease, else learned from what it sends. 0 until known.</summary>
     private uint _guestIp;
+
+    /// <summary>The frame being handled left its transport checksum undone or had it verified (<see cref="FrameOffload.ChecksumTrusted"/>). Under <see cref="Sync"/>.</summary>
+    private bool _transportChecksumTrusted;
 
     public Gateway(GatewayOptions options, FramePool pool, TimeProvider time, ILogger logger)
     {
@@ -75,6 +81,7 @@ internal sealed partial class Gateway
         Icmp = new IcmpHandler(this);
         Udp = new UdpNat(this);
         Tcp = new TcpNat(this);
+        Tftp = options.TftpRoot is { } root ? new TftpServer(this, root) : null;
     }
 
     /// <summary>Guards all stack state; taken by the guest pump, socket completions and the timer.</summary>
@@ -114,6 +121,12 @@ internal sealed partial class Gateway
 
     public TcpNat Tcp { get; }
 
+    /// <summary>The TFTP server with <c>--tftp</c>, else null.</summary>
+    public TftpServer? Tftp { get; }
+
+    /// <summary>The thread that watches the host TCP sockets (and runs the guest's frames for the gateway end); made by <see cref="Attach"/>.</summary>
+    public HostPoller Poller => _poller ?? throw new InvalidOperationException("the gateway is not attached");
+
     /// <summary>Cancelled when the gateway stops; socket loops observe it.</summary>
     public CancellationToken Stopping { get; private set; }
 
@@ -130,6 +143,15 @@ internal sealed partial class Gateway
     /// <summary>True while a frame towards the guest would be accepted.</summary>
     public bool CanEmit => _receiver?.CanRecvPacket == true;
 
+    /// <summary>What frames towards the guest may leave undone (a TAP with a virtio-net header takes large TCP segments and checksums).</summary>
+    public WireOffloads GuestOffloads => _receiver?.AcceptedOffloads ?? WireOffloads.None;
+
+    /// <summary>
+    /// True while the guest frame being handled needs no TCP or UDP checksum check: its device left
+    /// the checksum to us or verified it (a TAP's kernel, next door). Caller holds <see cref="Sync"/>.
+    /// </summary>
+    public bool TransportChecksumTrusted => _transportChecksumTrusted;
+
     /// <summary>Completes when the guest end may have room again.</summary>
     public ValueTask WaitCanEmitAsync(CancellationToken cancellationToken) =>
         _receiver is { } receiver ? receiver.WaitCanRecvPacketAsync(cancellationToken) : default;
@@ -144,6 +166,8 @@ internal sealed partial class Gateway
         {
             _loopCancel = CancellationTokenSource.CreateLinkedTokenSource(stopping);
         }
+
+        _poller = new HostPoller(this);
     }
 
     /// <summary>Sets the guest's MAC before it has sent anything (a statically configured guest). Caller holds <see cref="Sync"/>.</summary>
@@ -151,6 +175,20 @@ internal sealed partial class Gateway
 
     /// <summary>Sets the guest address (a DHCP ACK, or the first packet of a statically configured guest).</summary>
     public void SetGuestIp(uint address) => Volatile.Write(ref _guestIp, address);
+
+    /// <summary>One frame from the guest, with what its device says about it. Caller holds <see cref="Sync"/>.</summary>
+    public void OnGuestFrame(Frame frame)
+    {
+        _transportChecksumTrusted = frame.Offload.ChecksumTrusted;
+        try
+        {
+            OnGuestFrame(frame.Span);
+        }
+        finally
+        {
+            _transportChecksumTrusted = false;
+        }
+    }
 
     /// <summary>One frame from the guest. Caller holds <see cref="Sync"/>.</summary>
     public void OnGuestFrame(ReadOnlySpan<byte> frame)
@@ -264,6 +302,14 @@ internal sealed partial class Gateway
     /// </summary>
     public bool TryMapDestination(IpAddr destination, out IPAddress hostAddress, out StackDrop refusal)
     {
+        if (Options.Restrict)
+        {
+            // QEMU's restrict=on: nothing beyond the gateway's own services and the forwards, in IPv4 and IPv6 alike.
+            hostAddress = IPAddress.None;
+            refusal = StackDrop.Restricted;
+            return false;
+        }
+
         if (!destination.IsIpv4)
         {
             return TryMapDestination6(destination, out hostAddress, out refusal);
@@ -296,6 +342,34 @@ internal sealed partial class Gateway
 
         hostAddress = Ip.ToAddress(address);
         return true;
+    }
+
+    /// <summary>The guest forward for <paramref name="address"/>:<paramref name="port"/>, or null.</summary>
+    public GuestForward? FindGuestForward(uint address, ushort port)
+    {
+        foreach (var forward in Options.GuestForwards)
+        {
+            if (forward.Port == port && Ip.ToUInt(forward.Address) == address)
+            {
+                return forward;
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>True when <paramref name="address"/> is a guest forward's address (answered by ARP).</summary>
+    public bool IsGuestForwardAddress(uint address)
+    {
+        foreach (var forward in Options.GuestForwards)
+        {
+            if (Ip.ToUInt(forward.Address) == address)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>Rents a frame for an IPv4 packet with <paramref name="payloadLength"/> bytes after the IP header (from <see cref="Ipv4PayloadOffset"/>).</summary>
@@ -435,6 +509,7 @@ internal sealed partial class Gateway
         Tcp.OnTimer(now);
         Udp.OnTimer(now);
         Icmp.OnTimer(now);
+        Tftp?.OnTimer(now);
         if (Options.Ipv6Enabled)
         {
             Ndp.OnTimer(now);
@@ -447,6 +522,8 @@ internal sealed partial class Gateway
         Tcp.CloseAll();
         Udp.CloseAll();
         Icmp.CloseAll();
+        Tftp?.CloseAll();
+        _poller?.Stop();
         _loopCancel?.Dispose();
         _loopCancel = null;
     }

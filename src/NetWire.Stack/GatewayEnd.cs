@@ -15,19 +15,34 @@ namespace NetWire.Stack;
 /// receiver while it can take them. Needs no root and no TAP.
 /// </summary>
 /// <remarks>
-/// RunAsync runs a pump over the outbound queue (a batch of guest frames at a time under the
-/// gateway lock, then the ACKs owed), the flush loop for connections blocked by a full guest
-/// end, a 10 ms timer from the injected <see cref="TimeProvider"/>, and the host-forward listeners.
+/// The guest's frames are handled on the gateway's poller thread (<see cref="HostPoller"/>), a
+/// batch at a time under the gateway lock, then the ACKs owed; the queue's writer wakes that
+/// thread directly. RunAsync runs the flush loop for connections blocked by a full guest end, a
+/// 10 ms timer from the injected <see cref="TimeProvider"/>, and the host-forward listeners.
+/// Host forwards live in a table with ids: those of the options open when RunAsync starts (a port
+/// that cannot be bound fails the start; a held migration target's once it runs, after the
+/// source has let them go, and a handover closes them all), and <see cref="AddForward"/> and
+/// <see cref="RemoveForward"/> change the table while the gateway runs (the QMP <c>hostfwd-*</c>
+/// commands, the slirp4netns API socket). Removing a forward closes its listener; connections
+/// it already accepted go on.
 /// </remarks>
-public sealed class GatewayEnd : WireEnd
+public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
 {
+    /// <summary>Most batches the poller's thread handles before it looks at the host sockets again.</summary>
+    private const int BatchesPerTurn = 4;
+
     private const int BatchFrames = 64;
     private static readonly TimeSpan s_tick = TimeSpan.FromMilliseconds(10);
 
     private readonly Gateway _gateway;
+    private readonly GatewayMetrics _metrics;
     private readonly ILogger _logger;
-    private readonly List<Socket> _listeners = [];
-    private readonly List<(Socket Listener, HostForward Forward)> _listenersWithForwards = [];
+    /// <summary>Open forwards by id. Guarded by itself, not the gateway lock (binding is a system call).</summary>
+    private readonly SortedDictionary<int, OpenForward> _forwards = [];
+    private int _nextForwardId;
+
+    /// <summary>Stops every forward loop; null until RunAsync starts and after it ends. Guarded by <see cref="_forwards"/>.</summary>
+    private CancellationToken? _forwardStop;
 
     /// <summary>Creates the gateway end; throws <see cref="FormatException"/> when the options contradict each other.</summary>
     public GatewayEnd(string name, GatewayOptions options, FramePool pool, int queueCapacity, TimeProvider time, ILogger logger)
@@ -35,6 +50,7 @@ public sealed class GatewayEnd : WireEnd
     {
         _gateway = new Gateway(options, pool, time, logger);
         _logger = logger;
+        _metrics = new GatewayMetrics(this);
     }
 
     /// <inheritdoc/>
@@ -44,6 +60,13 @@ public sealed class GatewayEnd : WireEnd
 
     /// <inheritdoc/>
     public override IPAddress? GuestIp => _gateway.GuestAddress;
+
+    /// <summary>
+    /// The stack terminates TCP and UDP itself, so it takes every offload: a checksum left undone
+    /// (or already verified) need not be checked, and a TCP segment of up to 64 KiB is one segment
+    /// for the TCP endpoint.
+    /// </summary>
+    public override WireOffloads AcceptedOffloads => WireOffloads.All;
 
     /// <inheritdoc/>
     public override IReadOnlyList<IPAddress> GuestIpv6 => _gateway.GuestIpv6.ToList();
@@ -94,11 +117,34 @@ public sealed class GatewayEnd : WireEnd
     }
 
     /// <inheritdoc/>
+    protected override ValueTask ReleaseDeviceAsync()
+    {
+        _metrics.Dispose();
+        return default;
+    }
+
+    /// <inheritdoc/>
     public override async Task RunAsync(IPacketReceiver receiver, CancellationToken cancellationToken)
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         _gateway.Attach(receiver, Counters, stop.Token);
-        _gateway.CloseForwards = CloseListeners;
+        _gateway.CloseForwards = CloseForwards;
+        lock (_forwards)
+        {
+            _forwardStop = stop.Token;
+        }
+
+        Task runnable;
+        lock (_gateway.Sync)
+        {
+            runnable = _gateway.Runnable;
+        }
+
+        if (runnable.IsCompleted)
+        {
+            OpenOptionForwards();
+        }
+
         using var timer = _gateway.Time.CreateTimer(
             static state =>
             {
@@ -111,7 +157,14 @@ public sealed class GatewayEnd : WireEnd
             _gateway,
             s_tick,
             s_tick);
-        var tasks = new List<Task> { PumpAsync(stop.Token), _gateway.FlushLoopAsync(stop.Token), ForwardsAsync(stop.Token) };
+        Outbound.SetReaderSignal(_gateway.Poller.Wake);
+        _gateway.Poller.SetGuestWork(this);
+        var tasks = new List<Task> { Task.Delay(Timeout.Infinite, stop.Token), _gateway.FlushLoopAsync(stop.Token) };
+        if (!runnable.IsCompleted)
+        {
+            tasks.Add(OpenForwardsWhenRunnableAsync(runnable, stop.Token));
+        }
+
         try
         {
             await Task.WhenAny(tasks).ConfigureAwait(false);
@@ -124,7 +177,7 @@ public sealed class GatewayEnd : WireEnd
         finally
         {
             await stop.CancelAsync().ConfigureAwait(false);
-            CloseListeners();
+            CloseForwards();
             lock (_gateway.Sync)
             {
                 _gateway.Shutdown();
@@ -132,54 +185,85 @@ public sealed class GatewayEnd : WireEnd
         }
     }
 
-    /// <summary>
-    /// Opens the host forwards (once the gateway runs: a held target binds them only after the
-    /// source has let them go) and runs their loops. A listener closed by a handover ends its loop quietly.
-    /// </summary>
-    private async Task ForwardsAsync(CancellationToken cancellationToken)
+    /// <summary>Opens the forwards of the options; one that cannot be bound closes them all and fails.</summary>
+    private void OpenOptionForwards()
     {
-        Task runnable;
-        lock (_gateway.Sync)
+        try
         {
-            runnable = _gateway.Runnable;
+            foreach (var forward in _gateway.Options.Forwards)
+            {
+                AddForward(forward);
+            }
         }
+        catch
+        {
+            CloseForwards();
+            throw;
+        }
+    }
 
+    /// <summary>
+    /// A held migration target opens the forwards of the options once it runs: the source has let
+    /// them go by then. Then it waits, like the gateway, until stopped.
+    /// </summary>
+    private async Task OpenForwardsWhenRunnableAsync(Task runnable, CancellationToken cancellationToken)
+    {
         await runnable.WaitAsync(cancellationToken).ConfigureAwait(false);
-        OpenForwards();
-        var loops = new List<Task>();
-        foreach (var (listener, forward) in _listenersWithForwards)
-        {
-            loops.Add(forward.Transport == Transport.Udp
-                ? UdpForwardLoopAsync(listener, forward, cancellationToken)
-                : AcceptLoopAsync(listener, forward, cancellationToken));
-        }
-
-        await Task.WhenAll(loops).ConfigureAwait(false);
-
-        // Only a handover ends the loops without an error; the gateway itself keeps running until stopped.
+        OpenOptionForwards();
         await Task.Delay(Timeout.Infinite, cancellationToken).ConfigureAwait(false);
     }
 
-    private void CloseListeners()
+    /// <summary>The open host forwards by id, in id order.</summary>
+    public IReadOnlyList<(int Id, HostForward Forward)> Forwards
     {
-        lock (_listeners)
+        get
         {
-            foreach (var listener in _listeners)
+            lock (_forwards)
             {
-                listener.Dispose();
+                return [.. _forwards.Select(entry => (entry.Key, entry.Value.Forward))];
             }
         }
     }
 
-    private void OpenForwards()
+    /// <summary>True while RunAsync runs, from the moment <see cref="AddForward"/> takes forwards.</summary>
+    public bool IsRunning
     {
-        foreach (var forward in _gateway.Options.Forwards)
+        get
         {
-            var udp = forward.Transport == Transport.Udp;
-            var family = forward.Listen.AddressFamily;
-            if (family == AddressFamily.InterNetworkV6 && !_gateway.Options.Ipv6Enabled)
+            lock (_forwards)
             {
-                throw new WireSetupException($"forward {forward}: an IPv6 forward needs IPv6 on the gateway (drop --no-ipv6)");
+                return _forwardStop is { IsCancellationRequested: false };
+            }
+        }
+    }
+
+    /// <summary>
+    /// Opens a host forward while the gateway runs and returns its id (ids count up from 1 and are
+    /// not reused). Throws <see cref="WireSetupException"/> with the reason when the gateway is not
+    /// running, the same forward is open already, an IPv6 forward meets a gateway without IPv6, or
+    /// the address cannot be bound (in use, a privileged port without the right to bind it).
+    /// </summary>
+    public int AddForward(HostForward forward)
+    {
+        ArgumentNullException.ThrowIfNull(forward);
+        var udp = forward.Transport == Transport.Udp;
+        var family = forward.Listen.AddressFamily;
+        if (family == AddressFamily.InterNetworkV6 && !_gateway.Options.Ipv6Enabled)
+        {
+            throw new WireSetupException($"forward {forward}: an IPv6 forward needs IPv6 on the gateway (drop --no-ipv6)");
+        }
+
+        lock (_forwards)
+        {
+            if (_forwardStop is not { } stop || stop.IsCancellationRequested)
+            {
+                throw new WireSetupException($"forward {forward}: the gateway is not running");
+            }
+
+            // Linux lets two UDP sockets share a port with SO_REUSEADDR, so a duplicate is caught here.
+            if (_forwards.Values.Any(open => open.Forward.Transport == forward.Transport && open.Forward.Listen.Equals(forward.Listen)))
+            {
+                throw new WireSetupException($"forward {forward}: that host address and port are forwarded already");
             }
 
             var socket = udp
@@ -206,30 +290,56 @@ public sealed class GatewayEnd : WireEnd
                 throw new WireSetupException($"cannot listen for forward {forward}: {ex.Message}", ex);
             }
 
-            lock (_listeners)
-            {
-                _listeners.Add(socket);
-            }
-
-            _listenersWithForwards.Add((socket, forward));
+            // Port 0 asked the kernel for one: the table holds the port it gave.
+            forward = forward with { Listen = (IPEndPoint)socket.LocalEndPoint! };
+            var id = ++_nextForwardId;
+            var open = new OpenForward(forward, socket, CancellationTokenSource.CreateLinkedTokenSource(stop));
+            _forwards.Add(id, open);
+            open.Loop = udp ? UdpForwardLoopAsync(socket, forward, open.Stop.Token) : AcceptLoopAsync(socket, forward, open.Stop.Token);
             StackLog.Forwarding(_logger, forward.ToString());
+            return id;
+        }
+    }
+
+    /// <summary>Closes the forward <paramref name="id"/>; false when there is none.</summary>
+    public bool RemoveForward(int id)
+    {
+        OpenForward? open;
+        lock (_forwards)
+        {
+            if (!_forwards.Remove(id, out open))
+            {
+                return false;
+            }
+        }
+
+        open.Close();
+        StackLog.ForwardRemoved(_logger, open.Forward.ToString());
+        return true;
+    }
+
+    private void CloseForwards()
+    {
+        List<OpenForward> open;
+        lock (_forwards)
+        {
+            _forwardStop = null;
+            open = [.. _forwards.Values];
+            _forwards.Clear();
+        }
+
+        foreach (var forward in open)
+        {
+            forward.Close();
         }
     }
 
     private async Task AcceptLoopAsync(Socket listener, HostForward forward, CancellationToken cancellationToken)
     {
-        while (true)
+        // Off the caller's thread: AddForward holds the table's lock.
+        await Task.Yield();
+        while (await ListenerAccept.NextAsync(listener, ex => StackLog.ForwardFailed(_logger, forward.ToString(), ex.Message), cancellationToken).ConfigureAwait(false) is { } accepted)
         {
-            Socket accepted;
-            try
-            {
-                accepted = await listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
-            }
-            catch (Exception ex) when (ex is ObjectDisposedException or SocketException && IsHandedOver)
-            {
-                return;
-            }
-
             accepted.NoDelay = true;
             lock (_gateway.Sync)
             {
@@ -247,19 +357,9 @@ public sealed class GatewayEnd : WireEnd
         }
     }
 
-    private bool IsHandedOver
-    {
-        get
-        {
-            lock (_gateway.Sync)
-            {
-                return _gateway.HandedOver;
-            }
-        }
-    }
-
     private async Task UdpForwardLoopAsync(Socket listener, HostForward forward, CancellationToken cancellationToken)
     {
+        await Task.Yield();
         var buffer = new byte[65_535];
         EndPoint any = new IPEndPoint(listener.AddressFamily == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any, 0);
         while (true)
@@ -274,8 +374,13 @@ public sealed class GatewayEnd : WireEnd
                 // ICMP port unreachable for an earlier reply to a client that went away.
                 continue;
             }
-            catch (Exception ex) when (ex is ObjectDisposedException or SocketException && IsHandedOver)
+            catch (Exception ex) when (IoErrors.IsShutdown(ex, cancellationToken))
             {
+                return;
+            }
+            catch (SocketException ex)
+            {
+                StackLog.ForwardFailed(_logger, forward.ToString(), ex.Message);
                 return;
             }
 
@@ -292,39 +397,61 @@ public sealed class GatewayEnd : WireEnd
         }
     }
 
-    private async Task PumpAsync(CancellationToken cancellationToken)
+    /// <summary>The guest's frames, a batch at a time under the gateway lock. On the poller's thread.</summary>
+    bool HostPoller.IGuestWork.Run()
     {
-        while (true)
+        for (var batch = 0; batch < BatchesPerTurn; batch++)
         {
-            Task runnable;
-            lock (_gateway.Sync)
+            if (Outbound.Count == 0)
             {
-                runnable = _gateway.Runnable;
-            }
-
-            // A frozen (or held) gateway leaves the guest's frames queued: the guest end stops reading.
-            await runnable.WaitAsync(cancellationToken).ConfigureAwait(false);
-            if (!await Outbound.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
-            {
-                return;
+                return true;
             }
 
             lock (_gateway.Sync)
             {
                 if (_gateway.Frozen)
                 {
-                    continue;
+                    // A frozen (or held) gateway leaves the guest's frames queued: the guest end stops reading.
+                    return true;
                 }
 
                 for (var i = 0; i < BatchFrames && Outbound.TryRead(out var frame); i++)
                 {
                     Counters.Transmitted(frame.Length);
-                    _gateway.OnGuestFrame(frame.Span);
+                    _gateway.OnGuestFrame(frame);
                     frame.Dispose();
                 }
 
                 _gateway.EndOfBatch();
             }
         }
+
+        return Outbound.Count == 0;
     }
+
+    /// <summary>An open forward: its listener and the stop of its loop.</summary>
+    private sealed class OpenForward(HostForward forward, Socket listener, CancellationTokenSource stop)
+    {
+        public HostForward Forward { get; } = forward;
+
+        public CancellationTokenSource Stop { get; } = stop;
+
+        public Task? Loop { get; set; }
+
+        public void Close()
+        {
+            Stop.Cancel();
+            listener.Dispose();
+            Stop.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// The poller may sleep when no guest frame waits, or while a migration holds the gateway
+    /// still (the frames wait for the thaw, which wakes it).
+    /// </summary>
+    bool HostPoller.IGuestWork.TryPark() => Outbound.TryParkReader() || _gateway.FrozenNow;
+
+    /// <inheritdoc/>
+    void HostPoller.IGuestWork.Unpark() => Outbound.UnparkReader();
 }

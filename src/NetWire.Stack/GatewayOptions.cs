@@ -1,6 +1,7 @@
 using System.Net;
 using NetWire.Core.Net;
 using NetWire.Stack.Nat;
+using NetWire.Stack.Tcp;
 
 namespace NetWire.Stack;
 
@@ -48,6 +49,9 @@ public sealed record GatewayOptions
     /// <summary>Where DNS queries go (an IPv4 or IPv6 resolver); null reads the first nameserver of /etc/resolv.conf.</summary>
     public IPEndPoint? DnsUpstream { get; init; }
 
+    /// <summary>No DNS forwarding: queries to the DNS addresses are dropped as NoDnsServer (slirp4netns's <c>--disable-dns</c>).</summary>
+    public bool DnsDisabled { get; init; }
+
     /// <summary>Lets the guest reach the host's 127.0.0.1 through the gateway address, and ::1 through the IPv6 one (slirp's default; passt's map-gw).</summary>
     public bool AllowHostLoopback { get; init; }
 
@@ -86,7 +90,35 @@ public sealed record GatewayOptions
     public TimeSpan TimeWait { get; init; } = TimeSpan.FromSeconds(2);
 
     /// <summary>Virtual service addresses in the guest network (the SPICE tunnel's); null when there are none.</summary>
-    public Tcp.IVirtualServices? VirtualServices { get; init; }
+    public IVirtualServices? VirtualServices { get; init; }
+
+    /// <summary>The folder the read-only TFTP server serves on the gateway address (<c>--tftp</c>, QEMU's <c>tftp=</c>); null for no TFTP.</summary>
+    public string? TftpRoot { get; init; }
+
+    /// <summary>The boot file DHCP names (option 67 and BOOTP <c>file</c>; <c>--bootfile</c>, QEMU's <c>bootfile=</c>); null for none.</summary>
+    public string? BootFile { get; init; }
+
+    /// <summary>DNS search domains for DHCP option 119 (<c>--dns-search</c>, libslirp's <c>dnssearch=</c>).</summary>
+    public IReadOnlyList<string> DnsSearch { get; init; } = [];
+
+    /// <summary>The domain name for DHCP option 15 (<c>--domain</c>, libslirp's <c>domainname=</c>); null for none.</summary>
+    public string? DomainName { get; init; }
+
+    /// <summary>The host name for DHCP option 12 (<c>--hostname</c>, QEMU's <c>hostname=</c>); null for none.</summary>
+    public string? Hostname { get; init; }
+
+    /// <summary>
+    /// Isolates the guest (<c>--restrict</c>, QEMU's <c>restrict=on</c>): it reaches only the gateway's
+    /// own services (ARP, DHCP, TFTP, ICMP echo to the gateway) and the configured forwards; every
+    /// other destination is refused and counted as <see cref="StackDrop.Restricted"/>.
+    /// </summary>
+    public bool Restrict { get; init; }
+
+    /// <summary>Guest forwards (<c>--guestfwd</c>, QEMU's <c>guestfwd=</c>).</summary>
+    public IReadOnlyList<GuestForward> GuestForwards { get; init; } = [];
+
+    /// <summary>TFTP transfers served at once.</summary>
+    public int MaxTftpTransfers { get; init; } = 16;
 
     /// <summary>Checks the addresses against each other; throws <see cref="FormatException"/> with the reason.</summary>
     public void Validate()
@@ -112,6 +144,28 @@ public sealed record GatewayOptions
         if (DhcpPoolSize < 1 || !Network.Contains(Ip.ToUInt(DhcpStart) + (uint)DhcpPoolSize - 1))
         {
             throw new FormatException($"the DHCP pool from {DhcpStart} does not fit in {Network}");
+        }
+
+        if (BootFile is not null && TftpRoot is null)
+        {
+            throw new FormatException("--bootfile needs --tftp DIR");
+        }
+
+        if (TftpRoot is not null && !Directory.Exists(TftpRoot))
+        {
+            throw new FormatException($"--tftp '{TftpRoot}' is not a directory");
+        }
+
+        Dhcp.DhcpExtraOptions.Check(this);
+        foreach (var forward in GuestForwards)
+        {
+            var address = Ip.ToUInt(forward.Address);
+            var pool = Ip.ToUInt(DhcpStart);
+            if (!Network.Contains(address) || address == Network.Network || address == Network.Broadcast || address == Ip.ToUInt(DnsIp)
+                || (address >= pool && address < pool + (uint)DhcpPoolSize))
+            {
+                throw new FormatException($"--guestfwd {forward}: {forward.Address} must be an address of --net {Network} other than the DNS address and the DHCP pool");
+            }
         }
     }
 

@@ -15,6 +15,7 @@ public sealed class StackCounters
     private long _flowsMovedOut;
     private long _flowsMovedIn;
     private readonly long[] _migrationResets = new long[Enum.GetValues<Migration.FlowResetReason>().Length + 1];
+    private long _tftpTransfers;
     private long _routerAdvertisements;
     private long _dhcpv6Replies;
 
@@ -45,6 +46,9 @@ public sealed class StackCounters
     /// <summary>TCP connections a migration reset for one reason.</summary>
     public long MigrationResets(Migration.FlowResetReason reason) => Interlocked.Read(ref _migrationResets[(int)reason]);
 
+    /// <summary>TFTP read transfers started.</summary>
+    public long TftpTransfers => Interlocked.Read(ref _tftpTransfers);
+
     /// <summary>Router advertisements sent (solicited and periodic).</summary>
     public long RouterAdvertisements => Interlocked.Read(ref _routerAdvertisements);
 
@@ -70,6 +74,8 @@ public sealed class StackCounters
 
     internal void MigrationReset(Migration.FlowResetReason reason) => Interlocked.Increment(ref _migrationResets[(int)reason]);
 
+    internal void TftpTransfer() => Interlocked.Increment(ref _tftpTransfers);
+
     internal void RouterAdvertisement() => Interlocked.Increment(ref _routerAdvertisements);
 
     internal void Dhcpv6Reply() => Interlocked.Increment(ref _dhcpv6Replies);
@@ -84,6 +90,7 @@ public sealed class StackCounters
             new("udp_flows", UdpFlows),
             new("tcp_retransmits", Retransmits),
             new("dhcp_leases", DhcpLeases),
+            new("tftp_transfers", TftpTransfers),
             new("router_advertisements", RouterAdvertisements),
             new("dhcpv6_replies", Dhcpv6Replies),
         };

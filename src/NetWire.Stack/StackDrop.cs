@@ -48,7 +48,7 @@ public enum StackDrop
     /// <summary>A TCP segment outside the receive window, or an ACK for data never sent.</summary>
     OutOfWindow,
 
-    /// <summary>A DNS query with no upstream resolver configured or found.</summary>
+    /// <summary>A DNS query with no upstream resolver configured or found, or with DNS forwarding off (slirp4netns --disable-dns).</summary>
     NoDnsServer,
 
     /// <summary>An ICMP echo to an outside address while unprivileged ICMP sockets are not allowed (net.ipv4.ping_group_range).</summary>
@@ -62,6 +62,12 @@ public enum StackDrop
 
     /// <summary>A host socket failed to send a datagram.</summary>
     HostSendFailed,
+
+    /// <summary>A destination refused by <c>--restrict</c>: neither a service of the gateway nor a configured forward.</summary>
+    Restricted,
+
+    /// <summary>A TFTP packet the server refused: a bad or oversized request, a write request, a path outside the folder, an unknown transfer.</summary>
+    TftpRefused,
 
     /// <summary>An IPv6 jumbogram (RFC 2675): payload length 0 with a hop-by-hop header, or a jumbo payload option.</summary>
     Jumbogram,

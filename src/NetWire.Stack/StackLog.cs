@@ -11,6 +11,12 @@ internal static partial class StackLog
     [LoggerMessage(2002, LogLevel.Warning, "Pings to outside addresses are dropped: no unprivileged ICMP socket ({Error}: {Reason})")]
     public static partial void IcmpUnavailable(ILogger logger, string error, string reason);
 
+    [LoggerMessage(2003, LogLevel.Information, "No longer forwarding {Forward}")]
+    public static partial void ForwardRemoved(ILogger logger, string forward);
+
+    [LoggerMessage(2004, LogLevel.Warning, "Forward {Forward} stopped: {Reason}")]
+    public static partial void ForwardFailed(ILogger logger, string forward, string reason);
+
     [LoggerMessage(2010, LogLevel.Warning, "Migration: no network lock ({Reason}); the gateway's TCP connections are reset instead of moved")]
     public static partial void NoNetworkLock(ILogger logger, string reason);
 

@@ -10,7 +10,8 @@ namespace NetWire.Cli.Tests;
 /// standard error that reads like a crash (no <c>fail:</c> or <c>crit:</c> log line, no
 /// exception or stack trace). Each verb is stopped while it has work in hand: serve with a
 /// linked spice-gtk client and a silent connection in the link stage, the control socket, a capture and a status file; bridge with a guest
-/// connected; replay mid-file; tunnel-client linked to a serve; run with its command running.
+/// connected; replay mid-file; tunnel-client linked to a serve; run with its command running (and its
+/// status file); slirp4netns with its API socket and a forward.
 /// </summary>
 [Trait("Category", "Host")]
 public sealed partial class CleanStopTests : IDisposable
@@ -78,9 +79,41 @@ public sealed partial class CleanStopTests : IDisposable
     public async Task Run_WithItsCommandRunning_StopsCleanly(int signal)
     {
         HostRequirements.RequireRoot();
-        await using var run = Netwire("run", "--", "sh", "-c", "echo command-ready; exec sleep 120");
+        var status = Path.Combine(_dir, "status.json");
+        await using var run = Netwire("run", "--status-file", status, "--", "sh", "-c", "echo command-ready; exec sleep 120");
         await run.WaitForLineAsync(l => l.Contains("command-ready", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
         await StopAndCheckAsync(run, signal);
+
+        // The status file's last write is the stopped state, with the gateway's counters.
+        using var document = System.Text.Json.JsonDocument.Parse(await File.ReadAllBytesAsync(status, TestContext.Current.CancellationToken));
+        Assert.Equal("stopped", document.RootElement.GetProperty("state").GetString());
+        Assert.Contains(document.RootElement.GetProperty("ends").EnumerateArray(), e => e.TryGetProperty("gateway", out _));
+    }
+
+    [Theory]
+    [MemberData(nameof(Signals))]
+    public async Task Slirp4netns_WithItsApiSocketAndAForward_StopsCleanly(int signal)
+    {
+        HostRequirements.RequireRoot();
+        HostRequirements.RequireCommand("nsenter");
+        await using var ns = await NetNamespace.CreateAsync();
+        var api = Path.Combine(_dir, "api.sock");
+        await using var slirp = ProcessRunner.Start(
+            "dotnet",
+            [RepoPaths.NetwireDll, "slirp4netns", "-c", "-6", "-a", api, "--netns-type=path", $"/run/netns/{ns.Name}", "tap0"],
+            new Dictionary<string, string?> { ["NETWIRE_LOG_LEVEL"] = "Debug" });
+        await slirp.WaitForLineAsync(l => l.Contains("Ready: tap0", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+        var added = await Slirp.Slirp4netnsNamespaceTests.RequestAsync(api, "{\"execute\": \"add_hostfwd\", \"arguments\": {\"proto\": \"tcp\", \"host_addr\": \"127.0.0.1\", \"host_port\": 0, \"guest_port\": 80}}");
+        Assert.NotNull(added["error"]);
+        int port;
+        using (var probe = new System.Net.Sockets.UdpClient(new IPEndPoint(IPAddress.Loopback, 0)))
+        {
+            port = ((IPEndPoint)probe.Client.LocalEndPoint!).Port;
+        }
+
+        Assert.NotNull((await Slirp.Slirp4netnsNamespaceTests.RequestAsync(api, "{\"execute\": \"add_hostfwd\", \"arguments\": {\"proto\": \"udp\", \"host_addr\": \"127.0.0.1\", \"host_port\": " + port + ", \"guest_port\": 80}}"))["return"]);
+        await StopAndCheckAsync(slirp, signal);
+        Assert.False(File.Exists(api));
     }
 
     /// <summary>Starts <c>netwire VERB --log-level Debug ARGS</c> (the level before ARGS: run's command follows "--").</summary>

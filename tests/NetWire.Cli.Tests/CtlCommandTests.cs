@@ -68,6 +68,62 @@ public sealed class CtlCommandTests
     }
 
     [Fact]
+    public async Task Ctl_HostfwdAddQueryRemove_OpensAndClosesAListenerOfServesGateway()
+    {
+        var directory = Directory.CreateTempSubdirectory("netwire-ctl-").FullName;
+        try
+        {
+            var spec = "unix:" + Path.Combine(directory, "qmp.sock");
+            await using var serve = ProcessRunner.Start("dotnet", [RepoPaths.NetwireDll, "serve", "--guest", "stream:unix:" + Path.Combine(directory, "guest.sock"), "--spice-port", "0", "--disable-ticketing", "--qmp", spec, "--forward", "tcp:127.0.0.1:0:22"]);
+            await serve.WaitForLineAsync(l => l.Contains("Control socket (QMP) on", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+
+            var add = await NetwireAsync("ctl", "--qmp", spec, "hostfwd-add", "host-port=0", "guest-port=80");
+            Assert.Equal(0, add.ExitCode);
+            var id = (int)JsonNode.Parse(add.Stdout)!["id"]!;
+            Assert.Equal(2, id);
+            var add6 = await NetwireAsync("ctl", "--qmp", spec, "hostfwd-add", "protocol=udp", "host-addr=::1", "host-port=0", "guest-port=53");
+            Assert.Equal(0, add6.ExitCode);
+
+            var query = JsonNode.Parse((await NetwireAsync("ctl", "--qmp", spec, "query-hostfwd")).Stdout)!.AsArray();
+            Assert.Equal(3, query.Count);
+            var entry = query.Single(e => (int)e!["id"]! == id)!;
+            Assert.Equal("tcp", (string?)entry["protocol"]);
+            Assert.Equal("127.0.0.1", (string?)entry["host-addr"]);
+            Assert.Equal(80, (int)entry["guest-port"]!);
+            var port = (int)entry["host-port"]!;
+            Assert.NotEqual(0, port);
+            using (var client = new System.Net.Sockets.TcpClient())
+            {
+                await client.ConnectAsync(System.Net.IPAddress.Loopback, port);
+            }
+
+            var duplicate = await NetwireAsync("ctl", "--qmp", spec, "hostfwd-add", $"host-port={port}", "guest-port=80");
+            Assert.Equal(1, duplicate.ExitCode);
+            Assert.Contains("forwarded already", duplicate.Stderr, StringComparison.Ordinal);
+            var badProtocol = await NetwireAsync("ctl", "--qmp", spec, "hostfwd-add", "protocol=sctp", "host-port=1", "guest-port=80");
+            Assert.Equal(1, badProtocol.ExitCode);
+
+            Assert.Equal("{}", (await NetwireAsync("ctl", "--qmp", spec, "hostfwd-remove", $"id={id}")).Stdout.Trim());
+            await Assert.ThrowsAnyAsync<System.Net.Sockets.SocketException>(async () =>
+            {
+                using var client = new System.Net.Sockets.TcpClient();
+                await client.ConnectAsync(System.Net.IPAddress.Loopback, port);
+            });
+            var again = await NetwireAsync("ctl", "--qmp", spec, "hostfwd-remove", $"id={id}");
+            Assert.Equal(1, again.ExitCode);
+            Assert.Contains($"No host forward with id {id}", again.Stderr, StringComparison.Ordinal);
+            Assert.Equal(2, JsonNode.Parse((await NetwireAsync("ctl", "--qmp", spec, "query-hostfwd")).Stdout)!.AsArray().Count);
+
+            Assert.Equal(0, (await NetwireAsync("ctl", "--qmp", spec, "quit")).ExitCode);
+            Assert.Equal(0, await serve.WaitForExitAsync(TimeSpan.FromSeconds(60)));
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
+        }
+    }
+
+    [Fact]
     public async Task Ctl_BadSpec_IsAUsageError_NoServer_IsASetupError()
     {
         Assert.Equal(2, (await NetwireAsync("ctl", "--qmp", "udp:1.2.3.4:5", "query-spice")).ExitCode);

@@ -147,13 +147,15 @@ public sealed class GatewayIpv6Tests
     }
 
     [Fact]
-    public void DuplicateAddressDetection_OfTheGuestsOwnAddress_GetsNoAnswer()
+    public void DuplicateAddressDetection_OfTheGuestsOwnAddress_GetsNoAnswer_AndTeachesItsPrefixAddress()
     {
         Send(BuildIcmpv6(IpAddr.Ipv6Unspecified, GuestIp6.SolicitedNodeMulticast, Icmpv6Type.NeighborSolicitation, 0, 0, Solicitation(GuestIp6, withSourceAddress: false), hopLimit: 255));
         Send(BuildIcmpv6(IpAddr.Ipv6Unspecified, GuestLinkLocal.SolicitedNodeMulticast, Icmpv6Type.NeighborSolicitation, 0, 0, Solicitation(GuestLinkLocal, withSourceAddress: false), hopLimit: 255));
         Assert.Empty(_receiver.Frames);
         Assert.Equal(2, _gateway.Counters.Drops(StackDrop.Ignored));
-        Assert.Empty(_gateway.GuestIpv6.ToList());
+
+        // The probed address of the prefix is the one host forwards reach the guest at, before it sent anything from it.
+        Assert.Equal([GuestIp6.ToIPAddress()], _gateway.GuestIpv6.ToList());
     }
 
     [Fact]

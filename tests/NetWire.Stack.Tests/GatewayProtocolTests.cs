@@ -120,7 +120,7 @@ public sealed class GatewayProtocolTests
         Assert.Equal(1, _gateway.Counters.Drops(StackDrop.Denied));
     }
 
-    private static byte[] Bootp(DhcpMessageType type, uint requested)
+    internal static byte[] Bootp(DhcpMessageType type, uint requested)
     {
         var bootp = new byte[DhcpPacket.OptionsOffset + 3 + 6 + 1];
         new DhcpHeader(DhcpPacket.BootRequest, 0xdeadbeef, GuestMac).WriteTo(bootp);
@@ -136,7 +136,7 @@ public sealed class GatewayProtocolTests
     }
 
     /// <summary>The DHCP reply in a frame from the gateway: its fixed part and its options by code.</summary>
-    private static (DhcpHeader Header, Dictionary<DhcpOptionCode, byte[]> Options) Dhcp(byte[] frame)
+    internal static (DhcpHeader Header, Dictionary<DhcpOptionCode, byte[]> Options) Dhcp(byte[] frame)
     {
         var (_, destination, protocol, udp) = ParseIpv4(frame);
         Assert.Equal((0xffffffffu, (byte)17), (destination, protocol));

@@ -17,7 +17,7 @@ public sealed class QemuGuest : IAsyncDisposable
     private readonly string _tempDir;
     private int _disposed;
 
-    private QemuGuest(ManagedProcess qemu, string tempDir, IReadOnlyList<string> commandLine, string initrd)
+    private QemuGuest(ManagedProcess qemu, string tempDir, IReadOnlyList<string> commandLine, string? initrd)
     {
         _qemu = qemu;
         _tempDir = tempDir;
@@ -25,8 +25,8 @@ public sealed class QemuGuest : IAsyncDisposable
         Initrd = initrd;
     }
 
-    /// <summary>The initrd QEMU booted (with the test script appended); valid until disposal.</summary>
-    public string Initrd { get; }
+    /// <summary>The initrd QEMU booted (with the test script appended), null for a guest booted from the network; valid until disposal.</summary>
+    public string? Initrd { get; }
 
     /// <summary>QEMU's pid (also under <c>ip netns exec</c>, which execs QEMU).</summary>
     public int Pid => _qemu.Pid;
@@ -53,6 +53,11 @@ public sealed class QemuGuest : IAsyncDisposable
     public static QemuGuest Start(QemuGuestOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
+        if (options.NetBoot)
+        {
+            return StartNetBoot(options);
+        }
+
         var guestDir = options.GuestDir ?? RepoPaths.GuestDir;
         var kernel = options.Kernel ?? DefaultKernel(guestDir);
         var initramfs = Path.Combine(guestDir, "initramfs.cpio.gz");
@@ -106,6 +111,50 @@ public sealed class QemuGuest : IAsyncDisposable
                 ? [options.QemuBinary, .. qemuArgs]
                 : ["ip", "netns", "exec", options.NetnsName, options.QemuBinary, .. qemuArgs];
             return new QemuGuest(qemu, tempDir, commandLine, initrd);
+        }
+        catch
+        {
+            DeleteQuietly(tempDir);
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Writes the guest's initramfs with <paramref name="testScript"/> as its <c>/test.sh</c> to
+    /// <paramref name="destination"/>, for a guest that loads it over the network.
+    /// </summary>
+    public static void WriteInitrd(string testScript, string destination, string? guestDir = null)
+    {
+        var tempDir = Directory.CreateTempSubdirectory("nwinitrd-").FullName;
+        try
+        {
+            BuildInitrd(Path.Combine(guestDir ?? RepoPaths.GuestDir, "initramfs.cpio.gz"), testScript, tempDir, destination);
+        }
+        finally
+        {
+            DeleteQuietly(tempDir);
+        }
+    }
+
+    private static QemuGuest StartNetBoot(QemuGuestOptions options)
+    {
+        var netdev = WithNetdevId(options.Netdev);
+        var tempDir = Directory.CreateTempSubdirectory("nwguest-").FullName;
+        List<string> qemuArgs =
+        [
+            "-machine", "pc", "-accel", "tcg", "-m", $"{options.MemoryMiB}M",
+            "-nodefaults", "-no-user-config", "-display", "none", "-vga", "std", "-serial", "stdio", "-no-reboot",
+            "-boot", "n",
+            "-netdev", netdev,
+            "-device", $"{options.NicModel},netdev=n0,mac={options.Mac}",
+            .. options.ExtraQemuArgs,
+        ];
+        try
+        {
+            var qemu = options.NetnsName is null
+                ? ProcessRunner.Start(options.QemuBinary, qemuArgs)
+                : ProcessRunner.Start("ip", ["netns", "exec", options.NetnsName, options.QemuBinary, .. qemuArgs]);
+            return new QemuGuest(qemu, tempDir, [options.QemuBinary, .. qemuArgs], initrd: null);
         }
         catch
         {

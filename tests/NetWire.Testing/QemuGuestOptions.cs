@@ -46,6 +46,15 @@ public sealed record QemuGuestOptions
     /// <summary>The folder with vmlinuz and initramfs.cpio.gz; null for <see cref="RepoPaths.GuestDir"/>.</summary>
     public string? GuestDir { get; init; }
 
+    /// <summary>
+    /// Boots from the network instead of <c>-kernel</c>: <c>-boot n</c> through SeaBIOS and the NIC's
+    /// default iPXE option ROM (Debian's ipxe-qemu), with <c>-vga std</c> for the firmware's console.
+    /// The kernel, initrd and command line then come from the network (an iPXE script over TFTP);
+    /// <see cref="KernelArgs"/>, <see cref="TestScript"/> and <see cref="Kernel"/> are not used (see
+    /// <see cref="QemuGuest.WriteInitrd"/>).
+    /// </summary>
+    public bool NetBoot { get; init; }
+
     /// <summary>The QEMU binary.</summary>
     public string QemuBinary { get; init; } = "qemu-system-x86_64";
 

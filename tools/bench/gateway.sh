@@ -5,7 +5,7 @@
 #
 # For each implementation, IP version and MTU: iperf3 TCP throughput namespace->host and host->namespace,
 # the TCP connection setup rate (sequential connect, read the server's line to EOF, close),
-# and the gateway's CPU seconds per GB (1e9 bytes) moved, from /proc/PID/stat. See
+# and the gateway's CPU seconds per GB (1e9 bytes) moved and per connection, from /proc/PID/stat. See
 # tools/bench/README.md for how to read the output.
 set -uo pipefail
 
@@ -212,18 +212,25 @@ def iperf(results, round_, impl, family, mtu, direction, path, cpu0, cpu1):
     print('%s IPv%s mtu %s %s: %.3f Gbit/s, %s retransmits, gateway %.2f CPU s' % (
         impl, family, mtu, workload, gbps, retransmits, used))
 
-def connections(results, round_, impl, family, mtu, text):
+def connections(results, round_, impl, family, mtu, text, cpu0, cpu1):
     try:
         d = json.loads(text)
         rate = d['ok'] / d['seconds'] if d['ok'] and not d['failed'] else None
     except (ValueError, KeyError) as e:
         d, rate = {'error': '%s: %s' % (e, text[-200:])}, None
     record(results, round_, impl, family, mtu, 'connect_rate', rate and round(rate, 1), 'conn/s', **d)
-    print('%s IPv%s mtu %s connect_rate: %s' % (impl, family, mtu, rate and '%.0f conn/s' % rate or 'error %s' % d))
+    # The gateway's CPU per connection: unlike the rate, it holds on a busy machine.
+    used = float(cpu1) - float(cpu0)
+    per_conn = used * 1e3 / d['ok'] if rate else None
+    record(results, round_, impl, family, mtu, 'cpu_connect', per_conn and round(per_conn, 3), 'CPU ms/conn',
+           cpu_seconds=round(used, 3))
+    print('%s IPv%s mtu %s connect_rate: %s, gateway %.2f CPU s' % (
+        impl, family, mtu, rate and '%.0f conn/s' % rate or 'error %s' % d, used))
 
 LABELS = [('throughput_up', 'TCP ns -> host (Gbit/s)'),
           ('throughput_down', 'TCP host -> ns (Gbit/s)'),
           ('connect_rate', 'connection setup (conn/s)'),
+          ('cpu_connect', 'gateway CPU ms per connection'),
           ('cpu_up', 'gateway CPU s/GB, ns -> host'),
           ('cpu_down', 'gateway CPU s/GB, host -> ns')]
 
@@ -406,8 +413,10 @@ measure() {   # round impl family mtu
         py iperf "$RESULTS" "$round" "$impl" "$family" "$mtu" "$direction" "$WORK/iperf.json" "$c0" "$c1" >&2
         sleep 0.5
     done
-    py connections "$RESULTS" "$round" "$impl" "$family" "$mtu" \
-        "$(inns timeout 120 python3 "$WORK/gw.py" connect_rate "$HOST_ADDR" "$line_port" "$CONNECTIONS" 60 | tail -1)" >&2
+    c0=$(py cpu "$GW_PID")
+    seen=$(inns timeout 120 python3 "$WORK/gw.py" connect_rate "$HOST_ADDR" "$line_port" "$CONNECTIONS" 60 | tail -1)
+    c1=$(py cpu "$GW_PID")
+    py connections "$RESULTS" "$round" "$impl" "$family" "$mtu" "$seen" "$c0" "$c1" >&2
     stop_gateway
 }
 

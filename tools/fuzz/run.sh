@@ -6,8 +6,9 @@
 #   tools/fuzz/run.sh --check [TARGET]   no fuzzing: the corpus and the regressions of TARGET (or of
 #                                        all) through the uninstrumented build; exit 1 on a failure
 #
-# Publishes tools/fuzz/NetWire.Fuzz (Debug, so the suite's Release output is left alone), instruments
-# the NetWire assemblies in the published copy with the sharpfuzz tool (.config/dotnet-tools.json),
+# Publishes tools/fuzz/NetWire.Fuzz (Release, so after the suite's build only the fuzz project itself
+# compiles; the referenced projects' outputs are left as they are), instruments the NetWire
+# assemblies in the published copy with the sharpfuzz tool (.config/dotnet-tools.json),
 # and runs afl-fuzz from tools/fuzz/corpus/TARGET for SECONDS. Findings land in
 # .build/fuzz/findings/TARGET/default/{crashes,hangs}; each one is replayed uninstrumented, and the
 # script exits 1 when a crash reproduces or a hang still takes over 5 s. A finding that is fixed
@@ -21,7 +22,7 @@ work=$root/.build/fuzz
 publish() {
     local out=$1
     rm -rf "$out"
-    dotnet publish tools/fuzz/NetWire.Fuzz/NetWire.Fuzz.csproj -c Debug -o "$out" --nologo -v quiet -clp:ErrorsOnly > "$work/publish.log" 2>&1 \
+    dotnet publish tools/fuzz/NetWire.Fuzz/NetWire.Fuzz.csproj -c Release -o "$out" --nologo -v quiet -clp:ErrorsOnly > "$work/publish.log" 2>&1 \
         || { cat "$work/publish.log" >&2; echo "fuzz: publish failed" >&2; exit 2; }
 }
 
@@ -71,6 +72,7 @@ for t in "${selected[@]}"; do
         exit 2
     fi
     out=$work/findings/$t
+    mkdir -p "$work/findings"
     rm -rf "$out"
     echo "== fuzz $t: ${seconds} s"
     # -t: per input, in ms, generous for a shared machine; -m none: the .NET runtime maps a lot.

@@ -2,7 +2,8 @@
 """gtk_client: real spice-gtk (SpiceClientGLib 2.0, via PyGObject) clients for NetWire's tests.
 
   gtk_client.py [--port P] [--tls-port T --ca-file F [--cert-subject S]] [--host H]
-                [--password X] [--clients N] [--seconds S] [--stop-after-migration S]
+                [--password X] [--clients N] [--seconds S]
+                [--stop-after-migration S | --stop-after-move S]
 
 Opens N independent SPICE sessions at once, keeps them for S seconds, and prints one line per
 event ("EVENT client=I ...") and a final line per client:
@@ -65,6 +66,8 @@ class Client:
         self.states = []
         self.args = args
         self.on_migrated = None
+        self.on_moved = None
+        self.start_port = str(args.port)
         self.session = Spice.Session()
         self.session.props.host = args.host
         if args.port is not None:
@@ -87,6 +90,14 @@ class Client:
         say("EVENT client=%d migration-state %s port=%s" % (self.index, state, session.props.port))
         if state == "none" and self.on_migrated is not None:
             self.on_migrated()
+        if state == "none" and self.states[-2:-1] != ["switching"]:
+            # After a switch of host the new session's main channel has yet to open.
+            self.check_moved()
+
+    def check_moved(self):
+        if self.on_moved is not None and self.session.props.port != self.start_port:
+            callback, self.on_moved = self.on_moved, None
+            callback()
 
     def migration_started(self, _main, target):
         say("EVENT client=%d migration-started host=%s port=%s tls-port=%s" % (self.index, target.props.host, target.props.port, target.props.tls_port))
@@ -119,10 +130,11 @@ class Client:
             self.index, name, self.session.props.port, self.session.props.tls_port, self.server_port()))
         if event == Spice.ChannelEvent.OPENED:
             self.opened = True
+            self.check_moved()
         elif event in ERRORS:
             self.error = ERRORS[event]
             self.on_error()
-        elif event == Spice.ChannelEvent.CLOSED and self.opened:
+        elif event == Spice.ChannelEvent.CLOSED and self.opened and self.states[-1:] != ["switching"]:
             self.lost = True
 
     def stop(self):
@@ -141,6 +153,8 @@ def main():
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--stop-after-migration", type=float, default=None,
                     help="end the run this many seconds after a migration finished (state back to none)")
+    ap.add_argument("--stop-after-move", type=float, default=None,
+                    help="end the run this many seconds after the session is on another port")
     args = ap.parse_args()
     if args.port is None and args.tls_port is None:
         ap.error("give --port, --tls-port or both")
@@ -156,6 +170,8 @@ def main():
         client = Client(i, args, on_error)
         if args.stop_after_migration is not None:
             client.on_migrated = lambda: GLib.timeout_add(int(args.stop_after_migration * 1000), loop.quit)
+        if args.stop_after_move is not None:
+            client.on_moved = lambda: GLib.timeout_add(int(args.stop_after_move * 1000), loop.quit)
         clients.append(client)
         if not client.start():
             client.error = "connect-failed"

@@ -37,7 +37,21 @@ internal sealed class GatewayCliOptions
 
     public Option<string[]> Deny { get; } = new("--deny") { Description = "These destination networks (IPv4 or IPv6) may not be reached (repeatable)", HelpName = "CIDR" };
 
-    public IEnumerable<Option> All => [Net, GatewayIp, Dns, DnsForward, DhcpStart, Mtu, NoIpv6, Net6, GatewayIp6, Dns6, AllowHostLoopback, Forward, Allow, Deny];
+    public Option<string?> Tftp { get; } = new("--tftp") { Description = "Serve this folder read-only over TFTP on the gateway address (QEMU's tftp=)", HelpName = "DIR" };
+
+    public Option<string?> BootFile { get; } = new("--bootfile") { Description = "Boot file named in DHCP (option 67, BOOTP file) for network boot, served from --tftp (QEMU's bootfile=)", HelpName = "NAME" };
+
+    public Option<string[]> DnsSearch { get; } = new("--dns-search") { Description = "DNS search domain given by DHCP (option 119; repeatable)", HelpName = "DOMAIN" };
+
+    public Option<string?> Domain { get; } = new("--domain") { Description = "Domain name given by DHCP (option 15)", HelpName = "NAME" };
+
+    public Option<string?> Hostname { get; } = new("--hostname") { Description = "Host name given by DHCP (option 12)", HelpName = "NAME" };
+
+    public Option<bool> Restrict { get; } = new("--restrict") { Description = "Isolate the guest (QEMU's restrict=on): only the gateway's own services (DHCP, TFTP, ping to the gateway) and the forwards" };
+
+    public Option<string[]> GuestFwd { get; } = new("--guestfwd") { Description = $"Forward guest connections to ADDR:PORT to a host socket or a command: {GuestForward.Forms}", HelpName = "SPEC", AllowMultipleArgumentsPerToken = false };
+
+    public IEnumerable<Option> All => [Net, GatewayIp, Dns, DnsForward, DhcpStart, Mtu, NoIpv6, Net6, GatewayIp6, Dns6, AllowHostLoopback, Forward, Allow, Deny, Restrict, GuestFwd, Tftp, BootFile, DnsSearch, Domain, Hostname];
 
     /// <summary>Builds and validates the options; throws <see cref="FormatException"/> with the reason.</summary>
     public GatewayOptions Build(ParseResult parse)
@@ -57,6 +71,13 @@ internal sealed class GatewayCliOptions
             DnsUpstream = parse.GetValue(DnsForward) is { } upstream ? ParseEndPoint(upstream) : null,
             Forwards = [.. (parse.GetValue(Forward) ?? []).Select(HostForward.Parse)],
             Policy = new OutboundPolicy([.. (parse.GetValue(Allow) ?? []).Select(IpNetwork.Parse)], [.. (parse.GetValue(Deny) ?? []).Select(IpNetwork.Parse)]),
+            Restrict = parse.GetValue(Restrict),
+            GuestForwards = [.. (parse.GetValue(GuestFwd) ?? []).Select(GuestForward.Parse)],
+            TftpRoot = parse.GetValue(Tftp) is { } tftp ? Path.GetFullPath(tftp) : null,
+            BootFile = parse.GetValue(BootFile),
+            DnsSearch = parse.GetValue(DnsSearch) ?? [],
+            DomainName = parse.GetValue(Domain),
+            Hostname = parse.GetValue(Hostname),
         };
         options.Validate();
         return options;

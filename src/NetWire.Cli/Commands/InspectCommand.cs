@@ -17,12 +17,44 @@ internal static class InspectCommand
         var flows = new Option<bool>("--flows") { Description = "List flows (5-tuple, both directions) with frames, bytes, duration and TCP events" };
         var top = new Option<int>("--top") { Description = "Show the N largest protocols and flows", DefaultValueFactory = _ => 10, HelpName = "N" };
         var filter = new Option<string?>("--filter") { Description = "Only frames matching this BPF expression (libpcap syntax)", HelpName = "BPF" };
-        var command = new Command("inspect", "Summarise a capture: link types, frames, bytes, time span, protocols, flows, malformed frames.")
+        var spice = new Option<bool>("--spice") { Description = "Decode the SPICE conversations instead: link stages, messages by name, the migration timeline and the client's switch time" };
+        var spicePort = new Option<int?>("--spice-port") { Description = "With --spice: also take TCP connections to this server port (besides those starting with the REDQ link magic)", HelpName = "PORT" };
+        var command = new Command("inspect", "Summarise a capture: link types, frames, bytes, time span, protocols, flows, malformed frames; or its SPICE conversations (--spice).")
         {
-            file, json, flows, top, filter,
+            file, json, flows, top, filter, spice, spicePort,
         };
-        command.SetAction((parse, _) => Task.FromResult(Run(parse.GetValue(file)!, parse.GetValue(json), parse.GetValue(flows), parse.GetValue(top), parse.GetValue(filter))));
+        command.SetAction((parse, _) => Task.FromResult(parse.GetValue(spice)
+            ? RunSpice(parse.GetValue(file)!, parse.GetValue(json), parse.GetValue(spicePort))
+            : Run(parse.GetValue(file)!, parse.GetValue(json), parse.GetValue(flows), parse.GetValue(top), parse.GetValue(filter))));
         return command;
+    }
+
+    private static int RunSpice(string path, bool json, int? port)
+    {
+        if (port is < 1 or > 65535)
+        {
+            Console.Error.WriteLine("netwire inspect: --spice-port must be 1-65535");
+            return ExitCodes.Usage;
+        }
+
+        SpiceSummary summary;
+        try
+        {
+            summary = SpiceInspector.Inspect(path, port);
+        }
+        catch (CaptureFormatException ex)
+        {
+            Console.Error.WriteLine($"netwire inspect: {ex.Message}");
+            return ExitCodes.Usage;
+        }
+        catch (Exception ex) when (IoErrors.IsFileError(ex))
+        {
+            Console.Error.WriteLine($"netwire inspect: cannot read '{path}': {ex.Message}");
+            return ExitCodes.Usage;
+        }
+
+        Console.Out.Write(json ? SpiceReport.ToJson(summary) : SpiceReport.ToText(summary));
+        return ExitCodes.Ok;
     }
 
     private static int Run(string path, bool json, bool flows, int top, string? filter)

@@ -40,6 +40,11 @@ internal static class RunCommand
             Description = "The command to run in the namespace (put it after --)",
             Arity = ArgumentArity.OneOrMore,
         };
+        var status = new Option<string?>("--status-file")
+        {
+            Description = "Keep the counters (the TAP's and the gateway's) as JSON in this file (rewritten every second and at exit); read it with 'netwire status'",
+            HelpName = "FILE",
+        };
         var logLevel = BridgeCommand.LogLevelOption();
         logLevel.DefaultValueFactory = _ => LogLevel.Warning;
         var command = new Command("run", "Run COMMAND in a new network namespace whose TAP is attached to the user-mode gateway (needs root).");
@@ -53,6 +58,7 @@ internal static class RunCommand
             command.Options.Add(option);
         }
 
+        command.Options.Add(status);
         command.Options.Add(logLevel);
         command.Arguments.Add(commandLine);
         command.SetAction((parse, cancellationToken) =>
@@ -70,12 +76,12 @@ internal static class RunCommand
                 return Task.FromResult(ExitCodes.Usage);
             }
 
-            return RunAsync(options, captureRequest, parse.GetValue(commandLine)!, parse.GetValue(logLevel), cancellationToken);
+            return RunAsync(options, captureRequest, parse.GetValue(status), parse.GetValue(commandLine)!, parse.GetValue(logLevel), cancellationToken);
         });
         return command;
     }
 
-    private static async Task<int> RunAsync(GatewayOptions options, CaptureRequest? captureRequest, string[] commandLine, LogLevel level, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(GatewayOptions options, CaptureRequest? captureRequest, string? statusPath, string[] commandLine, LogLevel level, CancellationToken cancellationToken)
     {
         if (!Environment.IsPrivilegedProcess)
         {
@@ -98,6 +104,7 @@ internal static class RunCommand
         await using var gatewayEnd = new GatewayEnd("gateway", options, FramePool.Shared, WireEnd.DefaultQueueCapacity, TimeProvider.System, loggers.CreateLogger<GatewayEnd>());
         using var linkStop = new CancellationTokenSource();
         Task? running = null;
+        Task statusLoop = Task.CompletedTask;
         NetWire.Core.Taps.PcapNgWriter? capture = null;
         var exitCode = ExitCodes.Failure;
         try
@@ -106,6 +113,11 @@ internal static class RunCommand
             await IpAsync("netns", "add", ns).ConfigureAwait(false);
             var link = new Link(tapEnd, gatewayEnd, capture, loggers.CreateLogger<Link>());
             running = link.RunAsync(linkStop.Token);
+            if (statusPath is not null)
+            {
+                statusLoop = WriteStatusAsync(statusPath, [tapEnd, gatewayEnd], capture, captureRequest?.Path, logger, linkStop.Token);
+            }
+
             await WaitForTapAsync(tap, running).ConfigureAwait(false);
             await IpAsync("link", "set", tap, "netns", ns).ConfigureAwait(false);
             await IpAsync("-n", ns, "link", "set", tap, "name", "tap0").ConfigureAwait(false);
@@ -195,7 +207,13 @@ internal static class RunCommand
                 }
             }
 
+            await statusLoop.ConfigureAwait(false);
             capture?.Dispose();
+            if (statusPath is not null)
+            {
+                _ = WriteStatus(statusPath, [tapEnd, gatewayEnd], capture, captureRequest?.Path, "stopped", logger);
+            }
+
             await RunQuietAsync("ip", false, "netns", "del", ns).ConfigureAwait(false);
             try
             {
@@ -207,6 +225,43 @@ internal static class RunCommand
         }
 
         return exitCode;
+    }
+
+    /// <summary>Rewrites the status file every second until <paramref name="cancellationToken"/> (docs/cli.md, status file).</summary>
+    private static async Task WriteStatusAsync(string path, WireEnd[] ends, NetWire.Core.Taps.PcapNgWriter? capture, string? capturePath, ILogger logger, CancellationToken cancellationToken)
+    {
+        using var ticker = new PeriodicTimer(TimeSpan.FromSeconds(1));
+        var failing = false;
+        try
+        {
+            while (await ticker.WaitForNextTickAsync(cancellationToken).ConfigureAwait(false))
+            {
+                // Warned once per run of failures, not every second.
+                failing = !WriteStatus(path, ends, capture, capturePath, "running", failing ? null : logger);
+            }
+        }
+        catch (OperationCanceledException)
+        {
+        }
+    }
+
+    /// <summary>One status write; a failed one (a removed folder, a full disk) is a warning, never the end of the run.</summary>
+    private static bool WriteStatus(string path, WireEnd[] ends, NetWire.Core.Taps.PcapNgWriter? capture, string? capturePath, string state, ILogger? logger)
+    {
+        try
+        {
+            NetWire.Appliance.StatusReport.WriteAtomically(path, NetWire.Appliance.StatusReport.ToJson(ends, capture, capturePath, state));
+            return true;
+        }
+        catch (Exception ex) when (IoErrors.IsFileError(ex))
+        {
+            if (logger is not null)
+            {
+                RunLog.StatusWriteFailed(logger, path, ex.Message);
+            }
+
+            return false;
+        }
     }
 
     [DllImport("libc", EntryPoint = "kill", SetLastError = true)]
@@ -291,4 +346,7 @@ internal static partial class RunLog
 
     [LoggerMessage(5102, LogLevel.Warning, "This kernel has no IPv6 (/proc/sys/net/ipv6 is missing): tap0 gets IPv4 only")]
     public static partial void NoIpv6(ILogger logger);
+
+    [LoggerMessage(5103, LogLevel.Warning, "Status file {Path} cannot be written: {Reason}; the run carries on")]
+    public static partial void StatusWriteFailed(ILogger logger, string path, string reason);
 }

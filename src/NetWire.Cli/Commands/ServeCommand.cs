@@ -64,6 +64,11 @@ internal static class ServeCommand
             Description = "Start as a migration target: wait for the source's appliance state on tcp:ADDRESS:PORT (see docs/migration.md)",
             HelpName = "URI",
         };
+        var metrics = new Option<string?>("--metrics-addr")
+        {
+            Description = "Serve Prometheus metrics at http://ADDR:PORT/metrics (frames, bytes and drops per wire end, gateway, SPICE, migrations, process)",
+            HelpName = "ADDR:PORT",
+        };
         var guest = new Option<string>("--guest")
         {
             Description = $"Where the guest NIC attaches: {WireSpec.GuestForms} | none (SPICE only). Default: stream:unix:{BridgeCommand.DefaultGuestSocket()}",
@@ -90,7 +95,7 @@ internal static class ServeCommand
         var logLevel = BridgeCommand.LogLevelOption();
         var command = new Command("serve", "Run the NetWire appliance: a guest NIC (QEMU stream or dgram backend) on the user-mode gateway (no root) or a host device, the SPICE server (link with RSA ticket auth, main channel) on --spice-addr:--spice-port, and an optional QMP control socket. Without a password option a random SPICE password is written to a file only you can read.")
         {
-            guest, host, status, queue, addr, port, password, passwordFile, expires, disable, qmp, incoming, tunnelOption, logLevel,
+            guest, host, status, queue, addr, port, password, passwordFile, expires, disable, qmp, incoming, tunnelOption, metrics, logLevel,
         };
         var gateway = new GatewayCliOptions();
         var tls = new TlsCliOptions();
@@ -109,7 +114,8 @@ internal static class ServeCommand
                 parse.GetValue(disable),
                 parse.GetValue(qmp),
                 parse.GetValue(incoming),
-                parse.GetValue(tunnelOption)),
+                parse.GetValue(tunnelOption),
+                parse.GetValue(metrics)),
             parse.GetValue(guest) ?? $"stream:unix:{BridgeCommand.DefaultGuestSocket()}",
             parse.GetValue(host)!,
             () => gateway.Build(parse),
@@ -153,6 +159,7 @@ internal static class ServeCommand
     {
         SpiceServerOptions spiceOptions;
         ControlEndpoint? control;
+        IPEndPoint? metricsEndPoint;
         WireSetup? wireSetup = null;
         TlsCliOptions.TlsRequest tls;
         var tickets = new TicketAuthority(TimeProvider.System);
@@ -177,6 +184,8 @@ internal static class ServeCommand
             {
                 _ = NetWire.Control.Migration.MigrationWire.ParseIncoming(incomingText);
             }
+
+            metricsEndPoint = args.MetricsAddr is { } metricsText ? ParseMetricsAddr(metricsText) : null;
         }
         catch (Exception ex) when (ExitCodes.IsBadOption(ex))
         {
@@ -208,7 +217,7 @@ internal static class ServeCommand
             CliLog.GeneratedPassword(logger, generated);
         }
 
-        var setup = new ServeSetup(wireSetup, spiceOptions, tickets) { Control = control, Incoming = args.Incoming, Tunnel = args.Tunnel, MigrationTls = migrationTls };
+        var setup = new ServeSetup(wireSetup, spiceOptions, tickets) { Control = control, Incoming = args.Incoming, Tunnel = args.Tunnel, MigrationTls = migrationTls, Metrics = metricsEndPoint };
         var appliance = new ServeAppliance(setup, loggers, stop);
         var exitCode = ExitCodes.Ok;
         try
@@ -290,6 +299,11 @@ internal static class ServeCommand
         return options;
     }
 
+    private static IPEndPoint ParseMetricsAddr(string text) =>
+        IPEndPoint.TryParse(text, out var endPoint) && endPoint.Port != 0
+            ? endPoint
+            : throw new FormatException($"--metrics-addr '{text}' is not ADDR:PORT (an IP address and a port from 1)");
+
     private static string ReadPasswordFile(string path)
     {
         using var reader = new StreamReader(path);
@@ -327,7 +341,7 @@ internal static class ServeCommand
         return path;
     }
 
-    private sealed record ServeArguments(string SpiceAddr, Func<TlsCliOptions.TlsRequest> Tls, string? Password, string? PasswordFile, string? PasswordExpires, bool DisableTicketing, string? Qmp, string? Incoming = null, bool Tunnel = false)
+    private sealed record ServeArguments(string SpiceAddr, Func<TlsCliOptions.TlsRequest> Tls, string? Password, string? PasswordFile, string? PasswordExpires, bool DisableTicketing, string? Qmp, string? Incoming = null, bool Tunnel = false, string? MetricsAddr = null)
     {
         /// <summary>Set when no password option was given and one was generated.</summary>
         public string? GeneratedPasswordFile { get; set; }

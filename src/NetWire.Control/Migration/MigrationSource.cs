@@ -227,6 +227,18 @@ internal sealed class MigrationSource : IAsyncDisposable
 
     public static string Name(MigrationStatus status) => status.ToString().ToLowerInvariant();
 
+    /// <summary>Migrations by outcome and their duration (start to end), on the <c>NetWire</c> meter.</summary>
+    private static class Meters
+    {
+        private static readonly System.Diagnostics.Metrics.Meter s_meter = new(NetWire.Core.Metrics.WireMetrics.MeterName);
+
+        public static readonly System.Diagnostics.Metrics.Counter<long> Migrations =
+            s_meter.CreateCounter<long>("netwire.migrations", "{migration}", "Outgoing migrations, by outcome (completed, failed, cancelled)");
+
+        public static readonly System.Diagnostics.Metrics.Histogram<double> Duration =
+            s_meter.CreateHistogram<double>("netwire.migration.duration", "s", "Time from migrate to the end of an outgoing migration");
+    }
+
     private void SetStatus(MigrationStatus status, string? error = null)
     {
         lock (_gate)
@@ -236,6 +248,9 @@ internal sealed class MigrationSource : IAsyncDisposable
             if (status is MigrationStatus.Completed or MigrationStatus.Failed or MigrationStatus.Cancelled)
             {
                 _endedAt = _time.GetTimestamp();
+                var outcome = new KeyValuePair<string, object?>("outcome", Name(status));
+                Meters.Migrations.Add(1, outcome);
+                Meters.Duration.Record(_time.GetElapsedTime(_startedAt, _endedAt).TotalSeconds, outcome);
             }
         }
 

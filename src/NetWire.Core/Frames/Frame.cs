@@ -3,7 +3,8 @@ using System.Diagnostics;
 namespace NetWire.Core.Frames;
 
 /// <summary>
-/// One Ethernet frame (destination MAC first, no FCS, no virtio-net header) in a pooled buffer.
+/// One Ethernet frame (destination MAC first, no FCS, no virtio-net header) in a pooled buffer,
+/// with what is still to be done to it (<see cref="Offload"/>) beside it.
 /// </summary>
 /// <remarks>
 /// Ownership is explicit: whoever holds a <see cref="Frame"/> owns its buffer until it hands the
@@ -38,6 +39,13 @@ public sealed class Frame : IDisposable
     /// <summary>When the frame entered NetWire, in <see cref="TimeProvider.GetUtcNow"/> ticks (UTC); 0 if unset.</summary>
     public long TimestampUtcTicks { get; set; }
 
+    /// <summary>
+    /// Checksum and segmentation work left to the device, or checks it already made; plain for a
+    /// frame that was rented, and only set by a producer whose receiver takes the offload
+    /// (<see cref="Wire.IPacketReceiver.AcceptedOffloads"/>).
+    /// </summary>
+    public FrameOffload Offload { get; set; }
+
     internal byte[] Buffer => _buffer;
 
     internal void Lease(byte[] buffer, int length)
@@ -47,6 +55,7 @@ public sealed class Frame : IDisposable
         _buffer = buffer;
         _length = length;
         TimestampUtcTicks = 0;
+        Offload = default;
     }
 
     internal byte[] Release()

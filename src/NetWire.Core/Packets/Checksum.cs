@@ -67,6 +67,21 @@ public static class Checksum
         return BitConverter.IsLittleEndian ? BinaryPrimitives.ReverseEndianness(native) : native;
     }
 
+    /// <summary>
+    /// Folds a running sum to 16 bits in network byte order without complementing it: the value a
+    /// checksum field holds while the checksum is left to a device (<see cref="Frames.FrameOffload.NeedsChecksum"/>).
+    /// </summary>
+    public static ushort Fold(ulong sum)
+    {
+        while (sum >> 16 != 0)
+        {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+
+        var native = (ushort)sum;
+        return BitConverter.IsLittleEndian ? BinaryPrimitives.ReverseEndianness(native) : native;
+    }
+
     /// <summary>The checksum of <paramref name="data"/> alone (IP header, ICMP).</summary>
     public static ushort Compute(ReadOnlySpan<byte> data) => Finish(Add(0, data));
 

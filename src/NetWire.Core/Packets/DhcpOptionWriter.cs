@@ -29,6 +29,13 @@ public ref struct DhcpOptionWriter
     /// <summary>An option with the value <paramref name="value"/> (at most 255 bytes).</summary>
     public void Write(DhcpOptionCode code, ReadOnlySpan<byte> value) => value.CopyTo(Begin(code, value.Length));
 
+    /// <summary>Options already encoded as code, length and value, copied as they are.</summary>
+    public void WriteRaw(ReadOnlySpan<byte> encoded)
+    {
+        encoded.CopyTo(_destination[Written..]);
+        Written += encoded.Length;
+    }
+
     /// <summary>The End option.</summary>
     public void WriteEnd()
     {
@@ -61,6 +68,12 @@ public enum DhcpOptionCode : byte
     /// <summary>DNS servers (3.8).</summary>
     DomainNameServer = 6,
 
+    /// <summary>Host name (3.14).</summary>
+    HostName = 12,
+
+    /// <summary>Domain name (3.17).</summary>
+    DomainName = 15,
+
     /// <summary>Interface MTU (5.1).</summary>
     InterfaceMtu = 26,
 
@@ -75,6 +88,15 @@ public enum DhcpOptionCode : byte
 
     /// <summary>Server identifier (9.7).</summary>
     ServerIdentifier = 54,
+
+    /// <summary>TFTP server name (9.4).</summary>
+    TftpServerName = 66,
+
+    /// <summary>Bootfile name (9.5).</summary>
+    BootFileName = 67,
+
+    /// <summary>Domain search list (RFC 3397).</summary>
+    DomainSearch = 119,
 
     /// <summary>End of the options.</summary>
     End = 255,

@@ -11,6 +11,9 @@ public readonly ref struct DhcpPacket
     /// <summary>The fixed BOOTP fields: 236 bytes.</summary>
     public const int BootpLength = 236;
 
+    /// <summary>Where the 128-byte boot file name (<c>file</c>) starts.</summary>
+    public const int BootFileOffset = 108;
+
     /// <summary>Where the options start: after the fixed part and the 4-byte magic cookie.</summary>
     public const int OptionsOffset = BootpLength + 4;
 
@@ -73,7 +76,7 @@ public readonly ref struct DhcpPacket
     public ReadOnlySpan<byte> ServerName => _bytes.Slice(44, 64);
 
     /// <summary>file: 128 bytes.</summary>
-    public ReadOnlySpan<byte> BootFile => _bytes.Slice(108, 128);
+    public ReadOnlySpan<byte> BootFile => _bytes.Slice(BootFileOffset, 128);
 
     /// <summary>The options' bytes, after the magic cookie.</summary>
     public ReadOnlySpan<byte> Options => _bytes[OptionsOffset..];

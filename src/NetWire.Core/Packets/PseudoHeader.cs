@@ -43,6 +43,13 @@ public readonly struct PseudoHeader
     /// <summary>The checksum field value for <paramref name="segment"/> (its own checksum field zero), as <see cref="Checksum.Finish"/> gives it.</summary>
     public ushort Compute(ReadOnlySpan<byte> segment) => Checksum.Finish(Checksum.Add(Sum(segment.Length), segment));
 
+    /// <summary>
+    /// The checksum field value of an <paramref name="upperLayerLength"/>-byte segment whose
+    /// checksum is left to a device: the folded pseudo-header sum, not complemented (what Linux
+    /// writes for CHECKSUM_PARTIAL; the device adds the segment's bytes and complements).
+    /// </summary>
+    public ushort Partial(int upperLayerLength) => Checksum.Fold(Sum(upperLayerLength));
+
     /// <summary>True when <paramref name="segment"/>, checksum field included, verifies against this pseudo-header.</summary>
     public bool Verifies(ReadOnlySpan<byte> segment) => Checksum.IsValid(Checksum.Add(Sum(segment.Length), segment));
 

@@ -49,6 +49,23 @@ public readonly record struct TcpHeader(ushort SourcePort, ushort DestinationPor
     /// </summary>
     public void WriteTo(Span<byte> segment, PseudoHeader pseudoHeader)
     {
+        WriteFields(segment);
+        BinaryPrimitives.WriteUInt16BigEndian(segment[16..], pseudoHeader.Compute(segment));
+    }
+
+    /// <summary>
+    /// Writes the header as <see cref="WriteTo"/> does but leaves the checksum to the device: the
+    /// field holds <see cref="PseudoHeader.Partial"/> for the whole segment, and the data is not
+    /// read (<see cref="Frames.FrameOffload.NeedsChecksum"/>).
+    /// </summary>
+    public void WriteToWithChecksumOffload(Span<byte> segment, PseudoHeader pseudoHeader)
+    {
+        WriteFields(segment);
+        BinaryPrimitives.WriteUInt16BigEndian(segment[16..], pseudoHeader.Partial(segment.Length));
+    }
+
+    private void WriteFields(Span<byte> segment)
+    {
         var length = Length;
         BinaryPrimitives.WriteUInt16BigEndian(segment, SourcePort);
         BinaryPrimitives.WriteUInt16BigEndian(segment[2..], DestinationPort);
@@ -64,7 +81,5 @@ public readonly record struct TcpHeader(ushort SourcePort, ushort DestinationPor
         {
             Options.WriteTo(segment[TcpPacket.MinHeaderLength..length]);
         }
-
-        BinaryPrimitives.WriteUInt16BigEndian(segment[16..], pseudoHeader.Compute(segment));
     }
 }

@@ -19,6 +19,9 @@ public sealed class CaptureTap(IPacketReceiver inner, ICaptureSink sink, int int
     public ValueTask WaitCanRecvPacketAsync(CancellationToken cancellationToken) => inner.WaitCanRecvPacketAsync(cancellationToken);
 
     /// <inheritdoc/>
+    public WireOffloads AcceptedOffloads => inner.AcceptedOffloads;
+
+    /// <inheritdoc/>
     public void RecvPacket(Frame frame)
     {
         sink.Write(interfaceId, frame.Span, direction, _time.GetUtcNow());

@@ -11,12 +11,22 @@ namespace NetWire.Core.Wire;
 /// </summary>
 /// <remarks>
 /// Built on a bounded <see cref="Channel{T}"/> in Wait mode, whose waiter operations are reused
-/// objects, so a steady stream of frames allocates nothing here.
+/// objects, so a steady stream of frames allocates nothing here. A consumer on a dedicated thread
+/// sleeps through <see cref="TryParkReader"/> and its own <see cref="SetReaderSignal"/> instead of
+/// <see cref="WaitToReadAsync"/>: the channel completes a wait on the thread pool, so waking a
+/// thread that way takes two hand-offs (writer to pool worker, worker to the thread), the
+/// signal one (docs/performance.md, "User-mode gateway").
 /// </remarks>
 public sealed class FrameQueue
 {
     private readonly Channel<Frame> _channel;
     private readonly ReusableWait _writableWaiter = new();
+
+    /// <summary>Wakes a consumer sleeping on a dedicated thread; set once, before its first park.</summary>
+    private Action? _readerSignal;
+
+    /// <summary>1 while the consumer sleeps (or is about to) with nothing to read; taken back to 0 by whoever wakes it.</summary>
+    private int _readerParked;
 
     /// <summary>Creates a queue holding at most <paramref name="capacity"/> frames.</summary>
     public FrameQueue(int capacity)
@@ -38,11 +48,56 @@ public sealed class FrameQueue
     /// <summary>Frames queued now.</summary>
     public int Count => _channel.Reader.Count;
 
+    /// <summary>True once the queue was completed and its last frame taken.</summary>
+    public bool IsCompleted => _channel.Reader.Completion.IsCompleted;
+
     /// <summary>True while a write would be accepted.</summary>
     public bool CanWrite => _channel.Reader.Count < Capacity && !_channel.Reader.Completion.IsCompleted;
 
     /// <summary>Queues a frame; false (the caller keeps ownership) when full or completed.</summary>
-    public bool TryWrite(Frame frame) => _channel.Writer.TryWrite(frame);
+    public bool TryWrite(Frame frame)
+    {
+        if (!_channel.Writer.TryWrite(frame))
+        {
+            return false;
+        }
+
+        // A full fence between the write above and reading the flag, as in TryParkReader.
+        if (_readerSignal is { } signal && Interlocked.CompareExchange(ref _readerParked, 0, 1) == 1)
+        {
+            signal();
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// Gives the queue the wake-up of a consumer that runs on a dedicated thread: it is called
+    /// (on the writer's thread; it must be quick and must not block) when a frame arrives or the
+    /// queue completes while the consumer is parked. Set once, before the first
+    /// <see cref="TryParkReader"/>.
+    /// </summary>
+    public void SetReaderSignal(Action signal) => _readerSignal = signal;
+
+    /// <summary>
+    /// The consumer is about to sleep until its signal: true when it may (the queue is empty and
+    /// open; the next write or the completion will call the signal), false when there is
+    /// something to do. After waking, for whatever reason, it calls <see cref="UnparkReader"/>.
+    /// </summary>
+    public bool TryParkReader()
+    {
+        Interlocked.Exchange(ref _readerParked, 1);
+        if (_channel.Reader.Count > 0 || _channel.Reader.Completion.IsCompleted)
+        {
+            Volatile.Write(ref _readerParked, 0);
+            return false;
+        }
+
+        return true;
+    }
+
+    /// <summary>The consumer woke (signalled, or its own timeout): no signal is owed any more.</summary>
+    public void UnparkReader() => Volatile.Write(ref _readerParked, 0);
 
     /// <summary>Completes when there is room, or when the queue was completed.</summary>
     public ValueTask WaitWritableAsync(CancellationToken cancellationToken)
@@ -74,6 +129,11 @@ public sealed class FrameQueue
     public int CompleteAndDrain()
     {
         _channel.Writer.TryComplete();
+        if (_readerSignal is { } signal && Interlocked.CompareExchange(ref _readerParked, 0, 1) == 1)
+        {
+            signal();
+        }
+
         var discarded = 0;
         while (_channel.Reader.TryRead(out var frame))
         {

@@ -28,6 +28,12 @@ public interface INetWire
 
     /// <summary>Completes when <see cref="CanSendPacket"/> is (or may have become) true.</summary>
     ValueTask WaitCanSendPacketAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// The offloads this end takes in frames sent to it (<see cref="Frame.Offload"/>); an end
+    /// that does not say takes plain frames only. Known once the end runs its device.
+    /// </summary>
+    WireOffloads AcceptedOffloads => WireOffloads.None;
 }
 
 /// <summary>
@@ -68,4 +74,11 @@ public interface IPacketReceiver
 
     /// <summary>Takes ownership of a frame the device produced.</summary>
     void RecvPacket(Frame frame);
+
+    /// <summary>
+    /// The offloads frames handed to <see cref="RecvPacket"/> may carry (the other end's
+    /// <see cref="INetWire.AcceptedOffloads"/> through a link). A device that can produce them
+    /// (a TAP with a virtio-net header) turns them on only when they are taken here.
+    /// </summary>
+    WireOffloads AcceptedOffloads => WireOffloads.None;
 }

@@ -87,6 +87,8 @@ public sealed class Link
         public ValueTask WaitCanRecvPacketAsync(CancellationToken cancellationToken) => target.WaitCanSendPacketAsync(cancellationToken);
 
         public void RecvPacket(Frame frame) => target.SendPacket(frame);
+
+        public WireOffloads AcceptedOffloads => target.AcceptedOffloads;
     }
 
     /// <summary>Delivers the guest's frames to the host end, learning the guest's address on the way.</summary>
@@ -101,5 +103,7 @@ public sealed class Link
             guest.LearnGuestIp(frame.Span);
             target.SendPacket(frame);
         }
+
+        public WireOffloads AcceptedOffloads => target.AcceptedOffloads;
     }
 }

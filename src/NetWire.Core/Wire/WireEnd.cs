@@ -90,6 +90,9 @@ public abstract class WireEnd : IWireEnd, IAsyncDisposable
     }
 
     /// <inheritdoc/>
+    public virtual WireOffloads AcceptedOffloads => WireOffloads.None;
+
+    /// <inheritdoc/>
     public ValueTask WaitCanSendPacketAsync(CancellationToken cancellationToken) => Outbound.WaitWritableAsync(cancellationToken);
 
     /// <inheritdoc/>

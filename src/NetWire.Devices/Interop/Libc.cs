@@ -18,12 +18,24 @@ internal static unsafe partial class Libc
     public const int EAccess = 13;
     public const int EInval = 22;
     public const int EBadFd = 77;
+    public const int EPipe = 32;
 
     public const short PollIn = 0x1;
     public const short PollOut = 0x4;
 
+    public const int MsgDontWait = 0x40;
+    public const int MsgNoSignal = 0x4000;
+
     public const int AfInet = 2;
     public const int SockDgram = 2;
+
+    /// <summary>struct iovec: one buffer of a scatter/gather call.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct IoVec
+    {
+        public void* Base;
+        public nuint Length;
+    }
 
     [StructLayout(LayoutKind.Sequential)]
     public struct PollFd
@@ -45,6 +57,12 @@ internal static unsafe partial class Libc
     [LibraryImport("libc", EntryPoint = "write", SetLastError = true)]
     public static partial nint Write(int fd, byte* buffer, nint count);
 
+    [LibraryImport("libc", EntryPoint = "writev", SetLastError = true)]
+    public static partial nint Writev(int fd, IoVec* vectors, int count);
+
+    [LibraryImport("libc", EntryPoint = "send", SetLastError = true)]
+    public static partial nint Send(int fd, byte* buffer, nint count, int flags);
+
     [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
     public static partial int Poll(PollFd* fds, nuint count, int timeoutMs);
 
@@ -53,6 +71,45 @@ internal static unsafe partial class Libc
 
     [LibraryImport("libc", EntryPoint = "socket", SetLastError = true)]
     public static partial int Socket(int domain, int type, int protocol);
+
+    /// <summary>SOL_SOCKET, and SCM_RIGHTS: a control message carrying file descriptors.</summary>
+    public const int SolSocket = 1;
+    public const int ScmRights = 1;
+
+    /// <summary>MSG_CMSG_CLOEXEC: received descriptors are close-on-exec.</summary>
+    public const int MsgCmsgCloExec = 0x40000000;
+
+    /// <summary>struct msghdr (64-bit layout; Sequential adds the padding after msg_namelen).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct MsgHdr
+    {
+        public void* Name;
+        public uint NameLength;
+        public IoVec* Iov;
+        public nuint IovLength;
+        public void* Control;
+        public nuint ControlLength;
+        public int Flags;
+    }
+
+    /// <summary>struct cmsghdr followed by one int: CMSG_SPACE(sizeof(int)) on 64-bit Linux is 24 bytes.</summary>
+    [StructLayout(LayoutKind.Sequential, Size = 24)]
+    public struct FdControlMessage
+    {
+        public nuint Length;
+        public int Level;
+        public int Type;
+        public int Fd;
+    }
+
+    /// <summary>CMSG_LEN(sizeof(int)): the header (16 bytes) plus the descriptor.</summary>
+    public const int FdControlMessageLength = 20;
+
+    [LibraryImport("libc", EntryPoint = "sendmsg", SetLastError = true)]
+    public static partial nint SendMsg(nint socket, MsgHdr* message, int flags);
+
+    [LibraryImport("libc", EntryPoint = "recvmsg", SetLastError = true)]
+    public static partial nint RecvMsg(nint socket, MsgHdr* message, int flags);
 
     [LibraryImport("libc", EntryPoint = "lstat", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
     private static partial int LStat(string path, byte* stat);

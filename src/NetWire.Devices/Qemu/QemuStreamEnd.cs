@@ -2,10 +2,12 @@ using System.Buffers;
 using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using NetWire.Core.Frames;
 using NetWire.Core.Net;
 using NetWire.Core.Wire;
+using NetWire.Devices.Interop;
 
 namespace NetWire.Devices.Qemu;
 
@@ -19,14 +21,19 @@ namespace NetWire.Devices.Qemu;
 /// goes away NetWire accepts or reconnects again, and frames for the guest wait in the bounded
 /// outbound queue meanwhile. Per connection a receive loop parses frames out of a 256 KiB
 /// buffer and hands each on only while the receiver can take it (otherwise it stops reading,
-/// and QEMU stops the guest's transmit queue); a send loop packs queued frames into one buffer
-/// and writes them with one send. A length of 0, under 14 or over 69,632 closes the connection
-/// (counted as BadLength); a connection that ends mid-frame counts a Truncated drop.
+/// and QEMU stops the guest's transmit queue); a send thread packs queued frames into one buffer
+/// and writes them with one send(2), sleeping on the queue's direct signal while it is empty. A
+/// length of 0, under 14 or over 69,632 closes the connection (counted as BadLength); a
+/// connection that ends mid-frame counts a Truncated drop.
 /// </remarks>
 public sealed class QemuStreamEnd : WireEnd
 {
     private const int BufferLength = 256 * 1024;
     private const int HeaderLength = 4;
+
+    /// <summary>How long the send thread sleeps in one wait (for an empty queue or a full socket) before it looks at its token.</summary>
+    private const int PollTimeoutMs = 200;
+
     private static readonly TimeSpan s_maxRetryDelay = TimeSpan.FromSeconds(2);
     private static readonly TimeSpan s_reconnectGrace = TimeSpan.FromSeconds(1);
 
@@ -237,18 +244,21 @@ public sealed class QemuStreamEnd : WireEnd
         var peer = socket.RemoteEndPoint is IPEndPoint remote ? Format(remote) : Format(_endPoint);
         DevicesLog.GuestConnected(_logger, Name, peer);
         using var connection = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        var token = connection.Token;
+        var receiving = ReceiveLoopAsync(socket, receiver, token);
+        var sending = DeviceThread.Run($"stream-send {Name}", () => SendLoop(socket, token));
         (EndReason Reason, string Detail) end;
         try
         {
-            var receiving = ReceiveLoopAsync(socket, receiver, connection.Token);
-            var sending = SendLoopAsync(socket, connection.Token);
             var first = await Task.WhenAny(receiving, sending).ConfigureAwait(false);
             end = first == receiving ? await receiving.ConfigureAwait(false) : await sending.ConfigureAwait(false);
-            await connection.CancelAsync().ConfigureAwait(false);
-            await Task.WhenAll(Quiet(receiving), Quiet(sending)).ConfigureAwait(false);
         }
         finally
         {
+            // Both loops end before the socket is closed: closing it under the send thread would
+            // fail a send that cancellation should have stopped (frames counted as send_failed).
+            await connection.CancelAsync().ConfigureAwait(false);
+            await Task.WhenAll(Quiet(receiving), Quiet(sending)).ConfigureAwait(false);
             socket.Dispose();
             Volatile.Write(ref _connected, 0);
         }
@@ -345,52 +355,126 @@ public sealed class QemuStreamEnd : WireEnd
         }
     }
 
-    private async Task<(EndReason Reason, string Detail)> SendLoopAsync(Socket socket, CancellationToken cancellationToken)
+    /// <summary>
+    /// The send side of one connection, on a thread of its own: packs queued frames into one
+    /// buffer (up to <see cref="BufferLength"/>) and writes them with send(2), sleeping on the
+    /// queue's direct signal while it is empty: no thread-pool hand-off per burst and nothing
+    /// allocated per wait (an asynchronous wait with the connection's token allocated a waiter
+    /// each time; docs/performance.md, "netwire bridge").
+    /// Ends with the connection's token (throws <see cref="OperationCanceledException"/>, as the
+    /// loops on the thread pool did), when the queue is completed, or when the guest goes away.
+    /// </summary>
+    private unsafe (EndReason Reason, string Detail) SendLoop(Socket socket, CancellationToken cancellationToken)
     {
-        var buffer = ArrayPool<byte>.Shared.Rent(BufferLength);
+        var buffer = GC.AllocateUninitializedArray<byte>(BufferLength, pinned: true);
+        var wake = new ThreadSignal();
+        var handle = socket.SafeHandle;
+        var added = false;
+        handle.DangerousAddRef(ref added);
         try
         {
-            while (await Outbound.WaitToReadAsync(cancellationToken).ConfigureAwait(false))
+            using var stop = cancellationToken.UnsafeRegister(static state => ((ThreadSignal)state!).Set(), wake);
+            Outbound.SetReaderSignal(wake.Set);
+            var fd = (int)handle.DangerousGetHandle();
+            fixed (byte* start = buffer)
             {
-                var used = 0;
-                var frames = 0;
-                long bytes = 0;
-                while (used <= buffer.Length - (HeaderLength + FramePool.MaxFrameLength) && Outbound.TryRead(out var frame))
+                while (true)
                 {
-                    BinaryPrimitives.WriteUInt32BigEndian(buffer.AsSpan(used), (uint)frame.Length);
-                    frame.Span.CopyTo(buffer.AsSpan(used + HeaderLength));
-                    used += HeaderLength + frame.Length;
-                    frames++;
-                    bytes += frame.Length;
-                    frame.Dispose();
-                }
+                    cancellationToken.ThrowIfCancellationRequested();
+                    var used = 0;
+                    var frames = 0;
+                    long bytes = 0;
+                    while (used <= buffer.Length - (HeaderLength + FramePool.MaxFrameLength) && Outbound.TryRead(out var frame))
+                    {
+                        BinaryPrimitives.WriteUInt32BigEndian(buffer.AsSpan(used), (uint)frame.Length);
+                        frame.Span.CopyTo(buffer.AsSpan(used + HeaderLength));
+                        used += HeaderLength + frame.Length;
+                        frames++;
+                        bytes += frame.Length;
+                        frame.Dispose();
+                    }
 
-                try
-                {
-                    await socket.SendAsync(buffer.AsMemory(0, used), SocketFlags.None, cancellationToken).ConfigureAwait(false);
-                }
-                catch (OperationCanceledException)
-                {
-                    // Shutting down (or the guest's receive side ended) with these frames in hand.
-                    Counters.Dropped(DropReason.Shutdown, frames);
-                    throw;
-                }
-                catch (SocketException ex)
-                {
-                    // The guest went away with these frames taken from the queue: count them.
-                    Counters.Dropped(DropReason.SendFailed, frames);
-                    return (EndReason.ConnectionLost, ex.SocketErrorCode.ToString());
-                }
+                    if (frames == 0)
+                    {
+                        if (Outbound.IsCompleted)
+                        {
+                            return (EndReason.Stopping, "queue completed");
+                        }
 
-                Counters.Transmitted(frames, bytes);
+                        if (Outbound.TryParkReader())
+                        {
+                            wake.Wait(PollTimeoutMs);
+                            Outbound.UnparkReader();
+                        }
+
+                        continue;
+                    }
+
+                    var errno = SendAll(fd, start, used, cancellationToken);
+                    if (errno == -1 || (errno != 0 && cancellationToken.IsCancellationRequested))
+                    {
+                        // Shutting down (or the guest's receive side ended) with these frames in hand.
+                        Counters.Dropped(DropReason.Shutdown, frames);
+                        cancellationToken.ThrowIfCancellationRequested();
+                    }
+
+                    if (errno != 0)
+                    {
+                        // The guest went away with these frames taken from the queue: count them.
+                        Counters.Dropped(DropReason.SendFailed, frames);
+                        return (EndReason.ConnectionLost, Libc.Describe(errno));
+                    }
+
+                    Counters.Transmitted(frames, bytes);
+                }
             }
-
-            return (EndReason.Stopping, "queue completed");
         }
         finally
         {
-            ArrayPool<byte>.Shared.Return(buffer);
+            if (added)
+            {
+                handle.DangerousRelease();
+            }
         }
+    }
+
+    /// <summary>
+    /// Writes <paramref name="length"/> bytes to the socket, waiting in poll(2) while its buffer is
+    /// full; 0 when all went, the errno when the socket failed, -1 when cancelled meanwhile.
+    /// </summary>
+    private static unsafe int SendAll(int fd, byte* data, int length, CancellationToken cancellationToken)
+    {
+        var sent = 0;
+        while (sent < length)
+        {
+            var n = Libc.Send(fd, data + sent, length - sent, Libc.MsgDontWait | Libc.MsgNoSignal);
+            if (n > 0)
+            {
+                sent += (int)n;
+                continue;
+            }
+
+            var errno = n < 0 ? Marshal.GetLastPInvokeError() : Libc.EPipe;
+            if (errno == Libc.EIntr)
+            {
+                continue;
+            }
+
+            if (errno != Libc.EAgain)
+            {
+                return errno;
+            }
+
+            if (cancellationToken.IsCancellationRequested)
+            {
+                return -1;
+            }
+
+            var pollFd = new Libc.PollFd { Fd = fd, Events = Libc.PollOut };
+            Libc.Poll(&pollFd, 1, PollTimeoutMs);
+        }
+
+        return 0;
     }
 
     private Socket NewSocket()

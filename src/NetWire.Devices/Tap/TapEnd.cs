@@ -19,7 +19,19 @@ namespace NetWire.Devices.Tap;
 /// kernel drops (counted from the interface's tx_dropped). When read returns EAGAIN the thread polls with a
 /// short timeout, which is also how it notices cancellation. A dedicated writer thread takes up
 /// to <see cref="WriteBatchFrames"/> frames from the outbound queue at a time and writes them
-/// with one write(2) each (a TAP takes one frame per write).
+/// with one write(2) each (a TAP takes one frame per write); while it sleeps, whoever queues a
+/// frame writes it at once on its own thread instead of waking it.
+/// </para>
+/// <para>
+/// Offloads: when the receiver takes offloaded frames (<see cref="IPacketReceiver.AcceptedOffloads"/>:
+/// the user-mode gateway does, a QEMU stream or datagram guest does not), the TAP is opened with
+/// IFF_VNET_HDR and TUNSETOFFLOAD turns on what the receiver takes. The kernel then hands over
+/// TCP segments of up to 64 KiB with their checksum left undone (one read instead of dozens,
+/// and no checksum computed on either side), each frame after a <see cref="VirtioNetHeader"/>
+/// that becomes the frame's <see cref="Frame.Offload"/>; and the end takes offloaded frames in
+/// turn (<see cref="AcceptedOffloads"/>): a large segment written with a GSO header is cut, or
+/// handed to the namespace's TCP whole, by the kernel. When the kernel refuses the offloads the
+/// frames it sends stay plain; without a receiver that takes offloads the TAP has no vnet header.
 /// </para>
 /// <para>
 /// Why threads and batches (docs/performance.md, "netwire bridge"): a TAP costs a system call
@@ -33,8 +45,8 @@ namespace NetWire.Devices.Tap;
 /// </remarks>
 public sealed class TapEnd : WireEnd
 {
-    /// <summary>Largest frame a TAP hands us: 64 KiB MTU plus the Ethernet header.</summary>
-    private const int ScratchLength = 65_536 + 64;
+    /// <summary>Largest read from a TAP: a 64 KiB packet (MTU or TSO segment), the Ethernet header and a virtio-net header.</summary>
+    private const int ScratchLength = 65_536 + 64 + VirtioNetHeader.Length;
 
     private const int PollTimeoutMs = 200;
 
@@ -56,10 +68,33 @@ public sealed class TapEnd : WireEnd
 
     private readonly string _ifName;
     private readonly ILogger _logger;
-    private readonly string _statsPath;
+
+    /// <summary>The interface's tx_dropped counter; null for a TAP in another namespace, whose /sys we cannot see.</summary>
+    private readonly string? _statsPath;
+
+    /// <summary>An fd opened elsewhere (<see cref="NamespaceTap"/>) that RunAsync adopts instead of opening the TAP; -1 when none.</summary>
+    private int _adoptedFd = -1;
 
     /// <summary>The TAP's fd; -1 until opened and after dispose. Written by RunAsync and dispose.</summary>
     private int _fd = -1;
+
+    /// <summary>Frames read and written carry a virtio-net header. Set by RunAsync before the loops start.</summary>
+    private bool _vnetHeader;
+
+    /// <summary>What <see cref="AcceptedOffloads"/> reports (a <see cref="WireOffloads"/>); set by RunAsync once the TAP is open.</summary>
+    private int _accepted;
+
+    /// <summary>Held while frames are taken from the queue and written: by the writer thread, or by a producer writing inline.</summary>
+    private readonly Lock _writeLock = new();
+
+    /// <summary>The frames of the batch being written. Guarded by <see cref="_writeLock"/>.</summary>
+    private readonly Frame[] _writeBatch = new Frame[WriteBatchFrames];
+
+    /// <summary>Wakes the writer thread; set when it starts. Guarded by <see cref="_writeLock"/> (written), read by producers.</summary>
+    private ThreadSignal? _writerWake;
+
+    /// <summary>True while the writer thread runs (inline writes only then). Guarded by <see cref="_writeLock"/>.</summary>
+    private bool _writing;
 
     /// <summary>Creates an end for TAP <paramref name="ifName"/> (created if it does not exist).</summary>
     public TapEnd(string name, string ifName, FramePool pool, int queueCapacity, ILogger logger)
@@ -69,6 +104,21 @@ public sealed class TapEnd : WireEnd
         _ifName = ifName;
         _logger = logger;
         _statsPath = $"/sys/class/net/{ifName}/statistics/tx_dropped";
+    }
+
+    /// <summary>
+    /// Creates an end for a TAP already open as <paramref name="fd"/> (non-blocking, up), such as
+    /// one opened inside a container's namespaces; the end owns the fd from here on. Its kernel
+    /// drop counter is not read: the interface lives in a namespace this process cannot see.
+    /// </summary>
+    public TapEnd(string name, string ifName, int fd, FramePool pool, int queueCapacity, ILogger logger)
+        : base(name, pool, queueCapacity)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(fd);
+        TunTap.ValidateName(ifName);
+        _ifName = ifName;
+        _logger = logger;
+        _adoptedFd = fd;
     }
 
     /// <inheritdoc/>
@@ -81,13 +131,45 @@ public sealed class TapEnd : WireEnd
     /// </summary>
     public bool WaitWhileBusy { get; set; }
 
+    /// <summary>
+    /// Everything once the TAP is open with a virtio-net header (the kernel cuts large segments and
+    /// finishes checksums we leave to it), nothing before or without one.
+    /// </summary>
+    public override WireOffloads AcceptedOffloads => (WireOffloads)Volatile.Read(ref _accepted);
+
     /// <inheritdoc/>
     public override async Task RunAsync(IPacketReceiver receiver, CancellationToken cancellationToken)
     {
-        _fd = await OpenAsync(cancellationToken).ConfigureAwait(false);
-        if (!TunTap.TryBringUp(_ifName, out var error))
+        var adopted = Interlocked.Exchange(ref _adoptedFd, -1);
+        if (adopted >= 0)
         {
-            DevicesLog.TapNotUp(_logger, _ifName, error ?? "unknown");
+            // Opened elsewhere without a virtio-net header: plain frames both ways.
+            _fd = adopted;
+        }
+        else
+        {
+            var wanted = receiver.AcceptedOffloads & WireOffloads.All;
+            _vnetHeader = wanted != WireOffloads.None;
+            _fd = await OpenAsync(_vnetHeader, cancellationToken).ConfigureAwait(false);
+            if (_vnetHeader)
+            {
+                if (TunTap.TrySetOffloads(_fd, wanted, out var errno))
+                {
+                    DevicesLog.TapOffloads(_logger, _ifName, wanted.ToString());
+                }
+                else
+                {
+                    DevicesLog.TapOffloadsRefused(_logger, _ifName, Libc.Describe(errno));
+                }
+
+                // Writing offloaded frames needs only the header, whatever TUNSETOFFLOAD said.
+                Volatile.Write(ref _accepted, (int)WireOffloads.All);
+            }
+
+            if (!TunTap.TryBringUp(_ifName, out var error))
+            {
+                DevicesLog.TapNotUp(_logger, _ifName, error ?? "unknown");
+            }
         }
 
         RefreshCounters();
@@ -98,17 +180,17 @@ public sealed class TapEnd : WireEnd
             token => DeviceThread.Run($"tap-write {_ifName}", () => WriteLoop(token))).ConfigureAwait(false);
     }
 
-    private async Task<int> OpenAsync(CancellationToken cancellationToken)
+    private async Task<int> OpenAsync(bool vnetHeader, CancellationToken cancellationToken)
     {
         if (!WaitWhileBusy)
         {
-            return TunTap.Open(_ifName);
+            return TunTap.Open(_ifName, vnetHeader);
         }
 
         var logged = false;
         while (true)
         {
-            var fd = TunTap.Open(_ifName, busyIsError: false);
+            var fd = TunTap.Open(_ifName, vnetHeader, busyIsError: false);
             if (fd >= 0)
             {
                 return fd;
@@ -127,6 +209,11 @@ public sealed class TapEnd : WireEnd
     /// <inheritdoc/>
     public override void RefreshCounters()
     {
+        if (_statsPath is null)
+        {
+            return;
+        }
+
         try
         {
             if (long.TryParse(File.ReadAllText(_statsPath).AsSpan().Trim(), out var dropped))
@@ -142,6 +229,12 @@ public sealed class TapEnd : WireEnd
     /// <inheritdoc/>
     protected override ValueTask ReleaseDeviceAsync()
     {
+        var unused = Interlocked.Exchange(ref _adoptedFd, -1);
+        if (unused >= 0)
+        {
+            Libc.Close(unused);
+        }
+
         var fd = Interlocked.Exchange(ref _fd, -1);
         if (fd >= 0)
         {
@@ -176,6 +269,7 @@ public sealed class TapEnd : WireEnd
         var waiter = new ThreadWaiter(PollTimeoutMs);
         var burst = new Frame[ReadBurstFrames];
         var held = 0;
+        var headerLength = _vnetHeader ? VirtioNetHeader.Length : 0;
         try
         {
             fixed (byte* buffer = scratch)
@@ -187,7 +281,7 @@ public sealed class TapEnd : WireEnd
                         // Backpressure: hand on what is held, then leave frames in the kernel's
                         // queue until the receiver has room.
                         HandOn(receiver, burst, ref held, waiter, cancellationToken);
-                        waiter.Wait(receiver.WaitCanRecvPacketAsync(cancellationToken), cancellationToken);
+                        waiter.Wait(receiver.WaitCanRecvPacketAsync(CancellationToken.None), cancellationToken);
                         continue;
                     }
 
@@ -220,13 +314,19 @@ public sealed class TapEnd : WireEnd
                             : $"read from TAP '{_ifName}' failed: {Libc.Describe(errno)}");
                     }
 
-                    if (n < FramePool.MinFrameLength)
+                    if (n - headerLength < FramePool.MinFrameLength)
                     {
                         Counters.Dropped(DropReason.BadLength);
                         continue;
                     }
 
-                    burst[held++] = Pool.Rent(new ReadOnlySpan<byte>(buffer, (int)n));
+                    var frame = Pool.Rent(new ReadOnlySpan<byte>(buffer + headerLength, (int)n - headerLength));
+                    if (headerLength > 0)
+                    {
+                        frame.Offload = VirtioNetHeader.Read(new ReadOnlySpan<byte>(buffer, headerLength));
+                    }
+
+                    burst[held++] = frame;
                     if (held == burst.Length)
                     {
                         HandOn(receiver, burst, ref held, waiter, cancellationToken);
@@ -263,7 +363,9 @@ public sealed class TapEnd : WireEnd
             {
                 if (!receiver.CanRecvPacket)
                 {
-                    waiter.Wait(receiver.WaitCanRecvPacketAsync(cancellationToken), cancellationToken);
+                    // No token: a cancellable queue wait allocates each time; the waiter looks at
+                    // the token between timeouts instead.
+                    waiter.Wait(receiver.WaitCanRecvPacketAsync(CancellationToken.None), cancellationToken);
                     continue;
                 }
 
@@ -289,62 +391,158 @@ public sealed class TapEnd : WireEnd
 
     private void WriteLoop(CancellationToken cancellationToken)
     {
-        var batch = new Frame[WriteBatchFrames];
-        var waiter = new ThreadWaiter(PollTimeoutMs);
-        while (!cancellationToken.IsCancellationRequested)
+        var wake = new ThreadSignal();
+        lock (_writeLock)
         {
-            var count = 0;
-            while (count < batch.Length && Outbound.TryRead(out var frame))
-            {
-                batch[count++] = frame;
-            }
+            _writerWake = wake;
+            _writing = true;
+        }
 
-            if (count == 0)
+        Outbound.SetReaderSignal(OnFramesWhileWriterParked);
+        try
+        {
+            while (!cancellationToken.IsCancellationRequested)
             {
-                // No token here: a cancellable wait allocates a waiter each time, the plain one
-                // reuses the queue's own; the waiter checks the token between timeouts instead.
-                if (!waiter.Wait(Outbound.WaitToReadAsync(CancellationToken.None), cancellationToken))
+                int taken;
+                lock (_writeLock)
+                {
+                    taken = WriteBatch();
+                }
+
+                if (taken > 0)
+                {
+                    continue;
+                }
+
+                if (Outbound.IsCompleted)
                 {
                     return;
                 }
 
-                continue;
-            }
-
-            // Frames taken from the queue are always written (or counted as failed), even when
-            // cancellation arrives meanwhile: an accepted frame is never silently lost.
-            var written = 0;
-            long bytes = 0;
-            for (var i = 0; i < count; i++)
-            {
-                var frame = batch[i];
-                batch[i] = null!;
-                var length = frame.Length;
-                if (WriteFrame(frame))
+                // The writer of the next frame writes it itself or wakes this thread (no
+                // thread-pool hand-off); the token is looked at between timeouts.
+                if (Outbound.TryParkReader())
                 {
-                    written++;
-                    bytes += length;
+                    wake.Wait(PollTimeoutMs);
+                    Outbound.UnparkReader();
                 }
             }
-
-            if (written > 0)
+        }
+        finally
+        {
+            lock (_writeLock)
             {
-                Counters.Transmitted(written, bytes);
+                _writing = false;
             }
         }
     }
 
-    /// <summary>Writes one frame and returns it to its pool; false (counted as SendFailed) when the kernel refused it.</summary>
+    /// <summary>
+    /// A frame was queued while the writer thread sleeps with nothing to do: the producer writes
+    /// what is queued itself, on its own thread, unless a batch is being written already (then it
+    /// wakes the thread). A quiet wire (a connection's handshake, a request and its answer) so
+    /// costs no thread wake-up per frame. Frames are taken and written under
+    /// <see cref="_writeLock"/> only, so they reach the TAP in queue order either way.
+    /// </summary>
+    private void OnFramesWhileWriterParked()
+    {
+        if (!_writeLock.TryEnter())
+        {
+            _writerWake?.Set();
+            return;
+        }
+
+        try
+        {
+            if (!_writing)
+            {
+                // The writer thread has ended: the frames wait for the end's disposal.
+                return;
+            }
+
+            do
+            {
+                while (WriteBatch() > 0)
+                {
+                }
+            }
+            while (!Outbound.TryParkReader());
+
+            // Parked again on the sleeping thread's behalf: the next frame calls here (or wakes it).
+        }
+        finally
+        {
+            _writeLock.Exit();
+        }
+    }
+
+    /// <summary>
+    /// Takes up to <see cref="WriteBatchFrames"/> frames from the queue and writes them; returns
+    /// how many were taken. Frames taken are always written (or counted as failed), also when
+    /// cancellation arrives meanwhile: an accepted frame is never silently lost. Caller holds
+    /// <see cref="_writeLock"/>.
+    /// </summary>
+    private int WriteBatch()
+    {
+        var batch = _writeBatch;
+        var count = 0;
+        while (count < batch.Length && Outbound.TryRead(out var frame))
+        {
+            batch[count++] = frame;
+        }
+
+        var written = 0;
+        long bytes = 0;
+        for (var i = 0; i < count; i++)
+        {
+            var frame = batch[i];
+            batch[i] = null!;
+            var length = frame.Length;
+            if (WriteFrame(frame))
+            {
+                written++;
+                bytes += length;
+            }
+        }
+
+        if (written > 0)
+        {
+            Counters.Transmitted(written, bytes);
+        }
+
+        return count;
+    }
+
+    /// <summary>
+    /// Writes one frame (after its virtio-net header when the TAP has one) and returns it to its
+    /// pool; false (counted as SendFailed) when the kernel refused it.
+    /// </summary>
     private unsafe bool WriteFrame(Frame frame)
     {
         try
         {
             var length = frame.Length;
+            if (!_vnetHeader && !frame.Offload.IsPlain)
+            {
+                // Work left for a device this TAP cannot hand it to: producers ask AcceptedOffloads first.
+                Counters.Dropped(DropReason.SendFailed);
+                return false;
+            }
+
+            var header = stackalloc byte[VirtioNetHeader.Length];
+            var vectors = stackalloc Libc.IoVec[2];
+            if (_vnetHeader)
+            {
+                VirtioNetHeader.Write(new Span<byte>(header, VirtioNetHeader.Length), frame.Offload);
+            }
+
             fixed (byte* data = frame.Span)
             {
+                vectors[0] = new Libc.IoVec { Base = header, Length = VirtioNetHeader.Length };
+                vectors[1] = new Libc.IoVec { Base = data, Length = (nuint)length };
                 while (true)
                 {
-                    var n = Libc.Write(_fd, data, length);
+                    var n = _vnetHeader ? Libc.Writev(_fd, vectors, 2) : Libc.Write(_fd, data, length);
                     if (n >= 0)
                     {
                         return true;

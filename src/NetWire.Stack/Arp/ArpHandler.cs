@@ -4,7 +4,7 @@ namespace NetWire.Stack.Arp;
 
 /// <summary>
 /// ARP (RFC 826) for Ethernet/IPv4: answers requests for the gateway's addresses (gateway, DNS)
-/// with the gateway MAC and learns the guest's address from what it announces. Everything else
+/// and guest forwards with the gateway MAC and learns the guest's address from what it announces. Everything else
 /// (requests for other hosts, replies) is ignored and counted.
 /// </summary>
 internal sealed class ArpHandler(Gateway gateway)
@@ -41,5 +41,6 @@ internal sealed class ArpHandler(Gateway gateway)
     }
 
     private bool Owns(uint address) =>
-        address == gateway.GatewayIp || address == gateway.DnsIp || gateway.Options.VirtualServices?.IsVirtualAddress(address) == true;
+        address == gateway.GatewayIp || address == gateway.DnsIp || gateway.IsGuestForwardAddress(address)
+        || gateway.Options.VirtualServices?.IsVirtualAddress(address) == true;
 }

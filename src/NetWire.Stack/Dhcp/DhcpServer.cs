@@ -11,13 +11,17 @@ namespace NetWire.Stack.Dhcp;
 /// (slirp's 16 addresses from 10.0.2.15). DISCOVER gets an OFFER of the client's lease or the
 /// first free address; REQUEST gets an ACK when it names that address (option 50 or ciaddr)
 /// and this server (option 54, when present), else a NAK; RELEASE frees the lease. Replies go
-/// to the broadcast address from the gateway, carrying mask, router, DNS, lease time and MTU.
-/// INFORM and DECLINE are ignored (counted). The acknowledged address becomes the wire end's
-/// GuestIp.
+/// to the broadcast address from the gateway, carrying mask, router, DNS, lease time and MTU,
+/// then the configured extras (<see cref="DhcpExtraOptions"/>: host and domain name, search list,
+/// TFTP server and bootfile, with the bootfile and the gateway in BOOTP's <c>file</c> and
+/// <c>siaddr</c>). INFORM and DECLINE are ignored (counted). The acknowledged address becomes the
+/// wire end's GuestIp.
 /// </remarks>
 internal sealed class DhcpServer(Gateway gateway)
 {
     private readonly Lease[] _leases = new Lease[gateway.Options.DhcpPoolSize];
+    private readonly byte[] _extraOptions = DhcpExtraOptions.Encode(gateway.Options, gateway.Options.GatewayIp.ToString());
+    private readonly byte[] _bootFile = DhcpExtraOptions.BootFileField(gateway.Options);
 
     private struct Lease
     {
@@ -178,7 +182,7 @@ internal sealed class DhcpServer(Gateway gateway)
     private void Reply(DhcpPacket request, DhcpMessageType type, uint yourAddress)
     {
         // Message type, server id, lease time, mask, router, DNS (2 + 1, 5 x (2 + 4)), MTU (2 + 2), End.
-        const int optionsLength = 3 + (5 * 6) + 4 + 1;
+        var optionsLength = 3 + (5 * 6) + 4 + 1 + _extraOptions.Length;
         var udpLength = UdpPacket.HeaderLength + DhcpPacket.OptionsOffset + optionsLength;
         var frame = gateway.RentIpv4(udpLength);
         var udp = frame.Span.Slice(Gateway.Ipv4PayloadOffset, udpLength);
@@ -190,7 +194,9 @@ internal sealed class DhcpServer(Gateway gateway)
             Flags = request.Flags,
             RelayAddress = request.RelayAddress,
             YourAddress = yourAddress,
+            ServerAddress = gateway.Options.TftpRoot is null ? 0 : gateway.GatewayIp,
         }.WriteTo(message);
+        _bootFile.CopyTo(message[DhcpPacket.BootFileOffset..]);
         var options = new DhcpOptionWriter(message[DhcpPacket.OptionsOffset..]);
         options.Write(DhcpOptionCode.MessageType, (byte)type);
         options.Write(DhcpOptionCode.ServerIdentifier, gateway.GatewayIp);
@@ -201,6 +207,7 @@ internal sealed class DhcpServer(Gateway gateway)
             options.Write(DhcpOptionCode.Router, gateway.GatewayIp);
             options.Write(DhcpOptionCode.DomainNameServer, gateway.DnsIp);
             options.Write(DhcpOptionCode.InterfaceMtu, (ushort)gateway.Options.Mtu);
+            options.WriteRaw(_extraOptions);
         }
 
         options.WriteEnd();

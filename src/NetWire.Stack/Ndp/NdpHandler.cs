@@ -139,6 +139,14 @@ internal sealed class NdpHandler(Gateway gateway)
 
         if (!gateway.IsOwnIpv6(target))
         {
+            // RFC 4862 5.4.2: a probe is the guest's duplicate address detection of an address it
+            // is about to use (its SLAAC address, say). Learning it here lets host forwards reach
+            // the guest over IPv6 before it has sent anything from that address.
+            if (probe && gateway.Options.Network6.Contains(target))
+            {
+                gateway.GuestIpv6.Learn(target);
+            }
+
             gateway.Counters.Drop(StackDrop.Ignored);
             return;
         }

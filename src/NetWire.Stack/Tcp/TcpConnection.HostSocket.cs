@@ -4,24 +4,47 @@ using NetWire.Core.Packets;
 
 namespace NetWire.Stack.Tcp;
 
-/// <summary>The host side: the connect, and the loops that move bytes between the rings and the host socket.</summary>
-internal sealed partial class TcpConnection
+/// <summary>
+/// The host side: the connect, and moving bytes between the rings and the host socket when the
+/// gateway's poller says it is ready (<see cref="HostPoller"/>), all under the gateway lock.
+/// While the gateway is frozen (a migration) readiness is only remembered, and the socket is
+/// neither read nor written until <see cref="Resume"/>.
+/// </summary>
+internal sealed partial class TcpConnection : HostPoller.IHandler
 {
-    private static async Task<Socket> ConnectHostAsync(IPEndPoint target, CancellationToken cancellationToken)
+    /// <summary>Opens the host socket and starts its connect (the guest's SYN to an outside address). Caller holds the gateway lock.</summary>
+    private void BeginConnect(IPEndPoint target)
     {
-        var socket = new Socket(target.AddressFamily, SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        var socket = HostSocket.Connect(target, out var connected, out _);
+        if (socket is null)
+        {
+            Refuse();
+            return;
+        }
+
         try
         {
-            await socket.ConnectAsync(target, cancellationToken).ConfigureAwait(false);
-            return socket;
+            Attach(socket);
         }
-        catch
+        catch (IOException)
         {
-            socket.Dispose();
-            throw;
+            // The poller cannot watch one more descriptor: as good as a refused connect.
+            socket.Close(reset: true);
+            Refuse();
+            return;
+        }
+
+        if (connected)
+        {
+            OnConnected();
+        }
+        else
+        {
+            _connectPending = true;
         }
     }
 
+    /// <summary>A virtual service gives the far side (a connected socket) asynchronously.</summary>
     private async Task ConnectAsync(Func<CancellationToken, Task<Socket>> connect)
     {
         Socket socket;
@@ -35,9 +58,7 @@ internal sealed partial class TcpConnection
             {
                 if (_state == State.Connecting)
                 {
-                    _gateway.Counters.TcpRefuse();
-                    _table.SendReset(Key, 0, _rcvNxt, TcpFlags.Rst | TcpFlags.Ack);
-                    Release();
+                    Refuse();
                 }
             }
 
@@ -46,244 +67,287 @@ internal sealed partial class TcpConnection
 
         lock (_gateway.Sync)
         {
-            if (_state != State.Connecting)
+            if (_state != State.Connecting || _gateway.Stopping.IsCancellationRequested)
             {
                 socket.Dispose();
                 return;
             }
 
-            // The send loop writes without blocking (see HostSendLoopAsync).
-            socket.Blocking = false;
-            _host = socket;
-            _state = State.SynReceived;
-            _gateway.Counters.TcpOpen();
-            ChooseIss();
-            SendSyn(TcpFlags.Syn | TcpFlags.Ack);
-            ArmRto(_gateway.NowMs);
+            Attach(HostSocket.Adopt(socket));
+            OnConnected();
         }
     }
 
-    private async Task HostReceiveLoopAsync()
+    /// <summary>Watches an accepted or connected socket. Caller holds the gateway lock.</summary>
+    private void Attach(HostSocket socket)
     {
-        var cancellationToken = _gateway.LoopToken;
+        _pollToken = _gateway.Poller.Register(socket.Fd, this);
+        _watched = true;
+        _host = socket;
+    }
+
+    /// <summary>
+    /// Stops watching the host socket (a migration is about to put it in repair mode, where a read
+    /// or write would take bytes from its queues); readiness that comes meanwhile is lost, and
+    /// <see cref="WatchAgain"/> assumes the socket ready both ways. Caller holds the gateway lock.
+    /// </summary>
+    public void StopWatching()
+    {
+        if (_watched && _host is { } socket)
+        {
+            _watched = false;
+            _gateway.Poller.Unregister(_pollToken, socket.Fd);
+        }
+    }
+
+    /// <summary>Watches the host socket again after <see cref="StopWatching"/> or a restore. Caller holds the gateway lock.</summary>
+    public void WatchAgain()
+    {
+        if (_watched || _host is not { } socket || _state == State.Closed)
+        {
+            return;
+        }
+
         try
         {
-            while (true)
-            {
-                Memory<byte> room;
-                Socket? socket;
-                var eof = false;
-                lock (_gateway.Sync)
-                {
-                    if (_state is State.Closed or State.TimeWait || _gateway.Frozen)
-                    {
-                        return;
-                    }
-
-                    // Only a worthwhile read: waking for the few KiB each ACK frees would cost a
-                    // socket read per ACK.
-                    room = _toGuest.Free >= ReceiveThreshold ? _toGuest.Writable() : Memory<byte>.Empty;
-                    if (_bytesUntilEof >= 0)
-                    {
-                        // A migrated host FIN: the stream ends after the bytes that were queued with it.
-                        eof = _bytesUntilEof == 0;
-                        room = room[..(int)Math.Min(room.Length, _bytesUntilEof)];
-                    }
-
-                    socket = _host;
-                }
-
-                if (socket is null)
-                {
-                    return;
-                }
-
-                var received = 0;
-                if (!eof)
-                {
-                    if (room.Length == 0)
-                    {
-                        await _toGuestRoom.WaitAsync(cancellationToken).ConfigureAwait(false);
-                        continue;
-                    }
-
-                    received = await socket.ReceiveAsync(room, SocketFlags.None, cancellationToken).ConfigureAwait(false);
-                }
-
-                lock (_gateway.Sync)
-                {
-                    if (_state is State.Closed)
-                    {
-                        return;
-                    }
-
-                    if (received == 0)
-                    {
-                        _hostEof = true;
-                        TrySendData();
-                        CheckClosed();
-                        return;
-                    }
-
-                    if (_bytesUntilEof > 0)
-                    {
-                        _bytesUntilEof -= received;
-                    }
-
-                    _toGuest.Commit(received);
-                    TrySendData();
-                }
-            }
+            _pollToken = _gateway.Poller.Register(socket.Fd, this);
+            _watched = true;
         }
-        catch (OperationCanceledException) when (IsFrozen)
-        {
-            // A migration holds the connection still; it resumes or moves.
-        }
-        catch (Exception ex) when (NetWire.Core.Net.IoErrors.IsSocketEnd(ex))
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException)
         {
             StackLog.HostSocketFailed(_gateway.Logger, Key.ToString(), ex.Message);
-            OnHostLoopFailed();
+            Abort(sendReset: true);
+            return;
         }
-        finally
+
+        // What came while nobody watched: a read or write finds out (EAGAIN costs nothing).
+        _deferredEvents |= Interop.Libc.EpollIn | Interop.Libc.EpollOut;
+    }
+
+    /// <summary>Runs what readiness came while the gateway was frozen. Caller holds the gateway lock; the gateway runs.</summary>
+    public void Resume()
+    {
+        var events = _deferredEvents;
+        _deferredEvents = 0;
+        if (events != 0)
         {
-            LoopEnded();
+            OnReady(events);
+        }
+    }
+
+    /// <summary>The host connect failed: RST to the guest, so a refused port is "connection refused" there.</summary>
+    private void Refuse()
+    {
+        _gateway.Counters.TcpRefuse();
+        _table.SendReset(Key, 0, _rcvNxt, TcpFlags.Rst | TcpFlags.Ack);
+        Release();
+    }
+
+    /// <summary>The host connect succeeded: answer the guest's SYN. Caller holds the gateway lock.</summary>
+    private void OnConnected()
+    {
+        _connectPending = false;
+        _hostWritable = true;
+        _state = State.SynReceived;
+        _gateway.Counters.TcpOpen();
+        ChooseIss();
+        SendSyn(TcpFlags.Syn | TcpFlags.Ack);
+        ArmRto(_gateway.NowMs);
+    }
+
+    /// <summary>The poller's readiness for the host socket. Caller (the poller) holds the gateway lock.</summary>
+    public void OnReady(uint events)
+    {
+        if (_state == State.Closed || _host is null)
+        {
+            return;
+        }
+
+        if (_gateway.Frozen)
+        {
+            // A migration holds everything still: the readiness runs at the thaw (Resume).
+            _deferredEvents |= events;
+            return;
+        }
+
+        if (_connectPending)
+        {
+            if ((events & (Interop.Libc.EpollOut | Interop.Libc.EpollErr | Interop.Libc.EpollHup)) == 0)
+            {
+                return;
+            }
+
+            if (_host.PendingError() != 0)
+            {
+                Refuse();
+                return;
+            }
+
+            OnConnected();
+        }
+
+        if ((events & (Interop.Libc.EpollIn | Interop.Libc.EpollRdHup | Interop.Libc.EpollHup | Interop.Libc.EpollErr)) != 0)
+        {
+            _hostReadable = true;
+        }
+
+        if ((events & (Interop.Libc.EpollOut | Interop.Libc.EpollHup | Interop.Libc.EpollErr)) != 0)
+        {
+            _hostWritable = true;
+        }
+
+        WriteHost();
+        ReadHost();
+    }
+
+    /// <summary>
+    /// Reads the host socket into the ring towards the guest while it has data and the ring has a
+    /// worthwhile amount of room (a quarter: waking for the few KiB each ACK frees would cost a
+    /// read per ACK), then sends what the guest's window allows. Caller holds the gateway lock.
+    /// </summary>
+    private void ReadHost()
+    {
+        if (_state != State.Established || _host is null || _hostEof || _gateway.Frozen)
+        {
+            return;
+        }
+
+        var read = false;
+        while (_hostReadable && _toGuest.Free >= ReceiveThreshold)
+        {
+            var room = _toGuest.Writable();
+            if (_bytesUntilEof >= 0)
+            {
+                // A migrated host FIN: the stream ends after the bytes that were queued with it.
+                if (_bytesUntilEof == 0)
+                {
+                    _hostEof = true;
+                    _hostReadable = false;
+                    read = true;
+                    break;
+                }
+
+                room = room[..(int)Math.Min(room.Length, _bytesUntilEof)];
+            }
+
+            var n = _host.Receive(room, out var errno);
+            if (n > 0)
+            {
+                _toGuest.Commit((int)n);
+                if (_bytesUntilEof > 0)
+                {
+                    _bytesUntilEof -= n;
+                }
+
+                read = true;
+                continue;
+            }
+
+            if (n == 0)
+            {
+                _hostEof = true;
+                _hostReadable = false;
+                read = true;
+                break;
+            }
+
+            if (errno == Interop.Libc.EAgain)
+            {
+                _hostReadable = false;
+                break;
+            }
+
+            // Reset, timeout or another error on the host side: RST both ways.
+            StackLog.HostSocketFailed(_gateway.Logger, Key.ToString(), Interop.Libc.Describe(errno));
+            Abort(sendReset: true);
+            return;
+        }
+
+        _toGuest.ReleaseIfEmpty();
+        if (read)
+        {
+            TrySendData();
+            CheckClosed();
         }
     }
 
     /// <summary>
-    /// Writes what the guest sent to the host socket. Writes are non-blocking; when the socket is
-    /// full the loop waits for room with a one-byte send, which either goes out whole or not at
-    /// all, so a freeze that cancels it knows exactly which bytes the kernel has (a cancelled
-    /// larger send would not say how much of it was taken).
+    /// Writes the ring towards the host while the socket takes bytes; once it is drained after the
+    /// guest's FIN, shuts the socket's sending side down. Caller holds the gateway lock.
     /// </summary>
-    private async Task HostSendLoopAsync()
+    private void WriteHost()
     {
-        var cancellationToken = _gateway.LoopToken;
-        try
+        if (_host is null || _state is not (State.Established or State.TimeWait) || _gateway.Frozen)
         {
-            while (true)
+            return;
+        }
+
+        var sent = false;
+        while (_hostWritable && (_restoredUnsent.Length > 0 || _toHost.Count > 0))
+        {
+            // A migrated socket's unsent bytes go first: the guest's bytes after them came later.
+            var restored = _restoredUnsent.Length > 0;
+            var n = _host.Send(restored ? _restoredUnsent.Span : _toHost.Readable(), out var errno);
+            if (n > 0)
             {
-                ReadOnlyMemory<byte> pending;
-                Socket? socket;
-                bool shutdown;
-                bool restored;
-                lock (_gateway.Sync)
+                if (restored)
                 {
-                    if (_state is State.Closed || _gateway.Frozen)
-                    {
-                        return;
-                    }
-
-                    restored = _restoredUnsent.Length > 0;
-                    pending = restored ? _restoredUnsent : _toHost.Readable();
-                    socket = _host;
-                    shutdown = pending.Length == 0 && _guestFin;
-                }
-
-                if (socket is null)
-                {
-                    return;
-                }
-
-                if (shutdown)
-                {
-                    socket.Shutdown(SocketShutdown.Send);
-                    lock (_gateway.Sync)
-                    {
-                        _hostShutdown = true;
-                    }
-
-                    return;
-                }
-
-                if (pending.Length == 0)
-                {
-                    await _toHostReady.WaitAsync(cancellationToken).ConfigureAwait(false);
+                    _restoredUnsent = _restoredUnsent[(int)n..];
                     continue;
                 }
 
-                var sent = socket.Send(pending.Span, SocketFlags.None, out var error);
-                if (error == SocketError.WouldBlock)
-                {
-                    sent = await socket.SendAsync(pending[..1], SocketFlags.None, cancellationToken).ConfigureAwait(false);
-                }
-                else if (error != SocketError.Success)
-                {
-                    throw new SocketException((int)error);
-                }
+                _toHost.Consume((int)n);
+                sent = true;
+                continue;
+            }
 
-                lock (_gateway.Sync)
-                {
-                    if (_state is State.Closed)
-                    {
-                        return;
-                    }
+            if (errno == Interop.Libc.EAgain)
+            {
+                _hostWritable = false;
+                break;
+            }
 
-                    if (restored)
-                    {
-                        _restoredUnsent = _restoredUnsent[sent..];
-                        continue;
-                    }
+            StackLog.HostSocketFailed(_gateway.Logger, Key.ToString(), Interop.Libc.Describe(errno));
+            Abort(sendReset: true);
+            return;
+        }
 
-                    var before = _lastWindow;
-                    _toHost.Consume(sent);
+        if (_toHost.Count == 0 && _outOfOrder.Count == 0)
+        {
+            _toHost.ReleaseIfEmpty();
+        }
 
-                    // A window update once the buffer has drained a quarter since the last advertisement
-                    // (RFC 9293 3.8.6.2.2 receiver-side SWS avoidance).
-                    if (_state == State.Established && _toHost.Free - before >= Math.Max(_toHost.Capacity / 4, _mss))
-                    {
-                        if (_gateway.CanEmit)
-                        {
-                            SendAck();
-                        }
-                        else
-                        {
-                            _unackedSegments++;
-                            _gateway.RequestFlush(this);
-                        }
-                    }
-                }
+        if (_toHost.Count == 0 && _restoredUnsent.Length == 0 && _guestFin && !_hostShutdown)
+        {
+            _hostShutdown = true;
+            _host.ShutdownSend();
+        }
+
+        // A window update once the window could open by a quarter of the buffer since the last
+        // advertisement (RFC 9293 3.8.6.2.2 receiver-side SWS avoidance).
+        WindowField(out var window);
+        if (sent && _state == State.Established && window - _lastWindow >= Math.Max(_toHost.Capacity / 4, _mss))
+        {
+            if (_gateway.CanEmit)
+            {
+                SendAck();
+            }
+            else
+            {
+                _unackedSegments++;
+                _gateway.RequestFlush(this);
             }
         }
-        catch (OperationCanceledException) when (IsFrozen)
-        {
-        }
-        catch (Exception ex) when (NetWire.Core.Net.IoErrors.IsSocketEnd(ex))
-        {
-            StackLog.HostSocketFailed(_gateway.Logger, Key.ToString(), ex.Message);
-            OnHostLoopFailed();
-        }
-        finally
-        {
-            LoopEnded();
-        }
+
+        CloseHostAfterTimeWait();
     }
 
-    private bool IsFrozen
+    /// <summary>In TIME-WAIT the host socket has nothing left once the guest's bytes and FIN went out: close it.</summary>
+    private void CloseHostAfterTimeWait()
     {
-        get
+        if (_state == State.TimeWait && _hostShutdown && _toHost.Count == 0)
         {
-            lock (_gateway.Sync)
-            {
-                return _gateway.Frozen;
-            }
-        }
-    }
-
-    private void LoopEnded()
-    {
-        lock (_gateway.Sync)
-        {
-            _gateway.LoopEnded();
-            if (--_loopsRunning == 0 && _state is State.TimeWait or State.Closed)
-            {
-                DisposeHost(reset: false);
-                if (_state == State.Closed)
-                {
-                    _toHost.Return();
-                    _toGuest.Return();
-                }
-            }
+            DisposeHost(reset: false);
         }
     }
 
@@ -296,32 +360,12 @@ internal sealed partial class TcpConnection
             return;
         }
 
-        try
+        if (_watched)
         {
-            if (reset)
-            {
-                socket.LingerState = new LingerOption(true, 0);
-            }
-        }
-        catch (SocketException)
-        {
-        }
-        catch (ObjectDisposedException)
-        {
+            _watched = false;
+            _gateway.Poller.Unregister(_pollToken, socket.Fd);
         }
 
-        socket.Dispose();
-    }
-
-    /// <summary>A host socket loop failed: the connection ends with a RST both ways unless it has already closed.</summary>
-    private void OnHostLoopFailed()
-    {
-        lock (_gateway.Sync)
-        {
-            if (_state is not (State.Closed or State.TimeWait))
-            {
-                Abort(sendReset: true);
-            }
-        }
+        socket.Close(reset);
     }
 }

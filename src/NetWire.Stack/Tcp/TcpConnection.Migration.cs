@@ -25,7 +25,7 @@ internal sealed partial class TcpConnection
     /// Source: the host socket to lock and dump, or null when the connection has none to move (a
     /// tunnel connection, TIME-WAIT, or a host side finished both ways). Caller holds the gateway lock.
     /// </summary>
-    public Socket? MovableHost => _state == State.Established && Origin != TcpFlowOrigin.Virtual && !(_hostEof && _hostShutdown) ? _host : null;
+    public Socket? MovableHost => _state == State.Established && Origin != TcpFlowOrigin.Virtual && !(_hostEof && _hostShutdown) ? _host?.Socket : null;
 
     /// <summary>shutdown(SHUT_WR) was called on the host socket. Caller holds the gateway lock.</summary>
     public bool HostShutdown => _hostShutdown;
@@ -90,7 +90,7 @@ internal sealed partial class TcpConnection
     {
         if (inRepair && _host is { } socket)
         {
-            TcpRepair.Resume(socket);
+            TcpRepair.Resume(socket.Socket);
         }
 
         Abort(sendReset: false);
@@ -108,9 +108,10 @@ internal sealed partial class TcpConnection
     }
 
     /// <summary>
-    /// Target: the source has let go. The host socket leaves repair mode, and what the guest may
+    /// Target: the source has let go. The host socket leaves repair mode and the gateway's poller
+    /// watches it from here on (its readiness runs when the gateway thaws), and what the guest may
     /// have missed (frames queued towards it on the source) is sent again at once instead of
-    /// after a retransmission timeout. The loops start when the gateway thaws. Caller holds the gateway lock.
+    /// after a retransmission timeout. Caller holds the gateway lock.
     /// </summary>
     public void ActivateMigrated()
     {
@@ -119,7 +120,7 @@ internal sealed partial class TcpConnection
             _repair = null;
             try
             {
-                _restoredUnsent = TcpRepair.Activate(socket, repair);
+                _restoredUnsent = TcpRepair.Activate(socket.Socket, repair);
             }
             catch (TcpRepairException)
             {
@@ -127,6 +128,8 @@ internal sealed partial class TcpConnection
                 return;
             }
         }
+
+        WatchAgain();
 
         if (_state != State.Established)
         {
@@ -148,15 +151,6 @@ internal sealed partial class TcpConnection
         if (_sndMax != _sndUna && _rtoDeadline == 0)
         {
             ArmRto(_gateway.NowMs);
-        }
-    }
-
-    /// <summary>Starts the loops stopped by a freeze. Caller holds the gateway lock.</summary>
-    public void Resume()
-    {
-        if (_loopsRunning == 0)
-        {
-            StartLoops();
         }
     }
 
@@ -183,11 +177,11 @@ internal sealed partial class TcpConnection
         _toGuest.Append(state.ToGuest);
         _toHost.Append(state.ToHost);
         _lastWindow = _toHost.Free;
-        _host = host;
+        // Not watched by the poller before ActivateMigrated: the socket is in repair mode until then.
+        _host = host is null ? null : HostSocket.Adopt(host);
         _repair = host is null ? null : state.Host;
         if (host is not null)
         {
-            host.Blocking = false;
             if (state.Host!.PeerFin)
             {
                 _bytesUntilEof = state.Host.RecvQueue.Length;

@@ -97,7 +97,7 @@ internal sealed partial class TcpConnection
         if (_toHostPending)
         {
             _toHostPending = false;
-            _toHostReady.Set();
+            WriteHost();
         }
     }
 

@@ -1,3 +1,4 @@
+using NetWire.Core.Frames;
 using NetWire.Core.Packets;
 
 namespace NetWire.Stack.Tcp;
@@ -47,10 +48,7 @@ internal sealed partial class TcpConnection
             _duplicateAcks = 0;
             _retries = 0;
             _rtoDeadline = _sndUna == _sndMax ? 0 : now + _rtoMs;
-            if (dataAcked > 0 && _toGuest.Free >= ReceiveThreshold)
-            {
-                _toGuestRoom.Set();
-            }
+            _toGuest.ReleaseIfEmpty();
         }
         else if (ack == _sndUna && pureAck && _sndMax != _sndUna && window == _sndWnd)
         {
@@ -95,7 +93,7 @@ internal sealed partial class TcpConnection
                     return;
                 }
 
-                var length = (int)Math.Min(Math.Min(unsent, usable), _mss);
+                var length = (int)Math.Min(Math.Min(unsent, usable), SegmentLimit(unsent));
                 SendData(_sndNxt, length, retransmit: false);
                 _sndNxt += (uint)length;
                 if ((int)(_sndNxt - _sndMax) > 0)
@@ -136,6 +134,21 @@ internal sealed partial class TcpConnection
 
             return;
         }
+    }
+
+    /// <summary>
+    /// The most data for the next segment: the MSS, or when the guest end cuts large segments
+    /// itself (a TAP's TSO) as many whole MSS as fit in one 64 KiB packet, or all of
+    /// <paramref name="unsent"/> when that fits.
+    /// </summary>
+    private int SegmentLimit(int unsent)
+    {
+        if (unsent <= _mss || (_gateway.GuestOffloads & (Key.GuestIp.IsIpv4 ? WireOffloads.Tso4 : WireOffloads.Tso6)) == 0)
+        {
+            return _mss;
+        }
+
+        return unsent <= MaxLargeSegmentData ? unsent : Math.Max(_mss, MaxLargeSegmentData / _mss * _mss);
     }
 
     /// <summary>Retry after the guest end had no room. Caller holds the gateway lock.</summary>
@@ -192,12 +205,24 @@ internal sealed partial class TcpConnection
 
     private void SendAck() => SendSegment(_sndNxt, TcpFlags.Ack, 0, 0);
 
+    /// <summary>The window field for the free space towards the host, and the window it stands for (scaled back up).</summary>
+    private ushort WindowField(out int window)
+    {
+        // No window scaling on this connection when the guest offered none (RFC 7323 2.2: both sides must).
+        var shift = _sendShift < 0 ? 0 : Math.Max(_receiveShift, 0);
+        var field = (ushort)Math.Min(_toHost.Free >> shift, 65535);
+        window = field << shift;
+        return field;
+    }
+
     private void SendSyn(TcpFlags flags)
     {
         // MSS, and window scale when the guest offered scaling (always in our own SYN).
         var scale = flags == TcpFlags.Syn || _sendShift >= 0;
         var options = new TcpOptions { MaxSegmentSize = (ushort)_linkMss, WindowScale = scale ? (byte)_receiveShift : null };
+        // RFC 7323 2.2: the window of a SYN is never scaled.
         var window = (ushort)Math.Min(_toHost.Free, 65535);
+        _lastWindow = window;
         var header = new TcpHeader(Key.RemotePort, Key.GuestPort, _iss, flags == TcpFlags.Syn ? 0 : _rcvNxt, flags, window) { Options = options };
         var frame = _gateway.RentIp(Key.GuestIp, header.Length);
         header.WriteTo(frame.Span[_segmentOffset..], _toGuestPseudoHeader);
@@ -213,22 +238,24 @@ internal sealed partial class TcpConnection
     {
         var frame = _gateway.RentIp(Key.GuestIp, TcpPacket.MinHeaderLength + length);
         var tcp = frame.Span[_segmentOffset..];
-        var free = _toHost.Free;
-        var shift = Math.Max(_receiveShift, 0);
-        if (_sendShift < 0)
-        {
-            // No window scaling on this connection (RFC 7323 2.2: both sides must offer it).
-            shift = 0;
-        }
-
-        var window = (ushort)Math.Min(free >> shift, 65535);
-        _lastWindow = window << shift;
+        var window = WindowField(out _lastWindow);
         if (length > 0)
         {
             _toGuest.CopyTo(ringOffset, tcp.Slice(TcpPacket.MinHeaderLength, length));
         }
 
-        new TcpHeader(Key.RemotePort, Key.GuestPort, seq, _rcvNxt, flags, window).WriteTo(tcp, _toGuestPseudoHeader);
+        var header = new TcpHeader(Key.RemotePort, Key.GuestPort, seq, _rcvNxt, flags, window);
+        if ((_gateway.GuestOffloads & WireOffloads.Checksum) != 0)
+        {
+            // The guest end's device sums the data (and cuts a large segment): the data is not read here.
+            header.WriteToWithChecksumOffload(tcp, _toGuestPseudoHeader);
+            var transportOffset = frame.Length - tcp.Length;
+            frame.Offload = FrameOffload.TcpSegment(transportOffset, transportOffset + TcpPacket.MinHeaderLength, length, _mss, !Key.GuestIp.IsIpv4);
+        }
+        else
+        {
+            header.WriteTo(tcp, _toGuestPseudoHeader);
+        }
         _unackedSegments = 0;
         _rcvAcked = _rcvNxt;
         _gateway.EmitIp(frame, IpProtocol.Tcp, Key.RemoteIp, Key.GuestIp);

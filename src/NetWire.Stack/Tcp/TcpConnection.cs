@@ -17,7 +17,9 @@ namespace NetWire.Stack.Tcp;
 /// </code>
 /// Passive open (the guest's SYN): the host connect runs first; success answers SYN-ACK, failure
 /// a RST (so a refused port is "connection refused" in the guest, not a hang). Active open (a
-/// host forward): SYN to the guest, SYN-ACK back. The socket loops start once established.
+/// host forward): SYN to the guest, SYN-ACK back. The host socket is non-blocking and watched by
+/// the gateway's poller (<see cref="HostPoller"/>): its readiness moves bytes between it and the
+/// rings on the poller's thread, under the gateway lock, like everything else here.
 /// Guest side: out-of-order data is written into _toHost ahead of its commit and tracked as
 /// ranges; ACKs are cumulative, sent at the end of a batch of guest frames or at once for
 /// out-of-order data, FIN and window updates. Host side: segments of at most the guest's MSS
@@ -38,13 +40,14 @@ internal sealed partial class TcpConnection
     private const long MaxRtoMs = 60_000;
     private const int MaxOutOfOrderRanges = 32;
 
+    /// <summary>Data in one large segment left to the guest end to cut: 64 KiB less room for an IP header with options and a TCP header.</summary>
+    private const int MaxLargeSegmentData = 65_535 - 80;
+
     private readonly Gateway _gateway;
     private readonly TcpNat _table;
     private readonly ByteRing _toHost;
     private readonly ByteRing _toGuest;
     private readonly List<(uint Start, uint End)> _outOfOrder = [];
-    private readonly AsyncSignal _toHostReady = new();
-    private readonly AsyncSignal _toGuestRoom = new();
 
     /// <summary>The window shift we announced in our SYN (RFC 7323 2.2); carried over by a migration.</summary>
     private int _receiveShift;
@@ -59,8 +62,20 @@ internal sealed partial class TcpConnection
     private readonly int _linkMss;
 
     private State _state;
-    private Socket? _host;
-    private int _loopsRunning;
+
+    // Host socket, watched by the gateway's poller.
+    private HostSocket? _host;
+    private ulong _pollToken;
+
+    /// <summary>The host socket is registered with the poller (<see cref="_pollToken"/> is live).</summary>
+    private bool _watched;
+
+    /// <summary>Readiness the poller reported while the gateway was frozen, run by <see cref="Resume"/>.</summary>
+    private uint _deferredEvents;
+
+    private bool _connectPending;
+    private bool _hostReadable;
+    private bool _hostWritable;
 
     /// <summary>shutdown(SHUT_WR) was called on the host socket (the guest's FIN went on).</summary>
     private bool _hostShutdown;
@@ -146,11 +161,14 @@ internal sealed partial class TcpConnection
 
     public bool InTimeWait => _state == State.TimeWait;
 
+    /// <summary>Bytes of ring buffer the connection holds now (none while idle). Caller holds the gateway lock.</summary>
+    public long BufferBytes => _toHost.BufferBytes + _toGuest.BufferBytes;
+
     /// <summary>The connection's state in one line, for test failures and debugging. Caller holds the gateway lock.</summary>
     public string Describe() =>
         $"{_state}: snd una {_sndUna - _iss} nxt {_sndNxt - _iss} max {_sndMax - _iss} wnd {_sndWnd} to-guest {_toGuest.Count} host-eof {_hostEof} " +
         $"fin {_finSent}/{_finAcked}; rcv {_rcvNxt} to-host {_toHost.Count} guest-fin {_guestFin}; rto {_rtoDeadline} ({_rtoMs} ms, {_retries} tries), " +
-        $"loops {_loopsRunning}, flush queued {FlushQueued}";
+        $"host {(_host is null ? "closed" : $"r {_hostReadable} w {_hostWritable} shut {_hostShutdown}")}, flush queued {FlushQueued}";
 
     /// <summary>Free bytes towards the guest worth a host socket read: a quarter of the ring, at most 64 KiB.</summary>
     private int ReceiveThreshold => Math.Min(_toGuest.Capacity / 4, 64 * 1024);
@@ -158,8 +176,13 @@ internal sealed partial class TcpConnection
     private bool HalfOpen => _state is State.Connecting or State.SynReceived or State.SynSent;
 
     /// <summary>The guest's SYN: connect to the host first. Caller holds the gateway lock.</summary>
-    public void StartPassive(uint guestIsn, TcpOptions options, IPEndPoint target) =>
-        StartPassive(guestIsn, options, cancellationToken => ConnectHostAsync(target, cancellationToken));
+    public void StartPassive(uint guestIsn, TcpOptions options, IPEndPoint target)
+    {
+        _state = State.Connecting;
+        _rcvNxt = guestIsn + 1;
+        ApplyOptions(options);
+        BeginConnect(target);
+    }
 
     /// <summary>
     /// The guest's SYN to a virtual service: <paramref name="connect"/> gives the far side (a
@@ -176,8 +199,8 @@ internal sealed partial class TcpConnection
     /// <summary>A host forward: SYN to the guest over an accepted socket. Caller holds the gateway lock.</summary>
     public void StartActive(Socket accepted)
     {
-        accepted.Blocking = false;
-        _host = accepted;
+        Attach(HostSocket.Adopt(accepted));
+        _hostWritable = true;
         _state = State.SynSent;
         _sendShift = 0;
         ChooseIss();
@@ -302,6 +325,9 @@ internal sealed partial class TcpConnection
 
         TrySendData();
         CheckClosed();
+
+        // The guest's ACKs may have made room towards it for a host socket that has data.
+        ReadHost();
     }
 
     private void Establish()
@@ -310,30 +336,9 @@ internal sealed partial class TcpConnection
         _table.HalfOpen--;
         _retries = 0;
         _rtoDeadline = 0;
-        StartLoops();
-    }
 
-    /// <summary>Starts the host socket loops this connection still needs (after establishing, a thaw or a migration). Caller holds the gateway lock.</summary>
-    private void StartLoops()
-    {
-        if (_state != State.Established || _host is null || _gateway.Frozen)
-        {
-            return;
-        }
-
-        var receive = !_hostEof;
-        var send = !_hostShutdown;
-        _loopsRunning = (receive ? 1 : 0) + (send ? 1 : 0);
-        _gateway.LoopsStarted(_loopsRunning);
-        if (receive)
-        {
-            _ = HostReceiveLoopAsync();
-        }
-
-        if (send)
-        {
-            _ = HostSendLoopAsync();
-        }
+        // Readiness that came before the handshake finished was remembered.
+        ReadHost();
     }
 
     private void CheckClosed()
@@ -343,12 +348,8 @@ internal sealed partial class TcpConnection
             _state = State.TimeWait;
             _rtoDeadline = 0;
             _timeWaitUntil = _gateway.NowMs + (long)_gateway.Options.TimeWait.TotalMilliseconds;
-            _toHostReady.Set();
-            _toGuestRoom.Set();
-            if (_loopsRunning == 0)
-            {
-                DisposeHost(reset: false);
-            }
+            _toGuest.ReleaseIfEmpty();
+            CloseHostAfterTimeWait();
         }
     }
 
@@ -384,18 +385,8 @@ internal sealed partial class TcpConnection
 
         _state = State.Closed;
         _table.Remove(this);
-        _toHostReady.Set();
-        _toGuestRoom.Set();
-        if (_loopsRunning == 0)
-        {
-            DisposeHost(reset: _host is not null && !(_guestFin && _finAcked));
-            _toHost.Return();
-            _toGuest.Return();
-        }
-        else
-        {
-            // The loops still hold ring memory; the socket's disposal ends them.
-            DisposeHost(reset: !(_guestFin && _finAcked));
-        }
+        DisposeHost(reset: !(_guestFin && _finAcked));
+        _toHost.Return();
+        _toGuest.Return();
     }
 }

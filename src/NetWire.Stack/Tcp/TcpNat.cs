@@ -51,6 +51,21 @@ internal sealed class TcpNat(Gateway gateway)
         _scan.Clear();
     }
 
+    /// <summary>Bytes of ring buffer all connections hold now. Caller holds the gateway lock.</summary>
+    public long BufferBytes
+    {
+        get
+        {
+            long total = 0;
+            foreach (var connection in _connections.Values)
+            {
+                total += connection.BufferBytes;
+            }
+
+            return total;
+        }
+    }
+
     /// <summary>Every connection's <see cref="TcpConnection.Describe"/>, one per line. Caller holds the gateway lock.</summary>
     public string Describe() => string.Join("\n", _connections.Values.Select(static c => c.Describe()));
 
@@ -63,7 +78,7 @@ internal sealed class TcpNat(Gateway gateway)
             return;
         }
 
-        if (!segment.IsChecksumValid(PseudoHeader.Create(source, destination, IpProtocol.Tcp)))
+        if (!gateway.TransportChecksumTrusted && !segment.IsChecksumValid(PseudoHeader.Create(source, destination, IpProtocol.Tcp)))
         {
             gateway.Counters.Drop(StackDrop.BadChecksum);
             return;
@@ -106,11 +121,12 @@ internal sealed class TcpNat(Gateway gateway)
             return;
         }
 
-        // The virtual services' addresses are IPv4 (the SPICE tunnel carries IPv4 addresses).
+        // Guest forwards and the virtual services' addresses are IPv4 (the SPICE tunnel carries IPv4 addresses).
+        var guestForward = key.RemoteIp.IsIpv4 ? gateway.FindGuestForward(key.RemoteIp.Ipv4, key.RemotePort) : null;
         var virtualServices = gateway.Options.VirtualServices;
-        var isVirtual = key.RemoteIp.IsIpv4 && virtualServices?.IsVirtualAddress(key.RemoteIp.Ipv4) == true;
+        var isVirtual = guestForward is null && key.RemoteIp.IsIpv4 && virtualServices?.IsVirtualAddress(key.RemoteIp.Ipv4) == true;
         var address = IPAddress.None;
-        if (!isVirtual && !gateway.TryMapDestination(key.RemoteIp, out address, out var refusal))
+        if (guestForward is null && !isVirtual && !gateway.TryMapDestination(key.RemoteIp, out address, out var refusal))
         {
             gateway.Counters.Drop(refusal);
             SendReset(key, 0, segment.SequenceNumber + 1, TcpFlags.Rst | TcpFlags.Ack);
@@ -134,6 +150,12 @@ internal sealed class TcpNat(Gateway gateway)
         var connection = new TcpConnection(gateway, this, key) { Origin = isVirtual ? Migration.TcpFlowOrigin.Virtual : Migration.TcpFlowOrigin.Nat };
         _connections.Add(key, connection);
         HalfOpen++;
+        if (guestForward is not null)
+        {
+            connection.StartPassive(segment.SequenceNumber, parsed, guestForward.ConnectAsync);
+            return;
+        }
+
         if (isVirtual)
         {
             var guestIp = key.GuestIp.Ipv4;
@@ -152,6 +174,12 @@ internal sealed class TcpNat(Gateway gateway)
     /// </summary>
     public void OpenToGuest(Socket accepted, ushort guestPort, bool ipv6)
     {
+        if (gateway.Stopping.IsCancellationRequested)
+        {
+            accepted.Dispose();
+            return;
+        }
+
         var (guestIp, gatewayIp) = ipv6
             ? (gateway.GuestIpv6.First, gateway.GatewayIp6)
             : (gateway.GuestIp == 0 ? IpAddr.Ipv6Unspecified : IpAddr.FromIpv4(gateway.GuestIp), IpAddr.FromIpv4(gateway.GatewayIp));

@@ -100,7 +100,7 @@ internal sealed class UdpNat(Gateway gateway)
 
         // RFC 8200 8.1: over IPv6 the checksum is mandatory, and 0 is no checksum.
         var ipv4 = source.IsIpv4;
-        if ((udp.Checksum != 0 || !ipv4) && !udp.IsChecksumValid(PseudoHeader.Create(source, destination, IpProtocol.Udp)))
+        if ((udp.Checksum != 0 || !ipv4) && !gateway.TransportChecksumTrusted && !udp.IsChecksumValid(PseudoHeader.Create(source, destination, IpProtocol.Udp)))
         {
             gateway.Counters.Drop(StackDrop.BadChecksum);
             return;
@@ -133,6 +133,12 @@ internal sealed class UdpNat(Gateway gateway)
         if (ipv4 ? source.Ipv4 == 0 : !gateway.Options.Network6.Contains(source) || destination.IsIpv6Multicast)
         {
             gateway.Counters.Drop(StackDrop.BadAddress);
+            return;
+        }
+
+        if (ipv4 && destination.Ipv4 == gateway.GatewayIp && gateway.Tftp is { } tftp && tftp.Owns(source.Ipv4, sourcePort, destinationPort))
+        {
+            tftp.OnDatagram(source.Ipv4, sourcePort, destinationPort, payload);
             return;
         }
 
@@ -183,8 +189,15 @@ internal sealed class UdpNat(Gateway gateway)
         target = null!;
         if (IsDnsAddress(destination))
         {
+            if (gateway.Options.Restrict)
+            {
+                // As QEMU's restrict=on: the resolver is outside too.
+                refusal = StackDrop.Restricted;
+                return false;
+            }
+
             refusal = StackDrop.NoDnsServer;
-            if (port != 53 || DnsUpstream() is not { } upstream)
+            if (port != 53 || gateway.Options.DnsDisabled || DnsUpstream() is not { } upstream)
             {
                 return false;
             }

@@ -97,4 +97,27 @@ public sealed class ChecksumTests
         Assert.False(PseudoHeader.Ipv4(1, 2, IpProtocol.Udp).Verifies(segment));
         Assert.False(PseudoHeader.Ipv4(1, 3, IpProtocol.Tcp).Verifies(segment));
     }
+
+    [Fact]
+    public void ChecksumLeftToTheDevice_FinishedAsADeviceDoes_EqualsTheFullChecksum()
+    {
+        // A device finishing CHECKSUM_PARTIAL sums from the transport header to the end, the field
+        // holding the folded pseudo-header sum, and stores the complement (virtio 1.2 5.1.6.2).
+        var random = new Random(5162);
+        foreach (var dataLength in (int[])[0, 1, 7, 1460, 65455])
+        {
+            var header = new TcpHeader(40000, 80, (uint)random.Next(), (uint)random.Next(), TcpFlags.Ack | TcpFlags.Psh, 512);
+            var full = new byte[header.Length + dataLength];
+            random.NextBytes(full.AsSpan(header.Length));
+            var partial = full.ToArray();
+            var pseudoHeader = PseudoHeader.Ipv4(0x0A000202, 0x0A000264, IpProtocol.Tcp);
+            header.WriteTo(full, pseudoHeader);
+            header.WriteToWithChecksumOffload(partial, pseudoHeader);
+            Assert.True(pseudoHeader.Verifies(full));
+
+            var finished = Reference(partial);
+            BinaryPrimitives.WriteUInt16BigEndian(partial.AsSpan(16), finished);
+            Assert.True(full.AsSpan().SequenceEqual(partial), $"{dataLength} data bytes");
+        }
+    }
 }

@@ -96,6 +96,47 @@ public sealed class BridgeFaultTests : IDisposable
         Assert.True(written + dropped >= 200, $"every frame is either captured or counted: {written} + {dropped}");
     }
 
+    [Fact]
+    public async Task GuestKilledMidFrame_CountsATruncatedDrop_DeliversTheWholeFramesBefore_AndServesTheNextGuest()
+    {
+        var socketPath = Path.Combine(_dir, "g.sock");
+        await using var bridge = await BridgeProcess.StartAsync($"stream:unix:{socketPath}", "gateway", null, _dir);
+
+        // A guest process that sends two whole broadcast ARP frames, then the length and half of
+        // a third, and is killed (SIGKILL) before it can send the rest.
+        const string guestScript = """
+            import socket, struct, sys, time
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(sys.argv[1])
+            frame = b"\xff" * 6 + b"\x52\x54\x00\x12\x34\x56" + b"\x08\x06" + bytes(46)
+            s.sendall(struct.pack(">I", 60) + frame)
+            s.sendall(struct.pack(">I", 60) + frame)
+            s.sendall(struct.pack(">I", 60) + frame[:30])
+            print("sent", flush=True)
+            time.sleep(600)
+            """;
+        await using (var guest = ProcessRunner.Start("python3", ["-c", guestScript, socketPath]))
+        {
+            await guest.WaitForLineAsync(l => l == "sent", TimeSpan.FromSeconds(30));
+            guest.Signal(9);
+            await guest.WaitForExitAsync(TimeSpan.FromSeconds(30));
+        }
+
+        await bridge.WaitForLogAsync("Guest guest disconnected: PeerClosed (closed mid-frame)");
+        var status = await bridge.WaitForStatusAsync(s => BridgeProcess.End(s, "guest").GetProperty("drops").GetProperty("truncated").GetInt64() == 1);
+        Assert.Equal(2, BridgeProcess.End(status, "guest").GetProperty("rx_frames").GetInt64());
+
+        using (var next = await StreamClient.ConnectAsync(socketPath))
+        {
+            await next.SendFrameAsync(StreamClient.Frame(60, 7));
+            await bridge.WaitForStatusAsync(s => BridgeProcess.End(s, "guest").GetProperty("rx_frames").GetInt64() == 3);
+        }
+
+        var final = await bridge.StopAsync();
+        Assert.Equal(1, BridgeProcess.End(final, "guest").GetProperty("drops_total").GetInt64());
+        Assert.DoesNotContain(bridge.Process.StderrLines, l => l.Contains("Exception", StringComparison.Ordinal) || l.Contains(" fail: ", StringComparison.Ordinal));
+    }
+
     /// <summary><c>netwire bridge --guest stream:unix:DIR/g.sock --host gateway ARGS</c>, once it is up.</summary>
     private async Task<ManagedProcess> StartBridgeAsync(params string[] args)
     {

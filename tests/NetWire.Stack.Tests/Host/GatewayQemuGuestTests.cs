@@ -14,7 +14,10 @@ namespace NetWire.Stack.Tests.Host;
 /// kernel takes a SLAAC address in fd00::/64 from the gateway's router advertisement, pings
 /// fd00::2, resolves through fd00::3 and fetches from a server on the host's [::1]. The names are
 /// answered by a DNS responder this test runs on 127.0.0.1 (for fd00::3 the query crosses
-/// families); the status file and QMP query-wire then report the guest's addresses.
+/// families); the status file and QMP query-wire then report the guest's addresses, and
+/// <c>--metrics-addr</c>'s /metrics, read with Prometheus' own Python parser
+/// (python3-prometheus-client), shows the frame, byte, lease and connection counters risen from
+/// what it showed before the guest started.
 /// </summary>
 [Trait("Category", "Host")]
 public sealed class GatewayQemuGuestTests
@@ -23,6 +26,8 @@ public sealed class GatewayQemuGuestTests
     public async Task Guest_LeasesResolvesPingsAndFetches_ThroughTheGateway()
     {
         await using var rig = await ServedGuest.StartAsync(IPAddress.Loopback, seed: 11);
+        var before = await rig.ScrapeAsync();
+        Assert.Equal(0, Sample(before, "netwire_wire_frames_total", "direction=rx,end=guest"));
         var script = $$"""
             . /lib/nw.sh
             mark ADDR $(ip -o -4 addr show eth0 | awk '{print $4}')
@@ -44,6 +49,14 @@ public sealed class GatewayQemuGuestTests
             Assert.Equal("10.0.2.15", ends[0].GetProperty("guest-ip").GetString());
             Assert.True(ends[0].GetProperty("tx-bytes").GetInt64() > rig.Payload.Length);
         }
+
+        var after = await rig.ScrapeAsync();
+        Assert.True(Sample(after, "netwire_wire_frames_total", "direction=rx,end=guest") > 10);
+        Assert.True(Sample(after, "netwire_wire_bytes_total", "direction=tx,end=guest") > rig.Payload.Length);
+        Assert.True(Sample(after, "netwire_gateway_dhcp_leases_total", "end=host") >= 1);
+        Assert.True(Sample(after, "netwire_gateway_tcp_opened_total", "end=host") >= 1);
+        Assert.Equal(0, Sample(after, "netwire_gateway_drops_total", "end=host,reason=bad_checksum"));
+        Assert.True(Sample(after, "process_cpu_seconds_total", "") > 0);
 
         using var final = await rig.StopAsync();
         Assert.Equal("stopped", final.RootElement.GetProperty("state").GetString());
@@ -112,6 +125,9 @@ public sealed class GatewayQemuGuestTests
 
         public int Port { get; private set; }
 
+        /// <summary>Where serve's <c>--metrics-addr</c> listens on 127.0.0.1.</summary>
+        public int MetricsPort { get; } = FreePort();
+
         private string Socket => Path.Combine(_dir, "g.sock");
 
         private string Status => Path.Combine(_dir, "status.json");
@@ -122,6 +138,9 @@ public sealed class GatewayQemuGuestTests
         {
             HostRequirements.RequireCommand("qemu-system-x86_64");
             HostRequirements.RequireGuestImage();
+
+            // Debian's python3, where python3-prometheus-client installs (not a pyenv one first on PATH).
+            HostRequirements.RequireFile("/usr/lib/python3/dist-packages/prometheus_client/parser.py", "apt-get install python3-prometheus-client");
             var rig = new ServedGuest();
             try
             {
@@ -157,7 +176,7 @@ public sealed class GatewayQemuGuestTests
             [
                 RepoPaths.NetwireDll, "serve", "--guest", $"stream:unix:{Socket}", "--spice-port", "0", "--disable-ticketing",
                 "--qmp", $"unix:{Qmp}", "--status-file", Status,
-                "--allow-host-loopback", "--dns-forward", $"127.0.0.1:{dnsPort}",
+                "--allow-host-loopback", "--dns-forward", $"127.0.0.1:{dnsPort}", "--metrics-addr", $"127.0.0.1:{MetricsPort}",
             ]);
             await _serve.WaitForLineAsync(l => l.Contains("Bridge up", StringComparison.Ordinal) && l.Contains("gateway 10.0.2.0/24", StringComparison.Ordinal) && l.Contains("fd00::/64 via fd00::2", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
             await _serve.WaitForLineAsync(l => l.Contains("SPICE server listening", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
@@ -178,6 +197,8 @@ public sealed class GatewayQemuGuestTests
             Assert.Equal(0, await guest.WaitForTestExitAsync(TimeSpan.FromSeconds(30)));
             await _server;
         }
+
+        public Task<Dictionary<string, double>> ScrapeAsync() => GatewayQemuGuestTests.ScrapeAsync(MetricsPort);
 
         public async Task<JsonDocument> QueryWireAsync()
         {
@@ -209,6 +230,42 @@ public sealed class GatewayQemuGuestTests
             _stop.Dispose();
             Directory.Delete(_dir, recursive: true);
         }
+    }
+
+    /// <summary>
+    /// /metrics parsed by prometheus_client's parser: one line per sample, "name labels value",
+    /// labels as sorted key=value pairs joined by commas.
+    /// </summary>
+    private static async Task<Dictionary<string, double>> ScrapeAsync(int port)
+    {
+        const string parser = """
+            import sys, urllib.request
+            from prometheus_client.parser import text_string_to_metric_families
+            text = urllib.request.urlopen(sys.argv[1], timeout=30).read().decode()
+            for family in text_string_to_metric_families(text):
+                for s in family.samples:
+                    print(s.name, ",".join(f"{k}={v}" for k, v in sorted(s.labels.items())) or "-", repr(float(s.value)))
+            """;
+        var result = await ProcessRunner.RunAsync("/usr/bin/python3", ["-c", parser, $"http://127.0.0.1:{port}/metrics"], TimeSpan.FromSeconds(60));
+        Assert.True(result.ExitCode == 0, result.Stdout + result.Stderr);
+        var samples = new Dictionary<string, double>();
+        foreach (var line in result.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var parts = line.Split(' ');
+            samples[parts[0] + " " + (parts[1] == "-" ? "" : parts[1])] = double.Parse(parts[2], System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        return samples;
+    }
+
+    private static double Sample(Dictionary<string, double> samples, string name, string labels) =>
+        samples.TryGetValue(name + " " + labels, out var value) ? value : throw new Xunit.Sdk.XunitException($"no sample {name}{{{labels}}} in: {string.Join("; ", samples.Keys.Where(k => k.StartsWith("netwire", StringComparison.Ordinal)))}");
+
+    private static int FreePort()
+    {
+        using var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        return ((IPEndPoint)probe.LocalEndpoint).Port;
     }
 
     /// <summary>Answers every query with its question, and an A question with 10.9.8.7.</summary>

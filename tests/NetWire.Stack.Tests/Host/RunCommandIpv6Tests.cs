@@ -200,6 +200,9 @@ public sealed class RunCommandIpv6Tests
             echo "== ndisc6"; ndisc6 -1 -w 3000 fd00::2 tap0
             echo "== ping"; busybox ping -6 -c 2 -W 5 fd00::2
             echo "== dhclient"
+            # dhclient binds port 546 on tap0's link-local address, which is tentative until the
+            # kernel's duplicate address detection for it is over (about a second after tap0 came up).
+            for i in $(seq 50); do ip -6 addr show dev tap0 scope link | grep -q tentative || break; sleep 0.1; done
             d=$(mktemp -d)
             printf '#!/bin/sh\necho "dhclient: $reason dns=$new_dhcp6_name_servers server=$new_dhcp6_server_id" >> %s/out\n' $d > $d/script
             chmod +x $d/script

@@ -119,6 +119,66 @@ public sealed class RunCommandTests
     }
 
     [Fact]
+    public async Task TapOffloads_CarryLargeSegmentsBothWays_AndEveryByteArrives()
+    {
+        // 20 MiB each way between the namespace's kernel TCP and a host socket; the namespace's
+        // tap0 counters show how many frames crossed: with TSO both ways a frame carries tens of
+        // KiB, without it at most the 1500-byte MTU.
+        HostRequirements.RequireCommand("python3");
+        const int Length = 20 * 1024 * 1024;
+        var payload = new byte[Length];
+        new Random(15).NextBytes(payload);
+        var expected = Convert.ToHexStringLower(SHA256.HashData(payload));
+        using var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        var port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        var server = Task.Run(async () =>
+        {
+            string uploaded;
+            using (var upload = await listener.AcceptTcpClientAsync())
+            {
+                var received = new MemoryStream();
+                await upload.GetStream().CopyToAsync(received);
+                uploaded = Convert.ToHexStringLower(SHA256.HashData(received.ToArray()));
+            }
+
+            using var download = await listener.AcceptTcpClientAsync();
+            await download.GetStream().WriteAsync(payload);
+            download.Client.Shutdown(SocketShutdown.Send);
+            return uploaded;
+        });
+
+        var script = $$"""
+            python3 - <<'PY'
+            import hashlib, random, socket
+            data = random.Random(15).randbytes({{Length}})
+            print("upload", hashlib.sha256(data).hexdigest())
+            s = socket.create_connection(("10.0.2.2", {{port}}), timeout=60)
+            s.sendall(data)
+            s.close()
+            s = socket.create_connection(("10.0.2.2", {{port}}), timeout=60)
+            h = hashlib.sha256()
+            while True:
+                b = s.recv(1 << 20)
+                if not b: break
+                h.update(b)
+            s.close()
+            print("download", h.hexdigest())
+            stats = lambda name: int(open("/sys/class/net/tap0/statistics/" + name).read())
+            print("tx", stats("tx_bytes") // max(stats("tx_packets"), 1), "rx", stats("rx_bytes") // max(stats("rx_packets"), 1))
+            PY
+            """;
+        var result = await RunAsync(script);
+        Assert.True(result.Succeeded, result.Stdout + result.Stderr);
+        var uploaded = await server;
+        Assert.Contains($"upload {uploaded}", result.Stdout, StringComparison.Ordinal);
+        Assert.Contains($"download {expected}", result.Stdout, StringComparison.Ordinal);
+        var sizes = result.Stdout.Split('\n').Single(l => l.StartsWith("tx ", StringComparison.Ordinal)).Split(' ');
+        Assert.True(int.Parse(sizes[1], System.Globalization.CultureInfo.InvariantCulture) > 8000, $"bytes per frame from the namespace: {sizes[1]}");
+        Assert.True(int.Parse(sizes[3], System.Globalization.CultureInfo.InvariantCulture) > 8000, $"bytes per frame into the namespace: {sizes[3]}");
+    }
+
+    [Fact]
     public async Task Iperf3_BothDirections_Completes()
     {
         HostRequirements.RequireCommand("iperf3");

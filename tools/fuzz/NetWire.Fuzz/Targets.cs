@@ -25,9 +25,9 @@ namespace NetWire.Fuzz;
 /// </summary>
 /// <remarks>
 /// Nothing here reaches beyond this machine: the gateway target denies every destination
-/// (<c>--deny 0.0.0.0/0</c>, no host loopback) and sends DNS to 127.0.0.1:9; the QMP target's
-/// table has no <c>migrate</c>. Inputs whose first byte picks a variant (header form, chunking)
-/// say so below.
+/// (<c>--deny 0.0.0.0/0 --deny ::/0</c>, no host loopback) and sends DNS to 127.0.0.1:9; the
+/// QMP target's table has no <c>migrate</c>. Inputs whose first byte picks a variant (header
+/// form, chunking) say so below.
 /// </remarks>
 internal static class Targets
 {
@@ -88,8 +88,9 @@ internal static class Targets
 
     /// <summary>
     /// The user-mode gateway's input path: the input is a sequence of frames from the guest, each
-    /// a 2-byte big-endian length then the frame (Ethernet: ARP, IPv4, TCP, UDP, ICMP, DHCP, DNS
-    /// and whatever the gateway serves), fed as one batch.
+    /// a 2-byte big-endian length then the frame (Ethernet: ARP, IPv4, IPv6 with its extension
+    /// headers, TCP, UDP, ICMP, ICMPv6 with neighbour discovery, DHCP, DHCPv6, DNS and whatever
+    /// the gateway serves), fed as one batch. Every destination of either family is denied.
     /// </summary>
     private static void Gateway(byte[] input)
     {

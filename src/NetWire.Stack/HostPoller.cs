@@ -1,0 +1,294 @@
+using System.Runtime.InteropServices;
+using NetWire.Stack.Interop;
+
+namespace NetWire.Stack;
+
+/// <summary>
+/// The gateway's own thread: one epoll loop over the host TCP sockets, the wake-up of the
+/// guest's frames, and nothing else, the way passt and slirp run their whole stack.
+/// </summary>
+/// <remarks>
+/// <para>
+/// How this works: host sockets are non-blocking and registered edge-triggered for input, output
+/// and hang-up; every readiness is handed to its <see cref="IHandler"/> under the gateway lock,
+/// which reads or writes until the kernel says EAGAIN and remembers the readiness otherwise (a
+/// ring towards the guest with no room is read once ACKs make room, not on the next event). The
+/// guest side (<see cref="IGuestWork"/>, the gateway end's queue of guest frames) wakes the loop
+/// through an eventfd that the queue's writer signals directly, and its frames are handled on
+/// this thread between socket events.
+/// </para>
+/// <para>
+/// Why a thread of its own (docs/performance.md, "User-mode gateway"): with an async loop per
+/// socket direction every readiness went through the runtime's socket thread to a thread-pool
+/// worker, and every hand-over between the TAP's threads, the pump and the socket loops woke a
+/// worker that then spun looking for more: about 40 context switches per short connection, and
+/// most of a bulk transfer's CPU spent in sched_yield. Here a readiness costs one epoll event on a
+/// thread that is awake anyway while there is traffic.
+/// </para>
+/// <para>
+/// Registrations live in a slot table guarded by the gateway lock; an event carries its slot and
+/// the slot's generation, so an event fetched for a socket that was closed meanwhile (by an
+/// earlier event of the same batch) is recognised and dropped. The loop stops at
+/// <see cref="Stop"/>, called under the gateway lock (it only sets a flag and wakes the thread);
+/// after it nothing registers, and the thread closes the epoll descriptor on its way out, and
+/// the eventfd once no <see cref="Wake"/> is using it (a wake from the guest's side may still
+/// come in meanwhile, and must not write into a descriptor number that was reused).
+/// </para>
+/// </remarks>
+internal sealed unsafe class HostPoller
+{
+    private const int MaxEvents = 64;
+
+    /// <summary>Epoll data of the eventfd: no slot has it.</summary>
+    private const ulong WakeToken = ulong.MaxValue;
+
+    /// <summary>How long the loop sleeps with nothing to do before it looks at the stop flag anyway.</summary>
+    private const int IdleTimeoutMs = 1000;
+
+    private readonly Gateway _gateway;
+    private readonly int _epoll;
+    private readonly int _eventFd;
+    private readonly Thread _thread;
+
+    /// <summary>Handlers by slot; null for a free slot. Guarded by the gateway lock.</summary>
+    private IHandler?[] _handlers = new IHandler?[64];
+
+    /// <summary>Generation of each slot, bumped when it is freed. Guarded by the gateway lock.</summary>
+    private uint[] _generations = new uint[64];
+
+    /// <summary>Free slots. Guarded by the gateway lock.</summary>
+    private readonly Stack<int> _free = new();
+
+    /// <summary>Slots ever used: the next new slot. Guarded by the gateway lock.</summary>
+    private int _used;
+
+    /// <summary>The guest side run between socket events; set once by the gateway end before traffic.</summary>
+    private volatile IGuestWork? _guestWork;
+
+    /// <summary>Set by <see cref="Stop"/> under the gateway lock; the loop ends at its next turn.</summary>
+    private volatile bool _stopping;
+
+    /// <summary>1 once the eventfd is about to close: <see cref="Wake"/> writes no more.</summary>
+    private int _closing;
+
+    /// <summary><see cref="Wake"/> calls in progress; the eventfd closes only at 0 after <see cref="_closing"/>.</summary>
+    private int _waking;
+
+    /// <summary>A host socket's readiness, handled under the gateway lock on the poller thread.</summary>
+    public interface IHandler
+    {
+        /// <summary>Epoll reported <paramref name="events"/> (EPOLLIN, EPOLLOUT, EPOLLRDHUP, EPOLLHUP, EPOLLERR).</summary>
+        void OnReady(uint events);
+    }
+
+    /// <summary>Work the loop does besides sockets: the guest's frames.</summary>
+    public interface IGuestWork
+    {
+        /// <summary>Handles what is waiting (takes the gateway lock itself); false when it stopped with more left.</summary>
+        bool Run();
+
+        /// <summary>The loop is about to sleep: true when it may (the next frame will call <see cref="Wake"/>).</summary>
+        bool TryPark();
+
+        /// <summary>The loop woke up.</summary>
+        void Unpark();
+    }
+
+    public HostPoller(Gateway gateway)
+    {
+        _gateway = gateway;
+        _epoll = Libc.EpollCreate1(Libc.EpollCloExec);
+        if (_epoll < 0)
+        {
+            throw new IOException($"epoll_create1 failed: {Libc.Describe(Marshal.GetLastPInvokeError())}");
+        }
+
+        _eventFd = Libc.EventFd(0, Libc.EfdNonBlock | Libc.EfdCloExec);
+        if (_eventFd < 0 || Control(Libc.EpollCtlAdd, _eventFd, Libc.EpollIn, WakeToken) != 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            Libc.Close(_epoll);
+            throw new IOException($"eventfd failed: {Libc.Describe(errno)}");
+        }
+
+        _thread = new Thread(Loop) { IsBackground = true, Name = "gateway" };
+        _thread.Start();
+    }
+
+    /// <summary>Lets the guest side run on this thread. Set before guest frames flow.</summary>
+    public void SetGuestWork(IGuestWork work)
+    {
+        _guestWork = work;
+        Wake();
+    }
+
+    /// <summary>
+    /// Watches <paramref name="fd"/> (edge-triggered input, output and hang-up) for
+    /// <paramref name="handler"/>; returns the token to <see cref="Unregister"/> with. Caller holds
+    /// the gateway lock.
+    /// </summary>
+    public ulong Register(int fd, IHandler handler)
+    {
+        if (_stopping)
+        {
+            throw new ObjectDisposedException(nameof(HostPoller), "the gateway has stopped");
+        }
+
+        int slot;
+        if (_free.Count > 0)
+        {
+            slot = _free.Pop();
+        }
+        else
+        {
+            slot = _used++;
+            if (slot == _handlers.Length)
+            {
+                Array.Resize(ref _handlers, slot * 2);
+                Array.Resize(ref _generations, slot * 2);
+            }
+        }
+
+        _handlers[slot] = handler;
+        var token = ((ulong)_generations[slot] << 32) | (uint)slot;
+        if (Control(Libc.EpollCtlAdd, fd, Libc.EpollIn | Libc.EpollOut | Libc.EpollRdHup | Libc.EpollEt, token) != 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            Free(slot);
+            throw new IOException($"epoll_ctl add failed: {Libc.Describe(errno)}");
+        }
+
+        return token;
+    }
+
+    /// <summary>Stops watching <paramref name="fd"/>; call before closing it. Caller holds the gateway lock.</summary>
+    public void Unregister(ulong token, int fd)
+    {
+        var slot = (int)(uint)token;
+        if (_handlers[slot] is null || _generations[slot] != (uint)(token >> 32))
+        {
+            return;
+        }
+
+        if (!_stopping)
+        {
+            // After Stop the thread may have closed the epoll descriptor; closing fd leaves it anyway.
+            Control(Libc.EpollCtlDel, fd, 0, 0);
+        }
+
+        Free(slot);
+    }
+
+    /// <summary>Wakes the loop (from any thread): the guest has frames, or <see cref="Stop"/> was called.</summary>
+    public void Wake()
+    {
+        Interlocked.Increment(ref _waking);
+        if (Volatile.Read(ref _closing) == 0)
+        {
+            ulong one = 1;
+            Libc.Write(_eventFd, &one, sizeof(ulong));
+        }
+
+        Interlocked.Decrement(ref _waking);
+    }
+
+    /// <summary>Ends the loop at its next turn; the thread closes the descriptors. Caller holds the gateway lock.</summary>
+    public void Stop()
+    {
+        _stopping = true;
+        Wake();
+    }
+
+    private void Free(int slot)
+    {
+        _handlers[slot] = null;
+        _generations[slot]++;
+        _free.Push(slot);
+    }
+
+    private int Control(int operation, int fd, uint events, ulong token)
+    {
+        var ev = stackalloc byte[16];
+        *(uint*)ev = events;
+        *(ulong*)(ev + Libc.EpollDataOffset) = token;
+        return Libc.EpollCtl(_epoll, operation, fd, ev);
+    }
+
+    private void Loop()
+    {
+        var events = (byte*)NativeMemory.Alloc((nuint)(MaxEvents * Libc.EpollEventSize));
+        try
+        {
+            while (!_stopping)
+            {
+                var work = _guestWork;
+                var parked = work is not null && work.TryPark();
+                var n = Libc.EpollWait(_epoll, events, MaxEvents, work is null || parked ? IdleTimeoutMs : 0);
+                if (parked)
+                {
+                    work!.Unpark();
+                }
+
+                if (n < 0)
+                {
+                    var errno = Marshal.GetLastPInvokeError();
+                    if (errno == Libc.EIntr)
+                    {
+                        continue;
+                    }
+
+                    Environment.FailFast($"the gateway's epoll_wait failed: {Libc.Describe(errno)}");
+                }
+
+                if (n > 0)
+                {
+                    Dispatch(events, n);
+                }
+
+                work?.Run();
+            }
+        }
+        catch (Exception ex)
+        {
+            // A dead event loop would leave every connection hanging: fail fast instead.
+            Environment.FailFast("the gateway's poller failed", ex);
+        }
+        finally
+        {
+            NativeMemory.Free(events);
+            Libc.Close(_epoll);
+            Interlocked.Exchange(ref _closing, 1);
+            var spin = default(SpinWait);
+            while (Volatile.Read(ref _waking) != 0)
+            {
+                spin.SpinOnce();
+            }
+
+            Libc.Close(_eventFd);
+        }
+    }
+
+    private void Dispatch(byte* events, int count)
+    {
+        lock (_gateway.Sync)
+        {
+            for (var i = 0; i < count; i++)
+            {
+                var ev = events + (i * Libc.EpollEventSize);
+                var token = *(ulong*)(ev + Libc.EpollDataOffset);
+                if (token == WakeToken)
+                {
+                    ulong value;
+                    Libc.Read(_eventFd, &value, sizeof(ulong));
+                    continue;
+                }
+
+                var slot = (int)(uint)token;
+                if (slot < _used && _handlers[slot] is { } handler && _generations[slot] == (uint)(token >> 32))
+                {
+                    handler.OnReady(*(uint*)ev);
+                }
+            }
+        }
+    }
+}
