@@ -14,9 +14,17 @@ internal sealed partial class TcpConnection
     /// <summary>Where the far side is; set when the connection is made.</summary>
     public TcpFlowOrigin Origin { get; set; }
 
+    /// <summary>
+    /// The host side stays with this gateway: a guest forward's (its far side is a local command
+    /// or a connection the target's options need not have), or a host forward's added while the
+    /// gateway ran (the target has only the forwards of its command line). Set when the connection is made.
+    /// </summary>
+    public bool HostStays { get; set; }
+
     /// <summary>Source: why the connection cannot move, or null when it can. Caller holds the gateway lock.</summary>
     public FlowResetReason? MigrationBlocker => _state switch
     {
+        State.Established when HostStays && _host is not null => FlowResetReason.HostState,
         State.Established or State.TimeWait => null,
         _ => FlowResetReason.Handshake,
     };

@@ -147,7 +147,11 @@ internal sealed class TcpNat(Gateway gateway)
             return;
         }
 
-        var connection = new TcpConnection(gateway, this, key) { Origin = isVirtual ? Migration.TcpFlowOrigin.Virtual : Migration.TcpFlowOrigin.Nat };
+        var connection = new TcpConnection(gateway, this, key)
+        {
+            Origin = isVirtual ? Migration.TcpFlowOrigin.Virtual : Migration.TcpFlowOrigin.Nat,
+            HostStays = guestForward is not null,
+        };
         _connections.Add(key, connection);
         HalfOpen++;
         if (guestForward is not null)
@@ -200,10 +204,29 @@ internal sealed class TcpNat(Gateway gateway)
         }
         while (_connections.ContainsKey(key) && ++attempts < 16384);
 
-        var connection = new TcpConnection(gateway, this, key) { Origin = Migration.TcpFlowOrigin.Forward };
+        var connection = new TcpConnection(gateway, this, key)
+        {
+            Origin = Migration.TcpFlowOrigin.Forward,
+            HostStays = !IsOptionForward(accepted, guestPort),
+        };
         _connections.Add(key, connection);
         HalfOpen++;
         connection.StartActive(accepted);
+    }
+
+    /// <summary>True when <paramref name="accepted"/> came in on a TCP forward of the gateway's options (not one added while it ran).</summary>
+    private bool IsOptionForward(Socket accepted, ushort guestPort)
+    {
+        var port = accepted.LocalEndPoint is IPEndPoint local ? local.Port : -1;
+        foreach (var forward in gateway.Options.Forwards)
+        {
+            if (forward.Transport == Transport.Tcp && forward.GuestPort == guestPort && forward.Listen.Port == port)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>Takes a connection out of the table (it has closed or aborted).</summary>
