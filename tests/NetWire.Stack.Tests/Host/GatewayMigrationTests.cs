@@ -37,10 +37,7 @@ public sealed class GatewayMigrationTests
         HostRequirements.RequireRoot();
         HostRequirements.RequireCommand("nft");
         var cancellationToken = TestContext.Current.CancellationToken;
-        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        listener.Listen(4);
-        var port = (ushort)((IPEndPoint)listener.LocalEndPoint!).Port;
+        using var listener = ListenOnLoopback(out var port);
         var accept = listener.AcceptAsync(cancellationToken).AsTask();
 
         var random = new Random(7);
@@ -134,10 +131,7 @@ public sealed class GatewayMigrationTests
         HostRequirements.RequireRoot();
         HostRequirements.RequireCommand("nft");
         var cancellationToken = TestContext.Current.CancellationToken;
-        using var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        listener.Listen(4);
-        var port = (ushort)((IPEndPoint)listener.LocalEndPoint!).Port;
+        using var listener = ListenOnLoopback(out var port);
         var accept = listener.AcceptAsync(cancellationToken).AsTask();
         var time = new FakeTimeProvider();
         await using var a = new Side(new GatewayOptions { AllowHostLoopback = true }, time, hold: false);
@@ -171,14 +165,8 @@ public sealed class GatewayMigrationTests
         HostRequirements.RequireRoot();
         HostRequirements.RequireCommand("nft");
         var cancellationToken = TestContext.Current.CancellationToken;
-        using var natListener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        natListener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        natListener.Listen(4);
-        using var forwardListener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
-        forwardListener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
-        forwardListener.Listen(4);
-        var natPort = (ushort)((IPEndPoint)natListener.LocalEndPoint!).Port;
-        var forwardPort = ((IPEndPoint)forwardListener.LocalEndPoint!).Port;
+        using var natListener = ListenOnLoopback(out var natPort);
+        using var forwardListener = ListenOnLoopback(out var forwardPort);
         var natAccept = natListener.AcceptAsync(cancellationToken).AsTask();
         var forwardAccept = forwardListener.AcceptAsync(cancellationToken).AsTask();
 
@@ -221,6 +209,15 @@ public sealed class GatewayMigrationTests
         await natHost.SendAsync(new byte[] { 42, 43 }, SocketFlags.None, cancellationToken);
         await PumpUntilAsync(b, peers, () => nat.Received.Length == 2);
         Assert.Equal(new byte[] { 42, 43 }, nat.Received);
+    }
+
+    private static Socket ListenOnLoopback(out ushort port)
+    {
+        var listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Loopback, 0));
+        listener.Listen(4);
+        port = (ushort)((IPEndPoint)listener.LocalEndPoint!).Port;
+        return listener;
     }
 
     private static string Counters(Side side) => string.Join(", ", side.Gateway.Counters.Snapshot().Select(c => $"{c.Key} {c.Value}")) + " log: " + string.Join(" | ", side.Log.Lines);
