@@ -170,14 +170,7 @@ internal static partial class TcpRepair
             SetInt(socket, SolTcp, TcpQueueSeq, (int)state.SendSeq, TcpRepairFailure.Failed);
             SetInt(socket, SolTcp, TcpRepairQueue, TcpRecvQueue, TcpRepairFailure.Failed);
             SetInt(socket, SolTcp, TcpQueueSeq, (int)state.RecvSeq, TcpRepairFailure.Failed);
-            try
-            {
-                socket.Bind(state.Local);
-            }
-            catch (SocketException ex)
-            {
-                throw new TcpRepairException(TcpRepairFailure.AddressUnavailable, $"cannot bind {state.Local}: {ex.Message}", ex);
-            }
+            BindInRepair(socket, state.Local);
 
             try
             {
@@ -451,6 +444,28 @@ internal static partial class TcpRepair
         }
     }
 
+    /// <summary>
+    /// bind(2) itself rather than <see cref="Socket.Bind"/>, which sets SO_REUSEADDR first: that
+    /// option replaces the forced reuse repair mode gives a socket (the kernel then lets it take
+    /// an address:port other sockets hold) by the ordinary kind, and the bind fails whenever the
+    /// kernel has handed the same port to another connection as its ephemeral port.
+    /// </summary>
+    private static unsafe void BindInRepair(Socket socket, IPEndPoint local)
+    {
+        var ipv6 = local.AddressFamily == AddressFamily.InterNetworkV6;
+        var address = stackalloc byte[28];
+        var span = new Span<byte>(address, 28);
+        span.Clear();
+        BinaryPrimitives.WriteUInt16LittleEndian(span, (ushort)(ipv6 ? 10 : 2));
+        BinaryPrimitives.WriteUInt16BigEndian(span[2..], (ushort)local.Port);
+        local.Address.TryWriteBytes(span.Slice(ipv6 ? 8 : 4, ipv6 ? 16 : 4), out _);
+        if (BindRaw(socket.SafeHandle, address, ipv6 ? 28 : 16) != 0)
+        {
+            var errno = Marshal.GetLastPInvokeError();
+            throw new TcpRepairException(TcpRepairFailure.AddressUnavailable, $"cannot bind {local}: {Interop.Libc.Describe(errno)}");
+        }
+    }
+
     /// <summary>struct sockaddr_in / sockaddr_in6: family (host order), port (network order), then the address.</summary>
     private static IPEndPoint Parse(ReadOnlySpan<byte> address)
     {
@@ -463,6 +478,9 @@ internal static partial class TcpRepair
             _ => throw new TcpRepairException(TcpRepairFailure.HostState, $"host socket of address family {family}"),
         };
     }
+
+    [LibraryImport("libc", EntryPoint = "bind", SetLastError = true)]
+    private static unsafe partial int BindRaw(SafeHandle socket, byte* address, int length);
 
     [LibraryImport("libc", EntryPoint = "getsockname", SetLastError = true)]
     private static unsafe partial int GetSockName(SafeHandle socket, byte* address, int* length);
