@@ -20,7 +20,8 @@ namespace NetWire.Stack;
 /// thread directly. RunAsync runs the flush loop for connections blocked by a full guest end, a
 /// 10 ms timer from the injected <see cref="TimeProvider"/>, and the host-forward listeners.
 /// Host forwards live in a table with ids: those of the options open when RunAsync starts (a port
-/// that cannot be bound fails the start), and <see cref="AddForward"/> and
+/// that cannot be bound fails the start; a held migration target's once it runs, after the
+/// source has let them go, and a handover closes them all), and <see cref="AddForward"/> and
 /// <see cref="RemoveForward"/> change the table while the gateway runs (the QMP <c>hostfwd-*</c>
 /// commands, the slirp4netns API socket). Removing a forward closes its listener; connections
 /// it already accepted go on.
@@ -89,6 +90,15 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
     }
 
     /// <summary>
+    /// Makes this gateway a migration target's: it takes no guest frame, opens no host forward and
+    /// runs no timer until <see cref="ReleaseHold"/> (the state stream has been adopted). Call before RunAsync.
+    /// </summary>
+    public void Hold() => _gateway.Hold();
+
+    /// <summary>Runs a held gateway (no effect otherwise, or after its flows moved away).</summary>
+    public void ReleaseHold() => _gateway.Thaw();
+
+    /// <summary>
     /// Tells the gateway the guest's address (and IPv6 address, when it has one) and MAC before the
     /// guest has sent a frame (a guest configured statically, as <c>netwire run</c> does), so host
     /// forwards can reach it at once.
@@ -118,22 +128,21 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         _gateway.Attach(receiver, Counters, stop.Token);
+        _gateway.CloseForwards = CloseForwards;
         lock (_forwards)
         {
             _forwardStop = stop.Token;
         }
 
-        try
+        Task runnable;
+        lock (_gateway.Sync)
         {
-            foreach (var forward in _gateway.Options.Forwards)
-            {
-                AddForward(forward);
-            }
+            runnable = _gateway.Runnable;
         }
-        catch
+
+        if (runnable.IsCompleted)
         {
-            CloseForwards();
-            throw;
+            OpenOptionForwards();
         }
 
         using var timer = _gateway.Time.CreateTimer(
@@ -151,6 +160,11 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
         Outbound.SetReaderSignal(_gateway.Poller.Wake);
         _gateway.Poller.SetGuestWork(this);
         var tasks = new List<Task> { Task.Delay(Timeout.Infinite, stop.Token), _gateway.FlushLoopAsync(stop.Token) };
+        if (!runnable.IsCompleted)
+        {
+            tasks.Add(OpenForwardsWhenRunnableAsync(runnable, stop.Token));
+        }
+
         try
         {
             await Task.WhenAny(tasks).ConfigureAwait(false);
@@ -169,6 +183,34 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
                 _gateway.Shutdown();
             }
         }
+    }
+
+    /// <summary>Opens the forwards of the options; one that cannot be bound closes them all and fails.</summary>
+    private void OpenOptionForwards()
+    {
+        try
+        {
+            foreach (var forward in _gateway.Options.Forwards)
+            {
+                AddForward(forward);
+            }
+        }
+        catch
+        {
+            CloseForwards();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// A held migration target opens the forwards of the options once it runs: the source has let
+    /// them go by then. Then it waits, like the gateway, until stopped.
+    /// </summary>
+    private async Task OpenForwardsWhenRunnableAsync(Task runnable, CancellationToken cancellationToken)
+    {
+        await runnable.WaitAsync(cancellationToken).ConfigureAwait(false);
+        OpenOptionForwards();
+        await Task.Delay(Timeout.Infinite, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>The open host forwards by id, in id order.</summary>
@@ -301,6 +343,15 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
             accepted.NoDelay = true;
             lock (_gateway.Sync)
             {
+                if (_gateway.Frozen)
+                {
+                    // A migration holds the gateway: the client's connection cannot start now.
+                    _gateway.Counters.MigrationReset(Migration.FlowResetReason.Handshake);
+                    accepted.LingerState = new LingerOption(true, 0);
+                    accepted.Dispose();
+                    continue;
+                }
+
                 _gateway.Tcp.OpenToGuest(accepted, forward.GuestPort, forward.Listen.AddressFamily == AddressFamily.InterNetworkV6);
             }
         }
@@ -335,6 +386,12 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
 
             lock (_gateway.Sync)
             {
+                if (_gateway.Frozen)
+                {
+                    // Held still by a migration: lost, as on a busy link.
+                    continue;
+                }
+
                 _gateway.Udp.FromForward(listener, (IPEndPoint)received.RemoteEndPoint, forward.GuestPort, buffer.AsSpan(0, received.ReceivedBytes));
             }
         }
@@ -352,6 +409,12 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
 
             lock (_gateway.Sync)
             {
+                if (_gateway.Frozen)
+                {
+                    // A frozen (or held) gateway leaves the guest's frames queued: the guest end stops reading.
+                    return true;
+                }
+
                 for (var i = 0; i < BatchFrames && Outbound.TryRead(out var frame); i++)
                 {
                     Counters.Transmitted(frame.Length);
@@ -383,8 +446,11 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
         }
     }
 
-    /// <inheritdoc/>
-    bool HostPoller.IGuestWork.TryPark() => Outbound.TryParkReader();
+    /// <summary>
+    /// The poller may sleep when no guest frame waits, or while a migration holds the gateway
+    /// still (the frames wait for the thaw, which wakes it).
+    /// </summary>
+    bool HostPoller.IGuestWork.TryPark() => Outbound.TryParkReader() || _gateway.FrozenNow;
 
     /// <inheritdoc/>
     void HostPoller.IGuestWork.Unpark() => Outbound.UnparkReader();
