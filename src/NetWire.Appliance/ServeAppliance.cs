@@ -64,8 +64,10 @@ internal sealed class ServeAppliance : IAsyncDisposable
 
         _components.Add(Spice);
         State.Register(new DhcpStateSection(() => wire?.Gateway));
+        var forwards = new ForwardStateSection(() => wire?.Gateway);
+        State.Register(forwards);
         State.Register(new WireStateSection(() => wire?.Ends ?? [], loggers.CreateLogger("NetWire.Serve")));
-        Flows = new GatewayFlowSection(() => wire?.Gateway, loggers.CreateLogger("NetWire.Migration"));
+        Flows = new GatewayFlowSection(() => wire?.Gateway, loggers.CreateLogger("NetWire.Migration")) { CarriedForwards = () => forwards.Parsed };
         State.Register(Flows);
         if (setup.Incoming is { } incoming)
         {

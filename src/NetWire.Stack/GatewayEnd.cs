@@ -44,6 +44,12 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
     /// <summary>Stops every forward loop; null until RunAsync starts and after it ends. Guarded by <see cref="_forwards"/>.</summary>
     private CancellationToken? _forwardStop;
 
+    /// <summary>True once the options' forwards are open (a held target's only when it runs). Guarded by <see cref="_forwards"/>.</summary>
+    private bool _optionForwardsOpen;
+
+    /// <summary>Forwards a migration source had added while it ran, opened here with the options' ones. Guarded by <see cref="_forwards"/>.</summary>
+    private List<HostForward> _adoptedForwards = [];
+
     /// <summary>Creates the gateway end; throws <see cref="FormatException"/> when the options contradict each other.</summary>
     public GatewayEnd(string name, GatewayOptions options, FramePool pool, int queueCapacity, TimeProvider time, ILogger logger)
         : base(name, pool, queueCapacity)
@@ -192,13 +198,77 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
         {
             foreach (var forward in _gateway.Options.Forwards)
             {
-                AddForward(forward);
+                Open(forward, fromOptions: true);
             }
         }
         catch
         {
             CloseForwards();
             throw;
+        }
+
+        List<HostForward> adopted;
+        lock (_forwards)
+        {
+            _optionForwardsOpen = true;
+            adopted = _adoptedForwards;
+            _adoptedForwards = [];
+        }
+
+        OpenAdopted(adopted);
+    }
+
+    /// <summary>
+    /// The forwards a migration source had added while it ran (the QMP <c>hostfwd-add</c>), from
+    /// the state stream: opened with the options' forwards once this gateway runs (the source has
+    /// let their ports go by then), or at once when it runs already. A forward this appliance has
+    /// open already (its own options name it) is left as it is; one whose port cannot be bound
+    /// here is logged and left out, and the migration goes on.
+    /// </summary>
+    public void AdoptForwards(IReadOnlyList<HostForward> forwards)
+    {
+        ArgumentNullException.ThrowIfNull(forwards);
+        lock (_forwards)
+        {
+            if (!_optionForwardsOpen)
+            {
+                _adoptedForwards = [.. forwards];
+                return;
+            }
+        }
+
+        OpenAdopted(forwards);
+    }
+
+    /// <summary>The forwards added while the gateway ran (not those of its options), in id order: what a migration carries.</summary>
+    public IReadOnlyList<HostForward> AddedForwards
+    {
+        get
+        {
+            lock (_forwards)
+            {
+                return [.. _forwards.Values.Where(open => !open.FromOptions).Select(open => open.Forward)];
+            }
+        }
+    }
+
+    private void OpenAdopted(IReadOnlyList<HostForward> forwards)
+    {
+        foreach (var forward in forwards)
+        {
+            if (Forwards.Any(open => open.Forward.Transport == forward.Transport && open.Forward.Listen.Equals(forward.Listen) && open.Forward.GuestPort == forward.GuestPort))
+            {
+                continue;
+            }
+
+            try
+            {
+                Open(forward, fromOptions: false);
+            }
+            catch (WireSetupException ex)
+            {
+                StackLog.ForwardNotAdopted(_logger, forward.ToString(), ex.Message);
+            }
         }
     }
 
@@ -246,6 +316,11 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
     public int AddForward(HostForward forward)
     {
         ArgumentNullException.ThrowIfNull(forward);
+        return Open(forward, fromOptions: false);
+    }
+
+    private int Open(HostForward forward, bool fromOptions)
+    {
         var udp = forward.Transport == Transport.Udp;
         var family = forward.Listen.AddressFamily;
         if (family == AddressFamily.InterNetworkV6 && !_gateway.Options.Ipv6Enabled)
@@ -293,7 +368,7 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
             // Port 0 asked the kernel for one: the table holds the port it gave.
             forward = forward with { Listen = (IPEndPoint)socket.LocalEndPoint! };
             var id = ++_nextForwardId;
-            var open = new OpenForward(forward, socket, CancellationTokenSource.CreateLinkedTokenSource(stop));
+            var open = new OpenForward(forward, socket, CancellationTokenSource.CreateLinkedTokenSource(stop)) { FromOptions = fromOptions };
             _forwards.Add(id, open);
             open.Loop = udp ? UdpForwardLoopAsync(socket, forward, open.Stop.Token) : AcceptLoopAsync(socket, forward, open.Stop.Token);
             StackLog.Forwarding(_logger, forward.ToString());
@@ -324,6 +399,7 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
         lock (_forwards)
         {
             _forwardStop = null;
+            _optionForwardsOpen = false;
             open = [.. _forwards.Values];
             _forwards.Clear();
         }
@@ -433,6 +509,9 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
     private sealed class OpenForward(HostForward forward, Socket listener, CancellationTokenSource stop)
     {
         public HostForward Forward { get; } = forward;
+
+        /// <summary>Opened from the gateway's options (not added while it ran).</summary>
+        public bool FromOptions { get; init; }
 
         public CancellationTokenSource Stop { get; } = stop;
 

@@ -54,6 +54,12 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
 
     public string Name => "gateway.flows";
 
+    /// <summary>
+    /// The forwards the same stream carries (its <c>gateway.forwards</c> section, read before this
+    /// one): a host forward's connection may come in on one of those as well as on the options'.
+    /// </summary>
+    public Func<IReadOnlyList<HostForward>>? CarriedForwards { get; set; }
+
     /// <summary>Decides whether a connection to a virtual service moves (the tunnel's hook); null: none does.</summary>
     internal Func<TcpConnection, bool>? VirtualMoves { get; set; }
 
@@ -257,7 +263,7 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
             return static () => { };
         }
 
-        Check(reader, gateway, plan);
+        Check(reader, gateway, plan, [.. gateway.Options.Forwards, .. CarriedForwards?.Invoke() ?? []]);
         var refused = Refuse(gateway, plan);
         _refusals = WriteRefusals(refused);
         return () =>
@@ -279,7 +285,7 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
     public void Dispose() => _lock.Dispose();
 
     /// <summary>Refuses the stream for flows no gateway of this network could have written.</summary>
-    private static void Check(StateSectionReader reader, Gateway gateway, GatewayFlowPlan plan)
+    private static void Check(StateSectionReader reader, Gateway gateway, GatewayFlowPlan plan, IReadOnlyList<HostForward> forwards)
     {
         var options = gateway.Options;
         if (plan.GuestIp != 0 && !IsGuestAddress(gateway, plan.GuestIp))
@@ -301,7 +307,7 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
                 continue;
             }
 
-            var expected = flow.Origin == TcpFlowOrigin.Forward ? IsForward(options, flow.Key, host.Local) : gateway.TryMapDestination(flow.Key.RemoteIp, out var address, out _) && address.Equals(host.Remote.Address) && host.Remote.Port == flow.Key.RemotePort;
+            var expected = flow.Origin == TcpFlowOrigin.Forward ? IsForward(forwards, flow.Key, host.Local) : gateway.TryMapDestination(flow.Key.RemoteIp, out var address, out _) && address.Equals(host.Remote.Address) && host.Remote.Port == flow.Key.RemotePort;
             if (!expected)
             {
                 throw reader.Error($"flow {flow.Key}: host socket {host.Local} -> {host.Remote} is not where this gateway maps it");
@@ -336,9 +342,9 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
         gateway.Options.Network.Contains(address) && address != gateway.GatewayIp && address != gateway.DnsIp
         && address != gateway.Options.Network.Network && address != gateway.Options.Network.Broadcast;
 
-    private static bool IsForward(GatewayOptions options, FlowKey key, IPEndPoint local)
+    private static bool IsForward(IReadOnlyList<HostForward> forwards, FlowKey key, IPEndPoint local)
     {
-        foreach (var forward in options.Forwards)
+        foreach (var forward in forwards)
         {
             if (forward.Transport == Transport.Tcp && forward.GuestPort == key.GuestPort && forward.Listen.Port == local.Port)
             {

@@ -207,26 +207,10 @@ internal sealed class TcpNat(Gateway gateway)
         var connection = new TcpConnection(gateway, this, key)
         {
             Origin = Migration.TcpFlowOrigin.Forward,
-            HostStays = !IsOptionForward(accepted, guestPort),
         };
         _connections.Add(key, connection);
         HalfOpen++;
         connection.StartActive(accepted);
-    }
-
-    /// <summary>True when <paramref name="accepted"/> came in on a TCP forward of the gateway's options (not one added while it ran).</summary>
-    private bool IsOptionForward(Socket accepted, ushort guestPort)
-    {
-        var port = accepted.LocalEndPoint is IPEndPoint local ? local.Port : -1;
-        foreach (var forward in gateway.Options.Forwards)
-        {
-            if (forward.Transport == Transport.Tcp && forward.GuestPort == guestPort && forward.Listen.Port == port)
-            {
-                return true;
-            }
-        }
-
-        return false;
     }
 
     /// <summary>Takes a connection out of the table (it has closed or aborted).</summary>
