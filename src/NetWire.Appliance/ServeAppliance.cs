@@ -102,7 +102,11 @@ internal sealed class ServeAppliance : IAsyncDisposable
             _components.Add(new ControlComponent(control, Spice, () => wire?.Ends ?? [], loggers, stop, State, Incoming?.Incoming, setup.MigrationTls,
                 () => wire?.Gateway is { } gateway ? new GatewayForwardTable(gateway) : null,
                 migrated: () => _ = wire?.HandOverAsync(),
-                warm: () => _ = flows.WarmAsync()));
+                warm: () =>
+                {
+                    _ = flows.WarmAsync();
+                    CodeWarmup.WarmSourceOnce();
+                }));
         }
 
         if (setup.Metrics is { } metrics)
