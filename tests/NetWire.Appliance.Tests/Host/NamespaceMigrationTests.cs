@@ -80,6 +80,9 @@ public sealed partial class NamespaceMigrationTests
                 var flows = result["flows"]!.AsObject();
                 Assert.True((long)flows["tcp"]! >= 4, result.ToJsonString());
                 Assert.Equal(0L, (long)flows["reset"]!);
+                var phases = result["phases"]!.AsObject();
+                Assert.Equal(["freeze", "state", "connect", "transfer", "release", "restore", "unlock"], phases.Select(p => p.Key));
+                Assert.All(phases, p => Assert.InRange((double)p.Value!, 0, (double)result["total-time"]! + 1));
                 await target.WaitForLineAsync(l => l.Contains($"TAP {Tap} attached", StringComparison.Ordinal), s_wait);
 
                 // The target publishes the forward added on A.
