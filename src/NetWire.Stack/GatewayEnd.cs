@@ -17,8 +17,9 @@ namespace NetWire.Stack;
 /// <remarks>
 /// The guest's frames are handled on the gateway's poller thread (<see cref="HostPoller"/>), a
 /// batch at a time under the gateway lock, then the ACKs owed; the queue's writer wakes that
-/// thread directly. RunAsync runs the flush loop for connections blocked by a full guest end, a
-/// 10 ms timer from the injected <see cref="TimeProvider"/>, and the host-forward listeners.
+/// thread directly, and the 10 ms tick (retransmissions, TIME-WAIT, idle flows, read against the
+/// injected <see cref="TimeProvider"/>) runs there too. RunAsync runs the flush loop for
+/// connections blocked by a full guest end and the host-forward listeners.
 /// Host forwards live in a table with ids: those of the options open when RunAsync starts (a port
 /// that cannot be bound fails the start), and <see cref="AddForward"/> and
 /// <see cref="RemoveForward"/> change the table while the gateway runs (the QMP <c>hostfwd-*</c>
@@ -136,18 +137,7 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
             throw;
         }
 
-        using var timer = _gateway.Time.CreateTimer(
-            static state =>
-            {
-                var gateway = (Gateway)state!;
-                lock (gateway.Sync)
-                {
-                    gateway.OnTimer();
-                }
-            },
-            _gateway,
-            s_tick,
-            s_tick);
+        _gateway.Poller.SetTick(_gateway.OnTimer, s_tick);
         Outbound.SetReaderSignal(_gateway.Poller.Wake);
         _gateway.Poller.SetGuestWork(this);
         var tasks = new List<Task> { Task.Delay(Timeout.Infinite, stop.Token), _gateway.FlushLoopAsync(stop.Token) };
