@@ -138,7 +138,7 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
         }
 
         _gateway.Poller.SetTick(_gateway.OnTimer, s_tick);
-        Outbound.SetReaderSignal(_gateway.Poller.Wake);
+        Outbound.SetReaderSignal(OnFramesWhilePollerParked);
         _gateway.Poller.SetGuestWork(this);
         var tasks = new List<Task> { Task.Delay(Timeout.Infinite, stop.Token), _gateway.FlushLoopAsync(stop.Token) };
         try
@@ -330,8 +330,14 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
         }
     }
 
-    /// <summary>The guest's frames, a batch at a time under the gateway lock. On the poller's thread.</summary>
-    bool HostPoller.IGuestWork.Run()
+    /// <summary>The guest's frames, a batch at a time under the gateway lock, on the poller's thread.</summary>
+    bool HostPoller.IGuestWork.Run() => RunGuestFrames();
+
+    /// <summary>
+    /// Handles up to <see cref="BatchesPerTurn"/> batches of guest frames; false when more are
+    /// left. On the poller's thread, or on the queuing thread (<see cref="OnFramesWhilePollerParked"/>).
+    /// </summary>
+    private bool RunGuestFrames()
     {
         for (var batch = 0; batch < BatchesPerTurn; batch++)
         {
@@ -354,6 +360,41 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
         }
 
         return Outbound.Count == 0;
+    }
+
+    /// <summary>
+    /// A guest frame was queued while the poller sleeps: the thread that queued it (the TAP's
+    /// reader) handles what is queued itself, under the gateway lock, instead of waking the poller
+    /// for it, and parks the queue again on the sleeping poller's behalf. A short connection's
+    /// frames from the guest (SYN, ACKs, FIN) so cost no hand-off to a second thread; the poller
+    /// still wakes for the host sockets. The poller is woken instead (it finds the frames on its
+    /// next turn) when the lock is busy, when frames are left after a turn, when the queue
+    /// completed or the gateway is stopping, and when the queuing thread already holds the lock.
+    /// </summary>
+    private void OnFramesWhilePollerParked()
+    {
+        var sync = _gateway.Sync;
+        if (Outbound.IsCompleted || sync.IsHeldByCurrentThread || !sync.TryEnter())
+        {
+            _gateway.Poller.Wake();
+            return;
+        }
+
+        bool done;
+        try
+        {
+            // Stopping: RunAsync cancels before it shuts the gateway down, so no connection opens after.
+            done = !_gateway.Stopping.IsCancellationRequested && RunGuestFrames();
+        }
+        finally
+        {
+            sync.Exit();
+        }
+
+        if (!done || !Outbound.TryParkReader())
+        {
+            _gateway.Poller.Wake();
+        }
     }
 
     /// <summary>An open forward: its listener and the stop of its loop.</summary>

@@ -153,7 +153,15 @@ internal sealed unsafe class HostPoller
     /// <paramref name="handler"/>; returns the token to <see cref="Unregister"/> with. Caller holds
     /// the gateway lock.
     /// </summary>
-    public ulong Register(int fd, IHandler handler)
+    public ulong Register(int fd, IHandler handler) => Register(fd, handler, output: true);
+
+    /// <summary>
+    /// As <see cref="Register(int, IHandler)"/>, with output readiness watched only when
+    /// <paramref name="output"/> (else from <see cref="WatchOutput"/> on): a socket that is
+    /// writable already (a connect that finished at once) would otherwise wake the loop for an
+    /// EPOLLOUT edge nobody waits for. Caller holds the gateway lock.
+    /// </summary>
+    public ulong Register(int fd, IHandler handler, bool output)
     {
         if (_stopping)
         {
@@ -177,7 +185,7 @@ internal sealed unsafe class HostPoller
 
         _handlers[slot] = handler;
         var token = ((ulong)_generations[slot] << 32) | (uint)slot;
-        if (Control(Libc.EpollCtlAdd, fd, Libc.EpollIn | Libc.EpollOut | Libc.EpollRdHup | Libc.EpollEt, token) != 0)
+        if (Control(Libc.EpollCtlAdd, fd, Events(output), token) != 0)
         {
             var errno = Marshal.GetLastPInvokeError();
             Free(slot);
@@ -185,6 +193,22 @@ internal sealed unsafe class HostPoller
         }
 
         return token;
+    }
+
+    /// <summary>
+    /// Adds output readiness to a registration made without it (a send met EAGAIN): the next
+    /// EPOLLOUT edge, or the current one when the socket is writable again already, reaches the
+    /// handler. False when epoll refused (the caller gives the socket up). Caller holds the gateway lock.
+    /// </summary>
+    public bool WatchOutput(ulong token, int fd)
+    {
+        var slot = (int)(uint)token;
+        if (_stopping || _handlers[slot] is null || _generations[slot] != (uint)(token >> 32))
+        {
+            return true;
+        }
+
+        return Control(Libc.EpollCtlMod, fd, Events(output: true), token) == 0;
     }
 
     /// <summary>Stops watching <paramref name="fd"/>; call before closing it. Caller holds the gateway lock.</summary>
@@ -231,6 +255,9 @@ internal sealed unsafe class HostPoller
         _generations[slot]++;
         _free.Push(slot);
     }
+
+    private static uint Events(bool output) =>
+        Libc.EpollIn | Libc.EpollRdHup | Libc.EpollEt | (output ? Libc.EpollOut : 0);
 
     private int Control(int operation, int fd, uint events, ulong token)
     {

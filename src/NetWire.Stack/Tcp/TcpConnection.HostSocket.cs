@@ -22,7 +22,8 @@ internal sealed partial class TcpConnection : HostPoller.IHandler
 
         try
         {
-            Attach(socket);
+            // Output readiness only for a connect still pending (its outcome), else once a send meets EAGAIN.
+            Attach(socket, watchOutput: !connected);
         }
         catch (IOException)
         {
@@ -77,9 +78,10 @@ internal sealed partial class TcpConnection : HostPoller.IHandler
     }
 
     /// <summary>Watches an accepted or connected socket. Caller holds the gateway lock.</summary>
-    private void Attach(HostSocket socket)
+    private void Attach(HostSocket socket, bool watchOutput = true)
     {
-        _pollToken = _gateway.Poller.Register(socket.Fd, this);
+        _pollToken = _gateway.Poller.Register(socket.Fd, this, watchOutput);
+        _watchingOutput = watchOutput;
         _host = socket;
     }
 
@@ -216,6 +218,16 @@ internal sealed partial class TcpConnection : HostPoller.IHandler
             if (errno == Interop.Libc.EAgain)
             {
                 _hostWritable = false;
+                if (!_watchingOutput)
+                {
+                    _watchingOutput = true;
+                    if (!_gateway.Poller.WatchOutput(_pollToken, _host.Fd))
+                    {
+                        Abort(sendReset: true);
+                        return;
+                    }
+                }
+
                 break;
             }
 

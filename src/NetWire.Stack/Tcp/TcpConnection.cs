@@ -69,6 +69,9 @@ internal sealed partial class TcpConnection
     private bool _hostWritable;
     private bool _hostShutdown;
 
+    /// <summary>The poller reports the host socket's output readiness (from the start, or since a send met EAGAIN).</summary>
+    private bool _watchingOutput;
+
     // Receive side (guest -> host).
     private uint _rcvNxt;
     private bool _guestFin;
