@@ -17,7 +17,8 @@ namespace NetWire.Stack;
 /// ring towards the guest with no room is read once ACKs make room, not on the next event). The
 /// guest side (<see cref="IGuestWork"/>, the gateway end's queue of guest frames) wakes the loop
 /// through an eventfd that the queue's writer signals directly, and its frames are handled on
-/// this thread between socket events. The periodic tick (<see cref="SetTick"/>: retransmissions,
+/// this thread between socket events (or, queued while this thread sleeps, by the queuing
+/// thread itself under the gateway lock: the gateway end decides). The periodic tick (<see cref="SetTick"/>: retransmissions,
 /// TIME-WAIT, idle flows) runs here too, when epoll_wait's timeout runs out or after an event
 /// once it is due: a thread-pool timer woke a pool worker a hundred times a second, which then
 /// spun in sched_yield looking for more work and contended for the gateway lock with this thread
