@@ -25,6 +25,20 @@ internal static class GatewayTesting
         }
     }
 
+    /// <summary>Frames from the guest as one batch of the pump: all under the lock, then the end of the batch.</summary>
+    public static void SendBatch(this Gateway gateway, params byte[][] frames)
+    {
+        lock (gateway.Sync)
+        {
+            foreach (var frame in frames)
+            {
+                gateway.OnGuestFrame(frame);
+            }
+
+            gateway.EndOfBatch();
+        }
+    }
+
     /// <summary>The one frame the gateway sent; fails when there is none or more than one.</summary>
     public static byte[] Single(this CollectingReceiver receiver)
     {

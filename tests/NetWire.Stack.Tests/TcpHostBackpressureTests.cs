@@ -1,10 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
-using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Time.Testing;
-using NetWire.Core.Frames;
 using NetWire.Core.Packets;
-using NetWire.Core.Wire;
 using static NetWire.Stack.Tests.TestPackets;
 
 namespace NetWire.Stack.Tests;
@@ -28,8 +25,7 @@ public sealed class TcpHostBackpressureTests : IDisposable
     public TcpHostBackpressureTests()
     {
         var options = new GatewayOptions { AllowHostLoopback = true, TcpBufferBytes = 8 * 1024 * 1024 };
-        _gateway = new Gateway(options, new FramePool(), new FakeTimeProvider(), NullLogger.Instance);
-        _gateway.Attach(_receiver, new WireCounters(), _stop.Token);
+        _gateway = GatewayTesting.Create(options, new FakeTimeProvider(), _receiver, _stop.Token);
     }
 
     public void Dispose()
@@ -50,11 +46,11 @@ public sealed class TcpHostBackpressureTests : IDisposable
         listener.Server.ReceiveBufferSize = 4096;
         listener.Start();
         var port = (ushort)((IPEndPoint)listener.LocalEndpoint).Port;
-        Send(BuildTcp(GuestIp, 41500, GatewayIp, port, GuestIsn, 0, TcpFlags.Syn, 65535, [], new TcpOptions { MaxSegmentSize = 1460, WindowScale = 7 }));
+        _gateway.SendBatch(BuildTcp(GuestIp, 41500, GatewayIp, port, GuestIsn, 0, TcpFlags.Syn, 65535, [], new TcpOptions { MaxSegmentSize = 1460, WindowScale = 7 }));
         using var accepted = await listener.AcceptSocketAsync();
         var synAck = await NextTcpAsync(TcpFlags.Syn | TcpFlags.Ack);
         var serverIsn = synAck.SequenceNumber;
-        Send(BuildTcp(GuestIp, 41500, GatewayIp, port, GuestIsn + 1, serverIsn + 1, TcpFlags.Ack, 65535, []));
+        _gateway.SendBatch(BuildTcp(GuestIp, 41500, GatewayIp, port, GuestIsn + 1, serverIsn + 1, TcpFlags.Ack, 65535, []));
 
         // The whole payload in one batch: the gateway's window (8 MiB) takes it, the host socket cannot.
         var payload = new byte[Length];
@@ -66,7 +62,7 @@ public sealed class TcpHostBackpressureTests : IDisposable
             segments.Add(BuildTcp(GuestIp, 41500, GatewayIp, port, GuestIsn + 1 + (uint)offset, serverIsn + 1, TcpFlags.Ack, 65535, payload.AsSpan(offset, size)));
         }
 
-        Send([.. segments]);
+        _gateway.SendBatch([.. segments]);
         string state;
         lock (_gateway.Sync)
         {
@@ -87,19 +83,6 @@ public sealed class TcpHostBackpressureTests : IDisposable
         }
 
         Assert.Equal(payload, received);
-    }
-
-    private void Send(params byte[][] frames)
-    {
-        lock (_gateway.Sync)
-        {
-            foreach (var frame in frames)
-            {
-                _gateway.OnGuestFrame(frame);
-            }
-
-            _gateway.EndOfBatch();
-        }
     }
 
     private async Task<TcpHeader> NextTcpAsync(TcpFlags flags)
