@@ -144,6 +144,9 @@ internal sealed partial class TcpConnection
 
     public bool InTimeWait => _state == State.TimeWait;
 
+    /// <summary>In TIME-WAIT, a SYN whose sequence number is past the old connection's: a new connection on the same ports.</summary>
+    public bool TakesNewSyn(uint sequence) => _state == State.TimeWait && (int)(sequence - _rcvNxt) > 0;
+
     /// <summary>Bytes of ring buffer the connection holds now (none while idle). Caller holds the gateway lock.</summary>
     public long BufferBytes => _toHost.BufferBytes + _toGuest.BufferBytes;
 
