@@ -48,7 +48,7 @@ public sealed class TcpHostBackpressureTests : IDisposable
         var port = (ushort)((IPEndPoint)listener.LocalEndpoint).Port;
         _gateway.SendBatch(BuildTcp(GuestIp, 41500, GatewayIp, port, GuestIsn, 0, TcpFlags.Syn, 65535, [], new TcpOptions { MaxSegmentSize = 1460, WindowScale = 7 }));
         using var accepted = await listener.AcceptSocketAsync();
-        var synAck = await NextTcpAsync(TcpFlags.Syn | TcpFlags.Ack);
+        var synAck = await _receiver.NextTcpAsync(TcpFlags.Syn | TcpFlags.Ack);
         var serverIsn = synAck.SequenceNumber;
         _gateway.SendBatch(BuildTcp(GuestIp, 41500, GatewayIp, port, GuestIsn + 1, serverIsn + 1, TcpFlags.Ack, 65535, []));
 
@@ -83,23 +83,5 @@ public sealed class TcpHostBackpressureTests : IDisposable
         }
 
         Assert.Equal(payload, received);
-    }
-
-    private async Task<TcpHeader> NextTcpAsync(TcpFlags flags)
-    {
-        using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        while (true)
-        {
-            while (_receiver.Frames.TryDequeue(out var frame))
-            {
-                var (tcp, _) = ParseTcp(frame);
-                if (tcp.Flags == flags)
-                {
-                    return tcp;
-                }
-            }
-
-            await Task.Delay(5, limit.Token);
-        }
     }
 }

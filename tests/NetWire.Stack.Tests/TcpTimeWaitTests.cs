@@ -43,12 +43,12 @@ public sealed class TcpTimeWaitTests : IDisposable
         var port = (ushort)((IPEndPoint)listener.LocalEndpoint).Port;
         _gateway.SendBatch(BuildTcp(GuestIp, GuestPort, GatewayIp, port, GuestIsn, 0, TcpFlags.Syn, 65535, [], new TcpOptions { MaxSegmentSize = 1460 }));
         var first = await listener.AcceptSocketAsync();
-        var synAck = await NextTcpAsync(TcpFlags.Syn | TcpFlags.Ack);
+        var synAck = await _receiver.NextTcpAsync(TcpFlags.Syn | TcpFlags.Ack);
         _gateway.SendBatch(BuildTcp(GuestIp, GuestPort, GatewayIp, port, GuestIsn + 1, synAck.SequenceNumber + 1, TcpFlags.Ack, 65535, []));
 
         // The host closes first: its FIN reaches the guest, whose FIN and ACK end in the gateway's TIME-WAIT.
         first.Dispose();
-        var fin = await NextTcpAsync(TcpFlags.Fin | TcpFlags.Ack);
+        var fin = await _receiver.NextTcpAsync(TcpFlags.Fin | TcpFlags.Ack);
         _gateway.SendBatch(BuildTcp(GuestIp, GuestPort, GatewayIp, port, GuestIsn + 1, fin.SequenceNumber + 1, TcpFlags.Fin | TcpFlags.Ack, 65535, []));
         lock (_gateway.Sync)
         {
@@ -58,25 +58,7 @@ public sealed class TcpTimeWaitTests : IDisposable
         _receiver.Frames.Clear();
         _gateway.SendBatch(BuildTcp(GuestIp, GuestPort, GatewayIp, port, GuestIsn + 100_000, 0, TcpFlags.Syn, 65535, [], new TcpOptions { MaxSegmentSize = 1460 }));
         using var second = await listener.AcceptSocketAsync().WaitAsync(TimeSpan.FromSeconds(30));
-        var again = await NextTcpAsync(TcpFlags.Syn | TcpFlags.Ack);
+        var again = await _receiver.NextTcpAsync(TcpFlags.Syn | TcpFlags.Ack);
         Assert.Equal(GuestIsn + 100_001, again.AckNumber);
-    }
-
-    private async Task<TcpHeader> NextTcpAsync(TcpFlags flags)
-    {
-        using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(30));
-        while (true)
-        {
-            while (_receiver.Frames.TryDequeue(out var frame))
-            {
-                var (tcp, _) = ParseTcp(frame);
-                if (tcp.Flags == flags)
-                {
-                    return tcp;
-                }
-            }
-
-            await Task.Delay(5, limit.Token);
-        }
     }
 }
