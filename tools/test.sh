@@ -24,6 +24,7 @@ PACKAGES=(
     python3-prometheus-client  # /metrics is parsed with Prometheus' own parser (GatewayQemuGuestTests)
     python3-gi gir1.2-spiceclientglib-2.0  # spice-gtk 0.42, headless, for the SPICE interop tests (tools/spice/gtk_client.py)
     iperf3 curl          # netwire run tests: the namespace's clients against host-loopback servers
+    nftables             # the network lock of a TCP flow migration (nft), and its tests
     podman runc slirp4netns uidmap passwd  # NetWire as Podman's slirp4netns, rootful and rootless (useradd, subuid)
     passt                # pasta, beside slirp4netns in the Podman benchmark
     openssl              # TLS tests make their certificates with it and probe the TLS port with s_client

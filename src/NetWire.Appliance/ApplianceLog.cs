@@ -30,4 +30,7 @@ internal static partial class ApplianceLog
 
     [LoggerMessage(5010, LogLevel.Information, "Status file {Path} written again after {Failures} failed writes")]
     public static partial void StatusWriteRecovered(ILogger logger, string path, long failures);
+
+    [LoggerMessage(5011, LogLevel.Information, "Migration completed: the wire is handed over to the target and its ends are closed")]
+    public static partial void WireHandedOver(ILogger logger);
 }

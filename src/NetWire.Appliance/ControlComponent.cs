@@ -9,11 +9,16 @@ internal sealed class ControlComponent : IServeComponent
     private readonly ApplianceControl _control;
     private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
-    public ControlComponent(ControlEndpoint endpoint, SpiceServerComponent spice, Func<IReadOnlyList<NetWire.Core.Wire.WireEnd>> wireEnds, ILoggerFactory loggers, CancellationTokenSource stop, NetWire.Core.State.StateRegistry? state = null, NetWire.Control.Migration.IncomingMigration? incoming = null, NetWire.Control.Migration.MigrationTls? migrationTls = null, Func<IHostForwardTable?>? forwards = null)
+    /// <param name="forwards">The gateway's forward table for hostfwd-add and friends, or null without a gateway.</param>
+    /// <param name="migrated">Called when a migration away from this appliance completed (its wire is handed over); must not block.</param>
+    /// <param name="warm">Called when a migration is in sight (client_migrate_info, migrate); must not block.</param>
+    public ControlComponent(ControlEndpoint endpoint, SpiceServerComponent spice, Func<IReadOnlyList<NetWire.Core.Wire.WireEnd>> wireEnds, ILoggerFactory loggers, CancellationTokenSource stop, NetWire.Core.State.StateRegistry? state = null, NetWire.Control.Migration.IncomingMigration? incoming = null, NetWire.Control.Migration.MigrationTls? migrationTls = null, Func<IHostForwardTable?>? forwards = null, Action? migrated = null, Action? warm = null)
     {
         Endpoint = endpoint;
         // Off the control client's receive loop: the stop path waits for that loop to end.
         _control = new ApplianceControl(endpoint, spice.Server, wireEnds, () => ThreadPool.QueueUserWorkItem(static s => s.Cancel(), stop, preferLocal: false), loggers, state: state, incoming: incoming, migrationTls: migrationTls, forwards: forwards);
+        _control.Migration.Completed = migrated;
+        _control.Migration.Warm = warm;
     }
 
     public string Name => "control socket";

@@ -5,6 +5,7 @@ using NetWire.Core.State;
 using NetWire.Spice;
 using NetWire.Spice.Link;
 using NetWire.Stack.Dhcp;
+using NetWire.Stack.Migration;
 
 namespace NetWire.Appliance;
 
@@ -64,10 +65,19 @@ internal sealed class ServeAppliance : IAsyncDisposable
         _components.Add(Spice);
         State.Register(new DhcpStateSection(() => wire?.Gateway));
         State.Register(new WireStateSection(() => wire?.Ends ?? [], loggers.CreateLogger("NetWire.Serve")));
+        Flows = new GatewayFlowSection(() => wire?.Gateway, loggers.CreateLogger("NetWire.Migration"));
+        State.Register(Flows);
         if (setup.Incoming is { } incoming)
         {
             Incoming = new IncomingComponent(incoming, State, Spice, loggers, setup.MigrationTls?.Accept);
             _components.Add(Incoming);
+
+            // A target's gateway takes no guest frame before the state has arrived (docs/migration.md, "Whole-VM migration").
+            if (wire is not null)
+            {
+                wire.HoldGateway = true;
+                _ = ReleaseWhenAdoptedAsync(Incoming.Incoming.Adopted, wire);
+            }
         }
 
         Metrics = new ApplianceMetrics(Spice.Server, Incoming?.Incoming);
@@ -86,7 +96,11 @@ internal sealed class ServeAppliance : IAsyncDisposable
 
         if (setup.Control is { } control)
         {
-            _components.Add(new ControlComponent(control, Spice, () => wire?.Ends ?? [], loggers, stop, State, Incoming?.Incoming, setup.MigrationTls, () => wire?.Gateway is { } gateway ? new GatewayForwardTable(gateway) : null));
+            var flows = Flows;
+            _components.Add(new ControlComponent(control, Spice, () => wire?.Ends ?? [], loggers, stop, State, Incoming?.Incoming, setup.MigrationTls,
+                () => wire?.Gateway is { } gateway ? new GatewayForwardTable(gateway) : null,
+                migrated: () => _ = wire?.HandOverAsync(),
+                warm: () => _ = flows.WarmAsync()));
         }
 
         if (setup.Metrics is { } metrics)
@@ -94,6 +108,9 @@ internal sealed class ServeAppliance : IAsyncDisposable
             _components.Add(new MetricsComponent(metrics));
         }
     }
+
+    /// <summary>The gateway's live flows as a migration carries them.</summary>
+    public GatewayFlowSection Flows { get; }
 
     /// <summary>The wire, or null without one.</summary>
     public WireComponent? Wire { get; }
@@ -164,6 +181,21 @@ internal sealed class ServeAppliance : IAsyncDisposable
         }
 
         Metrics.Dispose();
+        Flows.Dispose();
+    }
+
+    private static async Task ReleaseWhenAdoptedAsync(Task adopted, WireComponent wire)
+    {
+        try
+        {
+            await adopted.ConfigureAwait(false);
+        }
+        catch (OperationCanceledException)
+        {
+            return;
+        }
+
+        wire.Gateway?.ReleaseHold();
     }
 
     private string ListenText(IServeComponent component) => component switch

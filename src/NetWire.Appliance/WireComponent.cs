@@ -6,6 +6,7 @@ using NetWire.Core.Taps;
 using NetWire.Core.Wire;
 using NetWire.Devices;
 using NetWire.Devices.Qemu;
+using NetWire.Devices.Tap;
 using NetWire.Stack;
 
 namespace NetWire.Appliance;
@@ -41,6 +42,10 @@ internal sealed class WireComponent : IServeComponent
     /// <summary>Status writes that failed since the last one that worked; written by the status writer only.</summary>
     private long _statusFailures;
 
+    /// <summary>Completed at stop (or dispose); a handed-over wire's <see cref="Completion"/> waits for it instead of ending.</summary>
+    private readonly TaskCompletionSource _stopped = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private int _handedOver;
+
     public WireComponent(WireSetup setup, ILoggerFactory loggers)
     {
         _setup = setup;
@@ -60,6 +65,27 @@ internal sealed class WireComponent : IServeComponent
 
     /// <summary>The gateway when the host end is the user-mode gateway.</summary>
     public GatewayEnd? Gateway => _host as GatewayEnd;
+
+    /// <summary>A migration target's wire: its gateway takes no guest frame until released (set before start).</summary>
+    public bool HoldGateway { get; set; }
+
+    /// <summary>True once a completed migration took this wire's state: its ends are closed (a TAP or a guest socket is free for the target).</summary>
+    public bool HandedOver => Volatile.Read(ref _handedOver) != 0;
+
+    /// <summary>
+    /// The migration moved everything this wire carried: the link stops and the guest end closes,
+    /// without <see cref="Completion"/> ending (the appliance keeps serving until it is quit).
+    /// </summary>
+    public async Task HandOverAsync()
+    {
+        if (Interlocked.Exchange(ref _handedOver, 1) != 0)
+        {
+            return;
+        }
+
+        ApplianceLog.WireHandedOver(_logger);
+        await _stop.CancelAsync().ConfigureAwait(false);
+    }
 
     /// <summary>Creates the ends and the capture file and starts the link. Throws <see cref="IOException"/> when the capture cannot be written.</summary>
     public Task StartAsync(CancellationToken cancellationToken)
@@ -83,6 +109,17 @@ internal sealed class WireComponent : IServeComponent
         _host = _setup.Host is { } host
             ? host.CreateEnd("host", FramePool.Shared, _setup.QueueFrames, _loggers)
             : new GatewayEnd("host", _setup.Gateway!, FramePool.Shared, _setup.QueueFrames, TimeProvider.System, _loggers.CreateLogger<GatewayEnd>());
+        if (HoldGateway && _host is GatewayEnd held)
+        {
+            held.Hold();
+        }
+
+        if (HoldGateway && _guest is TapEnd tap)
+        {
+            // The source has the TAP until it hands its wire over (docs/migration.md, "A namespace peer").
+            tap.WaitWhileBusy = true;
+        }
+
         _metrics.Register(_guest);
         _metrics.Register(_host);
         var link = new Link(_guest, _host, _capture, _loggers.CreateLogger<Link>());
@@ -99,6 +136,7 @@ internal sealed class WireComponent : IServeComponent
     public async Task StopAsync()
     {
         await _stop.CancelAsync().ConfigureAwait(false);
+        _stopped.TrySetResult();
         try
         {
             await _completion.ConfigureAwait(false);
@@ -108,6 +146,8 @@ internal sealed class WireComponent : IServeComponent
             // Reported by whoever watched Completion.
         }
     }
+
+    private string RunState => HandedOver ? "migrated" : "running";
 
     /// <summary>Writes the appliance's other parts into the status (serve's SPICE server and migration target), or null.</summary>
     public Action<System.Text.Json.Utf8JsonWriter>? StatusSections { get; set; }
@@ -149,8 +189,28 @@ internal sealed class WireComponent : IServeComponent
             _capture?.Flush();
             if (_setup.StatusPath is { } statusPath && ++ticks % 4 == 0)
             {
-                WriteStatus(statusPath, "running");
+                WriteStatus(statusPath, RunState);
             }
+        }
+
+        if (HandedOver)
+        {
+            await running.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+
+            // The device is the target's now: a TAP it waits for, a guest socket path it may reuse.
+            if (_guest is not null)
+            {
+                await _guest.DisposeAsync().ConfigureAwait(false);
+            }
+
+            if (_setup.StatusPath is { } statusPath)
+            {
+                WriteStatus(statusPath, RunState);
+            }
+
+            // The appliance goes on (clients leaving, quit) until it is stopped.
+            await _stopped.Task.ConfigureAwait(false);
+            return;
         }
 
         await running.ConfigureAwait(false);

@@ -17,6 +17,9 @@ internal static partial class DevicesLog
     [LoggerMessage(4004, LogLevel.Information, "TAP {Interface} refused offloads ({Reason}); frames from it stay plain")]
     public static partial void TapOffloadsRefused(ILogger logger, string @interface, string reason);
 
+    [LoggerMessage(4005, LogLevel.Information, "TAP {Interface} is open in another process (a migration source): attaching once it is free")]
+    public static partial void TapBusyWaiting(ILogger logger, string @interface);
+
     [LoggerMessage(4101, LogLevel.Information, "Guest {End} listening on {Address}")]
     public static partial void Listening(ILogger logger, string end, string address);
 

@@ -13,7 +13,7 @@ namespace NetWire.Devices;
 /// <summary>Which side of the appliance a spec may name.</summary>
 public enum WireSide
 {
-    /// <summary>Where a guest NIC attaches (QEMU socket backends).</summary>
+    /// <summary>Where a guest NIC attaches (QEMU socket backends, or a TAP).</summary>
     Guest,
 
     /// <summary>Where guest frames leave for the host (TAP, libpcap).</summary>
@@ -25,13 +25,14 @@ public enum WireSide
 /// <code>
 /// guest: stream:unix:PATH[,connect] | stream:tcp:HOST:PORT[,connect]
 ///        dgram:udp:LOCAL_HOST:LOCAL_PORT=REMOTE_HOST:REMOTE_PORT | dgram:unix:LOCAL=REMOTE
+///        tap:NAME (a namespace or VM on a TAP, as `netwire run` attaches one)
 /// host:  tap:NAME | pcap:IFACE[,filter=BPF]
 /// </code>
 /// </summary>
 public sealed record WireSpec
 {
     /// <summary>The forms a guest spec takes, for error messages and help.</summary>
-    public const string GuestForms = "stream:unix:PATH[,connect] | stream:tcp:HOST:PORT[,connect] | dgram:udp:LHOST:LPORT=RHOST:RPORT | dgram:unix:LOCAL=REMOTE";
+    public const string GuestForms = "stream:unix:PATH[,connect] | stream:tcp:HOST:PORT[,connect] | dgram:udp:LHOST:LPORT=RHOST:RPORT | dgram:unix:LOCAL=REMOTE | tap:NAME";
 
     /// <summary>The forms a host spec takes.</summary>
     public const string HostForms = "tap:NAME | pcap:IFACE[,filter=BPF]";
@@ -114,7 +115,7 @@ public sealed record WireSpec
                     : new WireSpec(text, kind) { EndPoint = ParseHostPort(local, Bad), Remote = ParseHostPort(remote, Bad) };
             }
 
-            case (WireSide.Host, "tap"):
+            case (_, "tap"):
                 if (rest.Length is 0 or > TunTap.MaxNameLength || rest.Contains('/') || rest.Contains(','))
                 {
                     throw Bad($"a TAP name is 1 to {TunTap.MaxNameLength} characters");

@@ -162,6 +162,11 @@ internal sealed partial class Gateway
         _receiver = receiver;
         _wireCounters = counters;
         Stopping = stopping;
+        lock (Sync)
+        {
+            _loopCancel = CancellationTokenSource.CreateLinkedTokenSource(stopping);
+        }
+
         _poller = new HostPoller(this);
     }
 
@@ -468,6 +473,12 @@ internal sealed partial class Gateway
                 await receiver.WaitCanRecvPacketAsync(cancellationToken).ConfigureAwait(false);
                 lock (Sync)
                 {
+                    if (_frozen)
+                    {
+                        // Thaw signals again; a handed-over gateway never flushes.
+                        break;
+                    }
+
                     var count = _flushPending.Count;
                     for (var i = 0; i < count && CanEmit; i++)
                     {
@@ -489,6 +500,11 @@ internal sealed partial class Gateway
     /// <summary>The periodic tick: retransmissions, TIME-WAIT, idle UDP flows, DHCP leases. Caller holds <see cref="Sync"/>.</summary>
     public void OnTimer()
     {
+        if (_frozen)
+        {
+            return;
+        }
+
         var now = NowMs;
         Tcp.OnTimer(now);
         Udp.OnTimer(now);
@@ -508,5 +524,7 @@ internal sealed partial class Gateway
         Icmp.CloseAll();
         Tftp?.CloseAll();
         _poller?.Stop();
+        _loopCancel?.Dispose();
+        _loopCancel = null;
     }
 }

@@ -21,7 +21,8 @@ namespace NetWire.Stack;
 /// injected <see cref="TimeProvider"/>) runs there too. RunAsync runs the flush loop for
 /// connections blocked by a full guest end and the host-forward listeners.
 /// Host forwards live in a table with ids: those of the options open when RunAsync starts (a port
-/// that cannot be bound fails the start), and <see cref="AddForward"/> and
+/// that cannot be bound fails the start; a held migration target's once it runs, after the
+/// source has let them go, and a handover closes them all), and <see cref="AddForward"/> and
 /// <see cref="RemoveForward"/> change the table while the gateway runs (the QMP <c>hostfwd-*</c>
 /// commands, the slirp4netns API socket). Removing a forward closes its listener; connections
 /// it already accepted go on.
@@ -90,6 +91,15 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
     }
 
     /// <summary>
+    /// Makes this gateway a migration target's: it takes no guest frame, opens no host forward and
+    /// runs no timer until <see cref="ReleaseHold"/> (the state stream has been adopted). Call before RunAsync.
+    /// </summary>
+    public void Hold() => _gateway.Hold();
+
+    /// <summary>Runs a held gateway (no effect otherwise, or after its flows moved away).</summary>
+    public void ReleaseHold() => _gateway.Thaw();
+
+    /// <summary>
     /// Tells the gateway the guest's address (and IPv6 address, when it has one) and MAC before the
     /// guest has sent a frame (a guest configured statically, as <c>netwire run</c> does), so host
     /// forwards can reach it at once.
@@ -119,28 +129,32 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
     {
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         _gateway.Attach(receiver, Counters, stop.Token);
+        _gateway.CloseForwards = CloseForwards;
         lock (_forwards)
         {
             _forwardStop = stop.Token;
         }
 
-        try
+        Task runnable;
+        lock (_gateway.Sync)
         {
-            foreach (var forward in _gateway.Options.Forwards)
-            {
-                AddForward(forward);
-            }
+            runnable = _gateway.Runnable;
         }
-        catch
+
+        if (runnable.IsCompleted)
         {
-            CloseForwards();
-            throw;
+            OpenOptionForwards();
         }
 
         _gateway.Poller.SetTick(_gateway.OnTimer, s_tick);
         Outbound.SetReaderSignal(OnFramesWhilePollerParked);
         _gateway.Poller.SetGuestWork(this);
         var tasks = new List<Task> { Task.Delay(Timeout.Infinite, stop.Token), _gateway.FlushLoopAsync(stop.Token) };
+        if (!runnable.IsCompleted)
+        {
+            tasks.Add(OpenForwardsWhenRunnableAsync(runnable, stop.Token));
+        }
+
         try
         {
             await Task.WhenAny(tasks).ConfigureAwait(false);
@@ -159,6 +173,34 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
                 _gateway.Shutdown();
             }
         }
+    }
+
+    /// <summary>Opens the forwards of the options; one that cannot be bound closes them all and fails.</summary>
+    private void OpenOptionForwards()
+    {
+        try
+        {
+            foreach (var forward in _gateway.Options.Forwards)
+            {
+                AddForward(forward);
+            }
+        }
+        catch
+        {
+            CloseForwards();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// A held migration target opens the forwards of the options once it runs: the source has let
+    /// them go by then. Then it waits, like the gateway, until stopped.
+    /// </summary>
+    private async Task OpenForwardsWhenRunnableAsync(Task runnable, CancellationToken cancellationToken)
+    {
+        await runnable.WaitAsync(cancellationToken).ConfigureAwait(false);
+        OpenOptionForwards();
+        await Task.Delay(Timeout.Infinite, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>The open host forwards by id, in id order.</summary>
@@ -291,6 +333,15 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
             accepted.NoDelay = true;
             lock (_gateway.Sync)
             {
+                if (_gateway.Frozen)
+                {
+                    // A migration holds the gateway: the client's connection cannot start now.
+                    _gateway.Counters.MigrationReset(Migration.FlowResetReason.Handshake);
+                    accepted.LingerState = new LingerOption(true, 0);
+                    accepted.Dispose();
+                    continue;
+                }
+
                 _gateway.Tcp.OpenToGuest(accepted, forward.GuestPort, forward.Listen.AddressFamily == AddressFamily.InterNetworkV6);
             }
         }
@@ -325,6 +376,12 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
 
             lock (_gateway.Sync)
             {
+                if (_gateway.Frozen)
+                {
+                    // Held still by a migration: lost, as on a busy link.
+                    continue;
+                }
+
                 _gateway.Udp.FromForward(listener, (IPEndPoint)received.RemoteEndPoint, forward.GuestPort, buffer.AsSpan(0, received.ReceivedBytes));
             }
         }
@@ -348,6 +405,12 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
 
             lock (_gateway.Sync)
             {
+                if (_gateway.Frozen)
+                {
+                    // A frozen (or held) gateway leaves the guest's frames queued: the guest end stops reading.
+                    return true;
+                }
+
                 for (var i = 0; i < BatchFrames && Outbound.TryRead(out var frame); i++)
                 {
                     Counters.Transmitted(frame.Length);
@@ -370,6 +433,8 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
     /// still wakes for the host sockets. The poller is woken instead (it finds the frames on its
     /// next turn) when the lock is busy, when frames are left after a turn, when the queue
     /// completed or the gateway is stopping, and when the queuing thread already holds the lock.
+    /// A frozen (or held) gateway is left alone as the poller leaves it: the frames stay queued,
+    /// no host socket is touched, and the thaw wakes the poller for them (docs/migration.md).
     /// </summary>
     private void OnFramesWhilePollerParked()
     {
@@ -380,15 +445,24 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
             return;
         }
 
+        bool frozen;
         bool done;
         try
         {
+            // Read under the lock: a thaw after it clears the flag under the lock, then wakes the poller.
+            frozen = _gateway.Frozen;
+
             // Stopping: RunAsync cancels before it shuts the gateway down, so no connection opens after.
-            done = !_gateway.Stopping.IsCancellationRequested && RunGuestFrames();
+            done = !frozen && !_gateway.Stopping.IsCancellationRequested && RunGuestFrames();
         }
         finally
         {
             sync.Exit();
+        }
+
+        if (frozen)
+        {
+            return;
         }
 
         if (!done || !Outbound.TryParkReader())
@@ -414,8 +488,11 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
         }
     }
 
-    /// <inheritdoc/>
-    bool HostPoller.IGuestWork.TryPark() => Outbound.TryParkReader();
+    /// <summary>
+    /// The poller may sleep when no guest frame waits, or while a migration holds the gateway
+    /// still (the frames wait for the thaw, which wakes it).
+    /// </summary>
+    bool HostPoller.IGuestWork.TryPark() => Outbound.TryParkReader() || _gateway.FrozenNow;
 
     /// <inheritdoc/>
     void HostPoller.IGuestWork.Unpark() => Outbound.UnparkReader();

@@ -12,6 +12,9 @@ public sealed class StackCounters
     private long _udpFlows;
     private long _retransmits;
     private long _dhcpLeases;
+    private long _flowsMovedOut;
+    private long _flowsMovedIn;
+    private readonly long[] _migrationResets = new long[Enum.GetValues<Migration.FlowResetReason>().Length + 1];
     private long _tftpTransfers;
     private long _routerAdvertisements;
     private long _dhcpv6Replies;
@@ -34,6 +37,15 @@ public sealed class StackCounters
     /// <summary>DHCP leases acknowledged.</summary>
     public long DhcpLeases => Interlocked.Read(ref _dhcpLeases);
 
+    /// <summary>TCP connections handed over to a migration target.</summary>
+    public long FlowsMovedOut => Interlocked.Read(ref _flowsMovedOut);
+
+    /// <summary>TCP connections taken over from a migration source.</summary>
+    public long FlowsMovedIn => Interlocked.Read(ref _flowsMovedIn);
+
+    /// <summary>TCP connections a migration reset for one reason.</summary>
+    public long MigrationResets(Migration.FlowResetReason reason) => Interlocked.Read(ref _migrationResets[(int)reason]);
+
     /// <summary>TFTP read transfers started.</summary>
     public long TftpTransfers => Interlocked.Read(ref _tftpTransfers);
 
@@ -55,6 +67,12 @@ public sealed class StackCounters
     internal void Retransmit() => Interlocked.Increment(ref _retransmits);
 
     internal void DhcpLease() => Interlocked.Increment(ref _dhcpLeases);
+
+    internal void FlowMovedOut() => Interlocked.Increment(ref _flowsMovedOut);
+
+    internal void FlowMovedIn() => Interlocked.Increment(ref _flowsMovedIn);
+
+    internal void MigrationReset(Migration.FlowResetReason reason) => Interlocked.Increment(ref _migrationResets[(int)reason]);
 
     internal void TftpTransfer() => Interlocked.Increment(ref _tftpTransfers);
 
@@ -85,9 +103,31 @@ public sealed class StackCounters
             }
         }
 
+        if (FlowsMovedOut != 0)
+        {
+            list.Add(new("migrated_out_tcp", FlowsMovedOut));
+        }
+
+        if (FlowsMovedIn != 0)
+        {
+            list.Add(new("migrated_in_tcp", FlowsMovedIn));
+        }
+
+        foreach (var reason in Enum.GetValues<Migration.FlowResetReason>())
+        {
+            var value = MigrationResets(reason);
+            if (value != 0)
+            {
+                list.Add(new("migration_reset_" + Name(reason), value));
+            }
+        }
+
         return list;
     }
 
     /// <summary>snake_case name of a reason, as docs/gateway.md lists them.</summary>
     public static string Name(StackDrop reason) => NetWire.Core.Naming.Words(reason.ToString(), '_');
+
+    /// <summary>snake_case name of a migration reset reason, as docs/migration.md lists them.</summary>
+    public static string Name(Migration.FlowResetReason reason) => NetWire.Core.Naming.Words(reason.ToString(), '_');
 }

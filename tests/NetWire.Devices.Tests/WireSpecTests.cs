@@ -37,6 +37,7 @@ public sealed class WireSpecTests
     public void HostSpecs()
     {
         Assert.Equal("tap0", WireSpec.Parse("tap:tap0", WireSide.Host).Interface);
+        Assert.Equal("tap0", WireSpec.Parse("tap:tap0", WireSide.Guest).Interface);
         var pcap = WireSpec.Parse("pcap:veth0,filter=not arp and udp port 53", WireSide.Host);
         Assert.Equal("veth0", pcap.Interface);
         Assert.Equal("not arp and udp port 53", pcap.Filter);
@@ -52,7 +53,7 @@ public sealed class WireSpecTests
     [InlineData("dgram:unix:=/b", WireSide.Guest)]
     [InlineData("tap:", WireSide.Host)]
     [InlineData("tap:averyveryverylongname", WireSide.Host)]
-    [InlineData("tap:tap0", WireSide.Guest)]
+    [InlineData("tap:", WireSide.Guest)]
     [InlineData("stream:unix:/x", WireSide.Host)]
     [InlineData("pcap:eth0,filter=", WireSide.Host)]
     [InlineData("bogus:thing", WireSide.Host)]

@@ -17,12 +17,16 @@ public sealed class QemuGuest : IAsyncDisposable
     private readonly string _tempDir;
     private int _disposed;
 
-    private QemuGuest(ManagedProcess qemu, string tempDir, IReadOnlyList<string> commandLine)
+    private QemuGuest(ManagedProcess qemu, string tempDir, IReadOnlyList<string> commandLine, string? initrd)
     {
         _qemu = qemu;
         _tempDir = tempDir;
         CommandLine = commandLine;
+        Initrd = initrd;
     }
+
+    /// <summary>The initrd QEMU booted (with the test script appended), null for a guest booted from the network; valid until disposal.</summary>
+    public string? Initrd { get; }
 
     /// <summary>QEMU's pid (also under <c>ip netns exec</c>, which execs QEMU).</summary>
     public int Pid => _qemu.Pid;
@@ -69,8 +73,8 @@ public sealed class QemuGuest : IAsyncDisposable
         var tempDir = Directory.CreateTempSubdirectory("nwguest-").FullName;
         try
         {
-            var initrd = initramfs;
-            if (options.TestScript is not null)
+            var initrd = options.Initrd ?? initramfs;
+            if (options.TestScript is not null && options.Initrd is null)
             {
                 initrd = Path.Combine(tempDir, "initrd.img");
                 BuildInitrd(initramfs, options.TestScript, tempDir, initrd);
@@ -88,6 +92,15 @@ public sealed class QemuGuest : IAsyncDisposable
                 "-device", $"{options.NicModel},netdev=n0,mac={options.Mac},romfile=",
                 .. options.ExtraQemuArgs,
             ];
+            if (options.QmpSocket is not null)
+            {
+                qemuArgs.AddRange(["-qmp", $"unix:{options.QmpSocket},server=on,wait=off"]);
+            }
+
+            if (options.Incoming is not null)
+            {
+                qemuArgs.AddRange(["-incoming", options.Incoming, "-S"]);
+            }
 
             // QEMU's stdin is a pipe kept open by ManagedProcess: with -serial stdio QEMU would
             // otherwise put an inherited terminal into raw mode.
@@ -97,7 +110,7 @@ public sealed class QemuGuest : IAsyncDisposable
             List<string> commandLine = options.NetnsName is null
                 ? [options.QemuBinary, .. qemuArgs]
                 : ["ip", "netns", "exec", options.NetnsName, options.QemuBinary, .. qemuArgs];
-            return new QemuGuest(qemu, tempDir, commandLine);
+            return new QemuGuest(qemu, tempDir, commandLine, initrd);
         }
         catch
         {
@@ -141,7 +154,7 @@ public sealed class QemuGuest : IAsyncDisposable
             var qemu = options.NetnsName is null
                 ? ProcessRunner.Start(options.QemuBinary, qemuArgs)
                 : ProcessRunner.Start("ip", ["netns", "exec", options.NetnsName, options.QemuBinary, .. qemuArgs]);
-            return new QemuGuest(qemu, tempDir, [options.QemuBinary, .. qemuArgs]);
+            return new QemuGuest(qemu, tempDir, [options.QemuBinary, .. qemuArgs], initrd: null);
         }
         catch
         {

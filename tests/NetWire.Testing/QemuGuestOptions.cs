@@ -57,4 +57,17 @@ public sealed record QemuGuestOptions
 
     /// <summary>The QEMU binary.</summary>
     public string QemuBinary { get; init; } = "qemu-system-x86_64";
+
+    /// <summary>A QMP socket for QEMU (<c>-qmp unix:PATH,server=on,wait=off</c>); null for none.</summary>
+    public string? QmpSocket { get; init; }
+
+    /// <summary>
+    /// A migration target: <c>-incoming URI -S</c> (the VM waits for the source's state, then stays
+    /// paused until <c>cont</c>). Its other options must be the source's, so pass the source's
+    /// <see cref="QemuGuest.Initrd"/> as <see cref="Initrd"/> rather than a <see cref="TestScript"/>.
+    /// </summary>
+    public string? Incoming { get; init; }
+
+    /// <summary>An initrd to boot as it is (for a migration target, the source's); null builds it from the base image and <see cref="TestScript"/>.</summary>
+    public string? Initrd { get; init; }
 }

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Client switch time of a semi-seamless SPICE migration: NetWire (20 rounds) beside QEMU's own
-# SPICE servers (the reference lab, 5 rounds) in the same run. Root (tshark on lo), spice-gtk
+# SPICE servers (two QEMUs with -spice, 5 rounds) in the same run. Root (tshark on lo), spice-gtk
 # (python3-gi, gir1.2-spiceclientglib-2.0), qemu-system-x86. Results go to docs/performance.md.
 set -eu
 cd "$(dirname "$0")/../.."

@@ -6,8 +6,8 @@
 NetWire: one spice-gtk 0.42 client (tools/spice/gtk_client.py) is connected to `netwire
 serve` A; each round starts a fresh `netwire serve --incoming` B, runs client_migrate_info +
 migrate on A over QMP, waits until A has no client left, quits A, and B becomes the next
-source. QEMU: the reference lab (../shared/lab/part2/run_migration.py: two QEMUs, spice-gtk)
-runs M times. tshark records loopback the whole time; the switch time of a round is the time
+source. QEMU: M rounds of the same with two QEMUs (`-spice` on 5930, the target on 5931 with
+`-incoming`, 64 MiB TCG, no guest), a fresh spice-gtk client on the source each round. tshark records loopback the whole time; the switch time of a round is the time
 from the source's MIGRATE_END to the target's INIT on the wire. Prints median and worst per
 peer, and NetWire's state stream size.
 """
@@ -24,7 +24,6 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DLL = os.path.join(ROOT, "src", "NetWire.Cli", "bin", "Release", "net10.0", "netwire.dll")
-LAB = os.path.join(ROOT, "..", "shared", "lab", "part2", "run_migration.py")
 PASSWORD = "bench"
 CLIENT_PART = []  # ms from the source's MIGRATE_END to the client's MIGRATE_END at the target
 
@@ -163,16 +162,85 @@ def netwire(rounds, tmp, warm_target=False):
     return switch_times(pcap, pairs), sizes, totals
 
 
+def qemu_command(port, qmp, incoming=None):
+    cmd = ["qemu-system-x86_64", "-machine", "pc", "-accel", "tcg", "-m", "64M", "-nodefaults", "-no-user-config",
+           "-display", "none", "-vga", "std", "-spice", "port=%d,addr=127.0.0.1,disable-ticketing=on" % port,
+           "-qmp", "unix:%s,server=on,wait=off" % qmp]
+    if incoming:
+        cmd += ["-incoming", incoming]
+    return cmd
+
+
+def connect_qmp(path, proc):
+    for _ in range(600):
+        if proc.poll() is not None:
+            raise RuntimeError("qemu exited (%d)" % proc.returncode)
+        if os.path.exists(path):
+            try:
+                return Qmp(path)
+            except OSError:
+                pass
+        time.sleep(0.05)
+    raise RuntimeError("qemu's QMP did not come up")
+
+
+def qemu_round(tmp, i):
+    """One QEMU-to-QEMU SPICE client migration under tshark; the pcap's path, or None."""
+    pcap = os.path.join(tmp, "qemu%d.pcapng" % i)
+    cap = subprocess.Popen(["tshark", "-i", "lo", "-f", "tcp port 5930 or tcp port 5931", "-w", pcap],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    while "Capturing on" not in cap.stderr.readline():
+        pass
+    qa, qb = os.path.join(tmp, "qa%d.qmp" % i), os.path.join(tmp, "qb%d.qmp" % i)
+    procs = [subprocess.Popen(qemu_command(5930, qa), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL),
+             subprocess.Popen(qemu_command(5931, qb, "tcp:127.0.0.1:4444"), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    client = None
+    try:
+        src, dst = connect_qmp(qa, procs[0]), connect_qmp(qb, procs[1])
+        client = subprocess.Popen(["env", "-u", "DISPLAY", "/usr/bin/python3", os.path.join(ROOT, "tools", "spice", "gtk_client.py"),
+                                   "--port", "5930", "--seconds", "120", "--stop-after-migration", "0.5"],
+                                  stdout=subprocess.PIPE, text=True)
+        while "main opened" not in client.stdout.readline():
+            pass
+        time.sleep(1)
+        channels = len(src.run("query-spice")["channels"])
+        src.run("client_migrate_info", protocol="spice", hostname="127.0.0.1", port=5931)
+        # As spice-server's own users do: migrate once the target has every channel of the client.
+        for _ in range(channels):
+            dst.wait_event("SPICE_INITIALIZED", timeout=10)
+        time.sleep(0.1)
+        src.run("migrate", uri="tcp:127.0.0.1:4444")
+        while True:
+            q = src.run("query-migrate")
+            if q.get("status") in ("completed", "failed", "cancelled"):
+                break
+            time.sleep(0.01)
+        if q["status"] != "completed":
+            raise RuntimeError("qemu round %d: %s" % (i, q))
+        dst.run("cont")
+        client.wait(60)
+        return pcap
+    except (RuntimeError, OSError, EOFError, socket.timeout) as ex:
+        print("qemu round %d failed: %s" % (i, ex), file=sys.stderr)
+        return None
+    finally:
+        if client is not None and client.poll() is None:
+            client.terminate()
+            client.wait(30)
+        for proc in procs:
+            proc.terminate()
+            proc.wait(30)
+        time.sleep(0.3)
+        cap.send_signal(2)
+        cap.wait(30)
+
+
 def qemu(rounds, tmp):
     times = []
     for i in range(rounds):
-        pcap = os.path.join(tmp, "qemu%d.pcap" % i)
-        r = subprocess.run(["/usr/bin/python3", LAB, "--pcap", pcap, "--text", os.path.join(tmp, "qemu%d.txt" % i)],
-                           capture_output=True, text=True, timeout=300)
-        if r.returncode != 0:
-            print("qemu round %d failed (exit %d)" % (i, r.returncode), file=sys.stderr)
-            continue
-        times += switch_times(pcap, [(5930, 5931)])
+        pcap = qemu_round(tmp, i)
+        if pcap is not None:
+            times += switch_times(pcap, [(5930, 5931)])
     return times
 
 

@@ -37,19 +37,8 @@ internal static class InspectCommand
             return ExitCodes.Usage;
         }
 
-        SpiceSummary summary;
-        try
+        if (!TryInspect(path, () => SpiceInspector.Inspect(path, port), out var summary))
         {
-            summary = SpiceInspector.Inspect(path, port);
-        }
-        catch (CaptureFormatException ex)
-        {
-            Console.Error.WriteLine($"netwire inspect: {ex.Message}");
-            return ExitCodes.Usage;
-        }
-        catch (Exception ex) when (IoErrors.IsFileError(ex))
-        {
-            Console.Error.WriteLine($"netwire inspect: cannot read '{path}': {ex.Message}");
             return ExitCodes.Usage;
         }
 
@@ -65,29 +54,37 @@ internal static class InspectCommand
             return ExitCodes.Usage;
         }
 
-        CaptureSummary summary;
-        try
+        if (!TryInspect(path, () => CaptureInspector.Inspect(path, filter), out var summary))
         {
-            summary = CaptureInspector.Inspect(path, filter);
-        }
-        catch (CaptureFormatException ex)
-        {
-            Console.Error.WriteLine($"netwire inspect: {ex.Message}");
-            return ExitCodes.Usage;
-        }
-        catch (ArgumentException ex)
-        {
-            Console.Error.WriteLine($"netwire inspect: {ex.Message}");
-            return ExitCodes.Usage;
-        }
-        catch (Exception ex) when (IoErrors.IsFileError(ex))
-        {
-            Console.Error.WriteLine($"netwire inspect: cannot read '{path}': {ex.Message}");
             return ExitCodes.Usage;
         }
 
         Console.Out.Write(json ? ToJson(summary, top) : ToText(summary, flows, top));
         return ExitCodes.Ok;
+    }
+
+    /// <summary>
+    /// Reads the capture through <paramref name="inspect"/>; a malformed capture, a bad filter or an
+    /// unreadable file is one error line (the caller exits 2).
+    /// </summary>
+    private static bool TryInspect<T>(string path, Func<T> inspect, [System.Diagnostics.CodeAnalysis.MaybeNullWhen(false)] out T summary)
+    {
+        try
+        {
+            summary = inspect();
+            return true;
+        }
+        catch (Exception ex) when (ex is CaptureFormatException or ArgumentException)
+        {
+            Console.Error.WriteLine($"netwire inspect: {ex.Message}");
+        }
+        catch (Exception ex) when (IoErrors.IsFileError(ex))
+        {
+            Console.Error.WriteLine($"netwire inspect: cannot read '{path}': {ex.Message}");
+        }
+
+        summary = default;
+        return false;
     }
 
     private static List<KeyValuePair<string, long>> TopProtocols(CaptureSummary summary, int top) =>

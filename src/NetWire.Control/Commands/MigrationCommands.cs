@@ -68,7 +68,12 @@ internal static class MigrationCommands
             return;
         }
 
-        table.Add("client_migrate_info", s_clientMigrateInfo, arguments => ClientMigrateInfo(spice, arguments));
+        table.Add("client_migrate_info", s_clientMigrateInfo, arguments =>
+        {
+            var reply = ClientMigrateInfo(spice, arguments);
+            source.Warm?.Invoke();
+            return reply;
+        });
         table.Add("query-migrate-client-state", [], _ =>
         {
             var state = spice.Migration.ClientState;

@@ -73,6 +73,9 @@ internal sealed class IncomingMigration : IAsyncDisposable
     /// <summary>Time a connection has from its accept to the stream's header; then it is dropped as silent.</summary>
     public TimeSpan HeaderTimeout { get; set; } = TimeSpan.FromSeconds(5);
 
+    /// <summary>How long the target waits for the source's unlock before it starts migrated flows anyway.</summary>
+    public TimeSpan UnlockTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
     /// <summary>Connections waiting for their header at once; one more evicts the oldest silent one.</summary>
     public int MaxPending { get; set; } = 64;
 
@@ -301,7 +304,10 @@ internal sealed class IncomingMigration : IAsyncDisposable
         return null;
     }
 
-    /// <summary>Reads, checks and adopts one stream; true when adopted.</summary>
+    /// <summary>
+    /// Reads, checks and adopts one stream; true when adopted. A stream with handover sections
+    /// goes through the prepared / commit / unlock steps (MigrationWire) before its flows start.
+    /// </summary>
     private async Task<bool> ReceiveAsync(Stream stream, EndPoint? remote, ReadOnlyMemory<byte> header, CancellationTokenSource timeout, CancellationToken cancellationToken)
     {
         Events?.Invoke("MIGRATION", new JsonObject { ["status"] = "active" });
@@ -309,11 +315,40 @@ internal sealed class IncomingMigration : IAsyncDisposable
         try
         {
             var document = await StateStream.ReadAsync(stream, header, timeout.Token).ConfigureAwait(false);
-            var adoption = _state.Adopt(document);
+            var plan = _state.Prepare(document);
+            if (plan.HasHandover)
+            {
+                await stream.WriteAsync(MigrationWire.BuildPrepared(plan.Refusals), timeout.Token).ConfigureAwait(false);
+                var answer = await ReadByteAsync(stream, timeout.Token).ConfigureAwait(false);
+                if (answer != MigrationWire.Commit)
+                {
+                    throw new StateFormatException(answer == MigrationWire.Abort ? "the source withdrew the migration" : "the source went away before it handed its flows over");
+                }
+            }
+
+            plan.Apply();
+            var adoption = plan.Adoption;
             var summary = $"adopted {document.Length} bytes, sections [{string.Join(", ", adoption.Adopted)}]";
             MigrationControlLog.IncomingAdopted(_logger, remote, document.Length, document.Version, string.Join(", ", adoption.Adopted), string.Join(", ", adoption.Unknown));
-            _adopted.TrySetResult(adoption);
             await TryReplyAsync(stream, true, summary, cancellationToken).ConfigureAwait(false);
+            if (plan.HasHandover)
+            {
+                // The source lifts its network lock, then says so; flows start after that.
+                using var unlock = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+                unlock.CancelAfter(UnlockTimeout);
+                try
+                {
+                    await ReadByteAsync(stream, unlock.Token).ConfigureAwait(false);
+                }
+                catch (Exception ex) when (ex is OperationCanceledException or StateFormatException || IoErrors.IsIoFailure(ex))
+                {
+                    MigrationControlLog.NoUnlock(_logger, remote, ex.Message);
+                }
+
+                plan.Activate();
+            }
+
+            _adopted.TrySetResult(adoption);
             Events?.Invoke("MIGRATION", new JsonObject { ["status"] = "completed" });
             return true;
         }
@@ -344,6 +379,17 @@ internal sealed class IncomingMigration : IAsyncDisposable
         Interlocked.Increment(ref _refused);
         MigrationControlLog.IncomingRefused(_logger, remote, reason);
         await TryReplyAsync(stream, false, reason, cancellationToken).ConfigureAwait(false);
+    }
+
+    private static async Task<byte> ReadByteAsync(Stream stream, CancellationToken cancellationToken)
+    {
+        var one = new byte[1];
+        if (await stream.ReadAsync(one, cancellationToken).ConfigureAwait(false) == 0)
+        {
+            throw new StateFormatException("the source closed the connection");
+        }
+
+        return one[0];
     }
 
     private static async Task TryReplyAsync(Stream stream, bool accepted, string text, CancellationToken cancellationToken)

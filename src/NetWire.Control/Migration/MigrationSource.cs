@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Net.Sockets;
 using System.Security.Authentication;
 using System.Text.Json.Nodes;
@@ -48,6 +49,7 @@ internal sealed class MigrationSource : IAsyncDisposable
     private long _endedAt;
     private CancellationTokenSource? _cancel;
     private Task _run = Task.CompletedTask;
+    private JsonObject? _flows;
 
     /// <param name="tls">Mutual TLS (<c>--migration-x509-dir</c>), or null for plaintext.</param>
     public MigrationSource(SpiceServer? spice, StateRegistry state, ILogger logger, TimeProvider time, MigrationTls? tls = null)
@@ -61,6 +63,12 @@ internal sealed class MigrationSource : IAsyncDisposable
 
     /// <summary>Raises a QMP event (name, data); set before use, must not block.</summary>
     public Action<string, JsonObject?>? Events { get; set; }
+
+    /// <summary>Called when a migration completed (the appliance hands its wire over); must not block.</summary>
+    public Action? Completed { get; set; }
+
+    /// <summary>Called when a migration is in sight (<c>client_migrate_info</c>, <c>migrate</c>): start what a freeze would wait for; must not block.</summary>
+    public Action? Warm { get; set; }
 
     /// <summary>Time to open the state connection.</summary>
     public TimeSpan ConnectTimeout { get; set; } = TimeSpan.FromSeconds(10);
@@ -121,6 +129,7 @@ internal sealed class MigrationSource : IAsyncDisposable
             _cancel?.Dispose();
             _cancel = new CancellationTokenSource();
             _error = null;
+            _flows = null;
             _transferred = 0;
             _total = 0;
             _startedAt = _time.GetTimestamp();
@@ -130,6 +139,7 @@ internal sealed class MigrationSource : IAsyncDisposable
             _run = Task.Run(() => RunAsync(target.Host, target.Port, token), CancellationToken.None);
         }
 
+        Warm?.Invoke();
         MigrationControlLog.Started(_logger, uri);
         Events?.Invoke("MIGRATION", new JsonObject { ["status"] = "setup" });
     }
@@ -206,6 +216,11 @@ internal sealed class MigrationSource : IAsyncDisposable
                 reply["error-desc"] = _error;
             }
 
+            if (_flows is not null)
+            {
+                reply["flows"] = _flows.DeepClone();
+            }
+
             return reply;
         }
     }
@@ -246,6 +261,9 @@ internal sealed class MigrationSource : IAsyncDisposable
     {
         MigrationStatus outcome;
         string? error = null;
+        var handovers = _state.Handovers;
+        var frozen = new List<IHandoverSection>();
+        var handover = new Handover();
         try
         {
             if (_spice?.Migration.ConnectTask is { } connecting)
@@ -255,32 +273,61 @@ internal sealed class MigrationSource : IAsyncDisposable
             }
 
             SetStatus(MigrationStatus.Active);
+            var watch = Stopwatch.StartNew();
+            foreach (var section in handovers)
+            {
+                frozen.Add(section);
+                await section.FreezeAsync(cancellationToken).ConfigureAwait(false);
+            }
+
             var stream = _state.Build(StreamVersion, StreamOldestCompatible);
             lock (_gate)
             {
                 _total = stream.Length;
             }
 
-            var reply = await TransferAsync(host, port, stream, cancellationToken).ConfigureAwait(false);
+            var reply = await TransferAsync(host, port, stream, frozen, handover, cancellationToken).ConfigureAwait(false);
             if (reply.Accepted)
             {
                 outcome = MigrationStatus.Completed;
-                MigrationControlLog.Transferred(_logger, stream.Length, reply.Text);
+                MigrationControlLog.Transferred(_logger, stream.Length, reply.Text, watch.ElapsedMilliseconds);
             }
             else
             {
                 outcome = MigrationStatus.Failed;
-                error = $"the target refused the appliance state: {reply.Text}";
+                error = handover.Released
+                    ? $"the target failed after the source handed its flows over: {reply.Text}"
+                    : $"the target refused the appliance state: {reply.Text}";
             }
         }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested && !handover.Released)
         {
             outcome = MigrationStatus.Cancelled;
         }
-        catch (Exception ex) when (IoErrors.IsIoFailure(ex) || ex is InvalidDataException or TimeoutException or ArgumentException or OperationCanceledException or AuthenticationException)
+        catch (Exception ex) when (IoErrors.IsIoFailure(ex) || ex is InvalidDataException or TimeoutException or ArgumentException or OperationCanceledException or StateFormatException or AuthenticationException)
         {
             outcome = MigrationStatus.Failed;
-            error = ex is SocketException se ? $"cannot reach the target {host}:{port}: {se.Message}" : ex.Message;
+            error = ex is SocketException se && !handover.Sent ? $"cannot reach the target {host}:{port}: {se.Message}" : ex.Message;
+            if (handover.Released)
+            {
+                error = $"the target failed after the source handed its flows over: {error}";
+            }
+        }
+
+        if (!handover.Released)
+        {
+            // Nothing left this appliance: everything that was held still runs again.
+            foreach (var section in frozen)
+            {
+                await section.ThawAsync().ConfigureAwait(false);
+            }
+        }
+        else if (!handover.Completed)
+        {
+            foreach (var section in frozen)
+            {
+                section.Complete();
+            }
         }
 
         if (error is not null)
@@ -288,14 +335,47 @@ internal sealed class MigrationSource : IAsyncDisposable
             MigrationControlLog.Failed(_logger, error);
         }
 
+        lock (_gate)
+        {
+            _flows = Flows(frozen);
+        }
+
         SetStatus(outcome, error);
+        if (outcome == MigrationStatus.Completed)
+        {
+            Completed?.Invoke();
+        }
+
         if (_spice is not null)
         {
             await _spice.Migration.EndAsync(outcome == MigrationStatus.Completed).ConfigureAwait(false);
         }
     }
 
-    private async Task<(bool Accepted, string Text)> TransferAsync(string host, int port, byte[] stream, CancellationToken cancellationToken)
+    private static JsonObject? Flows(List<IHandoverSection> sections)
+    {
+        JsonObject? flows = null;
+        foreach (var section in sections)
+        {
+            if (section.LastResult is { } result)
+            {
+                flows ??= [];
+                foreach (var (name, value) in result)
+                {
+                    flows[name] = (flows[name]?.GetValue<long>() ?? 0) + value;
+                }
+            }
+        }
+
+        return flows;
+    }
+
+    /// <summary>
+    /// Sends the stream and follows the target's replies (docs/migration.md, "Handover"): a text
+    /// reply ends it; a prepared reply makes the handover sections let go (<see cref="Handover.Released"/>
+    /// from then on, there is no way back), then the target's final reply and the unlock.
+    /// </summary>
+    private async Task<(bool Accepted, string Text)> TransferAsync(string host, int port, byte[] stream, List<IHandoverSection> handovers, Handover handover, CancellationToken cancellationToken)
     {
         if (_tls is { Connect: null })
         {
@@ -322,9 +402,11 @@ internal sealed class MigrationSource : IAsyncDisposable
             }
         }
 
+        handover.Sent = true;
         await using var disposeNetwork = network.ConfigureAwait(false);
         using var transferTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         transferTimeout.CancelAfter(TransferTimeout);
+        MigrationReply reply;
         try
         {
             const int Chunk = 64 * 1024;
@@ -342,12 +424,76 @@ internal sealed class MigrationSource : IAsyncDisposable
                 // The target may have refused the header and closed: its reply says why.
             }
 
-            return await MigrationWire.ReadReplyAsync(network, transferTimeout.Token).ConfigureAwait(false);
+            reply = await MigrationWire.ReadAnyReplyAsync(network, transferTimeout.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
             throw new TimeoutException($"the target {host}:{port} did not take the state within {TransferTimeout.TotalSeconds:0.#} s");
         }
+
+        if (reply.Kind == MigrationWire.Refused)
+        {
+            return (false, reply.Text);
+        }
+
+        // From here on the flows are the target's: a migrate_cancel no longer applies.
+        handover.Released = true;
+        foreach (var section in handovers)
+        {
+            section.Release(reply.Refusals is { } refusals ? refusals.GetValueOrDefault(section.Name) : null);
+        }
+
+        if (reply.Kind == MigrationWire.Accepted)
+        {
+            // A target that took no handover section (an older NetWire): what they held was reset.
+            CompleteAll(handovers, handover);
+            return (true, reply.Text);
+        }
+
+        using var finish = new CancellationTokenSource(TransferTimeout);
+        try
+        {
+            await network.WriteAsync(new[] { MigrationWire.Commit }, finish.Token).ConfigureAwait(false);
+            var final = await MigrationWire.ReadReplyAsync(network, finish.Token).ConfigureAwait(false);
+            CompleteAll(handovers, handover);
+            try
+            {
+                await network.WriteAsync(new[] { MigrationWire.Unlocked }, finish.Token).ConfigureAwait(false);
+            }
+            catch (IOException)
+            {
+                // The target starts its flows after a short wait without it.
+            }
+
+            return final;
+        }
+        catch (OperationCanceledException)
+        {
+            throw new TimeoutException($"the target {host}:{port} did not confirm within {TransferTimeout.TotalSeconds:0.#} s");
+        }
+    }
+
+    private static void CompleteAll(List<IHandoverSection> handovers, Handover handover)
+    {
+        foreach (var section in handovers)
+        {
+            section.Complete();
+        }
+
+        handover.Completed = true;
+    }
+
+    /// <summary>How far a migration's handover went.</summary>
+    private sealed class Handover
+    {
+        /// <summary>The state connection was open (an error after it is not "cannot reach").</summary>
+        public bool Sent { get; set; }
+
+        /// <summary>The handover sections let go: a failure now cannot give them back.</summary>
+        public bool Released { get; set; }
+
+        /// <summary>The handover sections were completed (network lock lifted).</summary>
+        public bool Completed { get; set; }
     }
 }
 
@@ -357,8 +503,8 @@ internal static partial class MigrationControlLog
     [LoggerMessage(7100, LogLevel.Information, "Migration to {Uri} started")]
     public static partial void Started(ILogger logger, string uri);
 
-    [LoggerMessage(7101, LogLevel.Information, "Migration: {Bytes} bytes of state adopted by the target ({Reply})")]
-    public static partial void Transferred(ILogger logger, long bytes, string reply);
+    [LoggerMessage(7101, LogLevel.Information, "Migration: {Bytes} bytes of state adopted by the target ({Reply}) in {Milliseconds} ms")]
+    public static partial void Transferred(ILogger logger, long bytes, string reply, long milliseconds);
 
     [LoggerMessage(7102, LogLevel.Warning, "Migration failed: {Error}")]
     public static partial void Failed(ILogger logger, string error);
@@ -377,6 +523,9 @@ internal static partial class MigrationControlLog
 
     [LoggerMessage(7115, LogLevel.Debug, "Incoming migration from {Remote}: {Tls}, client certificate verified")]
     public static partial void IncomingSecured(ILogger logger, System.Net.EndPoint? remote, string tls);
+
+    [LoggerMessage(7116, LogLevel.Warning, "Incoming migration from {Remote}: no unlock from the source ({Reason}); the migrated flows start anyway")]
+    public static partial void NoUnlock(ILogger logger, System.Net.EndPoint? remote, string reason);
 
     [LoggerMessage(7112, LogLevel.Information, "Incoming migration from {Remote}: {Bytes} bytes, version {Version}, adopted sections [{Adopted}], unknown sections [{Unknown}]")]
     public static partial void IncomingAdopted(ILogger logger, System.Net.EndPoint? remote, long bytes, int version, string adopted, string unknown);

@@ -47,11 +47,11 @@ public static class StateStream
     /// <summary>The most sections one stream may hold.</summary>
     public const int MaxSections = 256;
 
-    /// <summary>The largest section body (16 MiB).</summary>
-    public const int MaxSectionBytes = 16 << 20;
+    /// <summary>The largest section body (64 MiB: the gateway's live connections with their buffers).</summary>
+    public const int MaxSectionBytes = 64 << 20;
 
-    /// <summary>The largest stream (64 MiB).</summary>
-    public const int MaxStreamBytes = 64 << 20;
+    /// <summary>The largest stream (256 MiB).</summary>
+    public const int MaxStreamBytes = 256 << 20;
 
     private static ReadOnlySpan<byte> Magic => "NWST"u8;
 

@@ -50,6 +50,9 @@ public sealed class TapEnd : WireEnd
 
     private const int PollTimeoutMs = 200;
 
+    /// <summary>How often a busy TAP is tried again (<see cref="WaitWhileBusy"/>).</summary>
+    private static readonly TimeSpan s_busyRetry = TimeSpan.FromMilliseconds(5);
+
     /// <summary>
     /// Most frames the reader holds before handing them on. It reads until the kernel's queue is
     /// empty or this many are held, then hands them to the receiver together, so the guest side's
@@ -122,6 +125,13 @@ public sealed class TapEnd : WireEnd
     public override string Description => $"tap {_ifName}";
 
     /// <summary>
+    /// Waits while another process has the TAP open, instead of failing: a migration target's
+    /// guest end, which takes the TAP once the source lets it go (docs/migration.md, "A namespace
+    /// peer"). Set before <see cref="RunAsync"/>.
+    /// </summary>
+    public bool WaitWhileBusy { get; set; }
+
+    /// <summary>
     /// Everything once the TAP is open with a virtio-net header (the kernel cuts large segments and
     /// finishes checksums we leave to it), nothing before or without one.
     /// </summary>
@@ -140,7 +150,7 @@ public sealed class TapEnd : WireEnd
         {
             var wanted = receiver.AcceptedOffloads & WireOffloads.All;
             _vnetHeader = wanted != WireOffloads.None;
-            _fd = TunTap.Open(_ifName, _vnetHeader);
+            _fd = await OpenAsync(_vnetHeader, cancellationToken).ConfigureAwait(false);
             if (_vnetHeader)
             {
                 if (TunTap.TrySetOffloads(_fd, wanted, out var errno))
@@ -168,6 +178,32 @@ public sealed class TapEnd : WireEnd
             cancellationToken,
             token => DeviceThread.Run($"tap-read {_ifName}", () => ReadLoop(receiver, token)),
             token => DeviceThread.Run($"tap-write {_ifName}", () => WriteLoop(token))).ConfigureAwait(false);
+    }
+
+    private async Task<int> OpenAsync(bool vnetHeader, CancellationToken cancellationToken)
+    {
+        if (!WaitWhileBusy)
+        {
+            return TunTap.Open(_ifName, vnetHeader);
+        }
+
+        var logged = false;
+        while (true)
+        {
+            var fd = TunTap.Open(_ifName, vnetHeader, busyIsError: false);
+            if (fd >= 0)
+            {
+                return fd;
+            }
+
+            if (!logged)
+            {
+                DevicesLog.TapBusyWaiting(_logger, _ifName);
+                logged = true;
+            }
+
+            await Task.Delay(s_busyRetry, cancellationToken).ConfigureAwait(false);
+        }
     }
 
     /// <inheritdoc/>

@@ -39,9 +39,10 @@ internal static unsafe class TunTap
     /// <summary>
     /// Opens (creating if needed) the TAP <paramref name="name"/>, non-blocking; returns its fd.
     /// With <paramref name="vnetHeader"/> every frame read or written carries a
-    /// <see cref="VirtioNetHeader"/> first.
+    /// <see cref="VirtioNetHeader"/> first. Returns -1 instead of failing when another process has
+    /// the TAP open and <paramref name="busyIsError"/> is false.
     /// </summary>
-    public static int Open(string name, bool vnetHeader = false)
+    public static int Open(string name, bool vnetHeader = false, bool busyIsError = true)
     {
         ValidateName(name);
         var fd = Libc.Open("/dev/net/tun", Libc.ORdWr | Libc.ONonBlock | Libc.OCloExec);
@@ -63,6 +64,11 @@ internal static unsafe class TunTap
         {
             var errno = Marshal.GetLastPInvokeError();
             Libc.Close(fd);
+            if (errno == Libc.EBusy && !busyIsError)
+            {
+                return -1;
+            }
+
             throw new WireSetupException(errno switch
             {
                 Libc.EPerm or Libc.EAccess => $"cannot attach TAP '{name}': permission denied (creating or attaching a TAP needs CAP_NET_ADMIN, or a TAP made with 'ip tuntap add {name} mode tap user <you>')",

@@ -18,7 +18,7 @@ internal sealed class IcmpFlow(Gateway gateway, FlowKey key, Socket socket) : Da
     /// Opens the socket. Fails with the socket error when the host does not allow unprivileged
     /// ICMP sockets to this process's groups (net.ipv4.ping_group_range) or has no ICMP.
     /// </summary>
-    public static bool TryOpen(IPAddress destination, out Socket socket, out SocketError error)
+    public static bool TryOpen(IPAddress destination, out Socket socket, out SocketError error, ushort identifier = 0)
     {
         socket = null!;
         try
@@ -36,6 +36,18 @@ internal sealed class IcmpFlow(Gateway gateway, FlowKey key, Socket socket) : Da
         try
         {
             socket.Blocking = false;
+            if (identifier != 0)
+            {
+                // A migrated conversation keeps the kernel's echo identifier (a ping socket's port) when it is free.
+                try
+                {
+                    socket.Bind(new IPEndPoint(IPAddress.Any, identifier));
+                }
+                catch (SocketException)
+                {
+                }
+            }
+
             socket.Connect(new IPEndPoint(destination, 0));
         }
         catch (SocketException ex)
@@ -49,7 +61,14 @@ internal sealed class IcmpFlow(Gateway gateway, FlowKey key, Socket socket) : Da
         return true;
     }
 
-    public void Start() => StartReceiving();
+    /// <summary>The guest's side of the conversation (its port is the guest's echo identifier).</summary>
+    public FlowKey Key => key;
+
+    public void Start(long idleMs = 0)
+    {
+        LastUsedMs = Gateway.NowMs - idleMs;
+        StartReceiving();
+    }
 
     protected override void Deliver(ReadOnlySpan<byte> bytes)
     {

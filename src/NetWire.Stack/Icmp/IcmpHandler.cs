@@ -51,6 +51,52 @@ internal sealed class IcmpHandler(Gateway gateway)
 
     public int Count => _flows.Count;
 
+    /// <summary>Source: the relayed conversations with their ping sockets' identifiers. Caller holds the gateway lock.</summary>
+    public void Export(List<Migration.DatagramFlowState> into, long nowMs)
+    {
+        foreach (var flow in _flows.Values)
+        {
+            if (!flow.IsClosed && flow.EndPoints is { } ends)
+            {
+                into.Add(new(flow.Key, true, ends.Local, ends.Remote, false, Math.Max(0, nowMs - flow.LastUsedMs)));
+            }
+        }
+    }
+
+    /// <summary>Source: the conversations went to the target; their sockets close. Caller holds the gateway lock.</summary>
+    public void HandOver() => CloseAll();
+
+    /// <summary>Target: opens the migrated conversations (same identifier where free). Caller holds the gateway lock.</summary>
+    public List<IcmpFlow> Import(List<Migration.DatagramFlowState> states)
+    {
+        var opened = new List<IcmpFlow>();
+        foreach (var state in states)
+        {
+            if (!state.Icmp || !state.Key.RemoteIp.IsIpv4 || _flows.ContainsKey(state.Key) || _flows.Count >= MaxFlows
+                || !gateway.TryMapDestination(state.Key.RemoteIp, out var address, out _)
+                || !IcmpFlow.TryOpen(address, out var socket, out _, (ushort)state.Local.Port))
+            {
+                continue;
+            }
+
+            var flow = new IcmpFlow(gateway, state.Key, socket);
+            _flows.Add(state.Key, flow);
+            flow.Start(state.IdleMs);
+            opened.Add(flow);
+        }
+
+        return opened;
+    }
+
+    /// <summary>Starts the receive loops a freeze stopped. Caller holds the gateway lock.</summary>
+    public void ResumeAll()
+    {
+        foreach (var flow in _flows.Values)
+        {
+            flow.Resume();
+        }
+    }
+
     /// <summary>An ICMP message from the guest. Caller holds the gateway lock.</summary>
     public void OnIcmp(uint source, uint destination, ReadOnlySpan<byte> bytes)
     {

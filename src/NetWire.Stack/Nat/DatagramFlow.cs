@@ -16,8 +16,11 @@ internal abstract class DatagramFlow(Gateway gateway, Socket socket)
 
     private int _closed;
 
+    /// <summary>The receive loop runs; written under the gateway lock.</summary>
+    private bool _receiving;
+
     /// <summary>Last traffic either way, in gateway milliseconds; written under the gateway lock.</summary>
-    public long LastUsedMs { get; private set; } = gateway.NowMs;
+    public long LastUsedMs { get; protected set; } = gateway.NowMs;
 
     public bool IsClosed => Volatile.Read(ref _closed) != 0;
 
@@ -50,8 +53,31 @@ internal abstract class DatagramFlow(Gateway gateway, Socket socket)
         }
     }
 
-    /// <summary>Starts the receive loop.</summary>
-    protected void StartReceiving() => _ = ReceiveLoopAsync();
+    /// <summary>The host socket's addresses (a migration carries them).</summary>
+    public (System.Net.IPEndPoint Local, System.Net.IPEndPoint Remote)? EndPoints =>
+        socket.LocalEndPoint is System.Net.IPEndPoint local && socket.RemoteEndPoint is System.Net.IPEndPoint remote ? (local, remote) : null;
+
+    /// <summary>Starts the receive loop again after a freeze. Caller holds the gateway lock.</summary>
+    public void Resume()
+    {
+        if (!IsClosed && !_receiving)
+        {
+            StartReceiving();
+        }
+    }
+
+    /// <summary>Starts the receive loop (not while the gateway is frozen: <see cref="Resume"/> does then). Caller holds the gateway lock, or the flow is new.</summary>
+    protected void StartReceiving()
+    {
+        if (gateway.Frozen)
+        {
+            return;
+        }
+
+        _receiving = true;
+        gateway.LoopsStarted(1);
+        _ = ReceiveLoopAsync();
+    }
 
     /// <summary>One datagram from the host socket, towards the guest. Caller holds the gateway lock.</summary>
     protected abstract void Deliver(ReadOnlySpan<byte> datagram);
@@ -64,9 +90,9 @@ internal abstract class DatagramFlow(Gateway gateway, Socket socket)
     private async Task ReceiveLoopAsync()
     {
         var buffer = ArrayPool<byte>.Shared.Rent(MaxDatagram);
+        var cancellationToken = gateway.LoopToken;
         try
         {
-            var cancellationToken = gateway.Stopping;
             while (!IsClosed)
             {
                 int received;
@@ -99,8 +125,9 @@ internal abstract class DatagramFlow(Gateway gateway, Socket socket)
 
                 lock (gateway.Sync)
                 {
-                    if (IsClosed)
+                    if (IsClosed || gateway.Frozen)
                     {
+                        // A datagram read as a migration froze the gateway is lost, as on a busy link.
                         return;
                     }
 
@@ -119,6 +146,11 @@ internal abstract class DatagramFlow(Gateway gateway, Socket socket)
         finally
         {
             ArrayPool<byte>.Shared.Return(buffer);
+            lock (gateway.Sync)
+            {
+                _receiving = false;
+                gateway.LoopEnded();
+            }
         }
     }
 }

@@ -73,6 +73,32 @@ internal sealed class ByteRing(int capacity)
         return buffer.AsSpan(tail, Math.Min(Free, Capacity - tail));
     }
 
+    /// <summary>Adds <paramref name="data"/> after the committed bytes (a migrated buffer); the caller checked it fits.</summary>
+    public void Append(ReadOnlySpan<byte> data)
+    {
+        if (data.IsEmpty)
+        {
+            return;
+        }
+
+        WriteAt(0, data);
+        Commit(data.Length);
+    }
+
+    /// <summary>A copy of the committed bytes (a migration's snapshot).</summary>
+    public byte[] ToArray()
+    {
+        if (_count == 0)
+        {
+            return [];
+        }
+
+        var copy = new byte[_count];
+        CopyTo(0, copy);
+        return copy;
+    }
+
+    /// <summary>Returns the buffer to the pool; the ring must not be used afterwards.</summary>
     /// <summary>
     /// Returns the buffer to the pool while the ring holds nothing. Only when no bytes were
     /// written ahead of the tail (<see cref="WriteAt"/> with an offset) that still wait for their

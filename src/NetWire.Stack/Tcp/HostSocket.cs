@@ -17,6 +17,9 @@ internal sealed unsafe class HostSocket
     /// <summary>The owner of an adopted descriptor; null when the descriptor was opened here.</summary>
     private readonly Socket? _socket;
 
+    /// <summary>A <see cref="Socket"/> that took over a descriptor opened here (<see cref="Socket"/>); null until asked for.</summary>
+    private Socket? _view;
+
     private HostSocket(int fd, Socket? socket)
     {
         Fd = fd;
@@ -25,6 +28,14 @@ internal sealed unsafe class HostSocket
 
     /// <summary>The descriptor; -1 once closed.</summary>
     public int Fd { get; private set; }
+
+    /// <summary>
+    /// The descriptor as a <see cref="System.Net.Sockets.Socket"/>, for socket options the
+    /// runtime's API takes (a migration's TCP_REPAIR dump and restore); used synchronously only,
+    /// so the runtime never registers it with an event loop of its own. A descriptor opened here
+    /// belongs to that socket from then on, and <see cref="Close"/> closes it through the socket.
+    /// </summary>
+    public Socket Socket => _socket ?? (_view ??= new Socket(new SafeSocketHandle(Fd, ownsHandle: true)));
 
     /// <summary>
     /// A new non-blocking socket with TCP_NODELAY whose connect to <paramref name="target"/> has
@@ -170,9 +181,9 @@ internal sealed unsafe class HostSocket
             Libc.SetSockOpt(fd, Libc.SolSocket, Libc.SoLinger, &linger, sizeof(Libc.Linger));
         }
 
-        if (_socket is not null)
+        if ((_socket ?? _view) is { } owner)
         {
-            _socket.Dispose();
+            owner.Dispose();
         }
         else
         {

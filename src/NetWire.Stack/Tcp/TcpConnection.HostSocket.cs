@@ -7,6 +7,8 @@ namespace NetWire.Stack.Tcp;
 /// <summary>
 /// The host side: the connect, and moving bytes between the rings and the host socket when the
 /// gateway's poller says it is ready (<see cref="HostPoller"/>), all under the gateway lock.
+/// While the gateway is frozen (a migration) readiness is only remembered, and the socket is
+/// neither read nor written until <see cref="Resume"/>.
 /// </summary>
 internal sealed partial class TcpConnection : HostPoller.IHandler
 {
@@ -82,7 +84,59 @@ internal sealed partial class TcpConnection : HostPoller.IHandler
     {
         _pollToken = _gateway.Poller.Register(socket.Fd, this, watchOutput);
         _watchingOutput = watchOutput;
+        _watched = true;
         _host = socket;
+    }
+
+    /// <summary>
+    /// Stops watching the host socket (a migration is about to put it in repair mode, where a read
+    /// or write would take bytes from its queues); readiness that comes meanwhile is lost, and
+    /// <see cref="WatchAgain"/> assumes the socket ready both ways. Caller holds the gateway lock.
+    /// </summary>
+    public void StopWatching()
+    {
+        if (_watched && _host is { } socket)
+        {
+            _watched = false;
+            _gateway.Poller.Unregister(_pollToken, socket.Fd);
+        }
+    }
+
+    /// <summary>Watches the host socket again after <see cref="StopWatching"/> or a restore. Caller holds the gateway lock.</summary>
+    public void WatchAgain()
+    {
+        if (_watched || _host is not { } socket || _state == State.Closed)
+        {
+            return;
+        }
+
+        try
+        {
+            // Output too: what the socket's send queue did while nobody watched is not known.
+            _pollToken = _gateway.Poller.Register(socket.Fd, this, output: true);
+            _watchingOutput = true;
+            _watched = true;
+        }
+        catch (Exception ex) when (ex is IOException or ObjectDisposedException)
+        {
+            StackLog.HostSocketFailed(_gateway.Logger, Key.ToString(), ex.Message);
+            Abort(sendReset: true);
+            return;
+        }
+
+        // What came while nobody watched: a read or write finds out (EAGAIN costs nothing).
+        _deferredEvents |= Interop.Libc.EpollIn | Interop.Libc.EpollOut;
+    }
+
+    /// <summary>Runs what readiness came while the gateway was frozen. Caller holds the gateway lock; the gateway runs.</summary>
+    public void Resume()
+    {
+        var events = _deferredEvents;
+        _deferredEvents = 0;
+        if (events != 0)
+        {
+            OnReady(events);
+        }
     }
 
     /// <summary>The host connect failed: RST to the guest, so a refused port is "connection refused" there.</summary>
@@ -110,6 +164,13 @@ internal sealed partial class TcpConnection : HostPoller.IHandler
     {
         if (_state == State.Closed || _host is null)
         {
+            return;
+        }
+
+        if (_gateway.Frozen)
+        {
+            // A migration holds everything still: the readiness runs at the thaw (Resume).
+            _deferredEvents |= events;
             return;
         }
 
@@ -150,7 +211,7 @@ internal sealed partial class TcpConnection : HostPoller.IHandler
     /// </summary>
     private void ReadHost()
     {
-        if (_state != State.Established || _host is null || _hostEof)
+        if (_state != State.Established || _host is null || _hostEof || _gateway.Frozen)
         {
             return;
         }
@@ -158,10 +219,30 @@ internal sealed partial class TcpConnection : HostPoller.IHandler
         var read = false;
         while (_hostReadable && _toGuest.Free >= ReceiveThreshold)
         {
-            var n = _host.Receive(_toGuest.Writable(), out var errno);
+            var room = _toGuest.Writable();
+            if (_bytesUntilEof >= 0)
+            {
+                // A migrated host FIN: the stream ends after the bytes that were queued with it.
+                if (_bytesUntilEof == 0)
+                {
+                    _hostEof = true;
+                    _hostReadable = false;
+                    read = true;
+                    break;
+                }
+
+                room = room[..(int)Math.Min(room.Length, _bytesUntilEof)];
+            }
+
+            var n = _host.Receive(room, out var errno);
             if (n > 0)
             {
                 _toGuest.Commit((int)n);
+                if (_bytesUntilEof > 0)
+                {
+                    _bytesUntilEof -= n;
+                }
+
                 read = true;
                 continue;
             }
@@ -181,6 +262,7 @@ internal sealed partial class TcpConnection : HostPoller.IHandler
             }
 
             // Reset, timeout or another error on the host side: RST both ways.
+            StackLog.HostSocketFailed(_gateway.Logger, Key.ToString(), Interop.Libc.Describe(errno));
             Abort(sendReset: true);
             return;
         }
@@ -199,17 +281,25 @@ internal sealed partial class TcpConnection : HostPoller.IHandler
     /// </summary>
     private void WriteHost()
     {
-        if (_host is null || _state is not (State.Established or State.TimeWait))
+        if (_host is null || _state is not (State.Established or State.TimeWait) || _gateway.Frozen)
         {
             return;
         }
 
         var sent = false;
-        while (_hostWritable && _toHost.Count > 0)
+        while (_hostWritable && (_restoredUnsent.Length > 0 || _toHost.Count > 0))
         {
-            var n = _host.Send(_toHost.Readable(), out var errno);
+            // A migrated socket's unsent bytes go first: the guest's bytes after them came later.
+            var restored = _restoredUnsent.Length > 0;
+            var n = _host.Send(restored ? _restoredUnsent.Span : _toHost.Readable(), out var errno);
             if (n > 0)
             {
+                if (restored)
+                {
+                    _restoredUnsent = _restoredUnsent[(int)n..];
+                    continue;
+                }
+
                 _toHost.Consume((int)n);
                 sent = true;
                 continue;
@@ -231,6 +321,7 @@ internal sealed partial class TcpConnection : HostPoller.IHandler
                 break;
             }
 
+            StackLog.HostSocketFailed(_gateway.Logger, Key.ToString(), Interop.Libc.Describe(errno));
             Abort(sendReset: true);
             return;
         }
@@ -240,7 +331,7 @@ internal sealed partial class TcpConnection : HostPoller.IHandler
             _toHost.ReleaseIfEmpty();
         }
 
-        if (_toHost.Count == 0 && _guestFin && !_hostShutdown)
+        if (_toHost.Count == 0 && _restoredUnsent.Length == 0 && _guestFin && !_hostShutdown)
         {
             _hostShutdown = true;
             _host.ShutdownSend();
@@ -283,7 +374,12 @@ internal sealed partial class TcpConnection : HostPoller.IHandler
             return;
         }
 
-        _gateway.Poller.Unregister(_pollToken, socket.Fd);
+        if (_watched)
+        {
+            _watched = false;
+            _gateway.Poller.Unregister(_pollToken, socket.Fd);
+        }
+
         socket.Close(reset);
     }
 }

@@ -48,7 +48,9 @@ internal sealed partial class TcpConnection
     private readonly ByteRing _toHost;
     private readonly ByteRing _toGuest;
     private readonly List<(uint Start, uint End)> _outOfOrder = [];
-    private readonly int _receiveShift;
+
+    /// <summary>The window shift we announced in our SYN (RFC 7323 2.2); carried over by a migration.</summary>
+    private int _receiveShift;
 
     /// <summary>The pseudo-header of every segment towards the guest (the remote side to the guest).</summary>
     private readonly PseudoHeader _toGuestPseudoHeader;
@@ -64,13 +66,31 @@ internal sealed partial class TcpConnection
     // Host socket, watched by the gateway's poller.
     private HostSocket? _host;
     private ulong _pollToken;
+
+    /// <summary>The host socket is registered with the poller (<see cref="_pollToken"/> is live).</summary>
+    private bool _watched;
+
+    /// <summary>Readiness the poller reported while the gateway was frozen, run by <see cref="Resume"/>.</summary>
+    private uint _deferredEvents;
+
     private bool _connectPending;
     private bool _hostReadable;
     private bool _hostWritable;
+
+    /// <summary>shutdown(SHUT_WR) was called on the host socket (the guest's FIN went on).</summary>
     private bool _hostShutdown;
 
     /// <summary>The poller reports the host socket's output readiness (from the start, or since a send met EAGAIN).</summary>
     private bool _watchingOutput;
+
+    /// <summary>Host bytes still to read before the host stream ends (a migrated peer FIN); -1 when the kernel says so itself.</summary>
+    private long _bytesUntilEof = -1;
+
+    /// <summary>The unsent tail of a migrated host socket's send queue, written before <see cref="_toHost"/>.</summary>
+    private ReadOnlyMemory<byte> _restoredUnsent;
+
+    /// <summary>A restored host socket still in repair mode, until the migration activates it.</summary>
+    private TcpRepairState? _repair;
 
     // Receive side (guest -> host).
     private uint _rcvNxt;

@@ -22,6 +22,35 @@ internal sealed class TcpNat(Gateway gateway)
 
     public int Count => _connections.Count;
 
+    /// <summary>The next port a host forward's connection comes from (a migration carries it). Caller holds the gateway lock.</summary>
+    public ushort NextForwardPort
+    {
+        get => _nextForwardPort;
+        set => _nextForwardPort = value < 49152 ? (ushort)49152 : value;
+    }
+
+    /// <summary>The connections now (a copy). Caller holds the gateway lock.</summary>
+    public List<TcpConnection> Connections => [.. _connections.Values];
+
+    /// <summary>Adds a migrated connection; false when its key is taken or the table is full. Caller holds the gateway lock.</summary>
+    public bool TryAdd(TcpConnection connection) =>
+        _connections.Count < gateway.Options.MaxTcpConnections && _connections.TryAdd(connection.Key, connection);
+
+    /// <summary>True when a connection has <paramref name="key"/>. Caller holds the gateway lock.</summary>
+    public bool Contains(FlowKey key) => _connections.ContainsKey(key);
+
+    /// <summary>Starts the loops a freeze stopped. Caller holds the gateway lock.</summary>
+    public void ResumeAll()
+    {
+        _scan.AddRange(_connections.Values);
+        foreach (var connection in _scan)
+        {
+            connection.Resume();
+        }
+
+        _scan.Clear();
+    }
+
     /// <summary>Bytes of ring buffer all connections hold now. Caller holds the gateway lock.</summary>
     public long BufferBytes
     {
@@ -126,7 +155,11 @@ internal sealed class TcpNat(Gateway gateway)
             return;
         }
 
-        var connection = new TcpConnection(gateway, this, key);
+        var connection = new TcpConnection(gateway, this, key)
+        {
+            Origin = isVirtual ? Migration.TcpFlowOrigin.Virtual : Migration.TcpFlowOrigin.Nat,
+            HostStays = guestForward is not null,
+        };
         _connections.Add(key, connection);
         HalfOpen++;
         if (guestForward is not null)
@@ -179,10 +212,29 @@ internal sealed class TcpNat(Gateway gateway)
         }
         while (_connections.ContainsKey(key) && ++attempts < 16384);
 
-        var connection = new TcpConnection(gateway, this, key);
+        var connection = new TcpConnection(gateway, this, key)
+        {
+            Origin = Migration.TcpFlowOrigin.Forward,
+            HostStays = !IsOptionForward(accepted, guestPort),
+        };
         _connections.Add(key, connection);
         HalfOpen++;
         connection.StartActive(accepted);
+    }
+
+    /// <summary>True when <paramref name="accepted"/> came in on a TCP forward of the gateway's options (not one added while it ran).</summary>
+    private bool IsOptionForward(Socket accepted, ushort guestPort)
+    {
+        var port = accepted.LocalEndPoint is IPEndPoint local ? local.Port : -1;
+        foreach (var forward in gateway.Options.Forwards)
+        {
+            if (forward.Transport == Transport.Tcp && forward.GuestPort == guestPort && forward.Listen.Port == port)
+            {
+                return true;
+            }
+        }
+
+        return false;
     }
 
     /// <summary>Takes a connection out of the table (it has closed or aborted).</summary>

@@ -15,11 +15,27 @@ internal sealed class UdpFlow(Gateway gateway, FlowKey key, IPEndPoint target, T
 {
     public long IdleTimeoutMs { get; } = (long)idleTimeout.TotalMilliseconds;
 
-    public void Start()
+    /// <summary>The guest's side of the flow.</summary>
+    public FlowKey Key => key;
+
+    /// <summary>True for a flow to the DNS address.</summary>
+    public bool IsDns { get; init; }
+
+    /// <summary>
+    /// Connects the host socket; a migrated flow first binds the source's local address and port
+    /// when they are free here, so replies already on their way still find it.
+    /// </summary>
+    public void Start(IPEndPoint? local = null, long idleMs = 0)
     {
+        LastUsedMs = Gateway.NowMs - idleMs;
         try
         {
             Socket.Blocking = false;
+            if (local is not null && !TryBind(local) && !TryBind(new IPEndPoint(IPAddress.Any, local.Port)))
+            {
+                // The port is taken here: the kernel picks another, as for a new flow.
+            }
+
             Socket.Connect(target);
         }
         catch (SocketException)
@@ -30,6 +46,19 @@ internal sealed class UdpFlow(Gateway gateway, FlowKey key, IPEndPoint target, T
         }
 
         StartReceiving();
+    }
+
+    private bool TryBind(IPEndPoint local)
+    {
+        try
+        {
+            Socket.Bind(local);
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
     }
 
     protected override void Deliver(ReadOnlySpan<byte> datagram) => UdpNat.EmitToGuest(Gateway, key, datagram);

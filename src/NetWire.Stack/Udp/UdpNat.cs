@@ -33,6 +33,62 @@ internal sealed class UdpNat(Gateway gateway)
 
     public int Count => _flows.Count + _forwarded.Count;
 
+    /// <summary>The next gateway port a UDP forward's client gets (a migration carries it). Caller holds the gateway lock.</summary>
+    public ushort NextForwardPort
+    {
+        get => _nextForwardPort;
+        set => _nextForwardPort = value < 49152 ? (ushort)49152 : value;
+    }
+
+    /// <summary>Source: the flows with their host sockets' addresses. Caller holds the gateway lock.</summary>
+    public void Export(List<Migration.DatagramFlowState> into, long nowMs)
+    {
+        foreach (var flow in _flows.Values)
+        {
+            if (!flow.IsClosed && flow.EndPoints is { } ends)
+            {
+                into.Add(new(flow.Key, false, ends.Local, ends.Remote, flow.IsDns, Math.Max(0, nowMs - flow.LastUsedMs)));
+            }
+        }
+    }
+
+    /// <summary>Source: the flows went to the target: their sockets close (freeing their ports). Caller holds the gateway lock.</summary>
+    public void HandOver() => CloseAll();
+
+    /// <summary>
+    /// Target: opens the migrated flows towards the destinations this gateway maps their keys to,
+    /// from the source's local ports where they are free. Caller holds the gateway lock.
+    /// </summary>
+    public List<UdpFlow> Import(List<Migration.DatagramFlowState> states)
+    {
+        var opened = new List<UdpFlow>();
+        foreach (var state in states)
+        {
+            if (state.Icmp || _flows.ContainsKey(state.Key) || Count >= gateway.Options.MaxUdpFlows
+                || !TryResolve(state.Key.RemoteIp, state.Key.RemotePort, out var target, out _))
+            {
+                continue;
+            }
+
+            var isDns = IsDnsAddress(state.Key.RemoteIp);
+            var flow = new UdpFlow(gateway, state.Key, target, isDns ? gateway.Options.DnsIdleTimeout : gateway.Options.UdpIdleTimeout) { IsDns = isDns };
+            _flows.Add(state.Key, flow);
+            flow.Start(state.Local, state.IdleMs);
+            opened.Add(flow);
+        }
+
+        return opened;
+    }
+
+    /// <summary>Starts the receive loops a freeze stopped. Caller holds the gateway lock.</summary>
+    public void ResumeAll()
+    {
+        foreach (var flow in _flows.Values)
+        {
+            flow.Resume();
+        }
+    }
+
     /// <summary>One UDP datagram from the guest. Caller holds the gateway lock.</summary>
     public void OnDatagram(IpAddr source, IpAddr destination, ReadOnlySpan<byte> bytes)
     {
@@ -117,7 +173,7 @@ internal sealed class UdpNat(Gateway gateway)
             }
 
             var isDns = IsDnsAddress(destination);
-            flow = new UdpFlow(gateway, key, target, isDns ? gateway.Options.DnsIdleTimeout : gateway.Options.UdpIdleTimeout);
+            flow = new UdpFlow(gateway, key, target, isDns ? gateway.Options.DnsIdleTimeout : gateway.Options.UdpIdleTimeout) { IsDns = isDns };
             _flows.Add(key, flow);
             gateway.Counters.UdpFlow();
             flow.Start();

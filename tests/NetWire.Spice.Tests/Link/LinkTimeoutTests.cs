@@ -139,6 +139,9 @@ public sealed class LinkTimeoutTests
             await WaitUntilAsync(() => server.Server.Counters.Of(LinkOutcome.Evicted) == 200 - Bound);
             await using var real = await server.ConnectAsync();
             Assert.Equal(SpiceLinkErr.Ok, await real.LinkAsync(0, 1, TestServer.Password));
+
+            // The server counts the link after its reply is written: the client can read it first.
+            await WaitUntilAsync(() => server.Server.Counters.Of(LinkOutcome.Linked) == 1);
             Assert.Equal(200 - Bound + 1, server.Server.Counters.Of(LinkOutcome.Evicted));
 
             // The server counts the link once its result is sent: the client may read it first.

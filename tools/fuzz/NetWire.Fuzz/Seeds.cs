@@ -1,7 +1,12 @@
 using System.Buffers.Binary;
+using System.Net;
 using System.Text;
+using NetWire.Core.Net;
 using NetWire.Core.State;
 using NetWire.Devices.Pcap;
+using NetWire.Stack.Migration;
+using NetWire.Stack.Nat;
+using NetWire.Stack.Tcp;
 using NetWire.Tunnel;
 
 namespace NetWire.Fuzz;
@@ -59,6 +64,7 @@ internal static class Seeds
         Save(root, "state", "empty", StateStream.Build([]));
         Save(root, "state", "sections", StateStream.Build([new RawSection("dhcp", [1, 0, 1, 0, 0, 0, 10, 0, 2, 15, 0x52, 0x54, 0, 0x12, 0x34, 0x56, 0, 0, 0, 0, 0, 0, 0x0e, 0x10]),
             new RawSection("wire", [1, 0, 2, 0, 0, 0, 5, (byte)'g', (byte)'u', (byte)'e', (byte)'s', (byte)'t']), new RawSection("spice", [1, 0, 0, 0, 0, 0])]));
+        Save(root, "state", "gateway-flows", StateStream.Build([new RawSection("gateway.flows", GatewayFlows())]));
     }
 
     private static List<byte[]> ReadFrames(string file, out List<byte[]> fromGuest)
@@ -156,6 +162,43 @@ internal static class Seeds
         BinaryPrimitives.WriteUInt16LittleEndian(header.AsSpan(8), type);
         BinaryPrimitives.WriteUInt32LittleEndian(header.AsSpan(10), (uint)body.Length);
         return [.. header, .. body];
+    }
+
+    /// <summary>A gateway.flows section as a source writes it: one TCP flow with its host socket, one to reset, one DNS flow.</summary>
+    private static byte[] GatewayFlows()
+    {
+        var guest = IpAddr.FromIpv4(0x0A00020F);
+        var gateway = IpAddr.FromIpv4(0x0A000202);
+        var writer = new StateSectionWriter();
+        writer.WriteBool(true);
+        writer.WriteByte(1);
+        writer.WriteInt64(0x525400123456);
+        writer.WriteUInt32(0x0A00020F);
+        writer.WriteUInt16(0);
+        writer.WriteUInt16(0);
+        writer.WriteUInt32(1);
+        new NetWire.Stack.Migration.TcpFlowState
+        {
+            Key = new FlowKey(guest, 40000, gateway, 8080),
+            Iss = 900,
+            SndUna = 1000,
+            SndNxt = 1004,
+            SndMax = 1004,
+            SndWnd = 65535,
+            SendShift = 7,
+            ReceiveShift = 7,
+            Mss = 1460,
+            RcvNxt = 5000,
+            RtoMs = 200,
+            ToGuest = [1, 2, 3, 4],
+            ToHost = [5, 6],
+            Host = new TcpRepairState { Local = new IPEndPoint(IPAddress.Loopback, 50000), Remote = new IPEndPoint(IPAddress.Loopback, 8080), Mss = 1460, SendQueue = [7, 8], Unsent = 1 },
+        }.Write(writer);
+        writer.WriteUInt32(1);
+        new ResetFlowState(new FlowKey(guest, 40001, gateway, 8081), 7, 9, FlowResetReason.Handshake).Write(writer);
+        writer.WriteUInt32(1);
+        new DatagramFlowState(new FlowKey(guest, 5353, IpAddr.FromIpv4(0x0A000203), 53), false, new IPEndPoint(IPAddress.Any, 40001), new IPEndPoint(IPAddress.Loopback, 53), true, 100).Write(writer);
+        return writer.Written.ToArray();
     }
 
     private static void Save(string root, string target, string name, byte[] bytes)

@@ -59,6 +59,9 @@ internal static class Targets
         return (tickets, new RsaKeyPool());
     });
 
+    private static readonly Lazy<GatewayEnd> s_gateway = new(() =>
+        new GatewayEnd("fuzz", new GatewayOptions { AllowHostLoopback = true }, FramePool.Shared, 256, TimeProvider.System, NullLogger<GatewayEnd>.Instance));
+
     private static readonly Lazy<SpiceServer> s_spice = new(() =>
         new SpiceServer(new SpiceServerOptions { EndPoint = new IPEndPoint(IPAddress.Loopback, 0), PingInterval = TimeSpan.Zero }, s_link.Value.Tickets, NullLoggerFactory.Instance));
 
@@ -195,7 +198,7 @@ internal static class Targets
 
     /// <summary>
     /// The migration state stream as a target reads and adopts it, with the appliance's real
-    /// sections registered. The harness rewrites the trailing SHA-256 over the input first, so
+    /// sections registered (gateway.flows with a gateway, so its checks of hostile flows run). The harness rewrites the trailing SHA-256 over the input first, so
     /// mutations reach the sections instead of dying at the checksum.
     /// </summary>
     private static void State(byte[] input)
@@ -211,10 +214,16 @@ internal static class Targets
         registry.Register(new NetWire.Stack.Dhcp.DhcpStateSection(static () => null));
         registry.Register(new NetWire.Appliance.WireStateSection(static () => [], NullLogger.Instance));
         registry.Register(new NetWire.Spice.Migration.SpiceStateSection(s_spice.Value));
+        registry.Register(new NetWire.Stack.Migration.GatewayFlowSection(static () => s_gateway.Value, NullLogger.Instance));
         try
         {
             var document = StateStream.Parse(bytes);
-            _ = registry.Adopt(document);
+            var plan = registry.Prepare(document);
+            if (!plan.HasHandover)
+            {
+                // A stream with gateway flows stops at its checks: applying it restores real sockets.
+                plan.Apply();
+            }
         }
         catch (StateFormatException)
         {
