@@ -105,7 +105,7 @@ internal sealed class ServeAppliance : IAsyncDisposable
 
         if (setup.Metrics is { } metrics)
         {
-            _components.Add(new MetricsComponent(metrics));
+            _components.Add(new MetricsComponent(metrics, loggers.CreateLogger("NetWire.Serve")));
         }
     }
 
