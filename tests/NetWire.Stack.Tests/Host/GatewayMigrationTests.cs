@@ -53,7 +53,7 @@ public sealed class GatewayMigrationTests
         long now = 0;
         peer.Connect(IpAddr.FromIpv4(GuestIp), 40000, IpAddr.FromIpv4(GatewayIp), port, now);
         var current = a;
-        var hostReceived = ReadToEndAsync(accept, cancellationToken);
+        var hostReceived = HostSockets.ReadToEndAsync(accept, cancellationToken);
         var hostSent = WriteSlowlyAsync(accept, hostData, cancellationToken);
         var migrated = false;
         var frames = new List<byte[]>();
@@ -291,23 +291,6 @@ public sealed class GatewayMigrationTests
         {
             from.Dispose();
             to.Dispose();
-        }
-    }
-
-    private static async Task<byte[]> ReadToEndAsync(Task<Socket> connected, CancellationToken cancellationToken)
-    {
-        var socket = await connected;
-        var stream = new MemoryStream();
-        var buffer = new byte[64 * 1024];
-        while (true)
-        {
-            var read = await socket.ReceiveAsync(buffer, SocketFlags.None, cancellationToken);
-            if (read == 0)
-            {
-                return stream.ToArray();
-            }
-
-            stream.Write(buffer, 0, read);
         }
     }
 

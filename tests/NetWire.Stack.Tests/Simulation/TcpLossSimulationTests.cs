@@ -153,7 +153,7 @@ public sealed class TcpLossSimulationTests
         var host = open(peer, gateway, nowMs);
         try
         {
-            var hostReceived = ReadToEndAsync(host, cancellationToken);
+            var hostReceived = HostSockets.ReadToEndAsync(host, cancellationToken);
             var hostSent = WriteAndShutdownAsync(host, hostData, cancellationToken);
 
             var arrived = new List<byte[]>();
@@ -307,23 +307,6 @@ public sealed class TcpLossSimulationTests
         var bytes = new byte[length];
         random.NextBytes(bytes);
         return bytes;
-    }
-
-    private static async Task<byte[]> ReadToEndAsync(Task<Socket> connected, CancellationToken cancellationToken)
-    {
-        var socket = await connected;
-        var stream = new MemoryStream();
-        var buffer = new byte[64 * 1024];
-        while (true)
-        {
-            var read = await socket.ReceiveAsync(buffer, SocketFlags.None, cancellationToken);
-            if (read == 0)
-            {
-                return stream.ToArray();
-            }
-
-            stream.Write(buffer, 0, read);
-        }
     }
 
     private static async Task WriteAndShutdownAsync(Task<Socket> connected, byte[] data, CancellationToken cancellationToken)
