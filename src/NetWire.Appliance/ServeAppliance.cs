@@ -111,7 +111,7 @@ internal sealed class ServeAppliance : IAsyncDisposable
 
         if (setup.Metrics is { } metrics)
         {
-            _components.Add(new MetricsComponent(metrics));
+            _components.Add(new MetricsComponent(metrics, loggers.CreateLogger("NetWire.Serve")));
         }
     }
 

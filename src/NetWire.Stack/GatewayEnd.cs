@@ -17,8 +17,9 @@ namespace NetWire.Stack;
 /// <remarks>
 /// The guest's frames are handled on the gateway's poller thread (<see cref="HostPoller"/>), a
 /// batch at a time under the gateway lock, then the ACKs owed; the queue's writer wakes that
-/// thread directly. RunAsync runs the flush loop for connections blocked by a full guest end, a
-/// 10 ms timer from the injected <see cref="TimeProvider"/>, and the host-forward listeners.
+/// thread directly, and the 10 ms tick (retransmissions, TIME-WAIT, idle flows, read against the
+/// injected <see cref="TimeProvider"/>) runs there too. RunAsync runs the flush loop for
+/// connections blocked by a full guest end and the host-forward listeners.
 /// Host forwards live in a table with ids: those of the options open when RunAsync starts (a port
 /// that cannot be bound fails the start; a held migration target's once it runs, after the
 /// source has let them go, and a handover closes them all), and <see cref="AddForward"/> and
@@ -151,19 +152,8 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
             OpenOptionForwards();
         }
 
-        using var timer = _gateway.Time.CreateTimer(
-            static state =>
-            {
-                var gateway = (Gateway)state!;
-                lock (gateway.Sync)
-                {
-                    gateway.OnTimer();
-                }
-            },
-            _gateway,
-            s_tick,
-            s_tick);
-        Outbound.SetReaderSignal(_gateway.Poller.Wake);
+        _gateway.Poller.SetTick(_gateway.OnTimer, s_tick);
+        Outbound.SetReaderSignal(OnFramesWhilePollerParked);
         _gateway.Poller.SetGuestWork(this);
         var tasks = new List<Task> { Task.Delay(Timeout.Infinite, stop.Token), _gateway.FlushLoopAsync(stop.Token) };
         if (!runnable.IsCompleted)
@@ -473,8 +463,14 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
         }
     }
 
-    /// <summary>The guest's frames, a batch at a time under the gateway lock. On the poller's thread.</summary>
-    bool HostPoller.IGuestWork.Run()
+    /// <summary>The guest's frames, a batch at a time under the gateway lock, on the poller's thread.</summary>
+    bool HostPoller.IGuestWork.Run() => RunGuestFrames();
+
+    /// <summary>
+    /// Handles up to <see cref="BatchesPerTurn"/> batches of guest frames; false when more are
+    /// left. On the poller's thread, or on the queuing thread (<see cref="OnFramesWhilePollerParked"/>).
+    /// </summary>
+    private bool RunGuestFrames()
     {
         for (var batch = 0; batch < BatchesPerTurn; batch++)
         {
@@ -503,6 +499,52 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
         }
 
         return Outbound.Count == 0;
+    }
+
+    /// <summary>
+    /// A guest frame was queued while the poller sleeps: the thread that queued it (the TAP's
+    /// reader) handles what is queued itself, under the gateway lock, instead of waking the poller
+    /// for it, and parks the queue again on the sleeping poller's behalf. A short connection's
+    /// frames from the guest (SYN, ACKs, FIN) so cost no hand-off to a second thread; the poller
+    /// still wakes for the host sockets. The poller is woken instead (it finds the frames on its
+    /// next turn) when the lock is busy, when frames are left after a turn, when the queue
+    /// completed or the gateway is stopping, and when the queuing thread already holds the lock.
+    /// A frozen (or held) gateway is left alone as the poller leaves it: the frames stay queued,
+    /// no host socket is touched, and the thaw wakes the poller for them (docs/migration.md).
+    /// </summary>
+    private void OnFramesWhilePollerParked()
+    {
+        var sync = _gateway.Sync;
+        if (Outbound.IsCompleted || sync.IsHeldByCurrentThread || !sync.TryEnter())
+        {
+            _gateway.Poller.Wake();
+            return;
+        }
+
+        bool frozen;
+        bool done;
+        try
+        {
+            // Read under the lock: a thaw after it clears the flag under the lock, then wakes the poller.
+            frozen = _gateway.Frozen;
+
+            // Stopping: RunAsync cancels before it shuts the gateway down, so no connection opens after.
+            done = !frozen && !_gateway.Stopping.IsCancellationRequested && RunGuestFrames();
+        }
+        finally
+        {
+            sync.Exit();
+        }
+
+        if (frozen)
+        {
+            return;
+        }
+
+        if (!done || !Outbound.TryParkReader())
+        {
+            _gateway.Poller.Wake();
+        }
     }
 
     /// <summary>An open forward: its listener and the stop of its loop.</summary>

@@ -85,13 +85,21 @@ internal sealed class TcpNat(Gateway gateway)
         }
 
         var key = new FlowKey(source, segment.SourcePort, destination, segment.DestinationPort);
+        var flags = segment.Flags;
         if (_connections.TryGetValue(key, out var connection))
         {
-            connection.OnSegment(segment);
-            return;
+            if ((flags & (TcpFlags.Syn | TcpFlags.Ack | TcpFlags.Rst)) != TcpFlags.Syn || !connection.TakesNewSyn(segment.SequenceNumber))
+            {
+                connection.OnSegment(segment);
+                return;
+            }
+
+            // RFC 9293 3.10.7.4: a new SYN beyond the old sequence space reopens from TIME-WAIT. The
+            // gateway closed first, so the guest's side is gone and may reuse the port at once;
+            // ignored, its SYN would wait a retransmission (a second) for the TIME-WAIT to end.
+            connection.Release();
         }
 
-        var flags = segment.Flags;
         if ((flags & (TcpFlags.Syn | TcpFlags.Ack | TcpFlags.Rst)) == TcpFlags.Syn)
         {
             OnSyn(key, segment);
