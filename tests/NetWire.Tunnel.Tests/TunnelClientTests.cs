@@ -50,6 +50,22 @@ public sealed class TunnelClientTests
 
     private static ushort PortOf(TcpListener listener) => (ushort)((IPEndPoint)listener.LocalEndpoint).Port;
 
+    /// <summary>A download that never ends: writes for as long as the connection is read.</summary>
+    private static async Task WriteForeverAsync(Socket socket)
+    {
+        var chunk = new byte[64 * 1024];
+        try
+        {
+            while (true)
+            {
+                await socket.SendAsync(chunk, SocketFlags.None);
+            }
+        }
+        catch (SocketException)
+        {
+        }
+    }
+
     private static async Task EchoAsync(Socket socket)
     {
         var buffer = new byte[32 * 1024];
@@ -191,20 +207,7 @@ public sealed class TunnelClientTests
     [Fact]
     public async Task ClientGoesAway_MidTransfer_GuestSocketEnds()
     {
-        var (listener, loop) = StartService(async socket =>
-        {
-            var chunk = new byte[64 * 1024];
-            try
-            {
-                while (true)
-                {
-                    await socket.SendAsync(chunk, SocketFlags.None);
-                }
-            }
-            catch (SocketException)
-            {
-            }
-        });
+        var (listener, loop) = StartService(WriteForeverAsync);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(Token);
         await using var server = TunnelServer.Start();
         var (client, published) = server.CreateClient(TunnelServiceSpec.Parse($"stream=127.0.0.1:{PortOf(listener)}"));
@@ -341,21 +344,7 @@ public sealed class TunnelClientTests
     [Fact]
     public async Task SocketOpen_WhileTheOtherSocketsFillTheSendQueue_IsAcknowledged_AndTheChannelLives()
     {
-        // Downloads: every service connection writes for as long as it is read.
-        var (listener, loop) = StartService(async socket =>
-        {
-            var chunk = new byte[64 * 1024];
-            try
-            {
-                while (true)
-                {
-                    await socket.SendAsync(chunk, SocketFlags.None);
-                }
-            }
-            catch (SocketException)
-            {
-            }
-        });
+        var (listener, loop) = StartService(WriteForeverAsync);
         var (channel, run, server, _) = await FakeServerAsync($"s=127.0.0.1:{PortOf(listener)}");
         await using (server)
         {
