@@ -37,6 +37,9 @@ internal sealed class TunnelClientChannel
     /// <summary>Largest max_num_of_sockets accepted in INIT.</summary>
     public const ushort MaxSocketsLimit = 4096;
 
+    /// <summary>Messages queued towards the server before senders wait (the sockets' SOCKET_DATA fills it).</summary>
+    internal const int SendQueueCapacity = 256;
+
     /// <summary>Largest body read from the server before INIT (and for anything but SOCKET_DATA after it).</summary>
     private const int ControlMessageLimit = 4096;
 
@@ -47,6 +50,9 @@ internal sealed class TunnelClientChannel
     private readonly ChannelLifetime _lifetime;
     private readonly Lock _gate = new();
     private readonly List<Task> _socketTasks = [];
+
+    /// <summary>The receive loop's answers to the message it is handling, sent before it reads the next one.</summary>
+    private readonly List<(ushort Type, byte[] Body)> _replies = [];
     private Slot?[] _slots = [];
     private int _maxData;
     private bool _initialized;
@@ -58,7 +64,7 @@ internal sealed class TunnelClientChannel
         _services = services;
         _published = published;
         _logger = logger;
-        _connection = new MessageConnection(stream, miniHeader, (int)MaxDataSizeLimit + 2, 256);
+        _connection = new MessageConnection(stream, miniHeader, (int)MaxDataSizeLimit + 2, SendQueueCapacity);
         _lifetime = new ChannelLifetime((_, error) => _connection.CompleteSending(error));
     }
 
@@ -78,6 +84,9 @@ internal sealed class TunnelClientChannel
 
     /// <summary>True once INIT arrived and the services were sent.</summary>
     public bool Initialized => Volatile.Read(ref _initialized);
+
+    /// <summary>Messages waiting in the send queue (for tests).</summary>
+    internal int QueuedMessages => _connection.QueuedMessages;
 
     /// <summary>Runs until the server closes the channel, a violation, or cancellation.</summary>
     public async Task RunAsync(CancellationToken cancellationToken)
@@ -116,6 +125,15 @@ internal sealed class TunnelClientChannel
             }
 
             Handle(header.Type, _connection.Body);
+
+            // Answers wait for room like the sockets' data do: with every socket sending, the
+            // queue is full as a matter of course, which is back-pressure, not a fault.
+            foreach (var (type, body) in _replies)
+            {
+                await _connection.SendAsync(type, body, cancellationToken).ConfigureAwait(false);
+            }
+
+            _replies.Clear();
             if (_ackWindow > 0 && ++_received % _ackWindow == 0)
             {
                 await _connection.SendAsync(CommonMessages.Ack, [], cancellationToken).ConfigureAwait(false);
@@ -196,13 +214,8 @@ internal sealed class TunnelClientChannel
         }
     }
 
-    private void Send(ushort type, byte[] body)
-    {
-        if (!_connection.TrySend(type, body))
-        {
-            ThrowHelper.Protocol("the send queue towards the server is full");
-        }
-    }
+    /// <summary>Queues an answer to the message being handled; the receive loop sends it next.</summary>
+    private void Send(ushort type, byte[] body) => _replies.Add((type, body));
 
     private void OnInit(ReadOnlySpan<byte> body)
     {
@@ -401,13 +414,16 @@ internal sealed class TunnelClientChannel
             TunnelLog.ClientSocket(_logger, slot.Id, $"connect to {slot.Service.TargetHost}:{slot.Service.TargetPort} failed: {ex.Message}");
             lock (_gate)
             {
-                if (_slots.Length > slot.Id && _slots[slot.Id] == slot)
+                if (_slots.Length <= slot.Id || _slots[slot.Id] != slot)
                 {
-                    _slots[slot.Id] = null;
-                    _connection.TrySend(TunnelMessages.SocketOpenNack, TunnelMessages.BuildId(slot.Id));
+                    return;
                 }
+
+                // The server keeps the id until the NACK arrives, so it is free for no one else meanwhile.
+                _slots[slot.Id] = null;
             }
 
+            await SendForSocketAsync(TunnelMessages.SocketOpenNack, TunnelMessages.BuildId(slot.Id)).ConfigureAwait(false);
             return;
         }
 
@@ -421,10 +437,15 @@ internal sealed class TunnelClientChannel
 
             slot.Relay = new TunnelRelay(slot.Id, target, _connection, TunnelRelay.ClientIds, _maxData, Window, slot.ServerGrant);
             slot.State = SlotState.Open;
-            if (!_connection.TrySend(TunnelMessages.SocketOpenAck, TunnelMessages.BuildIdTokens(slot.Id, Window)))
-            {
-                Abort(new SpiceProtocolException("the send queue towards the server is full"));
-            }
+        }
+
+        // Queued behind the other sockets' data when they fill the queue; this socket's own data
+        // starts after it. The server sends nothing for the id before the OPEN_ACK.
+        if (!await SendForSocketAsync(TunnelMessages.SocketOpenAck, TunnelMessages.BuildIdTokens(slot.Id, Window)).ConfigureAwait(false))
+        {
+            // The channel ended meanwhile: the relay never runs; this closes the target.
+            slot.Relay.Abort();
+            return;
         }
 
         TunnelLog.ClientSocket(_logger, slot.Id, $"open to {slot.Service.TargetHost}:{slot.Service.TargetPort}");
@@ -450,12 +471,20 @@ internal sealed class TunnelClientChannel
             }
         }
 
+        await SendForSocketAsync(message, TunnelMessages.BuildId(slot.Id)).ConfigureAwait(false);
+    }
+
+    /// <summary>Queues a socket's message, waiting for room; false when the channel has ended.</summary>
+    private async Task<bool> SendForSocketAsync(ushort type, byte[] body)
+    {
         try
         {
-            await _connection.SendAsync(message, TunnelMessages.BuildId(slot.Id), _lifetime.Token).ConfigureAwait(false);
+            await _connection.SendAsync(type, body, _lifetime.Token).ConfigureAwait(false);
+            return true;
         }
         catch (Exception ex) when (ChannelLifetime.IsAbortEcho(ex))
         {
+            return false;
         }
     }
 
