@@ -63,6 +63,12 @@ internal static unsafe partial class Libc
     [LibraryImport("libc", EntryPoint = "send", SetLastError = true)]
     public static partial nint Send(int fd, byte* buffer, nint count, int flags);
 
+    [LibraryImport("libc", EntryPoint = "eventfd", SetLastError = true)]
+    public static partial int EventFd(uint initial, int flags);
+
+    /// <summary>EFD_CLOEXEC | EFD_NONBLOCK.</summary>
+    public const int EventFdFlags = 0x80000 | 0x800;
+
     [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
     public static partial int Poll(PollFd* fds, nuint count, int timeoutMs);
 

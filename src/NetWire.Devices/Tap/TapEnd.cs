@@ -16,8 +16,9 @@ namespace NetWire.Devices.Tap;
 /// read(2) into a scratch buffer and copies it into a pooled frame of the exact size; it hands
 /// frames on in bursts of up to <see cref="ReadBurstFrames"/> (or as soon as the kernel's queue is
 /// empty). When the receiver is full it stops reading, so the kernel's TAP queue fills and the
-/// kernel drops (counted from the interface's tx_dropped). When read returns EAGAIN the thread polls with a
-/// short timeout, which is also how it notices cancellation. A dedicated writer thread takes up
+/// kernel drops (counted from the interface's tx_dropped). When read returns EAGAIN the thread polls
+/// the TAP and an eventfd that a stop writes, so a stop ends it at once (a migration source hands
+/// the TAP to its target as soon as both loops have returned). A dedicated writer thread takes up
 /// to <see cref="WriteBatchFrames"/> frames from the outbound queue at a time and writes them
 /// with one write(2) each (a TAP takes one frame per write); while it sleeps, whoever queues a
 /// frame writes it at once on its own thread instead of waking it.
@@ -48,7 +49,12 @@ public sealed class TapEnd : WireEnd
     /// <summary>Largest read from a TAP: a 64 KiB packet (MTU or TSO segment), the Ethernet header and a virtio-net header.</summary>
     private const int ScratchLength = 65_536 + 64 + VirtioNetHeader.Length;
 
-    private const int PollTimeoutMs = 200;
+    /// <summary>
+    /// Longest sleep of a loop in one wait (an empty TAP, a full receiver, an empty queue) before
+    /// it looks again; a stop wakes every wait at once, so this only bounds a missed wake-up.
+    /// Tests lengthen it to show that a stop does not wait for it.
+    /// </summary>
+    internal int PollTimeoutMs { get; init; } = 200;
 
     /// <summary>How often a busy TAP is tried again (<see cref="WaitWhileBusy"/>).</summary>
     private static readonly TimeSpan s_busyRetry = TimeSpan.FromMilliseconds(5);
@@ -265,8 +271,16 @@ public sealed class TapEnd : WireEnd
     private unsafe void ReadLoop(IPacketReceiver receiver, CancellationToken cancellationToken)
     {
         var scratch = GC.AllocateUninitializedArray<byte>(ScratchLength, pinned: true);
-        var pollFd = new Libc.PollFd { Fd = _fd, Events = Libc.PollIn };
+
+        // The stop wakes the poll at once through an eventfd (a migration source hands the TAP
+        // over as soon as both loops have returned); without one, the poll's timeout notices it.
+        var stopFd = Libc.EventFd(0, Libc.EventFdFlags);
+        var pollFds = stackalloc Libc.PollFd[2];
+        pollFds[0] = new Libc.PollFd { Fd = _fd, Events = Libc.PollIn };
+        pollFds[1] = new Libc.PollFd { Fd = stopFd, Events = Libc.PollIn };
         var waiter = new ThreadWaiter(PollTimeoutMs);
+        var wakeWaiter = waiter.WakeOn(cancellationToken);
+        var wakePoll = stopFd >= 0 ? cancellationToken.UnsafeRegister(static state => SignalEventFd((int)state!), stopFd) : default;
         var burst = new Frame[ReadBurstFrames];
         var held = 0;
         var headerLength = _vnetHeader ? VirtioNetHeader.Length : 0;
@@ -299,7 +313,7 @@ public sealed class TapEnd : WireEnd
                                 continue;
                             }
 
-                            Libc.Poll(&pollFd, 1, PollTimeoutMs);
+                            Libc.Poll(pollFds, stopFd >= 0 ? 2u : 1u, PollTimeoutMs);
                             continue;
                         }
 
@@ -336,6 +350,15 @@ public sealed class TapEnd : WireEnd
         }
         finally
         {
+            // Disposing a registration waits for its callback if it is running: the eventfd is
+            // closed only once nobody can write to it.
+            wakePoll.Dispose();
+            wakeWaiter.Dispose();
+            if (stopFd >= 0)
+            {
+                Libc.Close(stopFd);
+            }
+
             // Cancelled while holding frames the receiver had no room for: account for them.
             if (held > 0)
             {
@@ -347,6 +370,12 @@ public sealed class TapEnd : WireEnd
                 Counters.Dropped(DropReason.Shutdown, held);
             }
         }
+    }
+
+    private static unsafe void SignalEventFd(int fd)
+    {
+        ulong one = 1;
+        _ = Libc.Write(fd, (byte*)&one, sizeof(ulong));
     }
 
     /// <summary>
@@ -392,6 +421,7 @@ public sealed class TapEnd : WireEnd
     private void WriteLoop(CancellationToken cancellationToken)
     {
         var wake = new ThreadSignal();
+        using var stop = cancellationToken.UnsafeRegister(static state => ((ThreadSignal)state!).Set(), wake);
         lock (_writeLock)
         {
             _writerWake = wake;
@@ -599,6 +629,10 @@ public sealed class TapEnd : WireEnd
             _signal = Signal;
         }
 
+        /// <summary>Makes a blocked wait notice <paramref name="cancellationToken"/> at once rather than at its next timeout; dispose it when the loop ends.</summary>
+        public CancellationTokenRegistration WakeOn(CancellationToken cancellationToken) =>
+            cancellationToken.UnsafeRegister(static state => ((ThreadWaiter)state!).Wake(), this);
+
         /// <summary>Waits for <paramref name="wait"/>; throws OperationCanceledException once the token fires.</summary>
         public void Wait(ValueTask wait, CancellationToken cancellationToken)
         {
@@ -642,16 +676,24 @@ public sealed class TapEnd : WireEnd
             }
         }
 
+        /// <summary>Wakes the blocked thread without completing its wait (it looks at its token).</summary>
+        private void Wake()
+        {
+            lock (_gate)
+            {
+                Monitor.Pulse(_gate);
+            }
+        }
+
         private void Block(CancellationToken cancellationToken)
         {
             lock (_gate)
             {
+                // The token is looked at under the lock, so a Wake cannot fall between the look and the wait.
                 while (!_completed)
                 {
-                    if (!Monitor.Wait(_gate, _timeoutMs))
-                    {
-                        cancellationToken.ThrowIfCancellationRequested();
-                    }
+                    cancellationToken.ThrowIfCancellationRequested();
+                    Monitor.Wait(_gate, _timeoutMs);
                 }
             }
         }
