@@ -31,6 +31,9 @@ internal sealed record TunnelClientOptions(string Host, int Port, byte[] Passwor
     /// Null for plaintext.
     /// </summary>
     public TlsSettings? Tls { get; init; }
+
+    /// <summary>Offer the tunnel's migration cap, so open sockets follow a migration (<c>--no-socket-migration</c> turns it off).</summary>
+    public bool SocketMigration { get; init; } = true;
 }
 
 /// <summary>
@@ -67,7 +70,7 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
     private static readonly uint s_mainCaps = 1u << SpiceCaps.MainSemiSeamlessMigrate;
 
     /// <summary>The tunnel channel's caps: its sockets follow a migration (docs/tunnel.md, "Migration").</summary>
-    private static readonly uint s_tunnelCaps = 1u << TunnelMessages.CapMigrate;
+    private static readonly uint s_migrateCap = 1u << TunnelMessages.CapMigrate;
 
     private readonly ILogger _logger = logger;
     private string _host = options.Host;
@@ -172,7 +175,7 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
                 sessionId = await ReadMainInitAsync(linked.Main, timeout.Token).ConfigureAwait(false);
                 if (linked.Tunnel is null)
                 {
-                    var (stream, mini) = await LinkWithTimeoutAsync(linked.Host, linked.Port, linked.Subject, sessionId, SpiceChannelType.Tunnel, s_tunnelCaps, session.Token).ConfigureAwait(false);
+                    var (stream, mini) = await LinkWithTimeoutAsync(linked.Host, linked.Port, linked.Subject, sessionId, SpiceChannelType.Tunnel, TunnelCaps, session.Token).ConfigureAwait(false);
                     linked.Tunnel = stream;
                     linked.TunnelMini = mini;
                 }
@@ -237,6 +240,9 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
             await linked.DisposeAsync().ConfigureAwait(false);
         }
     }
+
+    /// <summary>The tunnel channel caps the client offers.</summary>
+    private uint TunnelCaps => options.SocketMigration ? s_migrateCap : 0;
 
     /// <summary>True when the client links over TLS.</summary>
     private bool UsesTls => options.Tls is not null;
@@ -406,7 +412,7 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
                 }
 
                 target = await client.LinkMainAsync(destination.Host, port, destination.CertSubject, sessionId, cancellationToken).ConfigureAwait(false);
-                var (stream, mini) = await client.LinkWithTimeoutAsync(destination.Host, port, destination.CertSubject, sessionId, SpiceChannelType.Tunnel, s_tunnelCaps, cancellationToken).ConfigureAwait(false);
+                var (stream, mini) = await client.LinkWithTimeoutAsync(destination.Host, port, destination.CertSubject, sessionId, SpiceChannelType.Tunnel, client.TunnelCaps, cancellationToken).ConfigureAwait(false);
                 target.Tunnel = stream;
                 target.TunnelMini = mini;
                 _target = target;

@@ -1,0 +1,341 @@
+using System.Globalization;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
+using NetWire.Testing;
+
+namespace NetWire.Appliance.Tests.Host;
+
+/// <summary>
+/// Tunnel sockets move with the appliance (docs/migration.md, "Tunnel sockets"): a namespace
+/// peer on the TAP of <c>netwire serve --tunnel</c> A downloads from and uploads to services that
+/// a <c>netwire tunnel-client</c> process publishes, while A migrates to B (the client following
+/// MIGRATE_BEGIN / MIGRATE_END). Both transfers end with their exact bytes, both tunnel sockets
+/// moved, and no RST on the guest's or the services' side. A client without the migration cap
+/// gets its connections reset instead, cleanly and counted.
+/// </summary>
+[Trait("Category", "Host")]
+public sealed partial class TunnelSocketMigrationTests
+{
+    private const string Tap = "nwt0";
+    private const string Password = "s3cret";
+    private const int Size = 12 * 1024 * 1024;
+    private static readonly TimeSpan s_wait = TimeSpan.FromSeconds(120);
+
+    /// <summary>The sink service (reads to EOF, answers "LENGTH SHA256") and the guest's paced sender.</summary>
+    private const string Helper = """
+        import hashlib, socket, sys, time
+        if sys.argv[1] == "sink":
+            listener = socket.create_server(("127.0.0.1", int(sys.argv[2])))
+            print("sink ready", flush=True)
+            while True:
+                connection, _ = listener.accept()
+                digest, total = hashlib.sha256(), 0
+                while True:
+                    data = connection.recv(65536)
+                    if not data:
+                        break
+                    digest.update(data)
+                    total += len(data)
+                connection.sendall(f"{total} {digest.hexdigest()}\n".encode())
+                connection.close()
+        else:
+            data = open(sys.argv[4], "rb").read()
+            rate = int(sys.argv[5])
+            connection = socket.create_connection((sys.argv[2], int(sys.argv[3])))
+            start, sent, told = time.monotonic(), 0, False
+            while sent < len(data):
+                sent += connection.send(data[sent:sent + 16384])
+                if not told and sent >= len(data) // 4:
+                    print("a quarter sent", flush=True)
+                    told = True
+                ahead = sent / rate - (time.monotonic() - start)
+                if ahead > 0:
+                    time.sleep(ahead)
+            connection.shutdown(socket.SHUT_WR)
+            reply = b""
+            while True:
+                chunk = connection.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+            print(reply.decode().strip(), flush=True)
+        """;
+
+    [Fact]
+    public async Task DownloadAndUpload_ThroughATunnelService_ContinueAcrossAMigration()
+    {
+        await using var run = await TunnelRun.StartAsync(migrationCap: true);
+        var (download, upload) = run.StartTransfers();
+        await run.WaitForProgressAsync(upload);
+
+        var result = await MigrateAsync(run.Qmp("a"), run.Incoming);
+        Assert.True((string?)result["status"] == "completed", $"{result.ToJsonString()}\n{run.Logs()}");
+        var flows = result["flows"]!.AsObject();
+        Assert.True((long)flows["reset"]! == 0, $"{result.ToJsonString()}\n{run.Logs()}");
+        Assert.True((long)flows["tunnel"]! == 2, $"{result.ToJsonString()}\n{run.Logs()}");
+        Assert.True((long)flows["tcp"]! >= 2, result.ToJsonString());
+
+        Assert.True(await download.WaitForExitAsync(s_wait) == 0, $"curl: {download.FormattedOutput}\n{run.Logs()}");
+        Assert.Equal(run.Sha256, await run.DownloadedSha256Async());
+        Assert.True(await upload.WaitForExitAsync(s_wait) == 0, $"sender: {upload.FormattedOutput}\n{run.Logs()}");
+        Assert.Equal($"{Size} {run.Sha256}", upload.StdoutLines[^1]);
+        Assert.Contains(run.A.Lines, l => l.Text.Contains("2 sockets of 1 clients handed over", StringComparison.Ordinal));
+        Assert.Contains(run.Client.Lines, l => l.Text.Contains("sockets continue on the target", StringComparison.Ordinal));
+
+        Assert.Equal(string.Empty, await run.ResetsAsync());
+    }
+
+    [Fact]
+    public async Task AClientWithoutTheMigrationCap_HasItsTunnelConnectionsReset_Cleanly()
+    {
+        await using var run = await TunnelRun.StartAsync(migrationCap: false);
+        var (download, upload) = run.StartTransfers();
+        await run.WaitForProgressAsync(upload);
+
+        var result = await MigrateAsync(run.Qmp("a"), run.Incoming);
+        Assert.True((string?)result["status"] == "completed", $"{result.ToJsonString()}\n{run.Logs()}");
+        var flows = result["flows"]!.AsObject();
+        Assert.True((long?)flows["reset-tunnel"] == 2, $"{result.ToJsonString()}\nsender: {upload.FormattedOutput}\ncurl: {download.FormattedOutput}\n{run.Logs()}");
+
+        // Both transfers end at once with an error (a reset), not a hang; the client lives on and maps its services on B.
+        Assert.NotEqual(0, await download.WaitForExitAsync(s_wait));
+        Assert.NotEqual(0, await upload.WaitForExitAsync(s_wait));
+        await run.Client.WaitForLineAsync(l => l.Contains($"linked to 127.0.0.1:{run.SpiceB}", StringComparison.Ordinal), s_wait);
+        Assert.Contains("[R", await run.ResetsAsync(), StringComparison.Ordinal);
+    }
+
+    /// <summary>QMP <c>migrate</c> on the source, then its <c>query-migrate</c> once a MIGRATION event says it ended.</summary>
+    private static async Task<JsonObject> MigrateAsync(string qmp, int port)
+    {
+        var cancellationToken = TestContext.Current.CancellationToken;
+        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        await socket.ConnectAsync(new UnixDomainSocketEndPoint(qmp), cancellationToken);
+        using var stream = new NetworkStream(socket);
+        using var reader = new StreamReader(stream, Encoding.UTF8);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(s_wait);
+        await reader.ReadLineAsync(timeout.Token);
+        await stream.WriteAsync(Encoding.UTF8.GetBytes($"{{\"execute\":\"qmp_capabilities\"}}\n{{\"execute\":\"migrate\",\"arguments\":{{\"uri\":\"tcp:127.0.0.1:{port}\"}}}}\n"), timeout.Token);
+        while (await reader.ReadLineAsync(timeout.Token) is { } line)
+        {
+            var message = JsonNode.Parse(line)!.AsObject();
+            if ((string?)message["event"] == "MIGRATION" && (string?)message["data"]!["status"] is "completed" or "failed" or "cancelled")
+            {
+                break;
+            }
+        }
+
+        await stream.WriteAsync("{\"execute\":\"query-migrate\",\"id\":\"q\"}\n"u8.ToArray(), timeout.Token);
+        while (await reader.ReadLineAsync(timeout.Token) is { } line)
+        {
+            var message = JsonNode.Parse(line)!.AsObject();
+            if ((string?)message["id"] == "q")
+            {
+                return message["return"]!.AsObject();
+            }
+        }
+
+        throw new EndOfStreamException("the control socket closed");
+    }
+
+    [GeneratedRegex(@"SPICE server listening on 127\.0\.0\.1:(\d+)")]
+    private static partial Regex SpiceListening();
+
+    [GeneratedRegex(@"Waiting for incoming migration on 127\.0\.0\.1:(\d+)")]
+    private static partial Regex IncomingListening();
+
+    /// <summary>
+    /// The namespace with its TAP, an HTTP server and the sink on its loopback, appliance A (the
+    /// source) and B (the target), and the tunnel client publishing web (port 80) and sink (81).
+    /// </summary>
+    private sealed class TunnelRun : IAsyncDisposable
+    {
+        private readonly List<ManagedProcess> _processes = [];
+
+        private TunnelRun(NetNamespace ns, string dir)
+        {
+            Ns = ns;
+            Dir = dir;
+        }
+
+        public NetNamespace Ns { get; }
+
+        public string Dir { get; }
+
+        public string Sha256 { get; private set; } = string.Empty;
+
+        public int Incoming { get; private set; }
+
+        public int SpiceB { get; private set; }
+
+        public ManagedProcess Client { get; private set; } = null!;
+
+        public ManagedProcess A { get; private set; } = null!;
+
+        private ManagedProcess B { get; set; } = null!;
+
+        private ManagedProcess Capture { get; set; } = null!;
+
+        private ManagedProcess Download { get; set; } = null!;
+
+        public static async Task<TunnelRun> StartAsync(bool migrationCap)
+        {
+            HostRequirements.RequireRoot();
+            HostRequirements.RequireCommand("curl");
+            HostRequirements.RequireCommand("python3");
+            HostRequirements.RequireCommand("tcpdump");
+            HostRequirements.RequireCommand("nft");
+            var dir = Directory.CreateTempSubdirectory("nwtm-").FullName;
+            var run = new TunnelRun(await NetNamespace.CreateAsync(), dir);
+            try
+            {
+                await run.SetUpAsync(migrationCap);
+            }
+            catch
+            {
+                await run.DisposeAsync();
+                throw;
+            }
+
+            return run;
+        }
+
+        public string Qmp(string name) => Path.Combine(Dir, name + ".qmp");
+
+        public (ManagedProcess Download, ManagedProcess Upload) StartTransfers()
+        {
+            // 12 MiB each way at 1.5 MB/s: about 8 s, so the migration lands in the middle.
+            Download = Start(Ns.Start("curl", "-sS", "--max-time", "100", "--limit-rate", "1500K", "-o", Path.Combine(Dir, "downloaded"), "http://10.0.2.31:80/data"));
+            var upload = Start(Ns.Start("python3", Path.Combine(Dir, "helper.py"), "send", "10.0.2.31", "81", Path.Combine(Dir, "data"), "1500000"));
+            return (Download, upload);
+        }
+
+        /// <summary>Waits until the download has about a quarter of its bytes, and the upload has sent as much.</summary>
+        public async Task WaitForProgressAsync(ManagedProcess upload)
+        {
+            await upload.WaitForLineAsync(l => l.Contains("a quarter sent", StringComparison.Ordinal), s_wait);
+            var path = Path.Combine(Dir, "downloaded");
+            for (var i = 0; i < 400; i++)
+            {
+                if (File.Exists(path) && new FileInfo(path).Length > Size / 4)
+                {
+                    return;
+                }
+
+                await Task.Delay(50, TestContext.Current.CancellationToken);
+            }
+
+            Assert.Fail($"the download did not start\n{Download.FormattedOutput}\n{Logs()}");
+        }
+
+        public async Task<string> DownloadedSha256Async() =>
+            Convert.ToHexStringLower(SHA256.HashData(await File.ReadAllBytesAsync(Path.Combine(Dir, "downloaded"), TestContext.Current.CancellationToken)));
+
+        /// <summary>The RSTs tcpdump saw on the guest's TAP and on the services' loopback, one per line.</summary>
+        public async Task<string> ResetsAsync()
+        {
+            Capture.Terminate();
+            await Capture.WaitForExitAsync(s_wait);
+            var resets = await ProcessRunner.RunAsync("tcpdump", ["-r", Path.Combine(Dir, "tunnel.pcap"), "-n", "tcp[tcpflags] & tcp-rst != 0"], s_wait);
+            return resets.Stdout.Trim();
+        }
+
+        public string Logs() => $"A:\n{A.FormattedOutput}\nB:\n{B.FormattedOutput}\nclient:\n{Client.FormattedOutput}";
+
+        public async ValueTask DisposeAsync()
+        {
+            for (var i = _processes.Count - 1; i >= 0; i--)
+            {
+                await _processes[i].DisposeAsync();
+            }
+
+            await Ns.DisposeAsync();
+            Directory.Delete(Dir, recursive: true);
+        }
+
+        private ManagedProcess Start(ManagedProcess process)
+        {
+            _processes.Add(process);
+            return process;
+        }
+
+        private async Task SetUpAsync(bool migrationCap)
+        {
+            foreach (var command in (string[][])[
+                ["ip", "link", "set", "lo", "up"],
+                ["ip", "tuntap", "add", Tap, "mode", "tap"],
+                ["ip", "addr", "add", "10.0.2.100/24", "dev", Tap],
+                ["ip", "link", "set", Tap, "up"]])
+            {
+                (await Ns.ExecAsync(command)).EnsureSuccess();
+            }
+
+            var data = new byte[Size];
+            new Random(12).NextBytes(data);
+            await File.WriteAllBytesAsync(Path.Combine(Dir, "data"), data, TestContext.Current.CancellationToken);
+            Sha256 = Convert.ToHexStringLower(SHA256.HashData(data));
+            await File.WriteAllTextAsync(Path.Combine(Dir, "helper.py"), Helper, TestContext.Current.CancellationToken);
+            var httpPort = 18080;
+            var sinkPort = 18081;
+
+            Capture = Start(Ns.Start("tcpdump", "-i", "any", "-n", "-s", "96", "-U", "-w", Path.Combine(Dir, "tunnel.pcap"), $"tcp port 80 or tcp port 81 or tcp port {httpPort} or tcp port {sinkPort}"));
+            await Capture.WaitForLineAsync(l => l.Contains("listening on", StringComparison.Ordinal), s_wait);
+            var http = Start(Ns.Start("python3", "-m", "http.server", "--bind", "127.0.0.1", "--directory", Dir, httpPort.ToString(CultureInfo.InvariantCulture)));
+            await http.WaitForLineAsync(l => l.Contains("Serving HTTP", StringComparison.Ordinal), s_wait);
+            var sink = Start(Ns.Start("python3", Path.Combine(Dir, "helper.py"), "sink", sinkPort.ToString(CultureInfo.InvariantCulture)));
+            await sink.WaitForLineAsync(l => l.Contains("sink ready", StringComparison.Ordinal), s_wait);
+
+            A = Start(Serve("a", incoming: false));
+            await A.WaitForLineAsync(l => l.Contains($"TAP {Tap} attached", StringComparison.Ordinal), s_wait);
+            await A.WaitForLineAsync(l => l.Contains("Control socket (QMP) on", StringComparison.Ordinal), s_wait);
+            var spiceA = Port(await A.WaitForLineAsync(l => SpiceListening().IsMatch(l), s_wait), SpiceListening());
+            B = Start(Serve("b", incoming: true));
+            Incoming = Port(await B.WaitForLineAsync(l => IncomingListening().IsMatch(l), s_wait), IncomingListening());
+            SpiceB = Port(await B.WaitForLineAsync(l => SpiceListening().IsMatch(l), s_wait), SpiceListening());
+            await B.WaitForLineAsync(l => l.Contains("Control socket (QMP) on", StringComparison.Ordinal), s_wait);
+
+            List<string> client = [
+                "dotnet", RepoPaths.NetwireDll, "tunnel-client", "--server", $"127.0.0.1:{spiceA}", "--password", Password,
+                "--service", $"web=127.0.0.1:{httpPort},port=80", "--service", $"sink=127.0.0.1:{sinkPort},port=81", "--log-level", "Information"];
+            if (!migrationCap)
+            {
+                client.Add("--no-socket-migration");
+            }
+
+            Client = Start(Ns.Start(client));
+            await Client.WaitForLineAsync(l => l.StartsWith("service sink 10.0.2.31:81", StringComparison.Ordinal), s_wait);
+
+            var info = await ProcessRunner.RunAsync("dotnet", [RepoPaths.NetwireDll, "ctl", "--qmp", "unix:" + Qmp("a"), "client_migrate_info", "protocol=spice", "hostname=127.0.0.1", $"port={SpiceB}"], s_wait);
+            Assert.True(info.ExitCode == 0, info.Stderr);
+            for (var i = 0; ; i++)
+            {
+                var state = await ProcessRunner.RunAsync("dotnet", [RepoPaths.NetwireDll, "ctl", "--qmp", "unix:" + Qmp("a"), "query-migrate-client-state"], s_wait);
+                if ((int)JsonNode.Parse(state.Stdout)!["state"]! == 3)
+                {
+                    break;
+                }
+
+                Assert.True(i < 100, $"the client did not link to B\n{Logs()}");
+                await Task.Delay(200, TestContext.Current.CancellationToken);
+            }
+        }
+
+        private ManagedProcess Serve(string name, bool incoming)
+        {
+            List<string> args = [
+                "dotnet", RepoPaths.NetwireDll, "serve", "--guest", $"tap:{Tap}", "--tunnel", "--spice-port", "0", "--password", Password,
+                "--qmp", $"unix:{Qmp(name)}", "--log-level", "Information"];
+            if (incoming)
+            {
+                args.AddRange(["--incoming", "tcp:127.0.0.1:0"]);
+            }
+
+            return Ns.Start(args);
+        }
+
+        private static int Port(string line, Regex regex) => int.Parse(regex.Match(line).Groups[1].Value, CultureInfo.InvariantCulture);
+    }
+}
