@@ -27,6 +27,9 @@ internal static partial class TunnelLog
     [LoggerMessage(3206, LogLevel.Information, "Tunnel {Channel}: migration: {Event}")]
     public static partial void Migration(ILogger logger, long channel, string @event);
 
+    [LoggerMessage(3207, LogLevel.Information, "Tunnel sockets: migration: {Event}")]
+    public static partial void SectionMigration(ILogger logger, string @event);
+
     [LoggerMessage(3253, LogLevel.Information, "Tunnel client: migration: {Event}")]
     public static partial void ClientMigration(ILogger logger, string @event);
 

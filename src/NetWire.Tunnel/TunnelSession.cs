@@ -643,6 +643,7 @@ internal sealed class TunnelSession
     public TunnelSessionState Snapshot(Func<FlowKey, Socket?> farOf)
     {
         var state = new TunnelSessionState { SessionId = _sessionId };
+        List<Slot> open = [];
         lock (_gate)
         {
             foreach (var (id, (service, address)) in _services)
@@ -650,21 +651,19 @@ internal sealed class TunnelSession
                 state.Services.Add(new TunnelServiceState(id, service.Group, service.Port, address));
             }
 
-            foreach (var slot in _slots)
+            open.AddRange(_slots.Where(s => s is { State: SlotState.Open, ClientClosed: false, Relay: not null })!);
+        }
+
+        // Outside this lock: farOf takes the gateway's, which comes first in the lock order.
+        foreach (var slot in open)
+        {
+            if (farOf(slot.Key) is not { } far || slot.Relay!.Snapshot(SocketPair.Peek(slot.Relay.Socket)) is not { } relay)
             {
-                if (slot is not { State: SlotState.Open, ClientClosed: false, Relay: { } relay } || farOf(slot.Key) is not { } far)
-                {
-                    continue;
-                }
-
-                if (relay.Snapshot(SocketPair.Peek(relay.Socket)) is not { } sockets)
-                {
-                    continue;
-                }
-
-                var inPair = SocketPair.Peek(far);
-                state.Sockets.Add(new TunnelSocketState(slot.ServiceId, slot.Key, sockets with { ToLocal = [.. inPair, .. sockets.ToLocal] }));
+                continue;
             }
+
+            // What the relay wrote into the pair and the gateway has not read is older than what the relay still holds.
+            state.Sockets.Add(new TunnelSocketState(slot.ServiceId, slot.Key, relay with { ToLocal = [.. SocketPair.Peek(far), .. relay.ToLocal] }));
         }
 
         return state;

@@ -150,7 +150,7 @@ internal sealed class TunnelStateSection : IHandoverSection
         }
 
         _lastResult = new Dictionary<string, long> { ["tunnel"] = _moving.Count };
-        TunnelLog.Migration(_logger, 0, $"{_moving.Count} sockets of {_flushed.Count} clients handed over");
+        TunnelLog.SectionMigration(_logger, $"{_moving.Count} sockets of {_flushed.Count} clients handed over");
     }
 
     public void Complete() => Forget();

@@ -89,6 +89,29 @@ public sealed partial class TunnelSocketMigrationTests
     }
 
     [Fact]
+    public async Task ATargetThatIsGone_LeavesTheTunnelSocketsRunningOnTheSource()
+    {
+        await using var run = await TunnelRun.StartAsync(migrationCap: true);
+        var (download, upload) = run.StartTransfers();
+        await run.WaitForProgressAsync(upload);
+
+        // The client linked to B, then B dies: the source flushes the tunnel, cannot reach B and thaws.
+        run.B.Signal(9);
+        await run.B.WaitForExitAsync(s_wait);
+        var result = await MigrateAsync(run.Qmp("a"), run.Incoming);
+        Assert.True((string?)result["status"] == "failed", $"{result.ToJsonString()}\n{run.Logs()}");
+
+        Assert.True(await download.WaitForExitAsync(s_wait) == 0, $"curl: {download.FormattedOutput}\n{run.Logs()}");
+        Assert.Equal(run.Sha256, await run.DownloadedSha256Async());
+        Assert.True(await upload.WaitForExitAsync(s_wait) == 0, $"sender: {upload.FormattedOutput}\n{run.Logs()}");
+        Assert.Equal($"{Size} {run.Sha256}", upload.StdoutLines[^1]);
+        Assert.Contains(run.A.Lines, l => l.Text.Contains("flushed, 2 sockets paused", StringComparison.Ordinal));
+        Assert.Contains(run.A.Lines, l => l.Text.Contains("resumed on the source", StringComparison.Ordinal));
+        Assert.Contains(run.Client.Lines, l => l.Text.Contains("cancelled; sockets resume on the source", StringComparison.Ordinal));
+        Assert.Equal(string.Empty, await run.ResetsAsync());
+    }
+
+    [Fact]
     public async Task AClientWithoutTheMigrationCap_HasItsTunnelConnectionsReset_Cleanly()
     {
         await using var run = await TunnelRun.StartAsync(migrationCap: false);
@@ -175,7 +198,7 @@ public sealed partial class TunnelSocketMigrationTests
 
         public ManagedProcess A { get; private set; } = null!;
 
-        private ManagedProcess B { get; set; } = null!;
+        public ManagedProcess B { get; private set; } = null!;
 
         private ManagedProcess Capture { get; set; } = null!;
 
