@@ -1,7 +1,5 @@
 using System.Globalization;
-using System.Net.Sockets;
 using System.Security.Cryptography;
-using System.Text;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using NetWire.Testing;
@@ -78,10 +76,7 @@ public sealed partial class TunnelSocketMigrationTests
         Assert.True((long)flows["tunnel"]! == 2, $"{result.ToJsonString()}\n{run.Logs()}");
         Assert.True((long)flows["tcp"]! >= 2, result.ToJsonString());
 
-        Assert.True(await download.WaitForExitAsync(s_wait) == 0, $"curl: {download.FormattedOutput}\n{run.Logs()}");
-        Assert.Equal(run.Sha256, await run.DownloadedSha256Async());
-        Assert.True(await upload.WaitForExitAsync(s_wait) == 0, $"sender: {upload.FormattedOutput}\n{run.Logs()}");
-        Assert.Equal($"{Size} {run.Sha256}", upload.StdoutLines[^1]);
+        await run.AssertTransfersCompleteAsync(download, upload);
         Assert.Contains(run.A.Lines, l => l.Text.Contains("2 sockets of 1 clients handed over", StringComparison.Ordinal));
         Assert.Contains(run.Client.Lines, l => l.Text.Contains("sockets continue on the target", StringComparison.Ordinal));
 
@@ -101,10 +96,7 @@ public sealed partial class TunnelSocketMigrationTests
         var result = await MigrateAsync(run.Qmp("a"), run.Incoming);
         Assert.True((string?)result["status"] == "failed", $"{result.ToJsonString()}\n{run.Logs()}");
 
-        Assert.True(await download.WaitForExitAsync(s_wait) == 0, $"curl: {download.FormattedOutput}\n{run.Logs()}");
-        Assert.Equal(run.Sha256, await run.DownloadedSha256Async());
-        Assert.True(await upload.WaitForExitAsync(s_wait) == 0, $"sender: {upload.FormattedOutput}\n{run.Logs()}");
-        Assert.Equal($"{Size} {run.Sha256}", upload.StdoutLines[^1]);
+        await run.AssertTransfersCompleteAsync(download, upload);
         Assert.Contains(run.A.Lines, l => l.Text.Contains("flushed, 2 sockets paused", StringComparison.Ordinal));
         Assert.Contains(run.A.Lines, l => l.Text.Contains("resumed on the source", StringComparison.Ordinal));
         Assert.Contains(run.Client.Lines, l => l.Text.Contains("cancelled; sockets resume on the source", StringComparison.Ordinal));
@@ -130,39 +122,7 @@ public sealed partial class TunnelSocketMigrationTests
         Assert.Contains("[R", await run.ResetsAsync(), StringComparison.Ordinal);
     }
 
-    /// <summary>QMP <c>migrate</c> on the source, then its <c>query-migrate</c> once a MIGRATION event says it ended.</summary>
-    private static async Task<JsonObject> MigrateAsync(string qmp, int port)
-    {
-        var cancellationToken = TestContext.Current.CancellationToken;
-        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        await socket.ConnectAsync(new UnixDomainSocketEndPoint(qmp), cancellationToken);
-        using var stream = new NetworkStream(socket);
-        using var reader = new StreamReader(stream, Encoding.UTF8);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(s_wait);
-        await reader.ReadLineAsync(timeout.Token);
-        await stream.WriteAsync(Encoding.UTF8.GetBytes($"{{\"execute\":\"qmp_capabilities\"}}\n{{\"execute\":\"migrate\",\"arguments\":{{\"uri\":\"tcp:127.0.0.1:{port}\"}}}}\n"), timeout.Token);
-        while (await reader.ReadLineAsync(timeout.Token) is { } line)
-        {
-            var message = JsonNode.Parse(line)!.AsObject();
-            if ((string?)message["event"] == "MIGRATION" && (string?)message["data"]!["status"] is "completed" or "failed" or "cancelled")
-            {
-                break;
-            }
-        }
-
-        await stream.WriteAsync("{\"execute\":\"query-migrate\",\"id\":\"q\"}\n"u8.ToArray(), timeout.Token);
-        while (await reader.ReadLineAsync(timeout.Token) is { } line)
-        {
-            var message = JsonNode.Parse(line)!.AsObject();
-            if ((string?)message["id"] == "q")
-            {
-                return message["return"]!.AsObject();
-            }
-        }
-
-        throw new EndOfStreamException("the control socket closed");
-    }
+    private static Task<JsonObject> MigrateAsync(string qmp, int port) => QmpMigration.MigrateAsync(qmp, port, s_wait);
 
     [GeneratedRegex(@"SPICE server listening on 127\.0\.0\.1:(\d+)")]
     private static partial Regex SpiceListening();
@@ -254,8 +214,15 @@ public sealed partial class TunnelSocketMigrationTests
             Assert.Fail($"the download did not start\n{Download.FormattedOutput}\n{Logs()}");
         }
 
-        public async Task<string> DownloadedSha256Async() =>
-            Convert.ToHexStringLower(SHA256.HashData(await File.ReadAllBytesAsync(Path.Combine(Dir, "downloaded"), TestContext.Current.CancellationToken)));
+        /// <summary>Both transfers exit 0 with every byte: the downloaded file's and the sink's length and sha256 are the data's.</summary>
+        public async Task AssertTransfersCompleteAsync(ManagedProcess download, ManagedProcess upload)
+        {
+            Assert.True(await download.WaitForExitAsync(s_wait) == 0, $"curl: {download.FormattedOutput}\n{Logs()}");
+            var downloaded = await File.ReadAllBytesAsync(Path.Combine(Dir, "downloaded"), TestContext.Current.CancellationToken);
+            Assert.Equal(Sha256, Convert.ToHexStringLower(SHA256.HashData(downloaded)));
+            Assert.True(await upload.WaitForExitAsync(s_wait) == 0, $"sender: {upload.FormattedOutput}\n{Logs()}");
+            Assert.Equal($"{Size} {Sha256}", upload.StdoutLines[^1]);
+        }
 
         /// <summary>The RSTs tcpdump saw on the guest's TAP and on the services' loopback, one per line.</summary>
         public async Task<string> ResetsAsync()
