@@ -75,8 +75,10 @@ internal sealed class TunnelStateSection : IHandoverSection
         _moving.Clear();
         _unflushed.Clear();
         var sessions = _tunnel.Clients().Where(s => s.CanMigrate).ToList();
-        var flushed = await Task.WhenAll(sessions.Select(s => s.FlushAsync(FlushTimeout))).WaitAsync(cancellationToken).ConfigureAwait(false);
+
+        // Held before the wait: a migration cancelled meanwhile thaws them all.
         _held = sessions;
+        var flushed = await Task.WhenAll(sessions.Select(s => s.FlushAsync(FlushTimeout))).WaitAsync(cancellationToken).ConfigureAwait(false);
         _flushed = [.. sessions.Where((_, i) => flushed[i])];
         foreach (var session in sessions.Where((_, i) => !flushed[i]))
         {
