@@ -108,6 +108,32 @@ public sealed partial class TunnelSocketMigrationTests
     }
 
     [Fact]
+    public async Task DownloadAndUpload_ThroughATunnelService_ContinueAcrossAChainedMigration()
+    {
+        // 12 MiB at 500 kB/s: about 25 s for both moves, C starting in between.
+        await using var run = await TunnelRun.StartAsync(migrationCap: true, rate: 500_000);
+        var (download, upload) = run.StartTransfers();
+        await run.WaitForProgressAsync(upload);
+
+        var first = await MigrateAsync(run.Qmp("a"), run.Incoming);
+        Assert.True((string?)first["status"] == "completed" && (long)first["flows"]!["tunnel"]! == 2, $"{first.ToJsonString()}\n{run.Logs()}");
+        await run.B.WaitForLineAsync(l => l.Contains($"TAP {Tap} attached", StringComparison.Ordinal), s_wait);
+        await run.Client.WaitForLineAsync(l => l.Contains("2 sockets continue on the target", StringComparison.Ordinal), s_wait);
+        var (c, incomingC, spiceC) = await run.StartTargetAsync("c");
+        await run.ConnectClientAsync("b", spiceC);
+        Assert.False(download.HasExited || upload.HasExited, $"a transfer ended before the second migration\n{download.FormattedOutput}\n{upload.FormattedOutput}");
+
+        var second = await MigrateAsync(run.Qmp("b"), incomingC);
+        Assert.True((string?)second["status"] == "completed", $"{second.ToJsonString()}\n{run.Logs()}\nC:\n{c.FormattedOutput}");
+        var flows = second["flows"]!.AsObject();
+        Assert.True((long)flows["tunnel"]! == 2 && (long)flows["reset"]! == 0, $"{second.ToJsonString()}\n{run.Logs()}\nC:\n{c.FormattedOutput}");
+
+        await run.AssertTransfersCompleteAsync(download, upload);
+        Assert.Equal(2, run.Client.Lines.Count(l => l.Text.Contains("2 sockets continue on the target", StringComparison.Ordinal)));
+        Assert.Equal(string.Empty, await run.ResetsAsync());
+    }
+
+    [Fact]
     public async Task ATargetThatIsGone_LeavesTheTunnelSocketsRunningOnTheSource()
     {
         await using var run = await TunnelRun.StartAsync(migrationCap: true);
@@ -189,14 +215,17 @@ public sealed partial class TunnelSocketMigrationTests
 
         private ManagedProcess Download { get; set; } = null!;
 
-        public static async Task<TunnelRun> StartAsync(bool migrationCap)
+        /// <summary>Bytes a second the download's service and the upload's sender keep to.</summary>
+        public int Rate { get; private init; }
+
+        public static async Task<TunnelRun> StartAsync(bool migrationCap, int rate = 1_000_000)
         {
             HostRequirements.RequireRoot();
             HostRequirements.RequireCommand("python3");
             HostRequirements.RequireCommand("tcpdump");
             HostRequirements.RequireCommand("nft");
             var dir = Directory.CreateTempSubdirectory("nwtm-").FullName;
-            var run = new TunnelRun(await NetNamespace.CreateAsync(), dir);
+            var run = new TunnelRun(await NetNamespace.CreateAsync(), dir) { Rate = rate };
             try
             {
                 await run.SetUpAsync(migrationCap);
@@ -217,7 +246,7 @@ public sealed partial class TunnelSocketMigrationTests
             // 12 MiB each way at 1 MB/s (the services and the sender pace themselves): about 12 s,
             // so the migration lands in the middle.
             Download = Start(Ns.Start("python3", Path.Combine(Dir, "helper.py"), "fetch", "10.0.2.31", "80", Path.Combine(Dir, "downloaded"), Size.ToString(CultureInfo.InvariantCulture)));
-            var upload = Start(Ns.Start("python3", Path.Combine(Dir, "helper.py"), "send", "10.0.2.31", "81", Path.Combine(Dir, "data"), "1000000"));
+            var upload = Start(Ns.Start("python3", Path.Combine(Dir, "helper.py"), "send", "10.0.2.31", "81", Path.Combine(Dir, "data"), Rate.ToString(CultureInfo.InvariantCulture)));
             return (Download, upload);
         }
 
@@ -288,7 +317,7 @@ public sealed partial class TunnelSocketMigrationTests
 
             Capture = Start(Ns.Start("tcpdump", "-i", "any", "-n", "-s", "96", "-U", "-w", Path.Combine(Dir, "tunnel.pcap"), $"tcp port 80 or tcp port 81 or tcp port {sourcePort} or tcp port {sinkPort}"));
             await Capture.WaitForLineAsync(l => l.Contains("listening on", StringComparison.Ordinal), s_wait);
-            var source = Start(Ns.Start("python3", Path.Combine(Dir, "helper.py"), "source", sourcePort.ToString(CultureInfo.InvariantCulture), Path.Combine(Dir, "data"), "1000000"));
+            var source = Start(Ns.Start("python3", Path.Combine(Dir, "helper.py"), "source", sourcePort.ToString(CultureInfo.InvariantCulture), Path.Combine(Dir, "data"), Rate.ToString(CultureInfo.InvariantCulture)));
             await source.WaitForLineAsync(l => l.Contains("source ready", StringComparison.Ordinal), s_wait);
             var sink = Start(Ns.Start("python3", Path.Combine(Dir, "helper.py"), "sink", sinkPort.ToString(CultureInfo.InvariantCulture)));
             await sink.WaitForLineAsync(l => l.Contains("sink ready", StringComparison.Ordinal), s_wait);
@@ -297,10 +326,7 @@ public sealed partial class TunnelSocketMigrationTests
             await A.WaitForLineAsync(l => l.Contains($"TAP {Tap} attached", StringComparison.Ordinal), s_wait);
             await A.WaitForLineAsync(l => l.Contains("Control socket (QMP) on", StringComparison.Ordinal), s_wait);
             var spiceA = Port(await A.WaitForLineAsync(l => SpiceListening().IsMatch(l), s_wait), SpiceListening());
-            B = Start(Serve("b", incoming: true));
-            Incoming = Port(await B.WaitForLineAsync(l => IncomingListening().IsMatch(l), s_wait), IncomingListening());
-            SpiceB = Port(await B.WaitForLineAsync(l => SpiceListening().IsMatch(l), s_wait), SpiceListening());
-            await B.WaitForLineAsync(l => l.Contains("Control socket (QMP) on", StringComparison.Ordinal), s_wait);
+            (B, Incoming, SpiceB) = await StartTargetAsync("b");
 
             List<string> client = [
                 "dotnet", RepoPaths.NetwireDll, "tunnel-client", "--server", $"127.0.0.1:{spiceA}", "--password", Password,
@@ -313,17 +339,33 @@ public sealed partial class TunnelSocketMigrationTests
             Client = Start(Ns.Start(client));
             await Client.WaitForLineAsync(l => l.StartsWith("service sink 10.0.2.31:81", StringComparison.Ordinal), s_wait);
 
-            var info = await ProcessRunner.RunAsync("dotnet", [RepoPaths.NetwireDll, "ctl", "--qmp", "unix:" + Qmp("a"), "client_migrate_info", "protocol=spice", "hostname=127.0.0.1", $"port={SpiceB}"], s_wait);
+            await ConnectClientAsync("a", SpiceB);
+        }
+
+        /// <summary>Starts a migration target (it waits for the TAP while its source has it): the process, its state port and its SPICE port.</summary>
+        public async Task<(ManagedProcess Target, int Incoming, int Spice)> StartTargetAsync(string name)
+        {
+            var target = Start(Serve(name, incoming: true));
+            var incoming = Port(await target.WaitForLineAsync(l => IncomingListening().IsMatch(l), s_wait), IncomingListening());
+            var spice = Port(await target.WaitForLineAsync(l => SpiceListening().IsMatch(l), s_wait), SpiceListening());
+            await target.WaitForLineAsync(l => l.Contains("Control socket (QMP) on", StringComparison.Ordinal), s_wait);
+            return (target, incoming, spice);
+        }
+
+        /// <summary><c>client_migrate_info</c> on <paramref name="source"/>, then waits until the client linked to the target (client state 3).</summary>
+        public async Task ConnectClientAsync(string source, int spice)
+        {
+            var info = await ProcessRunner.RunAsync("dotnet", [RepoPaths.NetwireDll, "ctl", "--qmp", "unix:" + Qmp(source), "client_migrate_info", "protocol=spice", "hostname=127.0.0.1", $"port={spice}"], s_wait);
             Assert.True(info.ExitCode == 0, info.Stderr);
             for (var i = 0; ; i++)
             {
-                var state = await ProcessRunner.RunAsync("dotnet", [RepoPaths.NetwireDll, "ctl", "--qmp", "unix:" + Qmp("a"), "query-migrate-client-state"], s_wait);
+                var state = await ProcessRunner.RunAsync("dotnet", [RepoPaths.NetwireDll, "ctl", "--qmp", "unix:" + Qmp(source), "query-migrate-client-state"], s_wait);
                 if ((int)JsonNode.Parse(state.Stdout)!["state"]! == 3)
                 {
                     break;
                 }
 
-                Assert.True(i < 100, $"the client did not link to B\n{Logs()}");
+                Assert.True(i < 100, $"the client did not link to the target of {source}\n{Logs()}");
                 await Task.Delay(200, TestContext.Current.CancellationToken);
             }
         }
