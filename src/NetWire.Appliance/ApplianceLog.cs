@@ -2,7 +2,7 @@ using Microsoft.Extensions.Logging;
 
 namespace NetWire.Appliance;
 
-/// <summary>Log events of the appliance's parts: the wire, the migration target, the wire's state section.</summary>
+/// <summary>Log events of the appliance's parts: the wire, the migration target, the wire's state section, the metrics endpoint.</summary>
 internal static partial class ApplianceLog
 {
     [LoggerMessage(5001, LogLevel.Information, "Bridge up: {Guest} <-> {Host}")]
@@ -33,4 +33,7 @@ internal static partial class ApplianceLog
 
     [LoggerMessage(5011, LogLevel.Information, "Migration completed: the wire is handed over to the target and its ends are closed")]
     public static partial void WireHandedOver(ILogger logger);
+
+    [LoggerMessage(5012, LogLevel.Information, "Metrics served at http://{EndPoint}/metrics")]
+    public static partial void MetricsServed(ILogger logger, string endPoint);
 }

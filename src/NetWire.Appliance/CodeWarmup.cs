@@ -11,6 +11,41 @@ namespace NetWire.Appliance;
 /// </summary>
 internal static class CodeWarmup
 {
+    private static int s_migrationWarmed;
+
+    /// <summary>
+    /// What a migration runs on either side: the SPICE link and main channel, the control socket's
+    /// migration, the state stream, the gateway's flow export and restore, the appliance's sections.
+    /// </summary>
+    public static Assembly[] MigrationAssemblies =>
+    [
+        typeof(NetWire.Spice.SpiceServer).Assembly,
+        typeof(NetWire.Control.Migration.IncomingMigration).Assembly,
+        typeof(NetWire.Core.State.StateRegistry).Assembly,
+        typeof(NetWire.Stack.Migration.GatewayFlowSection).Assembly,
+        typeof(CodeWarmup).Assembly,
+    ];
+
+    /// <summary>
+    /// Starts compiling the migration code of a source once a migration is in sight
+    /// (<c>client_migrate_info</c> or <c>migrate</c>); later calls do nothing. A source that has
+    /// been a target before has it compiled already.
+    /// </summary>
+    public static void WarmSourceOnce()
+    {
+        if (Interlocked.Exchange(ref s_migrationWarmed, 1) == 0)
+        {
+            _ = StartAsync(MigrationAssemblies);
+        }
+    }
+
+    /// <summary>Compiles the migration code for a target (which a later migration onwards then finds compiled); returns the count when done.</summary>
+    public static Task<int> WarmMigrationAsync()
+    {
+        Volatile.Write(ref s_migrationWarmed, 1);
+        return StartAsync(MigrationAssemblies);
+    }
+
     /// <summary>Starts compiling every non-generic method with a body in <paramref name="assemblies"/>; returns the count when done.</summary>
     public static Task<int> StartAsync(params Assembly[] assemblies) =>
         Task.Factory.StartNew(() => Prepare(assemblies), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);

@@ -31,15 +31,15 @@ internal sealed class IncomingComponent : IServeComponent
     public Task Completion => _completion.Task;
 
     /// <summary>
-    /// Listens for the state stream, then compiles the link, main channel, migration and state
-    /// code before returning, so the control socket (started after this part) answers only once
+    /// Listens for the state stream, then compiles the link, main channel, migration, state and
+    /// gateway code (the flows' restore) before returning, so the control socket (started after this part) answers only once
     /// the target can switch a client without pausing to compile.
     /// </summary>
     public async Task StartAsync(CancellationToken cancellationToken)
     {
         Incoming.Start();
         var watch = System.Diagnostics.Stopwatch.StartNew();
-        var methods = await CodeWarmup.StartAsync(typeof(NetWire.Spice.SpiceServer).Assembly, typeof(IncomingMigration).Assembly, typeof(StateRegistry).Assembly).WaitAsync(cancellationToken).ConfigureAwait(false);
+        var methods = await CodeWarmup.WarmMigrationAsync().WaitAsync(cancellationToken).ConfigureAwait(false);
         ApplianceLog.TargetReady(_logger, Text, methods, watch.ElapsedMilliseconds);
     }
 

@@ -1,4 +1,5 @@
 using System.Net;
+using Microsoft.Extensions.Logging;
 using Prometheus;
 
 namespace NetWire.Appliance;
@@ -12,9 +13,11 @@ namespace NetWire.Appliance;
 /// <remarks>
 /// A registry of its own, not prometheus-net's static default, so two appliances in one process
 /// (tests) do not share series. Observable instruments are read at each scrape; names are
-/// <see cref="MeterBridge.PrometheusName"/>'s.
+/// <see cref="MeterBridge.PrometheusName"/>'s. Once the endpoint listens it logs "Metrics served
+/// at": it starts after the SPICE server and the control socket, so their lines do not say a
+/// scrape can connect yet.
 /// </remarks>
-internal sealed class MetricsComponent(IPEndPoint endPoint) : IServeComponent
+internal sealed class MetricsComponent(IPEndPoint endPoint, ILogger logger) : IServeComponent
 {
     private MeterBridge? _adapter;
     private MetricServer? _server;
@@ -42,6 +45,7 @@ internal sealed class MetricsComponent(IPEndPoint endPoint) : IServeComponent
             throw new IOException($"cannot listen on {endPoint}: {ex.Message}", ex);
         }
 
+        ApplianceLog.MetricsServed(logger, endPoint.ToString());
         return Task.CompletedTask;
     }
 

@@ -64,8 +64,10 @@ internal sealed class ServeAppliance : IAsyncDisposable
 
         _components.Add(Spice);
         State.Register(new DhcpStateSection(() => wire?.Gateway));
+        var forwards = new ForwardStateSection(() => wire?.Gateway);
+        State.Register(forwards);
         State.Register(new WireStateSection(() => wire?.Ends ?? [], loggers.CreateLogger("NetWire.Serve")));
-        Flows = new GatewayFlowSection(() => wire?.Gateway, loggers.CreateLogger("NetWire.Migration"));
+        Flows = new GatewayFlowSection(() => wire?.Gateway, loggers.CreateLogger("NetWire.Migration")) { CarriedForwards = () => forwards.Parsed };
         if (tunnel is not null)
         {
             // Before the flows: flushed before the gateway freezes, applied before it imports (docs/migration.md, "Tunnel sockets").
@@ -106,12 +108,16 @@ internal sealed class ServeAppliance : IAsyncDisposable
             _components.Add(new ControlComponent(control, Spice, () => wire?.Ends ?? [], loggers, stop, State, Incoming?.Incoming, setup.MigrationTls,
                 () => wire?.Gateway is { } gateway ? new GatewayForwardTable(gateway) : null,
                 migrated: () => _ = wire?.HandOverAsync(),
-                warm: () => _ = flows.WarmAsync()));
+                warm: () =>
+                {
+                    _ = flows.WarmAsync();
+                    CodeWarmup.WarmSourceOnce();
+                }));
         }
 
         if (setup.Metrics is { } metrics)
         {
-            _components.Add(new MetricsComponent(metrics));
+            _components.Add(new MetricsComponent(metrics, loggers.CreateLogger("NetWire.Serve")));
         }
     }
 

@@ -15,7 +15,8 @@ namespace NetWire.Stack;
 /// </summary>
 /// <remarks>
 /// Freezing sets <see cref="Frozen"/> under the lock: the poller's thread then leaves the guest's
-/// frames queued, and a TCP connection only remembers its host socket's readiness (it reads and
+/// frames queued, as does the queuing thread that would handle them while the poller sleeps
+/// (<see cref="GatewayEnd"/>), the poller's tick (<see cref="OnTimer"/>) does nothing, and a TCP connection only remembers its host socket's readiness (it reads and
 /// writes under the same lock, so none is half way). It also cancels <see cref="LoopToken"/>,
 /// which the datagram flows' socket loops wait with, and waits until those have all returned
 /// (<see cref="LoopsStarted"/> / <see cref="LoopEnded"/> count them under the lock). Then nothing

@@ -17,8 +17,9 @@ namespace NetWire.Stack;
 /// <remarks>
 /// The guest's frames are handled on the gateway's poller thread (<see cref="HostPoller"/>), a
 /// batch at a time under the gateway lock, then the ACKs owed; the queue's writer wakes that
-/// thread directly. RunAsync runs the flush loop for connections blocked by a full guest end, a
-/// 10 ms timer from the injected <see cref="TimeProvider"/>, and the host-forward listeners.
+/// thread directly, and the 10 ms tick (retransmissions, TIME-WAIT, idle flows, read against the
+/// injected <see cref="TimeProvider"/>) runs there too. RunAsync runs the flush loop for
+/// connections blocked by a full guest end and the host-forward listeners.
 /// Host forwards live in a table with ids: those of the options open when RunAsync starts (a port
 /// that cannot be bound fails the start; a held migration target's once it runs, after the
 /// source has let them go, and a handover closes them all), and <see cref="AddForward"/> and
@@ -43,6 +44,12 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
 
     /// <summary>Stops every forward loop; null until RunAsync starts and after it ends. Guarded by <see cref="_forwards"/>.</summary>
     private CancellationToken? _forwardStop;
+
+    /// <summary>True once the options' forwards are open (a held target's only when it runs). Guarded by <see cref="_forwards"/>.</summary>
+    private bool _optionForwardsOpen;
+
+    /// <summary>Forwards a migration source had added while it ran, opened here with the options' ones. Guarded by <see cref="_forwards"/>.</summary>
+    private List<HostForward> _adoptedForwards = [];
 
     /// <summary>Creates the gateway end; throws <see cref="FormatException"/> when the options contradict each other.</summary>
     public GatewayEnd(string name, GatewayOptions options, FramePool pool, int queueCapacity, TimeProvider time, ILogger logger)
@@ -145,19 +152,8 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
             OpenOptionForwards();
         }
 
-        using var timer = _gateway.Time.CreateTimer(
-            static state =>
-            {
-                var gateway = (Gateway)state!;
-                lock (gateway.Sync)
-                {
-                    gateway.OnTimer();
-                }
-            },
-            _gateway,
-            s_tick,
-            s_tick);
-        Outbound.SetReaderSignal(_gateway.Poller.Wake);
+        _gateway.Poller.SetTick(_gateway.OnTimer, s_tick);
+        Outbound.SetReaderSignal(OnFramesWhilePollerParked);
         _gateway.Poller.SetGuestWork(this);
         var tasks = new List<Task> { Task.Delay(Timeout.Infinite, stop.Token), _gateway.FlushLoopAsync(stop.Token) };
         if (!runnable.IsCompleted)
@@ -192,13 +188,77 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
         {
             foreach (var forward in _gateway.Options.Forwards)
             {
-                AddForward(forward);
+                Open(forward, fromOptions: true);
             }
         }
         catch
         {
             CloseForwards();
             throw;
+        }
+
+        List<HostForward> adopted;
+        lock (_forwards)
+        {
+            _optionForwardsOpen = true;
+            adopted = _adoptedForwards;
+            _adoptedForwards = [];
+        }
+
+        OpenAdopted(adopted);
+    }
+
+    /// <summary>
+    /// The forwards a migration source had added while it ran (the QMP <c>hostfwd-add</c>), from
+    /// the state stream: opened with the options' forwards once this gateway runs (the source has
+    /// let their ports go by then), or at once when it runs already. A forward this appliance has
+    /// open already (its own options name it) is left as it is; one whose port cannot be bound
+    /// here is logged and left out, and the migration goes on.
+    /// </summary>
+    public void AdoptForwards(IReadOnlyList<HostForward> forwards)
+    {
+        ArgumentNullException.ThrowIfNull(forwards);
+        lock (_forwards)
+        {
+            if (!_optionForwardsOpen)
+            {
+                _adoptedForwards = [.. forwards];
+                return;
+            }
+        }
+
+        OpenAdopted(forwards);
+    }
+
+    /// <summary>The forwards added while the gateway ran (not those of its options), in id order: what a migration carries.</summary>
+    public IReadOnlyList<HostForward> AddedForwards
+    {
+        get
+        {
+            lock (_forwards)
+            {
+                return [.. _forwards.Values.Where(open => !open.FromOptions).Select(open => open.Forward)];
+            }
+        }
+    }
+
+    private void OpenAdopted(IReadOnlyList<HostForward> forwards)
+    {
+        foreach (var forward in forwards)
+        {
+            if (Forwards.Any(open => open.Forward.Transport == forward.Transport && open.Forward.Listen.Equals(forward.Listen) && open.Forward.GuestPort == forward.GuestPort))
+            {
+                continue;
+            }
+
+            try
+            {
+                Open(forward, fromOptions: false);
+            }
+            catch (WireSetupException ex)
+            {
+                StackLog.ForwardNotAdopted(_logger, forward.ToString(), ex.Message);
+            }
         }
     }
 
@@ -246,6 +306,11 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
     public int AddForward(HostForward forward)
     {
         ArgumentNullException.ThrowIfNull(forward);
+        return Open(forward, fromOptions: false);
+    }
+
+    private int Open(HostForward forward, bool fromOptions)
+    {
         var udp = forward.Transport == Transport.Udp;
         var family = forward.Listen.AddressFamily;
         if (family == AddressFamily.InterNetworkV6 && !_gateway.Options.Ipv6Enabled)
@@ -293,7 +358,7 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
             // Port 0 asked the kernel for one: the table holds the port it gave.
             forward = forward with { Listen = (IPEndPoint)socket.LocalEndPoint! };
             var id = ++_nextForwardId;
-            var open = new OpenForward(forward, socket, CancellationTokenSource.CreateLinkedTokenSource(stop));
+            var open = new OpenForward(forward, socket, CancellationTokenSource.CreateLinkedTokenSource(stop)) { FromOptions = fromOptions };
             _forwards.Add(id, open);
             open.Loop = udp ? UdpForwardLoopAsync(socket, forward, open.Stop.Token) : AcceptLoopAsync(socket, forward, open.Stop.Token);
             StackLog.Forwarding(_logger, forward.ToString());
@@ -324,6 +389,7 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
         lock (_forwards)
         {
             _forwardStop = null;
+            _optionForwardsOpen = false;
             open = [.. _forwards.Values];
             _forwards.Clear();
         }
@@ -397,8 +463,14 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
         }
     }
 
-    /// <summary>The guest's frames, a batch at a time under the gateway lock. On the poller's thread.</summary>
-    bool HostPoller.IGuestWork.Run()
+    /// <summary>The guest's frames, a batch at a time under the gateway lock, on the poller's thread.</summary>
+    bool HostPoller.IGuestWork.Run() => RunGuestFrames();
+
+    /// <summary>
+    /// Handles up to <see cref="BatchesPerTurn"/> batches of guest frames; false when more are
+    /// left. On the poller's thread, or on the queuing thread (<see cref="OnFramesWhilePollerParked"/>).
+    /// </summary>
+    private bool RunGuestFrames()
     {
         for (var batch = 0; batch < BatchesPerTurn; batch++)
         {
@@ -429,10 +501,59 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
         return Outbound.Count == 0;
     }
 
+    /// <summary>
+    /// A guest frame was queued while the poller sleeps: the thread that queued it (the TAP's
+    /// reader) handles what is queued itself, under the gateway lock, instead of waking the poller
+    /// for it, and parks the queue again on the sleeping poller's behalf. A short connection's
+    /// frames from the guest (SYN, ACKs, FIN) so cost no hand-off to a second thread; the poller
+    /// still wakes for the host sockets. The poller is woken instead (it finds the frames on its
+    /// next turn) when the lock is busy, when frames are left after a turn, when the queue
+    /// completed or the gateway is stopping, and when the queuing thread already holds the lock.
+    /// A frozen (or held) gateway is left alone as the poller leaves it: the frames stay queued,
+    /// no host socket is touched, and the thaw wakes the poller for them (docs/migration.md).
+    /// </summary>
+    private void OnFramesWhilePollerParked()
+    {
+        var sync = _gateway.Sync;
+        if (Outbound.IsCompleted || sync.IsHeldByCurrentThread || !sync.TryEnter())
+        {
+            _gateway.Poller.Wake();
+            return;
+        }
+
+        bool frozen;
+        bool done;
+        try
+        {
+            // Read under the lock: a thaw after it clears the flag under the lock, then wakes the poller.
+            frozen = _gateway.Frozen;
+
+            // Stopping: RunAsync cancels before it shuts the gateway down, so no connection opens after.
+            done = !frozen && !_gateway.Stopping.IsCancellationRequested && RunGuestFrames();
+        }
+        finally
+        {
+            sync.Exit();
+        }
+
+        if (frozen)
+        {
+            return;
+        }
+
+        if (!done || !Outbound.TryParkReader())
+        {
+            _gateway.Poller.Wake();
+        }
+    }
+
     /// <summary>An open forward: its listener and the stop of its loop.</summary>
     private sealed class OpenForward(HostForward forward, Socket listener, CancellationTokenSource stop)
     {
         public HostForward Forward { get; } = forward;
+
+        /// <summary>Opened from the gateway's options (not added while it ran).</summary>
+        public bool FromOptions { get; init; }
 
         public CancellationTokenSource Stop { get; } = stop;
 

@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Runtime.InteropServices;
 using NetWire.Stack.Interop;
 
@@ -5,7 +6,8 @@ namespace NetWire.Stack;
 
 /// <summary>
 /// The gateway's own thread: one epoll loop over the host TCP sockets, the wake-up of the
-/// guest's frames, and nothing else, the way passt and slirp run their whole stack.
+/// guest's frames and the gateway's periodic tick, and nothing else, the way passt and slirp run
+/// their whole stack.
 /// </summary>
 /// <remarks>
 /// <para>
@@ -15,7 +17,12 @@ namespace NetWire.Stack;
 /// ring towards the guest with no room is read once ACKs make room, not on the next event). The
 /// guest side (<see cref="IGuestWork"/>, the gateway end's queue of guest frames) wakes the loop
 /// through an eventfd that the queue's writer signals directly, and its frames are handled on
-/// this thread between socket events.
+/// this thread between socket events (or, queued while this thread sleeps, by the queuing
+/// thread itself under the gateway lock: the gateway end decides). The periodic tick (<see cref="SetTick"/>: retransmissions,
+/// TIME-WAIT, idle flows) runs here too, when epoll_wait's timeout runs out or after an event
+/// once it is due: a thread-pool timer woke a pool worker a hundred times a second, which then
+/// spun in sched_yield looking for more work and contended for the gateway lock with this thread
+/// (docs/performance.md, "Connection setup on the gateway's thread").
 /// </para>
 /// <para>
 /// Why a thread of its own (docs/performance.md, "User-mode gateway"): with an async loop per
@@ -64,6 +71,15 @@ internal sealed unsafe class HostPoller
 
     /// <summary>The guest side run between socket events; set once by the gateway end before traffic.</summary>
     private volatile IGuestWork? _guestWork;
+
+    /// <summary>The periodic tick run under the gateway lock; null until <see cref="SetTick"/>.</summary>
+    private volatile Action? _tick;
+
+    /// <summary>The tick's period in <see cref="Stopwatch"/> ticks; written before <see cref="_tick"/>.</summary>
+    private long _tickPeriod;
+
+    /// <summary>When the tick is due next, in <see cref="Stopwatch"/> ticks. Poller thread only.</summary>
+    private long _nextTick;
 
     /// <summary>Set by <see cref="Stop"/> under the gateway lock; the loop ends at its next turn.</summary>
     private volatile bool _stopping;
@@ -123,11 +139,30 @@ internal sealed unsafe class HostPoller
     }
 
     /// <summary>
+    /// Runs <paramref name="tick"/> on this thread under the gateway lock every
+    /// <paramref name="period"/> (at least: a busy turn may delay it a little). Set once, before traffic.
+    /// </summary>
+    public void SetTick(Action tick, TimeSpan period)
+    {
+        _tickPeriod = Math.Max(1, (long)(period.TotalSeconds * Stopwatch.Frequency));
+        _tick = tick;
+        Wake();
+    }
+
+    /// <summary>
     /// Watches <paramref name="fd"/> (edge-triggered input, output and hang-up) for
     /// <paramref name="handler"/>; returns the token to <see cref="Unregister"/> with. Caller holds
     /// the gateway lock.
     /// </summary>
-    public ulong Register(int fd, IHandler handler)
+    public ulong Register(int fd, IHandler handler) => Register(fd, handler, output: true);
+
+    /// <summary>
+    /// As <see cref="Register(int, IHandler)"/>, with output readiness watched only when
+    /// <paramref name="output"/> (else from <see cref="WatchOutput"/> on): a socket that is
+    /// writable already (a connect that finished at once) would otherwise wake the loop for an
+    /// EPOLLOUT edge nobody waits for. Caller holds the gateway lock.
+    /// </summary>
+    public ulong Register(int fd, IHandler handler, bool output)
     {
         if (_stopping)
         {
@@ -151,7 +186,7 @@ internal sealed unsafe class HostPoller
 
         _handlers[slot] = handler;
         var token = ((ulong)_generations[slot] << 32) | (uint)slot;
-        if (Control(Libc.EpollCtlAdd, fd, Libc.EpollIn | Libc.EpollOut | Libc.EpollRdHup | Libc.EpollEt, token) != 0)
+        if (Control(Libc.EpollCtlAdd, fd, Events(output), token) != 0)
         {
             var errno = Marshal.GetLastPInvokeError();
             Free(slot);
@@ -159,6 +194,22 @@ internal sealed unsafe class HostPoller
         }
 
         return token;
+    }
+
+    /// <summary>
+    /// Adds output readiness to a registration made without it (a send met EAGAIN): the next
+    /// EPOLLOUT edge, or the current one when the socket is writable again already, reaches the
+    /// handler. False when epoll refused (the caller gives the socket up). Caller holds the gateway lock.
+    /// </summary>
+    public bool WatchOutput(ulong token, int fd)
+    {
+        var slot = (int)(uint)token;
+        if (_stopping || _handlers[slot] is null || _generations[slot] != (uint)(token >> 32))
+        {
+            return true;
+        }
+
+        return Control(Libc.EpollCtlMod, fd, Events(output: true), token) == 0;
     }
 
     /// <summary>Stops watching <paramref name="fd"/>; call before closing it. Caller holds the gateway lock.</summary>
@@ -206,6 +257,9 @@ internal sealed unsafe class HostPoller
         _free.Push(slot);
     }
 
+    private static uint Events(bool output) =>
+        Libc.EpollIn | Libc.EpollRdHup | Libc.EpollEt | (output ? Libc.EpollOut : 0);
+
     private int Control(int operation, int fd, uint events, ulong token)
     {
         var ev = stackalloc byte[16];
@@ -223,7 +277,15 @@ internal sealed unsafe class HostPoller
             {
                 var work = _guestWork;
                 var parked = work is not null && work.TryPark();
-                var n = Libc.EpollWait(_epoll, events, MaxEvents, work is null || parked ? IdleTimeoutMs : 0);
+                var timeout = work is null || parked ? IdleTimeoutMs : 0;
+                if (timeout > 0 && _tick is not null)
+                {
+                    // Sleep no longer than until the tick is due (rounded up: waking early only loops).
+                    var due = _nextTick - Stopwatch.GetTimestamp();
+                    timeout = due <= 0 ? 0 : (int)Math.Min(IdleTimeoutMs, ((due * 1000) + Stopwatch.Frequency - 1) / Stopwatch.Frequency);
+                }
+
+                var n = Libc.EpollWait(_epoll, events, MaxEvents, timeout);
                 if (parked)
                 {
                     work!.Unpark();
@@ -246,6 +308,7 @@ internal sealed unsafe class HostPoller
                 }
 
                 work?.Run();
+                RunTickIfDue();
             }
         }
         catch (Exception ex)
@@ -265,6 +328,28 @@ internal sealed unsafe class HostPoller
             }
 
             Libc.Close(_eventFd);
+        }
+    }
+
+    private void RunTickIfDue()
+    {
+        var tick = _tick;
+        if (tick is null || _stopping)
+        {
+            return;
+        }
+
+        var now = Stopwatch.GetTimestamp();
+        if (now < _nextTick)
+        {
+            return;
+        }
+
+        // From now, not from when it was due: a late tick is not made up with a burst of ticks.
+        _nextTick = now + _tickPeriod;
+        lock (_gateway.Sync)
+        {
+            tick();
         }
     }
 

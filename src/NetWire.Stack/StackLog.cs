@@ -34,4 +34,7 @@ internal static partial class StackLog
 
     [LoggerMessage(2015, LogLevel.Debug, "Connection {Flow}: host socket failed: {Reason}")]
     public static partial void HostSocketFailed(ILogger logger, string flow, string reason);
+
+    [LoggerMessage(2016, LogLevel.Warning, "Migration: forward {Forward} of the source cannot be opened here: {Reason}")]
+    public static partial void ForwardNotAdopted(ILogger logger, string forward, string reason);
 }

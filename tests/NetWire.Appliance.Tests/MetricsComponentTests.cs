@@ -1,6 +1,7 @@
 using System.Diagnostics.Metrics;
 using System.Net;
 using System.Net.Sockets;
+using Microsoft.Extensions.Logging.Abstractions;
 using NetWire.Core.Metrics;
 
 namespace NetWire.Appliance.Tests;
@@ -15,7 +16,7 @@ public sealed class MetricsComponentTests
         var value = 5L;
         before.CreateObservableCounter("netwire.test.before", () => new Measurement<long>(Volatile.Read(ref value), new KeyValuePair<string, object?>("end", "guest")), "{frame}", "test");
         var endPoint = new IPEndPoint(IPAddress.Loopback, FreePort());
-        await using var component = new MetricsComponent(endPoint);
+        await using var component = new MetricsComponent(endPoint, NullLogger.Instance);
         await component.StartAsync(TestContext.Current.CancellationToken);
         using var after = new Meter(WireMetrics.MeterName);
         var counter = after.CreateCounter<long>("netwire.test.after", "{migration}", "test");

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging.Abstractions;
 using NetWire.Core.Frames;
+using NetWire.Core.Packets;
 using NetWire.Core.Wire;
 
 namespace NetWire.Stack.Tests;
@@ -22,6 +23,39 @@ internal static class GatewayTesting
         {
             gateway.OnGuestFrame(frame);
             gateway.EndOfBatch();
+        }
+    }
+
+    /// <summary>Frames from the guest as one batch of the pump: all under the lock, then the end of the batch.</summary>
+    public static void SendBatch(this Gateway gateway, params byte[][] frames)
+    {
+        lock (gateway.Sync)
+        {
+            foreach (var frame in frames)
+            {
+                gateway.OnGuestFrame(frame);
+            }
+
+            gateway.EndOfBatch();
+        }
+    }
+
+    /// <summary>The next TCP segment with exactly <paramref name="flags"/> the gateway sent (others are skipped), waiting up to 30 s.</summary>
+    public static async Task<TcpHeader> NextTcpAsync(this CollectingReceiver receiver, TcpFlags flags)
+    {
+        using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        while (true)
+        {
+            while (receiver.Frames.TryDequeue(out var frame))
+            {
+                var (tcp, _) = TestPackets.ParseTcp(frame);
+                if (tcp.Flags == flags)
+                {
+                    return tcp;
+                }
+            }
+
+            await Task.Delay(5, limit.Token);
         }
     }
 

@@ -37,19 +37,6 @@ public sealed class TcpBurstAckTests : IDisposable
         _stop.Dispose();
     }
 
-    private void SendBatch(params byte[][] frames)
-    {
-        lock (_gateway.Sync)
-        {
-            foreach (var frame in frames)
-            {
-                _gateway.OnGuestFrame(frame);
-            }
-
-            _gateway.EndOfBatch();
-        }
-    }
-
     private static async Task<byte[]> NextFrameAsync(CollectingReceiver receiver)
     {
         using var limit = new CancellationTokenSource(TimeSpan.FromSeconds(30));
@@ -68,12 +55,12 @@ public sealed class TcpBurstAckTests : IDisposable
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
         var port = (ushort)((IPEndPoint)listener.LocalEndpoint).Port;
-        SendBatch(BuildTcp(GuestIp, 41000, GatewayIp, port, GuestIsn, 0, TcpFlags.Syn, 65535, [], new TcpOptions { MaxSegmentSize = 1460, WindowScale = 7 }));
+        _gateway.SendBatch(BuildTcp(GuestIp, 41000, GatewayIp, port, GuestIsn, 0, TcpFlags.Syn, 65535, [], new TcpOptions { MaxSegmentSize = 1460, WindowScale = 7 }));
         using var accepted = await listener.AcceptSocketAsync();
         var (synAck, _) = ParseTcp(await NextFrameAsync(_receiver));
         Assert.Equal(TcpFlags.Syn | TcpFlags.Ack, synAck.Flags);
         var serverIsn = synAck.SequenceNumber;
-        SendBatch(BuildTcp(GuestIp, 41000, GatewayIp, port, GuestIsn + 1, serverIsn + 1, TcpFlags.Ack, 65535, []));
+        _gateway.SendBatch(BuildTcp(GuestIp, 41000, GatewayIp, port, GuestIsn + 1, serverIsn + 1, TcpFlags.Ack, 65535, []));
 
         var payload = new byte[10 * 1000];
         new Random(10).NextBytes(payload);
@@ -83,7 +70,7 @@ public sealed class TcpBurstAckTests : IDisposable
             burst[i] = BuildTcp(GuestIp, 41000, GatewayIp, port, GuestIsn + 1 + (uint)(i * 1000), serverIsn + 1, i == 9 ? TcpFlags.Ack | TcpFlags.Psh : TcpFlags.Ack, 65535, payload.AsSpan(i * 1000, 1000));
         }
 
-        SendBatch(burst);
+        _gateway.SendBatch(burst);
         var acks = _receiver.Frames.ToArray();
         _receiver.Frames.Clear();
         var ack = Assert.Single(acks);

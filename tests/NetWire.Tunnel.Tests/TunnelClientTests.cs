@@ -50,6 +50,22 @@ public sealed class TunnelClientTests
 
     private static ushort PortOf(TcpListener listener) => (ushort)((IPEndPoint)listener.LocalEndpoint).Port;
 
+    /// <summary>A download that never ends: writes for as long as the connection is read.</summary>
+    private static async Task WriteForeverAsync(Socket socket)
+    {
+        var chunk = new byte[64 * 1024];
+        try
+        {
+            while (true)
+            {
+                await socket.SendAsync(chunk, SocketFlags.None);
+            }
+        }
+        catch (SocketException)
+        {
+        }
+    }
+
     private static async Task EchoAsync(Socket socket)
     {
         var buffer = new byte[32 * 1024];
@@ -191,20 +207,7 @@ public sealed class TunnelClientTests
     [Fact]
     public async Task ClientGoesAway_MidTransfer_GuestSocketEnds()
     {
-        var (listener, loop) = StartService(async socket =>
-        {
-            var chunk = new byte[64 * 1024];
-            try
-            {
-                while (true)
-                {
-                    await socket.SendAsync(chunk, SocketFlags.None);
-                }
-            }
-            catch (SocketException)
-            {
-            }
-        });
+        var (listener, loop) = StartService(WriteForeverAsync);
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(Token);
         await using var server = TunnelServer.Start();
         var (client, published) = server.CreateClient(TunnelServiceSpec.Parse($"stream=127.0.0.1:{PortOf(listener)}"));
@@ -258,14 +261,14 @@ public sealed class TunnelClientTests
     }
 
     /// <summary>A tunnel client channel fed by hand-written server messages over loopback TCP.</summary>
-    private static async Task<(TunnelClientChannel Channel, Task Run, NetworkStream Server, bool Mini)> FakeServerAsync()
+    private static async Task<(TunnelClientChannel Channel, Task Run, NetworkStream Server, bool Mini)> FakeServerAsync(string service = "s=127.0.0.1:9")
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
         var connect = new TcpClient();
         await connect.ConnectAsync(IPAddress.Loopback, PortOf(listener), Token);
         var accepted = await listener.AcceptTcpClientAsync(Token);
-        var channel = new TunnelClientChannel(connect.GetStream(), true, [TunnelServiceSpec.Parse("s=127.0.0.1:9")], static (_, _) => { }, NullLogger.Instance);
+        var channel = new TunnelClientChannel(connect.GetStream(), true, [TunnelServiceSpec.Parse(service)], static (_, _) => { }, NullLogger.Instance);
         return (channel, channel.RunAsync(Token), accepted.GetStream(), true);
     }
 
@@ -336,5 +339,59 @@ public sealed class TunnelClientTests
             channel.Abort(new OperationCanceledException());
             await run;
         }
+    }
+
+    [Fact]
+    public async Task SocketOpen_WhileTheOtherSocketsFillTheSendQueue_IsAcknowledged_AndTheChannelLives()
+    {
+        var (listener, loop) = StartService(WriteForeverAsync);
+        var (channel, run, server, _) = await FakeServerAsync($"s=127.0.0.1:{PortOf(listener)}");
+        await using (server)
+        {
+            // Ten sockets with tokens for far more than the loopback buffers hold, and a server
+            // that reads nothing yet: the client's send queue fills with their SOCKET_DATA.
+            await SendAsync(server, TunnelMessages.Init, TunnelMessages.BuildInit(20, 16 * 1024));
+            for (ushort id = 0; id < 10; id++)
+            {
+                await SendAsync(server, TunnelMessages.SocketOpen, TunnelMessages.BuildSocketOpen(id, 1, 1024));
+            }
+
+            var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
+            while (channel.QueuedMessages < TunnelClientChannel.SendQueueCapacity && !run.IsCompleted)
+            {
+                Assert.True(DateTime.UtcNow < deadline, $"the send queue holds {channel.QueuedMessages} messages");
+                await Task.Delay(20, Token);
+            }
+
+            // One more guest connection: its OPEN_ACK waits for room behind the data.
+            await SendAsync(server, TunnelMessages.SocketOpen, TunnelMessages.BuildSocketOpen(10, 1, 1024));
+            var acked = new HashSet<ushort>();
+            var drain = Task.Run(async () =>
+            {
+                var header = new byte[DataHeader.MiniLength];
+                var body = new byte[64 * 1024];
+                while (!acked.Contains(10))
+                {
+                    await server.ReadExactlyAsync(header, Token);
+                    DataHeader.TryParse(header, true, out var h);
+                    await server.ReadExactlyAsync(body.AsMemory(0, (int)h.Size), Token);
+                    if (h.Type == TunnelMessages.SocketOpenAck)
+                    {
+                        acked.Add(System.Buffers.Binary.BinaryPrimitives.ReadUInt16LittleEndian(body));
+                    }
+                }
+            });
+            var first = await Task.WhenAny(drain, run).WaitAsync(TimeSpan.FromSeconds(60), Token);
+            Assert.True(first == drain, $"the channel ended before the OPEN_ACK: {channel.AbortReason?.Message}");
+            await drain;
+            Assert.Equal(11, acked.Count);
+            Assert.Null(channel.AbortReason);
+            Assert.False(run.IsCompleted);
+            channel.Abort(new OperationCanceledException());
+            await run;
+        }
+
+        listener.Stop();
+        await loop;
     }
 }

@@ -5,7 +5,8 @@
 #
 # For each implementation, IP version and MTU: iperf3 TCP throughput namespace->host and host->namespace,
 # the TCP connection setup rate (sequential connect, read the server's line to EOF, close),
-# and the gateway's CPU seconds per GB (1e9 bytes) moved and per connection, from /proc/PID/stat. See
+# the gateway's CPU seconds per GB (1e9 bytes) moved and per connection, from /proc/PID/stat, and its
+# RSS growth per idle connection (1,000 held open), from /proc/PID/status. See
 # tools/bench/README.md for how to read the output.
 set -uo pipefail
 
@@ -26,6 +27,8 @@ options:
                       tables show the median of the rounds (default 3)
   --seconds S         length of each iperf3 run (default 5)
   --connections N     connections per setup-rate measurement (default 500)
+  --idle-connections N  connections held open idle for the memory figure: the gateway's RSS growth per
+                      connection (default 1000; 0 skips it)
   --out DIR           where results go (default artifacts/bench/gateway-<timestamp>)
   --netwire DLL       the netwire.dll to measure (default: this checkout, built Release)
   --install           apt-get install slirp4netns passt iperf3 first
@@ -42,6 +45,7 @@ FAMILIES="4 6"
 RUNS=3
 SECONDS_PER_RUN=5
 CONNECTIONS=500
+IDLE_CONNECTIONS=1000
 OUT=""
 NETWIRE_DLL=""
 INSTALL=0
@@ -54,6 +58,7 @@ while [ $# -gt 0 ]; do
         --runs) RUNS="$2"; shift 2 ;;
         --seconds) SECONDS_PER_RUN="$2"; shift 2 ;;
         --connections) CONNECTIONS="$2"; shift 2 ;;
+        --idle-connections) IDLE_CONNECTIONS="$2"; shift 2 ;;
         --out) OUT="$2"; shift 2 ;;
         --netwire) NETWIRE_DLL="$2"; shift 2 ;;
         --install) INSTALL=1; shift ;;
@@ -66,6 +71,8 @@ say() { printf '[gateway.sh %s] %s\n' "$(date -u +%T)" "$*" >&2; }
 fail() { say "error: $*"; exit 1; }
 
 [ "$(id -u)" = 0 ] || fail "needs root (it creates network namespaces)"
+# Room for the idle connections: each gateway holds a host socket per connection.
+ulimit -n 65536 2> /dev/null || ulimit -n "$(ulimit -Hn)"
 if [ "$INSTALL" = 1 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slirp4netns passt iperf3 > /dev/null \
         || fail "apt-get install slirp4netns passt iperf3 failed"
@@ -133,6 +140,44 @@ def line_server(port, host='127.0.0.1'):
         except OSError:
             pass
         c.close()
+
+def hold_server(port, host='127.0.0.1'):
+    """Host side of the idle-connection test: accepts and keeps every connection open, silent."""
+    ls = socket.socket(family_of(host))
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((host, int(port)))
+    ls.listen(4096)
+    held = []
+    while True:
+        c, _ = ls.accept()
+        held.append(c)
+
+def rss_kib(pid):
+    with open('/proc/%s/status' % pid) as f:
+        for line in f:
+            if line.startswith('VmRSS:'):
+                return int(line.split()[1])
+    raise ValueError('no VmRSS for pid %s' % pid)
+
+def idle_rss(host, port, count, pid):
+    """Opens COUNT connections through the gateway (pid PID) and keeps them idle: its RSS growth per connection."""
+    count = int(count)
+    time.sleep(1)
+    before = rss_kib(pid)
+    held, errors = [], {}
+    start = time.monotonic()
+    for _ in range(count):
+        try:
+            held.append(socket.create_connection((host, int(port)), timeout=10))
+        except OSError as e:
+            errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
+    opened = time.monotonic() - start
+    time.sleep(2)
+    after = rss_kib(pid)
+    for s in held:
+        s.close()
+    print(json.dumps({'ok': len(held), 'failed': count - len(held), 'errors': errors, 'rss_before_kib': before,
+                      'rss_after_kib': after, 'open_seconds': round(opened, 3)}))
 
 def fetch_line(host, port, timeout):
     s = socket.create_connection((host, int(port)), timeout=timeout)
@@ -227,12 +272,23 @@ def connections(results, round_, impl, family, mtu, text, cpu0, cpu1):
     print('%s IPv%s mtu %s connect_rate: %s, gateway %.2f CPU s' % (
         impl, family, mtu, rate and '%.0f conn/s' % rate or 'error %s' % d, used))
 
+def idle(results, round_, impl, family, mtu, text):
+    try:
+        d = json.loads(text)
+        per_conn = (d['rss_after_kib'] - d['rss_before_kib']) / d['ok'] if d['ok'] and not d['failed'] else None
+    except (ValueError, KeyError) as e:
+        d, per_conn = {'error': '%s: %s' % (e, text[-200:])}, None
+    record(results, round_, impl, family, mtu, 'rss_idle_conn', per_conn and round(per_conn, 2), 'KiB/conn', **d)
+    print('%s IPv%s mtu %s idle connections: %s' % (
+        impl, family, mtu, per_conn is not None and '%.2f KiB RSS each (%d open)' % (per_conn, d['ok']) or 'error %s' % d))
+
 LABELS = [('throughput_up', 'TCP ns -> host (Gbit/s)'),
           ('throughput_down', 'TCP host -> ns (Gbit/s)'),
           ('connect_rate', 'connection setup (conn/s)'),
           ('cpu_connect', 'gateway CPU ms per connection'),
           ('cpu_up', 'gateway CPU s/GB, ns -> host'),
-          ('cpu_down', 'gateway CPU s/GB, host -> ns')]
+          ('cpu_down', 'gateway CPU s/GB, host -> ns'),
+          ('rss_idle_conn', 'gateway RSS KiB per idle connection')]
 
 def report(results):
     rows = [json.loads(l) for l in open(results) if l.strip()]
@@ -274,7 +330,7 @@ def report(results):
             ratios = []
             for o in others:
                 theirs = med.get((o, link, workload))
-                ratios.append('%.2fx' % (mine / theirs) if mine and theirs else '-')
+                ratios.append(('%.3fx' if mine < 0.1 * theirs else '%.2fx') % (mine / theirs) if mine and theirs else '-')
             print('| IPv%d | %d | %s | %s |' % (link[0], link[1], label, ' | '.join(ratios)))
 
 if __name__ == '__main__':
@@ -295,19 +351,25 @@ fi
 # --- host servers, on 127.0.0.1 and ::1 only ------------------------------------------------------
 IPERF_PORT=$(py free_port)
 LINE_PORT=$(py free_port)
+HOLD_PORT=$(py free_port)
 iperf3 -s -B 127.0.0.1 -p "$IPERF_PORT" > "$OUT/iperf3-server.log" 2>&1 &
 STARTED+=($!)
 python3 "$WORK/gw.py" line_server "$LINE_PORT" > "$OUT/line-server.log" 2>&1 &
 STARTED+=($!)
+python3 "$WORK/gw.py" hold_server "$HOLD_PORT" > "$OUT/hold-server.log" 2>&1 &
+STARTED+=($!)
 if [[ " $FAMILIES " == *" 6 "* ]]; then
     IPERF6_PORT=$(py free_port ::1)
     LINE6_PORT=$(py free_port ::1)
+    HOLD6_PORT=$(py free_port ::1)
     iperf3 -s -B ::1 -p "$IPERF6_PORT" > "$OUT/iperf3-server6.log" 2>&1 &
     STARTED+=($!)
     python3 "$WORK/gw.py" line_server "$LINE6_PORT" ::1 > "$OUT/line-server6.log" 2>&1 &
     STARTED+=($!)
+    python3 "$WORK/gw.py" hold_server "$HOLD6_PORT" ::1 > "$OUT/hold-server6.log" 2>&1 &
+    STARTED+=($!)
 fi
-for port in "$IPERF_PORT" "$LINE_PORT" ${IPERF6_PORT:-} ${LINE6_PORT:-}; do
+for port in "$IPERF_PORT" "$LINE_PORT" "$HOLD_PORT" ${IPERF6_PORT:-} ${LINE6_PORT:-} ${HOLD6_PORT:-}; do
     for i in $(seq 100); do
         [ -n "$(ss -Hltn "sport = :$port")" ] && break
         sleep 0.1
@@ -385,11 +447,12 @@ stop_gateway() {
 inns() { ip netns exec "$NS" "$@"; }
 
 measure() {   # round impl family mtu
-    local round=$1 impl=$2 family=$3 mtu=$4 direction flag c0 c1 seen iperf_port=$IPERF_PORT line_port=$LINE_PORT
+    local round=$1 impl=$2 family=$3 mtu=$4 direction flag c0 c1 seen iperf_port=$IPERF_PORT line_port=$LINE_PORT hold_port=$HOLD_PORT
     GW_PID=""; NS=""; WHY=""
     if [ "$family" = 6 ]; then
         iperf_port=$IPERF6_PORT
         line_port=$LINE6_PORT
+        hold_port=$HOLD6_PORT
     fi
     say "round $round: $impl, IPv$family, MTU $mtu"
     if ! "start_$impl" "$mtu" "$family"; then
@@ -417,6 +480,10 @@ measure() {   # round impl family mtu
     seen=$(inns timeout 120 python3 "$WORK/gw.py" connect_rate "$HOST_ADDR" "$line_port" "$CONNECTIONS" 60 | tail -1)
     c1=$(py cpu "$GW_PID")
     py connections "$RESULTS" "$round" "$impl" "$family" "$mtu" "$seen" "$c0" "$c1" >&2
+    if [ "$IDLE_CONNECTIONS" -gt 0 ]; then
+        seen=$(inns timeout 180 python3 "$WORK/gw.py" idle_rss "$HOST_ADDR" "$hold_port" "$IDLE_CONNECTIONS" "$GW_PID" | tail -1)
+        py idle "$RESULTS" "$round" "$impl" "$family" "$mtu" "$seen" >&2
+    fi
     stop_gateway
 }
 

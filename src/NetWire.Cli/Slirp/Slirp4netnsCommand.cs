@@ -267,10 +267,9 @@ internal static class Slirp4netnsCommand
         var logger = loggers.CreateLogger("NetWire.Slirp4netns");
         using var stop = new CancellationTokenSource();
         using var signals = StopSignals.CancelOnTermination(stop);
-        if (!File.Exists(options.NetnsPath))
-        {
-            throw new WireSetupException($"the network namespace {options.NetnsPath} does not exist");
-        }
+        // What the path names is taken now, before the TAP is opened: a target that exits while we
+        // start (or between the Ready line and the watch) must still be seen as gone.
+        var identity = NamespaceIdentity(options.NetnsPath) ?? throw new WireSetupException($"the network namespace {options.NetnsPath} does not exist");
 
         // setns into our own user namespace is refused, and needless: enter only another one.
         var userns = options.UsernsPath is { } path && !SameNamespace(path, "/proc/self/ns/user") ? path : null;
@@ -305,7 +304,7 @@ internal static class Slirp4netnsCommand
 
             Slirp4netnsLog.Ready(logger, options.TapName, options.NetnsPath, gatewayEnd.Description);
             var exit = options.ExitFd is { } exitFd ? WaitForExitFdAsync(exitFd) : Task.Delay(Timeout.Infinite, CancellationToken.None);
-            var gone = WatchNamespaceAsync(options.NetnsPath, stop.Token);
+            var gone = WatchNamespaceAsync(options.NetnsPath, identity, stop.Token);
             var finished = await Task.WhenAny(exit, running, gone, Task.Delay(Timeout.Infinite, stop.Token)).ConfigureAwait(false);
             Slirp4netnsLog.Stopping(logger, finished == exit ? "the exit fd closed" : finished == gone ? $"the namespace {options.NetnsPath} is gone" : finished == running ? "the TAP ended" : "signal");
         }
@@ -332,13 +331,15 @@ internal static class Slirp4netnsCommand
     }
 
     /// <summary>
-    /// Completes when the namespace is gone: its path was removed (<c>ip netns del</c>, Podman's
-    /// cleanup), or the process of a /proc/PID/ns/net path exited (or its PID now names another
-    /// namespace). The TAP's fd keeps the namespace itself alive, so its end cannot be seen on the TAP.
+    /// Completes when the namespace is gone: its path no longer names <paramref name="identity"/>
+    /// (what <see cref="NamespaceIdentity"/> said at startup) because it was removed (<c>ip netns
+    /// del</c>, Podman's cleanup), or the process of a /proc/PID/ns/net path exited (or its PID now
+    /// names another namespace). The TAP's fd keeps the namespace itself alive, so its end cannot
+    /// be seen on the TAP. The identity comes from the caller because a target gone before the
+    /// watch starts would otherwise be taken as the one to watch, and never change.
     /// </summary>
-    private static async Task WatchNamespaceAsync(string netnsPath, CancellationToken cancellationToken)
+    internal static async Task WatchNamespaceAsync(string netnsPath, string identity, CancellationToken cancellationToken)
     {
-        var identity = NamespaceIdentity(netnsPath);
         try
         {
             while (true)
@@ -357,7 +358,7 @@ internal static class Slirp4netnsCommand
     }
 
     /// <summary>What the path names now: the /proc link's target (net:[INODE]), "present" for a mounted path, null when gone.</summary>
-    private static string? NamespaceIdentity(string path)
+    internal static string? NamespaceIdentity(string path)
     {
         try
         {

@@ -50,6 +50,7 @@ internal sealed class MigrationSource : IAsyncDisposable
     private CancellationTokenSource? _cancel;
     private Task _run = Task.CompletedTask;
     private JsonObject? _flows;
+    private Phases? _phases;
 
     /// <param name="tls">Mutual TLS (<c>--migration-x509-dir</c>), or null for plaintext.</param>
     public MigrationSource(SpiceServer? spice, StateRegistry state, ILogger logger, TimeProvider time, MigrationTls? tls = null)
@@ -130,6 +131,7 @@ internal sealed class MigrationSource : IAsyncDisposable
             _cancel = new CancellationTokenSource();
             _error = null;
             _flows = null;
+            _phases = null;
             _transferred = 0;
             _total = 0;
             _startedAt = _time.GetTimestamp();
@@ -216,6 +218,11 @@ internal sealed class MigrationSource : IAsyncDisposable
                 reply["error-desc"] = _error;
             }
 
+            if (_phases is not null)
+            {
+                reply["phases"] = _phases.Json.DeepClone();
+            }
+
             if (_flows is not null)
             {
                 reply["flows"] = _flows.DeepClone();
@@ -264,6 +271,7 @@ internal sealed class MigrationSource : IAsyncDisposable
         var handovers = _state.Handovers;
         var frozen = new List<IHandoverSection>();
         var handover = new Handover();
+        var phases = new Phases();
         try
         {
             if (_spice?.Migration.ConnectTask is { } connecting)
@@ -274,19 +282,22 @@ internal sealed class MigrationSource : IAsyncDisposable
 
             SetStatus(MigrationStatus.Active);
             var watch = Stopwatch.StartNew();
+            phases.Restart();
             foreach (var section in handovers)
             {
                 frozen.Add(section);
                 await section.FreezeAsync(cancellationToken).ConfigureAwait(false);
             }
 
+            phases.Mark("freeze");
             var stream = _state.Build(StreamVersion, StreamOldestCompatible);
             lock (_gate)
             {
                 _total = stream.Length;
             }
 
-            var reply = await TransferAsync(host, port, stream, frozen, handover, cancellationToken).ConfigureAwait(false);
+            phases.Mark("state");
+            var reply = await TransferAsync(host, port, stream, frozen, handover, phases, cancellationToken).ConfigureAwait(false);
             if (reply.Accepted)
             {
                 outcome = MigrationStatus.Completed;
@@ -338,7 +349,10 @@ internal sealed class MigrationSource : IAsyncDisposable
         lock (_gate)
         {
             _flows = Flows(frozen);
+            _phases = phases;
         }
+
+        MigrationControlLog.PhaseTimes(_logger, phases.ToString());
 
         SetStatus(outcome, error);
         if (outcome == MigrationStatus.Completed)
@@ -375,7 +389,7 @@ internal sealed class MigrationSource : IAsyncDisposable
     /// reply ends it; a prepared reply makes the handover sections let go (<see cref="Handover.Released"/>
     /// from then on, there is no way back), then the target's final reply and the unlock.
     /// </summary>
-    private async Task<(bool Accepted, string Text)> TransferAsync(string host, int port, byte[] stream, List<IHandoverSection> handovers, Handover handover, CancellationToken cancellationToken)
+    private async Task<(bool Accepted, string Text)> TransferAsync(string host, int port, byte[] stream, List<IHandoverSection> handovers, Handover handover, Phases phases, CancellationToken cancellationToken)
     {
         if (_tls is { Connect: null })
         {
@@ -403,6 +417,7 @@ internal sealed class MigrationSource : IAsyncDisposable
         }
 
         handover.Sent = true;
+        phases.Mark("connect");
         await using var disposeNetwork = network.ConfigureAwait(false);
         using var transferTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         transferTimeout.CancelAfter(TransferTimeout);
@@ -425,6 +440,7 @@ internal sealed class MigrationSource : IAsyncDisposable
             }
 
             reply = await MigrationWire.ReadAnyReplyAsync(network, transferTimeout.Token).ConfigureAwait(false);
+            phases.Mark("transfer");
         }
         catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
         {
@@ -443,6 +459,8 @@ internal sealed class MigrationSource : IAsyncDisposable
             section.Release(reply.Refusals is { } refusals ? refusals.GetValueOrDefault(section.Name) : null);
         }
 
+        phases.Mark("release");
+
         if (reply.Kind == MigrationWire.Accepted)
         {
             // A target that took no handover section (an older NetWire): what they held was reset.
@@ -455,7 +473,9 @@ internal sealed class MigrationSource : IAsyncDisposable
         {
             await network.WriteAsync(new[] { MigrationWire.Commit }, finish.Token).ConfigureAwait(false);
             var final = await MigrationWire.ReadReplyAsync(network, finish.Token).ConfigureAwait(false);
+            phases.Mark("restore");
             CompleteAll(handovers, handover);
+            phases.Mark("unlock");
             try
             {
                 await network.WriteAsync(new[] { MigrationWire.Unlocked }, finish.Token).ConfigureAwait(false);
@@ -483,6 +503,36 @@ internal sealed class MigrationSource : IAsyncDisposable
         handover.Completed = true;
     }
 
+    /// <summary>
+    /// How long each step of a migration took, in milliseconds, for <c>query-migrate</c>'s
+    /// <c>phases</c> and the log (docs/migration.md, "Handover"): freeze, state (the stream built),
+    /// connect, transfer (sent, read and checked by the target), release (the source let go),
+    /// restore (the target's restore and reply), unlock.
+    /// </summary>
+    private sealed class Phases
+    {
+        private readonly Stopwatch _watch = new();
+        private TimeSpan _last;
+
+        public JsonObject Json { get; } = [];
+
+        public void Restart()
+        {
+            _watch.Restart();
+            _last = TimeSpan.Zero;
+        }
+
+        public void Mark(string name)
+        {
+            var now = _watch.Elapsed;
+            Json[name] = Math.Round((now - _last).TotalMilliseconds, 1);
+            _last = now;
+        }
+
+        public override string ToString() =>
+            Json.Count == 0 ? "none" : string.Join(", ", Json.Select(p => $"{p.Key} {p.Value!.GetValue<double>().ToString("0.0", System.Globalization.CultureInfo.InvariantCulture)}"));
+    }
+
     /// <summary>How far a migration's handover went.</summary>
     private sealed class Handover
     {
@@ -508,6 +558,9 @@ internal static partial class MigrationControlLog
 
     [LoggerMessage(7102, LogLevel.Warning, "Migration failed: {Error}")]
     public static partial void Failed(ILogger logger, string error);
+
+    [LoggerMessage(7103, LogLevel.Information, "Migration steps (ms): {Phases}")]
+    public static partial void PhaseTimes(ILogger logger, string phases);
 
     [LoggerMessage(7110, LogLevel.Information, "Waiting for incoming migration on {EndPoint}")]
     public static partial void IncomingListening(ILogger logger, System.Net.EndPoint endPoint);

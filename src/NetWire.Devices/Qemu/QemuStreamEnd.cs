@@ -186,30 +186,41 @@ public sealed class QemuStreamEnd : WireEnd
     private async Task AcceptLoopAsync(Socket listener, IPacketReceiver receiver, CancellationToken cancellationToken)
     {
         Task<Socket>? pending = null;
-        while (!cancellationToken.IsCancellationRequested)
+        var serving = Task.CompletedTask;
+        try
         {
-            var socket = await (pending ?? listener.AcceptAsync(cancellationToken).AsTask()).ConfigureAwait(false);
-            var serving = ServeAsync(socket, receiver, cancellationToken);
-            pending = listener.AcceptAsync(cancellationToken).AsTask();
-            while (await Task.WhenAny(serving, pending).ConfigureAwait(false) == pending)
+            while (!cancellationToken.IsCancellationRequested)
             {
-                var extra = await pending.ConfigureAwait(false);
-
-                // A guest that reconnects may arrive before the old connection's end is read:
-                // give the old one a moment. Two live NICs on one wire end would interleave frames.
-                var grace = Task.Delay(s_reconnectGrace, cancellationToken);
-                if (await Task.WhenAny(serving, grace).ConfigureAwait(false) == serving)
+                var socket = await (pending ?? listener.AcceptAsync(cancellationToken).AsTask()).ConfigureAwait(false);
+                serving = ServeAsync(socket, receiver, cancellationToken);
+                pending = listener.AcceptAsync(cancellationToken).AsTask();
+                while (await Task.WhenAny(serving, pending).ConfigureAwait(false) == pending)
                 {
-                    pending = Task.FromResult(extra);
-                    break;
+                    var extra = await pending.ConfigureAwait(false);
+
+                    // A guest that reconnects may arrive before the old connection's end is read:
+                    // give the old one a moment. Two live NICs on one wire end would interleave frames.
+                    var grace = Task.Delay(s_reconnectGrace, cancellationToken);
+                    if (await Task.WhenAny(serving, grace).ConfigureAwait(false) == serving)
+                    {
+                        pending = Task.FromResult(extra);
+                        break;
+                    }
+
+                    DevicesLog.SecondGuestRefused(_logger, Name, Format(extra.RemoteEndPoint));
+                    extra.Dispose();
+                    pending = listener.AcceptAsync(cancellationToken).AsTask();
                 }
 
-                DevicesLog.SecondGuestRefused(_logger, Name, Format(extra.RemoteEndPoint));
-                extra.Dispose();
-                pending = listener.AcceptAsync(cancellationToken).AsTask();
+                await serving.ConfigureAwait(false);
             }
-
-            await serving.ConfigureAwait(false);
+        }
+        finally
+        {
+            // A stop cancels the pending accept first, which ends this loop at once: the end must
+            // not report itself stopped before the connection's send thread has counted the
+            // frames it holds (sent, or dropped at shutdown), or the final counters miss them.
+            await serving.ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         }
     }
 

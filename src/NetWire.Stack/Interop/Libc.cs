@@ -12,6 +12,8 @@ internal static unsafe partial class Libc
     public const int EAgain = 11;
     public const int EInval = 22;
     public const int EInProgress = 115;
+    public const int EAlready = 114;
+    public const int EIsConn = 106;
 
     public const int AfInet = 2;
     public const int AfInet6 = 10;
@@ -32,6 +34,7 @@ internal static unsafe partial class Libc
 
     public const int EpollCloExec = 0x80000;
     public const int EpollCtlAdd = 1;
+    public const int EpollCtlMod = 3;
     public const int EpollCtlDel = 2;
     public const uint EpollIn = 0x1;
     public const uint EpollOut = 0x4;

@@ -56,6 +56,12 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
     public string Name => "gateway.flows";
 
     /// <summary>
+    /// The forwards the same stream carries (its <c>gateway.forwards</c> section, read before this
+    /// one): a host forward's connection may come in on one of those as well as on the options'.
+    /// </summary>
+    public Func<IReadOnlyList<HostForward>>? CarriedForwards { get; set; }
+
+    /// <summary>
     /// Source: why a connection to a virtual service cannot move, or null when it moves (the
     /// tunnel's hook, docs/migration.md "Tunnel sockets"); without a hook none moves (reason tunnel).
     /// </summary>
@@ -267,7 +273,7 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
             return static () => { };
         }
 
-        Check(reader, gateway, plan);
+        Check(reader, gateway, plan, [.. gateway.Options.Forwards, .. CarriedForwards?.Invoke() ?? []]);
         var refused = Refuse(gateway, plan);
         _refusals = WriteRefusals(refused);
         return () =>
@@ -289,7 +295,7 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
     public void Dispose() => _lock.Dispose();
 
     /// <summary>Refuses the stream for flows no gateway of this network could have written.</summary>
-    private static void Check(StateSectionReader reader, Gateway gateway, GatewayFlowPlan plan)
+    private static void Check(StateSectionReader reader, Gateway gateway, GatewayFlowPlan plan, IReadOnlyList<HostForward> forwards)
     {
         var options = gateway.Options;
         if (plan.GuestIp != 0 && !IsGuestAddress(gateway, plan.GuestIp))
@@ -311,7 +317,7 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
                 continue;
             }
 
-            var expected = flow.Origin == TcpFlowOrigin.Forward ? IsForward(options, flow.Key, host.Local) : gateway.TryMapDestination(flow.Key.RemoteIp, out var address, out _) && address.Equals(host.Remote.Address) && host.Remote.Port == flow.Key.RemotePort;
+            var expected = flow.Origin == TcpFlowOrigin.Forward ? IsForward(forwards, flow.Key, host.Local) : gateway.TryMapDestination(flow.Key.RemoteIp, out var address, out _) && address.Equals(host.Remote.Address) && host.Remote.Port == flow.Key.RemotePort;
             if (!expected)
             {
                 throw reader.Error($"flow {flow.Key}: host socket {host.Local} -> {host.Remote} is not where this gateway maps it");
@@ -346,9 +352,9 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
         gateway.Options.Network.Contains(address) && address != gateway.GatewayIp && address != gateway.DnsIp
         && address != gateway.Options.Network.Network && address != gateway.Options.Network.Broadcast;
 
-    private static bool IsForward(GatewayOptions options, FlowKey key, IPEndPoint local)
+    private static bool IsForward(IReadOnlyList<HostForward> forwards, FlowKey key, IPEndPoint local)
     {
-        foreach (var forward in options.Forwards)
+        foreach (var forward in forwards)
         {
             if (forward.Transport == Transport.Tcp && forward.GuestPort == key.GuestPort && forward.Listen.Port == local.Port)
             {

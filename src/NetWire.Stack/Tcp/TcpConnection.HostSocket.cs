@@ -24,7 +24,8 @@ internal sealed partial class TcpConnection : HostPoller.IHandler
 
         try
         {
-            Attach(socket);
+            // Output readiness only for a connect still pending (its outcome), else once a send meets EAGAIN.
+            Attach(socket, watchOutput: !connected);
         }
         catch (IOException)
         {
@@ -79,9 +80,10 @@ internal sealed partial class TcpConnection : HostPoller.IHandler
     }
 
     /// <summary>Watches an accepted or connected socket. Caller holds the gateway lock.</summary>
-    private void Attach(HostSocket socket)
+    private void Attach(HostSocket socket, bool watchOutput = true)
     {
-        _pollToken = _gateway.Poller.Register(socket.Fd, this);
+        _pollToken = _gateway.Poller.Register(socket.Fd, this, watchOutput);
+        _watchingOutput = watchOutput;
         _watched = true;
         _host = socket;
     }
@@ -110,7 +112,9 @@ internal sealed partial class TcpConnection : HostPoller.IHandler
 
         try
         {
-            _pollToken = _gateway.Poller.Register(socket.Fd, this);
+            // Output too: what the socket's send queue did while nobody watched is not known.
+            _pollToken = _gateway.Poller.Register(socket.Fd, this, output: true);
+            _watchingOutput = true;
             _watched = true;
         }
         catch (Exception ex) when (ex is IOException or ObjectDisposedException)
@@ -304,6 +308,16 @@ internal sealed partial class TcpConnection : HostPoller.IHandler
             if (errno == Interop.Libc.EAgain)
             {
                 _hostWritable = false;
+                if (!_watchingOutput)
+                {
+                    _watchingOutput = true;
+                    if (!_gateway.Poller.WatchOutput(_pollToken, _host.Fd))
+                    {
+                        Abort(sendReset: true);
+                        return;
+                    }
+                }
+
                 break;
             }
 

@@ -16,8 +16,9 @@ internal sealed partial class TcpConnection
 
     /// <summary>
     /// The host side stays with this gateway: a guest forward's (its far side is a local command
-    /// or a connection the target's options need not have), or a host forward's added while the
-    /// gateway ran (the target has only the forwards of its command line). Set when the connection is made.
+    /// or a connection the target's options need not have). Set when the connection is made.
+    /// A host forward's connection moves, whether the forward came from the options or was added
+    /// while the gateway ran (those forwards travel too: <see cref="Migration.ForwardStateSection"/>).
     /// </summary>
     public bool HostStays { get; set; }
 

@@ -80,6 +80,9 @@ internal sealed partial class TcpConnection
     /// <summary>shutdown(SHUT_WR) was called on the host socket (the guest's FIN went on).</summary>
     private bool _hostShutdown;
 
+    /// <summary>The poller reports the host socket's output readiness (from the start, or since a send met EAGAIN).</summary>
+    private bool _watchingOutput;
+
     /// <summary>Host bytes still to read before the host stream ends (a migrated peer FIN); -1 when the kernel says so itself.</summary>
     private long _bytesUntilEof = -1;
 
@@ -160,6 +163,9 @@ internal sealed partial class TcpConnection
     public bool AckQueued { get; set; }
 
     public bool InTimeWait => _state == State.TimeWait;
+
+    /// <summary>In TIME-WAIT, a SYN whose sequence number is past the old connection's: a new connection on the same ports.</summary>
+    public bool TakesNewSyn(uint sequence) => _state == State.TimeWait && (int)(sequence - _rcvNxt) > 0;
 
     /// <summary>Bytes of ring buffer the connection holds now (none while idle). Caller holds the gateway lock.</summary>
     public long BufferBytes => _toHost.BufferBytes + _toGuest.BufferBytes;

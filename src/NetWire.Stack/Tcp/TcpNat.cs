@@ -88,13 +88,21 @@ internal sealed class TcpNat(Gateway gateway)
         }
 
         var key = new FlowKey(source, segment.SourcePort, destination, segment.DestinationPort);
+        var flags = segment.Flags;
         if (_connections.TryGetValue(key, out var connection))
         {
-            connection.OnSegment(segment);
-            return;
+            if ((flags & (TcpFlags.Syn | TcpFlags.Ack | TcpFlags.Rst)) != TcpFlags.Syn || !connection.TakesNewSyn(segment.SequenceNumber))
+            {
+                connection.OnSegment(segment);
+                return;
+            }
+
+            // RFC 9293 3.10.7.4: a new SYN beyond the old sequence space reopens from TIME-WAIT. The
+            // gateway closed first, so the guest's side is gone and may reuse the port at once;
+            // ignored, its SYN would wait a retransmission (a second) for the TIME-WAIT to end.
+            connection.Release();
         }
 
-        var flags = segment.Flags;
         if ((flags & (TcpFlags.Syn | TcpFlags.Ack | TcpFlags.Rst)) == TcpFlags.Syn)
         {
             OnSyn(key, segment);
@@ -210,26 +218,10 @@ internal sealed class TcpNat(Gateway gateway)
         var connection = new TcpConnection(gateway, this, key)
         {
             Origin = Migration.TcpFlowOrigin.Forward,
-            HostStays = !IsOptionForward(accepted, guestPort),
         };
         _connections.Add(key, connection);
         HalfOpen++;
         connection.StartActive(accepted);
-    }
-
-    /// <summary>True when <paramref name="accepted"/> came in on a TCP forward of the gateway's options (not one added while it ran).</summary>
-    private bool IsOptionForward(Socket accepted, ushort guestPort)
-    {
-        var port = accepted.LocalEndPoint is IPEndPoint local ? local.Port : -1;
-        foreach (var forward in gateway.Options.Forwards)
-        {
-            if (forward.Transport == Transport.Tcp && forward.GuestPort == guestPort && forward.Listen.Port == port)
-            {
-                return true;
-            }
-        }
-
-        return false;
     }
 
     /// <summary>Takes a connection out of the table (it has closed or aborted).</summary>

@@ -51,6 +51,7 @@ internal static partial class TcpRepair
     private const int TcpSendQueue = 2;
     private const int SoSndBuf = 7;
     private const int SoRcvBuf = 8;
+    private const int SoReuseAddr = 2;
     private const int SoSndBufForce = 32;
     private const int SoRcvBufForce = 33;
     private const uint SiocInq = 0x541B;
@@ -218,6 +219,11 @@ internal static partial class TcpRepair
     public static ReadOnlyMemory<byte> Activate(Socket socket, TcpRepairState state)
     {
         SetInt(socket, SolTcp, TcpRepairOption, 0, TcpRepairFailure.Failed);
+
+        // Leaving repair mode clears the socket's address reuse; a host forward's listener on the
+        // same local port (opened on this gateway after the handover) binds with SO_REUSEADDR and
+        // would meet EADDRINUSE, as it would not beside the sockets it accepted itself.
+        SetInt(socket, SolSocket, SoReuseAddr, 1, TcpRepairFailure.Failed);
         return state.SendQueue.AsMemory(state.SendQueue.Length - state.Unsent);
     }
 

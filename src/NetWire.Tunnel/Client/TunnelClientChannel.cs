@@ -46,6 +46,9 @@ internal sealed class TunnelClientChannel
     /// <summary>Largest max_num_of_sockets accepted in INIT.</summary>
     public const ushort MaxSocketsLimit = 4096;
 
+    /// <summary>Messages queued towards the server before senders wait (the sockets' SOCKET_DATA fills it).</summary>
+    internal const int SendQueueCapacity = 256;
+
     /// <summary>Largest body read from the server before INIT (and for anything but SOCKET_DATA after it).</summary>
     private const int ControlMessageLimit = 4096;
 
@@ -57,7 +60,10 @@ internal sealed class TunnelClientChannel
     private readonly Lock _gate = new();
     private readonly List<Task> _socketTasks = [];
 
-    /// <summary>Messages held while the channel is flushed for a migration.</summary>
+    /// <summary>The receive loop's answers to the message it is handling, sent before it reads the next one.</summary>
+    private readonly List<(ushort Type, byte[] Body)> _replies = [];
+
+    /// <summary>The sockets' messages held while the channel is flushed for a migration.</summary>
     private readonly List<(ushort Type, byte[] Body)> _held = [];
     private Slot?[] _slots = [];
 
@@ -76,7 +82,7 @@ internal sealed class TunnelClientChannel
         _services = services;
         _published = published;
         _logger = logger;
-        _connection = new MessageConnection(stream, miniHeader, (int)MaxDataSizeLimit + 2, 256);
+        _connection = new MessageConnection(stream, miniHeader, (int)MaxDataSizeLimit + 2, SendQueueCapacity);
         _lifetime = new ChannelLifetime((_, error) => _connection.CompleteSending(error));
     }
 
@@ -96,6 +102,9 @@ internal sealed class TunnelClientChannel
 
     /// <summary>True once INIT arrived and the services were sent.</summary>
     public bool Initialized => Volatile.Read(ref _initialized);
+
+    /// <summary>Messages waiting in the send queue (for tests).</summary>
+    internal int QueuedMessages => _connection.QueuedMessages;
 
     /// <summary>True when the channel ended flushed: its sockets wait for the next channel, or for <see cref="DropContinued"/>.</summary>
     public bool HandedOff
@@ -127,11 +136,7 @@ internal sealed class TunnelClientChannel
             relays = [.. _slots.Where(s => s?.Relay is not null).Select(s => s!.Relay!)];
         }
 
-        foreach (var (type, body) in held)
-        {
-            _connection.TrySend(type, body);
-        }
-
+        _ = SendHeldAsync(held);
         foreach (var relay in relays)
         {
             relay.Resume();
@@ -203,6 +208,14 @@ internal sealed class TunnelClientChannel
                 Handle(header.Type, _connection.Body);
             }
 
+            // Answers wait for room like the sockets' data do: with every socket sending, the
+            // queue is full as a matter of course, which is back-pressure, not a fault.
+            foreach (var (type, body) in _replies)
+            {
+                await _connection.SendAsync(type, body, cancellationToken).ConfigureAwait(false);
+            }
+
+            _replies.Clear();
             if (_ackWindow > 0 && ++_received % _ackWindow == 0)
             {
                 await _connection.SendAsync(CommonMessages.Ack, [], cancellationToken).ConfigureAwait(false);
@@ -238,16 +251,15 @@ internal sealed class TunnelClientChannel
         TunnelLog.ClientMigration(_logger, $"flushed, {relays.Count} sockets paused");
     }
 
-    /// <summary>Sends now, or holds the message while the channel is flushed. Caller holds the lock.</summary>
-    private void SendOrHold(ushort type, byte[] body)
+    /// <summary>Sends what a flush held back, in order, once a cancelled migration lets the channel run again.</summary>
+    private async Task SendHeldAsync(List<(ushort Type, byte[] Body)> held)
     {
-        if (_flushed)
+        foreach (var (type, body) in held)
         {
-            _held.Add((type, body));
-        }
-        else if (!_connection.TrySend(type, body))
-        {
-            Abort(new SpiceProtocolException("the send queue towards the server is full"));
+            if (!await SendForSocketAsync(type, body).ConfigureAwait(false))
+            {
+                return;
+            }
         }
     }
 
@@ -310,7 +322,7 @@ internal sealed class TunnelClientChannel
                 // Gone here while the server kept it: its end is told on this channel.
                 slot?.Relay?.Abort();
                 _slots[id] = new Slot(id, _services[0], 0) { State = SlotState.ClosedSent, Owner = this };
-                SendOrHold(TunnelMessages.SocketClosed, TunnelMessages.BuildId(id));
+                Send(TunnelMessages.SocketClosed, TunnelMessages.BuildId(id));
             }
 
             foreach (var slot in old)
@@ -405,13 +417,8 @@ internal sealed class TunnelClientChannel
         }
     }
 
-    private void Send(ushort type, byte[] body)
-    {
-        if (!_connection.TrySend(type, body))
-        {
-            ThrowHelper.Protocol("the send queue towards the server is full");
-        }
-    }
+    /// <summary>Queues an answer to the message being handled; the receive loop sends it next.</summary>
+    private void Send(ushort type, byte[] body) => _replies.Add((type, body));
 
     private void OnInit(ReadOnlySpan<byte> body)
     {
@@ -611,13 +618,16 @@ internal sealed class TunnelClientChannel
             TunnelLog.ClientSocket(_logger, slot.Id, $"connect to {slot.Service.TargetHost}:{slot.Service.TargetPort} failed: {ex.Message}");
             lock (_gate)
             {
-                if (_slots.Length > slot.Id && _slots[slot.Id] == slot)
+                if (_slots.Length <= slot.Id || _slots[slot.Id] != slot)
                 {
-                    _slots[slot.Id] = null;
-                    SendOrHold(TunnelMessages.SocketOpenNack, TunnelMessages.BuildId(slot.Id));
+                    return;
                 }
+
+                // The server keeps the id until the NACK arrives, so it is free for no one else meanwhile.
+                _slots[slot.Id] = null;
             }
 
+            await SendForSocketAsync(TunnelMessages.SocketOpenNack, TunnelMessages.BuildId(slot.Id)).ConfigureAwait(false);
             return;
         }
 
@@ -636,8 +646,15 @@ internal sealed class TunnelClientChannel
                 // Opened while a migration holds the channel: it starts paused, like the others.
                 _ = slot.Relay.PauseAsync(Timeout.InfiniteTimeSpan);
             }
+        }
 
-            SendOrHold(TunnelMessages.SocketOpenAck, TunnelMessages.BuildIdTokens(slot.Id, Window));
+        // Queued behind the other sockets' data when they fill the queue; this socket's own data
+        // starts after it. The server sends nothing for the id before the OPEN_ACK.
+        if (!await SendForSocketAsync(TunnelMessages.SocketOpenAck, TunnelMessages.BuildIdTokens(slot.Id, Window)).ConfigureAwait(false))
+        {
+            // The channel ended meanwhile: the relay never runs; this closes the target.
+            slot.Relay.Abort();
+            return;
         }
 
         TunnelLog.ClientSocket(_logger, slot.Id, $"open to {slot.Service.TargetHost}:{slot.Service.TargetPort}");
@@ -645,9 +662,11 @@ internal sealed class TunnelClientChannel
         slot.Relay.Close();
 
         // The channel that owns the slot now: a migration may have moved it to the target's.
+        TunnelClientChannel owner;
+        ushort message;
         while (true)
         {
-            var owner = slot.Owner!;
+            owner = slot.Owner!;
             lock (owner._gate)
             {
                 if (slot.Owner != owner)
@@ -663,16 +682,44 @@ internal sealed class TunnelClientChannel
                 if (slot.State == SlotState.ServerClosed)
                 {
                     owner._slots[slot.Id] = null;
-                    owner.SendOrHold(TunnelMessages.ClientSocketClosedAck, TunnelMessages.BuildId(slot.Id));
+                    message = TunnelMessages.ClientSocketClosedAck;
                 }
                 else
                 {
                     slot.State = SlotState.ClosedSent;
-                    owner.SendOrHold(TunnelMessages.SocketClosed, TunnelMessages.BuildId(slot.Id));
+                    message = TunnelMessages.SocketClosed;
                 }
 
-                return;
+                break;
             }
+        }
+
+        await owner.SendForSocketAsync(message, TunnelMessages.BuildId(slot.Id)).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// Queues a socket's message, waiting for room, or holds it while the channel is flushed for a
+    /// migration; false when the channel has ended.
+    /// </summary>
+    private async Task<bool> SendForSocketAsync(ushort type, byte[] body)
+    {
+        lock (_gate)
+        {
+            if (_flushed)
+            {
+                _held.Add((type, body));
+                return true;
+            }
+        }
+
+        try
+        {
+            await _connection.SendAsync(type, body, _lifetime.Token).ConfigureAwait(false);
+            return true;
+        }
+        catch (Exception ex) when (ChannelLifetime.IsAbortEcho(ex))
+        {
+            return false;
         }
     }
 

@@ -1,4 +1,6 @@
 using System.Globalization;
+using System.Net.Sockets;
+using System.Text;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using NetWire.Testing;
@@ -10,13 +12,16 @@ namespace NetWire.Appliance.Tests.Host;
 /// gateway of <c>netwire serve</c> A, and an iperf3 stream to a server on the namespace's
 /// loopback survives two migrations of the gateway, A to B and B to C (the TAP re-attached to
 /// each target in turn; docs/migration.md, "A namespace peer"). iperf3 completes, every
-/// connection moved, and nobody saw a RST.
+/// connection moved, and nobody saw a RST. A second iperf3 stream comes in through a host
+/// forward added to A at run time (QMP <c>hostfwd-add</c>): the forward travels with the state,
+/// each target publishes it, and its stream moves like the other.
 /// </summary>
 [Trait("Category", "Host")]
 public sealed partial class NamespaceMigrationTests
 {
     private const string Tap = "nwm0";
     private const int IperfPort = 5201;
+    private const int ForwardedPort = 5202;
     private static readonly TimeSpan s_wait = TimeSpan.FromSeconds(120);
 
     [Fact]
@@ -40,10 +45,14 @@ public sealed partial class NamespaceMigrationTests
             }
 
             var pcap = Path.Combine(dir, "ns.pcap");
-            var capture = ns.Start("tcpdump", "-i", "any", "-n", "-s", "96", "-U", "-w", pcap, $"tcp port {IperfPort}");
+            var capture = ns.Start("tcpdump", "-i", "any", "-n", "-s", "96", "-U", "-w", pcap, $"tcp port {IperfPort} or tcp port {ForwardedPort}");
             await capture.WaitForLineAsync(l => l.Contains("listening on", StringComparison.Ordinal), s_wait);
             ns.Start("iperf3", "-s", "-B", "127.0.0.1", "-p", IperfPort.ToString(CultureInfo.InvariantCulture), "-1");
             await ns.WaitForTcpListenerAsync(IperfPort, s_wait);
+
+            // The forwarded stream's server is the "guest" side: the namespace's TAP address.
+            ns.Start("iperf3", "-s", "-B", "10.0.2.100", "-p", ForwardedPort.ToString(CultureInfo.InvariantCulture), "-1");
+            await ns.WaitForTcpListenerAsync(ForwardedPort, s_wait);
 
             var a = Serve(ns, dir, "a", incoming: false);
             await a.WaitForLineAsync(l => l.Contains($"TAP {Tap} attached", StringComparison.Ordinal), s_wait);
@@ -55,6 +64,12 @@ public sealed partial class NamespaceMigrationTests
             var client = ns.Start("iperf3", "-c", "10.0.2.2", "-p", IperfPort.ToString(CultureInfo.InvariantCulture), "-n", "40M", "-b", "8M", "-i", "1", "--forceflush");
             await client.WaitForLineAsync(l => IntervalLine().IsMatch(l), s_wait);
 
+            // A forward added while A runs; its port is not on any appliance's command line.
+            var added = await QmpAsync(Path.Combine(dir, "a.qmp"), "hostfwd-add", $"{{\"host-port\":{ForwardedPort},\"guest-port\":{ForwardedPort}}}");
+            Assert.True(added["return"]?["id"] is not null, added.ToJsonString());
+            var forwarded = ns.Start("iperf3", "-c", "127.0.0.1", "-p", ForwardedPort.ToString(CultureInfo.InvariantCulture), "-n", "20M", "-b", "4M", "-i", "1", "--forceflush");
+            await forwarded.WaitForLineAsync(l => IntervalLine().IsMatch(l), s_wait);
+
             var source = a;
             var sourceName = "a";
             foreach (var name in (string[])["b", "c"])
@@ -63,14 +78,26 @@ public sealed partial class NamespaceMigrationTests
                 var result = await MigrateAsync(Path.Combine(dir, sourceName + ".qmp"), incoming);
                 Assert.True((string?)result["status"] == "completed", $"{sourceName} -> {name}: {result.ToJsonString()}\n{source.FormattedOutput}\n{target.FormattedOutput}");
                 var flows = result["flows"]!.AsObject();
-                Assert.True((long)flows["tcp"]! >= 2, result.ToJsonString());
+                Assert.True((long)flows["tcp"]! >= 4, result.ToJsonString());
                 Assert.Equal(0L, (long)flows["reset"]!);
+                var phases = result["phases"]!.AsObject();
+                Assert.Equal(["freeze", "state", "connect", "transfer", "release", "restore", "unlock"], phases.Select(p => p.Key));
+                Assert.All(phases, p => Assert.InRange((double)p.Value!, 0, (double)result["total-time"]! + 1));
                 await target.WaitForLineAsync(l => l.Contains($"TAP {Tap} attached", StringComparison.Ordinal), s_wait);
 
-                // The stream goes on through the target: another interval is reported after the move.
-                var before = client.StdoutLines.Count(l => IntervalLine().IsMatch(l));
-                var seen = 0;
-                await client.WaitForLineAsync(l => IntervalLine().IsMatch(l) && ++seen > before, s_wait);
+                // The target publishes the forward added on A.
+                var listed = await QmpAsync(Path.Combine(dir, name + ".qmp"), "query-hostfwd", "{}");
+                Assert.True(
+                    listed["return"]!.AsArray().Any(f => (int?)f!["host-port"] == ForwardedPort && (int?)f["guest-port"] == ForwardedPort && (string?)f["protocol"] == "tcp"),
+                    $"{name}: {listed.ToJsonString()}\n{target.FormattedOutput}");
+
+                // Both streams go on through the target: another interval is reported after the move.
+                foreach (var stream in (ManagedProcess[])[client, forwarded])
+                {
+                    var before = stream.StdoutLines.Count(l => IntervalLine().IsMatch(l));
+                    var seen = 0;
+                    await stream.WaitForLineAsync(l => IntervalLine().IsMatch(l) && ++seen > before, s_wait);
+                }
                 source.Terminate();
                 source = target;
                 sourceName = name;
@@ -83,6 +110,9 @@ public sealed partial class NamespaceMigrationTests
             Assert.Equal(0, await client.WaitForExitAsync(s_wait));
             var output = string.Join('\n', client.StdoutLines);
             Assert.Matches(@"sec\s+[\d.]+ MBytes.*receiver", output);
+            Assert.Equal(0, await forwarded.WaitForExitAsync(s_wait));
+            output += "\n" + string.Join('\n', forwarded.StdoutLines);
+            Assert.Matches(@"sec\s+[\d.]+ MBytes.*receiver", string.Join('\n', forwarded.StdoutLines));
 
             capture.Terminate();
             await capture.WaitForExitAsync(s_wait);
@@ -114,6 +144,30 @@ public sealed partial class NamespaceMigrationTests
         }
 
         return ns.Start(args);
+    }
+
+    /// <summary>One QMP command on a fresh connection; its reply.</summary>
+    private static async Task<JsonObject> QmpAsync(string qmp, string command, string arguments)
+    {
+        var cancellationToken = TestContext.Current.CancellationToken;
+        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        await socket.ConnectAsync(new UnixDomainSocketEndPoint(qmp), cancellationToken);
+        using var stream = new NetworkStream(socket);
+        using var reader = new StreamReader(stream, Encoding.UTF8);
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(s_wait);
+        await reader.ReadLineAsync(timeout.Token);
+        await stream.WriteAsync(Encoding.UTF8.GetBytes($"{{\"execute\":\"qmp_capabilities\"}}\n{{\"execute\":\"{command}\",\"arguments\":{arguments},\"id\":\"c\"}}\n"), timeout.Token);
+        while (await reader.ReadLineAsync(timeout.Token) is { } line)
+        {
+            var message = JsonNode.Parse(line)!.AsObject();
+            if ((string?)message["id"] == "c")
+            {
+                return message;
+            }
+        }
+
+        throw new EndOfStreamException("the control socket closed");
     }
 
     private static Task<JsonObject> MigrateAsync(string qmp, int port) => QmpMigration.MigrateAsync(qmp, port, s_wait);

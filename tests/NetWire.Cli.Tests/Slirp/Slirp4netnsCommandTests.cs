@@ -5,6 +5,7 @@ using NetWire.Cli.Slirp;
 using NetWire.Core.Frames;
 using NetWire.Core.Wire;
 using NetWire.Stack;
+using NetWire.Testing;
 
 namespace NetWire.Cli.Tests.Slirp;
 
@@ -132,5 +133,21 @@ public sealed class Slirp4netnsCommandTests
         {
             directory.Delete(recursive: true);
         }
+    }
+
+    [Fact]
+    public async Task WatchNamespace_TargetExitedBeforeTheWatchStarts_StillSeesItGone()
+    {
+        // The target's namespace is read at startup; the target then exits before the watch runs,
+        // as when Podman ends the container the moment the Ready line is out on a busy machine.
+        var target = ProcessRunner.Start("sleep", ["300"]);
+        var path = $"/proc/{target.Pid}/ns/net";
+        var identity = Slirp4netnsCommand.NamespaceIdentity(path);
+        Assert.NotNull(identity);
+        Assert.StartsWith("net:[", identity, StringComparison.Ordinal);
+        await target.DisposeAsync();
+
+        await Slirp4netnsCommand.WatchNamespaceAsync(path, identity, CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(30));
+        Assert.Null(Slirp4netnsCommand.NamespaceIdentity(path));
     }
 }

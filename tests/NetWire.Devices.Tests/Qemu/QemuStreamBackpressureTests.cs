@@ -74,4 +74,50 @@ public sealed class QemuStreamBackpressureTests
         Assert.Equal(Enumerable.Range(0, Total), received.Select(StreamClient.SeqOf));
         Assert.Equal(0, bridge.Guest.Counters.TotalDrops + bridge.Host.Counters.TotalDrops);
     }
+
+    [Fact]
+    public async Task StopWhileTheGuestStalls_CountsEveryAcceptedFrameAsSentOrDropped()
+    {
+        // The send thread holds a buffer of frames taken from the queue while it waits for the
+        // stalled guest's socket; a stop must count those too before the end reports stopped.
+        var bridge = await LoopbackBridge.StreamAsync(queue: 32);
+        var disposed = false;
+        try
+        {
+            using var client = await StreamClient.ConnectAsync(bridge.SocketPath);
+            client.Socket.ReceiveBufferSize = 16 * 1024;
+            await client.SendFrameAsync(StreamClient.Frame(60, -1));
+            Assert.Single(await bridge.HostReceivesAsync(1));
+
+            using var flooding = new CancellationTokenSource();
+            var flood = Task.Run(async () =>
+            {
+                for (var i = 0; !flooding.IsCancellationRequested; i++)
+                {
+                    await bridge.Host.Inject(StreamClient.Frame(1514, i), flooding.Token);
+                }
+            });
+            Assert.True(await LoopbackBridge.EventuallyAsync(() => !bridge.Guest.CanSendPacket));
+
+            // Long enough for the send thread to fill the socket and wait in poll with frames in hand.
+            await Task.Delay(300);
+            await flooding.CancelAsync();
+            await Assert.ThrowsAnyAsync<OperationCanceledException>(() => flood);
+            var accepted = bridge.Host.Counters.RxFrames;
+            Assert.True(accepted > 32, $"accepted {accepted}");
+
+            disposed = true;
+            await bridge.DisposeAsync();
+            var guest = bridge.Guest.Counters;
+            Assert.Equal(accepted, guest.TxFrames + guest.TotalDrops);
+            Assert.True(guest.TotalDrops > 0, $"the stalled guest cannot have taken all {accepted} frames: tx {guest.TxFrames}");
+        }
+        finally
+        {
+            if (!disposed)
+            {
+                await bridge.DisposeAsync();
+            }
+        }
+    }
 }

@@ -180,6 +180,10 @@ public sealed class GatewayQemuGuestTests
             ]);
             await _serve.WaitForLineAsync(l => l.Contains("Bridge up", StringComparison.Ordinal) && l.Contains("gateway 10.0.2.0/24", StringComparison.Ordinal) && l.Contains("fd00::/64 via fd00::2", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
             await _serve.WaitForLineAsync(l => l.Contains("SPICE server listening", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
+
+            // The metrics endpoint starts last (after the SPICE server and the QMP socket): a scrape
+            // right after the SPICE line can find nothing listening yet.
+            await _serve.WaitForLineAsync(l => l.Contains($"Metrics served at http://127.0.0.1:{MetricsPort}/metrics", StringComparison.Ordinal), TimeSpan.FromSeconds(60));
         }
 
         public QemuGuest Boot(string kernelArgs, string script) => QemuGuest.Start(new QemuGuestOptions
