@@ -68,6 +68,12 @@ internal sealed class ServeAppliance : IAsyncDisposable
         State.Register(forwards);
         State.Register(new WireStateSection(() => wire?.Ends ?? [], loggers.CreateLogger("NetWire.Serve")));
         Flows = new GatewayFlowSection(() => wire?.Gateway, loggers.CreateLogger("NetWire.Migration")) { CarriedForwards = () => forwards.Parsed };
+        if (tunnel is not null)
+        {
+            // Before the flows: flushed before the gateway freezes, applied before it imports (docs/migration.md, "Tunnel sockets").
+            State.Register(tunnel.StateSection(Flows, loggers.CreateLogger("NetWire.Migration")));
+        }
+
         State.Register(Flows);
         if (setup.Incoming is { } incoming)
         {

@@ -40,6 +40,10 @@ internal sealed class TunnelServe
         return serve;
     }
 
+    /// <summary>The state section that moves the tunnel's sockets with a migration (registered before <paramref name="flows"/>).</summary>
+    public NetWire.Core.State.IStateSection StateSection(NetWire.Stack.Migration.GatewayFlowSection flows, ILogger logger) =>
+        new TunnelStateSection(Gateway, () => Volatile.Read(ref _wire)?.Gateway, flows, logger);
+
     /// <summary>The wire whose gateway holds the guest's address (virtual IPs skip it).</summary>
     public void Bind(WireComponent? wire) => Volatile.Write(ref _wire, wire);
 

@@ -140,7 +140,7 @@ internal sealed partial class Gateway
     /// Flows over <paramref name="budget"/> bytes of state, and those that cannot move, are to be
     /// reset. Their sockets stay as they are until <see cref="ReleaseFlows"/> or <see cref="ThawExport"/>.
     /// </summary>
-    public GatewayExport ExportFlows(NetworkLock networkLock, long budget, Func<TcpConnection, bool>? virtualMoves)
+    public GatewayExport ExportFlows(NetworkLock networkLock, long budget, Func<TcpConnection, FlowResetReason?>? virtualMoves)
     {
         lock (Sync)
         {
@@ -154,9 +154,9 @@ internal sealed partial class Gateway
                 {
                     export.Resetting.Add(new(connection, connection.ResetState(blocker), null));
                 }
-                else if (connection.Origin == TcpFlowOrigin.Virtual && virtualMoves?.Invoke(connection) != true)
+                else if (connection.Origin == TcpFlowOrigin.Virtual && (virtualMoves is null ? FlowResetReason.Tunnel : virtualMoves(connection)) is { } virtualReason)
                 {
-                    export.Resetting.Add(new(connection, connection.ResetState(FlowResetReason.Tunnel), null));
+                    export.Resetting.Add(new(connection, connection.ResetState(virtualReason), null));
                 }
                 else if (connection.MovableHost is { } socket)
                 {
@@ -299,6 +299,18 @@ internal sealed partial class Gateway
         Thaw();
     }
 
+    /// <summary>
+    /// Source, frozen: the far end of a connection to a virtual service (a socket pair's) when the
+    /// connection is established and would move, for the tunnel to read what is queued in it. Caller must not hold the lock.
+    /// </summary>
+    public Socket? VirtualHost(FlowKey key)
+    {
+        lock (Sync)
+        {
+            return Tcp.Find(key) is { Origin: TcpFlowOrigin.Virtual, MigrationBlocker: null } connection ? connection.VirtualSocket : null;
+        }
+    }
+
     /// <summary>Lifts the network lock; a failure is logged (the lock's sets are flushed by the next migration or go with the table).</summary>
     public void UnlockQuietly(NetworkLock networkLock)
     {
@@ -317,7 +329,7 @@ internal sealed partial class Gateway
     /// the source reset and those whose socket cannot be restored get a RST towards the guest;
     /// the others enter the table with their sockets still in repair mode, until <see cref="ActivateImported"/>.
     /// </summary>
-    public void ImportFlows(GatewayFlowPlan plan, IReadOnlyDictionary<int, FlowResetReason> refused)
+    public void ImportFlows(GatewayFlowPlan plan, IReadOnlyDictionary<int, FlowResetReason> refused, Func<FlowKey, Socket?>? virtualFar = null)
     {
         lock (Sync)
         {
@@ -344,7 +356,17 @@ internal sealed partial class Gateway
                 }
 
                 Socket? socket = null;
-                if (state.Host is { } host)
+                if (state.Origin == TcpFlowOrigin.Virtual)
+                {
+                    // The tunnel's new socket pair (docs/migration.md, "Tunnel sockets").
+                    socket = virtualFar?.Invoke(state.Key);
+                    if (socket is null)
+                    {
+                        ResetGuest(state.Key, state.SndNxt, state.RcvNxt, FlowResetReason.Tunnel);
+                        continue;
+                    }
+                }
+                else if (state.Host is { } host)
                 {
                     try
                     {

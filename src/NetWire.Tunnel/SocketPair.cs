@@ -46,6 +46,30 @@ internal static partial class SocketPair
         }
     }
 
+    /// <summary>
+    /// What is queued for reading on <paramref name="socket"/>, read with MSG_PEEK (the queue stays
+    /// as it is; a stream socket's peek runs across its buffers). Empty when nothing is queued.
+    /// </summary>
+    public static byte[] Peek(Socket socket)
+    {
+        try
+        {
+            var available = socket.Available;
+            if (available <= 0)
+            {
+                return [];
+            }
+
+            var buffer = new byte[available];
+            var read = socket.Receive(buffer, SocketFlags.Peek);
+            return read == available ? buffer : buffer[..read];
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            return [];
+        }
+    }
+
     private static Socket Wrap(int fd) => new(new SafeSocketHandle(fd, ownsHandle: true));
 
     [LibraryImport("libc", EntryPoint = "socketpair", SetLastError = true)]

@@ -17,8 +17,8 @@ internal sealed class TunnelChannelService(TunnelGateway gateway, ILoggerFactory
 
     public byte Id => 0;
 
-    /// <summary>The tunnel defines no channel caps.</summary>
-    public uint[] ChannelCaps => [];
+    /// <summary>The migration cap (<see cref="TunnelMessages.CapMigrate"/>), NetWire's own: the original defined none.</summary>
+    public uint[] ChannelCaps => [1u << TunnelMessages.CapMigrate];
 
     public TunnelGateway Gateway => gateway;
 
@@ -26,9 +26,10 @@ internal sealed class TunnelChannelService(TunnelGateway gateway, ILoggerFactory
     {
         var client = new TunnelSession(
             Interlocked.Increment(ref _links),
-            session.SessionId,
+            session,
             stream,
             link.HasCommonCap(SpiceCaps.MiniHeader),
+            link.HasChannelCap(TunnelMessages.CapMigrate),
             gateway,
             loggers.CreateLogger<TunnelSession>());
         return client.RunAsync(cancellationToken);

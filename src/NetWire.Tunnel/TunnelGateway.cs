@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using NetWire.Stack;
 using NetWire.Core.Net;
+using NetWire.Stack.Nat;
 using NetWire.Stack.Tcp;
 
 namespace NetWire.Tunnel;
@@ -27,6 +28,9 @@ internal sealed class TunnelGateway : IVirtualServices
     private readonly Lock _gate = new();
     private readonly Dictionary<uint, VirtualHost> _hosts = [];
     private readonly HashSet<TunnelSession> _clients = [];
+
+    /// <summary>Target: sockets a migration carried, by session id, until that session's tunnel channel starts.</summary>
+    private readonly Dictionary<uint, MigratedTunnel> _migrated = [];
     private readonly uint _first;
     private readonly uint _last;
     private readonly uint[] _reserved;
@@ -79,7 +83,7 @@ internal sealed class TunnelGateway : IVirtualServices
             owner = host.Owner;
         }
 
-        return owner.OpenAsync(serviceId, cancellationToken);
+        return owner.OpenAsync(serviceId, new FlowKey(IpAddr.FromIpv4(guestIp), guestPort, IpAddr.FromIpv4(address), port), cancellationToken);
     }
 
     /// <summary>A refusal as the gateway expects it (the guest gets a RST).</summary>
@@ -103,15 +107,21 @@ internal sealed class TunnelGateway : IVirtualServices
     /// Gives <paramref name="service"/> of <paramref name="owner"/> an address: its group's, or a new
     /// one. Null (and why) when no address is free or the port is taken on that address.
     /// </summary>
-    public uint? AddService(TunnelSession owner, TunnelService service, out string error)
+    public uint? AddService(TunnelSession owner, TunnelService service, out string error, uint preferred = 0)
     {
         error = string.Empty;
         lock (_gate)
         {
-            uint address = 0;
+            // A migrated session's group keeps the address it had on the source when that is free here.
+            var address = preferred != 0 && IsFree(preferred) ? preferred : 0;
+            if (address != 0)
+            {
+                _hosts.Add(address, new VirtualHost(owner, service.Group));
+            }
+
             foreach (var (candidate, host) in _hosts)
             {
-                if (host.Owner == owner && host.Group == service.Group)
+                if (address == 0 && host.Owner == owner && host.Group == service.Group)
                 {
                     address = candidate;
                     break;
@@ -189,12 +199,92 @@ internal sealed class TunnelGateway : IVirtualServices
         }
     }
 
-    private uint FreeAddress()
+    /// <summary>The tunnel clients now (a migration flushes those that can follow it).</summary>
+    public List<TunnelSession> Clients()
+    {
+        lock (_gate)
+        {
+            return [.. _clients];
+        }
+    }
+
+    /// <summary>True when <paramref name="address"/> is in the virtual range and nobody uses it. Caller holds the lock.</summary>
+    public bool IsVirtualRange(uint address) => address >= _first && address <= _last && Array.IndexOf(_reserved, address) < 0;
+
+    /// <summary>Target: what a migration carried for session <paramref name="sessionId"/>, kept until its tunnel channel starts or <paramref name="timeout"/> passes.</summary>
+    public void AddMigrated(MigratedTunnel migrated, TimeSpan timeout)
+    {
+        lock (_gate)
+        {
+            if (_migrated.Remove(migrated.SessionId, out var old))
+            {
+                old.Dispose();
+            }
+
+            _migrated.Add(migrated.SessionId, migrated);
+        }
+
+        _ = DropUnclaimedAsync(migrated, timeout);
+    }
+
+    /// <summary>Target: the far end of a carried socket for the gateway's imported connection <paramref name="key"/>, or null.</summary>
+    public Socket? TakeFar(FlowKey key)
+    {
+        lock (_gate)
+        {
+            foreach (var migrated in _migrated.Values)
+            {
+                foreach (var socket in migrated.Sockets)
+                {
+                    if (socket.Key == key && !socket.Attached)
+                    {
+                        socket.Attached = true;
+                        return socket.Far;
+                    }
+                }
+            }
+        }
+
+        return null;
+    }
+
+    /// <summary>Target: the carried sockets of <paramref name="sessionId"/>, taken by its tunnel channel; null when there are none.</summary>
+    public MigratedTunnel? TakeMigrated(uint sessionId)
+    {
+        lock (_gate)
+        {
+            return _migrated.Remove(sessionId, out var migrated) ? migrated : null;
+        }
+    }
+
+    private async Task DropUnclaimedAsync(MigratedTunnel migrated, TimeSpan timeout)
+    {
+        await Task.Delay(timeout).ConfigureAwait(false);
+        lock (_gate)
+        {
+            if (!_migrated.TryGetValue(migrated.SessionId, out var now) || now != migrated)
+            {
+                return;
+            }
+
+            _migrated.Remove(migrated.SessionId);
+        }
+
+        // The client never came: the guest's connections see their far side close.
+        migrated.Dispose();
+    }
+
+    private bool IsFree(uint address)
     {
         var guest = _guestAddress() is { } g ? Ip.ToUInt(g) : 0;
+        return address != guest && IsVirtualRange(address) && !_hosts.ContainsKey(address);
+    }
+
+    private uint FreeAddress()
+    {
         for (var candidate = _first; candidate <= _last; candidate++)
         {
-            if (candidate != guest && Array.IndexOf(_reserved, candidate) < 0 && !_hosts.ContainsKey(candidate))
+            if (IsFree(candidate))
             {
                 return candidate;
             }

@@ -24,6 +24,15 @@ internal static partial class TunnelLog
     [LoggerMessage(3205, LogLevel.Warning, "Tunnel {Channel}: refused: {Reason}")]
     public static partial void Refused(ILogger logger, long channel, string reason);
 
+    [LoggerMessage(3206, LogLevel.Information, "Tunnel {Channel}: migration: {Event}")]
+    public static partial void Migration(ILogger logger, long channel, string @event);
+
+    [LoggerMessage(3207, LogLevel.Information, "Tunnel sockets: migration: {Event}")]
+    public static partial void SectionMigration(ILogger logger, string @event);
+
+    [LoggerMessage(3253, LogLevel.Information, "Tunnel client: migration: {Event}")]
+    public static partial void ClientMigration(ILogger logger, string @event);
+
     [LoggerMessage(3250, LogLevel.Information, "Tunnel client: linked to {Server}, session {SessionId}")]
     public static partial void ClientLinked(ILogger logger, string server, uint sessionId);
 

@@ -37,6 +37,16 @@ internal static class TunnelMessages
     public const ushort ClientSocketData = 108;
     public const ushort ClientSocketToken = 109;
 
+    /// <summary>
+    /// Tunnel channel cap (bit 0 of the channel caps; the tunnel defined none before): the peer
+    /// moves its sockets with a migration (docs/tunnel.md, "Migration"). A client with it answers
+    /// MIGRATE (NEED_FLUSH) with MIGRATE_FLUSH_MARK and reads MIGRATE_DATA after a target's INIT.
+    /// </summary>
+    public const int CapMigrate = 0;
+
+    /// <summary>MIGRATE's flag NEED_FLUSH (protocol.md §3.1).</summary>
+    public const uint MigrateNeedFlush = 1;
+
     /// <summary>TunnelServiceType.</summary>
     public const ushort ServiceGeneric = 1;
 
@@ -57,6 +67,36 @@ internal static class TunnelMessages
 
     /// <summary>Largest SERVICE_ADD body accepted.</summary>
     public const int MaxServiceAddSize = ServiceAddIppFixed + (2 * (MaxStringBytes + 1));
+
+    /// <summary>A migration target's MIGRATE_DATA (common type 2): u16 count, then the u16 connection ids that continue.</summary>
+    public static byte[] BuildMigrateData(IReadOnlyList<ushort> ids)
+    {
+        var body = new byte[2 + (2 * ids.Count)];
+        BinaryPrimitives.WriteUInt16LittleEndian(body, (ushort)ids.Count);
+        for (var i = 0; i < ids.Count; i++)
+        {
+            BinaryPrimitives.WriteUInt16LittleEndian(body.AsSpan(2 + (2 * i)), ids[i]);
+        }
+
+        return body;
+    }
+
+    /// <summary>Reads MIGRATE_DATA; null when its length does not match its count.</summary>
+    public static ushort[]? ParseMigrateData(ReadOnlySpan<byte> body)
+    {
+        if (body.Length < 2 || body.Length != 2 + (2 * BinaryPrimitives.ReadUInt16LittleEndian(body)))
+        {
+            return null;
+        }
+
+        var ids = new ushort[(body.Length - 2) / 2];
+        for (var i = 0; i < ids.Length; i++)
+        {
+            ids[i] = BinaryPrimitives.ReadUInt16LittleEndian(body[(2 + (2 * i))..]);
+        }
+
+        return ids;
+    }
 
     public static byte[] BuildInit(ushort maxSockets, uint maxDataSize)
     {

@@ -4,7 +4,10 @@ using Microsoft.Extensions.Logging;
 using NetWire.Core.Net;
 using NetWire.Spice;
 using NetWire.Spice.Channels;
+using NetWire.Spice.Channels.Main;
 using NetWire.Spice.Framing;
+using NetWire.Spice.Migration;
+using NetWire.Stack.Nat;
 
 namespace NetWire.Tunnel;
 
@@ -31,12 +34,23 @@ namespace NetWire.Tunnel;
 /// the client's own grant, a duplicate service, common migration messages. SOCKET_DATA for a
 /// socket already closing is dropped and counted. When the channel ends every socket is closed
 /// towards the guest (FIN, or RST for data in flight) and the client's addresses go.
+///
+/// Migration (docs/tunnel.md, "Migration"), with a client that offered the migration cap and
+/// linked to the target: <see cref="FlushAsync"/> pauses every relay, sends MIGRATE{NEED_FLUSH}
+/// and waits for the client's MIGRATE_FLUSH_MARK; from then on neither side sends on this channel
+/// and whatever the session would send is held. <see cref="Snapshot"/> gives the open sockets for
+/// the state stream; <see cref="HandOver"/> lets them go silently, <see cref="ResumeAfterMigration"/>
+/// runs them again (the migration failed; the client resumes on MIGRATE_CANCEL). On the target,
+/// the session of the same id adopts what the stream carried: after INIT it sends MIGRATE_DATA
+/// with the connection ids that continue and restarts their relays.
 /// </remarks>
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "RunAsync disposes the lifetime when the channel has ended.")]
 internal sealed class TunnelSession
 {
     private readonly long _number;
     private readonly uint _sessionId;
+    private readonly SpiceSession? _session;
+    private readonly bool _canMigrate;
     private readonly Stream _stream;
     private readonly MessageConnection _connection;
     private readonly TunnelGateway _gateway;
@@ -50,6 +64,21 @@ internal sealed class TunnelSession
     private readonly Slot?[] _slots;
     private readonly Dictionary<uint, (TunnelService Service, uint Address)> _services = [];
     private readonly List<Task> _socketTasks = [];
+
+    /// <summary>Messages the session would have sent while a migration holds the channel still.</summary>
+    private readonly List<(ushort Type, byte[] Body)> _held = [];
+
+    /// <summary>A migrated session's services as the source had them: the client adds them again and gets the same addresses.</summary>
+    private IReadOnlyList<TunnelServiceState> _preferred = [];
+    private MigrationPhase _phase;
+    private TaskCompletionSource? _flushMark;
+
+    public TunnelSession(long number, SpiceSession session, Stream stream, bool miniHeader, bool canMigrate, TunnelGateway gateway, ILogger logger)
+        : this(number, session.SessionId, stream, miniHeader, gateway, logger)
+    {
+        _session = session;
+        _canMigrate = canMigrate;
+    }
 
     public TunnelSession(long number, uint sessionId, Stream stream, bool miniHeader, TunnelGateway gateway, ILogger logger)
     {
@@ -73,8 +102,25 @@ internal sealed class TunnelSession
         Closing,
     }
 
+    private enum MigrationPhase
+    {
+        None,
+        Flushing,
+        Flushed,
+        HandedOver,
+    }
+
     /// <summary>Why the channel ended, once it has.</summary>
     public Exception? AbortReason => _lifetime.Error;
+
+    /// <summary>The SPICE session id (a migration target adopts the source's).</summary>
+    public uint SessionId => _sessionId;
+
+    /// <summary>
+    /// True when a migration can carry this session's sockets: the client offered the migration
+    /// cap and answered MIGRATE_CONNECTED (it will get MIGRATE_END or MIGRATE_CANCEL).
+    /// </summary>
+    public bool CanMigrate => _canMigrate && _session?.MigrationState == MigrationClientState.Connected && !_lifetime.IsAborted;
 
     /// <summary>Runs the channel until the client leaves, a violation, or cancellation; owns the stream.</summary>
     public async Task RunAsync(CancellationToken cancellationToken)
@@ -90,6 +136,11 @@ internal sealed class TunnelSession
         TunnelLog.ChannelUp(_logger, _number, _sessionId);
         _connection.TrySend(CommonMessages.SetAck, CommonMessages.BuildSetAck(_ack.NextGeneration(), _ack.Window));
         _connection.TrySend(TunnelMessages.Init, TunnelMessages.BuildInit(_options.MaxSockets, (uint)_options.MaxDataSize));
+        if (_canMigrate && _gateway.TakeMigrated(_sessionId) is { } migrated)
+        {
+            AdoptMigrated(migrated);
+        }
+
         var send = _lifetime.GuardAsync(_connection.SendLoopAsync, EndReason.Disconnected, "send loop ended");
         var receive = _lifetime.GuardAsync(ReceiveLoopAsync, EndReason.PeerClosed, "client closed the tunnel channel");
         await Task.WhenAll(send, receive).ConfigureAwait(false);
@@ -127,19 +178,19 @@ internal sealed class TunnelSession
     /// A guest SYN for service <paramref name="serviceId"/>: queue SOCKET_OPEN and complete with the
     /// far end of the socket pair on OPEN_ACK. Called under the gateway's lock; never blocks.
     /// </summary>
-    public Task<Socket> OpenAsync(uint serviceId, CancellationToken cancellationToken)
+    public Task<Socket> OpenAsync(uint serviceId, FlowKey key, CancellationToken cancellationToken)
     {
         Slot slot;
         lock (_gate)
         {
             var id = Array.IndexOf(_slots, null);
-            if (id < 0 || _lifetime.IsAborted)
+            if (id < 0 || _lifetime.IsAborted || _phase != MigrationPhase.None)
             {
                 _gateway.Counters.Refused();
                 return TunnelGateway.Refused();
             }
 
-            slot = new Slot((ushort)id, serviceId);
+            slot = new Slot((ushort)id, serviceId, key);
             if (!_connection.TrySend(TunnelMessages.SocketOpen, TunnelMessages.BuildSocketOpen(slot.Id, serviceId, _options.Window)))
             {
                 _gateway.Counters.Refused();
@@ -218,6 +269,10 @@ internal sealed class TunnelSession
                 return true;
             case CommonMessages.Pong:
                 return true;
+            case CommonMessages.MigrateFlushMark when _flushMark is { } mark:
+                TunnelMessages.Expect(body, 0, "MIGRATE_FLUSH_MARK");
+                mark.TrySetResult();
+                return true;
             case CommonMessages.ClientDisconnecting:
                 _lifetime.Abort(EndReason.PeerLeft, new EndOfStreamException("client disconnecting"));
                 return false;
@@ -293,7 +348,8 @@ internal sealed class TunnelSession
 
     private async ValueTask AddServiceAsync(TunnelService service, CancellationToken cancellationToken)
     {
-        var address = _gateway.AddService(this, service, out var error) ?? throw new SpiceProtocolException($"SERVICE_ADD {service.Id}: {error}");
+        var preferred = _preferred.FirstOrDefault(p => p.Id == service.Id && p.Group == service.Group && p.Port == service.Port)?.Address ?? 0;
+        var address = _gateway.AddService(this, service, out var error, preferred) ?? throw new SpiceProtocolException($"SERVICE_ADD {service.Id}: {error}");
         lock (_gate)
         {
             _services.Add(service.Id, (service, address));
@@ -493,6 +549,16 @@ internal sealed class TunnelSession
         }
 
         TunnelLog.Socket(_logger, _number, slot.Id, clean ? "ended cleanly" : "ended (reset or aborted)");
+        lock (_gate)
+        {
+            if (_phase != MigrationPhase.None)
+            {
+                // The channel is held still for a migration: sent if it resumes, dropped if it moves.
+                _held.Add((message, TunnelMessages.BuildId(slot.Id)));
+                return;
+            }
+        }
+
         try
         {
             await _connection.SendAsync(message, TunnelMessages.BuildId(slot.Id), _lifetime.Token).ConfigureAwait(false);
@@ -502,11 +568,216 @@ internal sealed class TunnelSession
         }
     }
 
-    private sealed class Slot(ushort id, uint serviceId)
+    /// <summary>
+    /// Source, at a migration's freeze: pauses every relay, sends MIGRATE{NEED_FLUSH} and waits for
+    /// the client's MIGRATE_FLUSH_MARK. True when the channel is still on both sides within
+    /// <paramref name="timeout"/>; otherwise its sockets do not move (and run again at the thaw).
+    /// </summary>
+    public async Task<bool> FlushAsync(TimeSpan timeout)
+    {
+        var deadline = Task.Delay(timeout);
+        List<TunnelRelay> relays = [];
+        TaskCompletionSource mark;
+        lock (_gate)
+        {
+            if (_phase != MigrationPhase.None)
+            {
+                return false;
+            }
+
+            _phase = MigrationPhase.Flushing;
+            mark = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            _flushMark = mark;
+            foreach (var slot in _slots)
+            {
+                if (slot?.Relay is { } relay)
+                {
+                    relays.Add(relay);
+                }
+            }
+        }
+
+        var paused = await Task.WhenAll(relays.Select(r => r.PauseAsync(timeout))).ConfigureAwait(false);
+        if (paused.Contains(false))
+        {
+            TunnelLog.Migration(_logger, _number, "a socket did not pause in time; its sockets stay");
+            return false;
+        }
+
+        var message = new byte[4];
+        BinaryPrimitives.WriteUInt32LittleEndian(message, TunnelMessages.MigrateNeedFlush);
+        if (!_connection.TrySend(CommonMessages.Migrate, message))
+        {
+            return false;
+        }
+
+        if (await Task.WhenAny(mark.Task, deadline).ConfigureAwait(false) != mark.Task)
+        {
+            TunnelLog.Migration(_logger, _number, $"no MIGRATE_FLUSH_MARK within {timeout.TotalMilliseconds:0} ms; its sockets stay");
+            return false;
+        }
+
+        lock (_gate)
+        {
+            _phase = MigrationPhase.Flushed;
+        }
+
+        TunnelLog.Migration(_logger, _number, $"flushed, {relays.Count} sockets paused");
+        return true;
+    }
+
+    /// <summary>The flow keys of this session's sockets (to say why those that do not move are reset).</summary>
+    public List<FlowKey> Keys()
+    {
+        lock (_gate)
+        {
+            return [.. _slots.Where(s => s is not null).Select(s => s!.Key)];
+        }
+    }
+
+    /// <summary>
+    /// Source, flushed and with the gateway frozen: the session's moving sockets. <paramref name="farOf"/>
+    /// gives the gateway's end of a socket pair when its connection moves; what both ends still
+    /// hold in their queues is read with MSG_PEEK, so a thaw finds everything where it was.
+    /// </summary>
+    public TunnelSessionState Snapshot(Func<FlowKey, Socket?> farOf)
+    {
+        var state = new TunnelSessionState { SessionId = _sessionId };
+        List<Slot> open = [];
+        lock (_gate)
+        {
+            foreach (var (id, (service, address)) in _services)
+            {
+                state.Services.Add(new TunnelServiceState(id, service.Group, service.Port, address));
+            }
+
+            open.AddRange(_slots.Where(s => s is { State: SlotState.Open, ClientClosed: false, Relay: not null })!);
+        }
+
+        // Outside this lock: farOf takes the gateway's, which comes first in the lock order.
+        foreach (var slot in open)
+        {
+            if (farOf(slot.Key) is not { } far || slot.Relay!.Snapshot(SocketPair.Peek(slot.Relay.Socket)) is not { } relay)
+            {
+                continue;
+            }
+
+            // What the relay wrote into the pair and the gateway has not read is older than what the relay still holds.
+            state.Sockets.Add(new TunnelSocketState(slot.ServiceId, slot.Key, relay with { ToLocal = [.. SocketPair.Peek(far), .. relay.ToLocal] }));
+        }
+
+        return state;
+    }
+
+    /// <summary>Source: the target has the moving sockets: they go without a word (the client keeps its ends), and the channel stays silent.</summary>
+    public void HandOver()
+    {
+        lock (_gate)
+        {
+            _phase = MigrationPhase.HandedOver;
+            _held.Clear();
+            for (var i = 0; i < _slots.Length; i++)
+            {
+                if (_slots[i] is { } slot)
+                {
+                    _slots[i] = null;
+                    slot.Opened.TrySetException(new SocketException((int)SocketError.ConnectionReset));
+                    slot.Relay?.Abort();
+                }
+            }
+        }
+
+        TunnelLog.Migration(_logger, _number, "sockets handed over");
+    }
+
+    /// <summary>Source: the migration failed: the relays run again and what was held is sent.</summary>
+    public void ResumeAfterMigration()
+    {
+        List<(ushort Type, byte[] Body)> held;
+        List<TunnelRelay> relays = [];
+        lock (_gate)
+        {
+            if (_phase is MigrationPhase.None or MigrationPhase.HandedOver)
+            {
+                return;
+            }
+
+            _phase = MigrationPhase.None;
+            _flushMark = null;
+            held = [.. _held];
+            _held.Clear();
+            foreach (var slot in _slots)
+            {
+                if (slot?.Relay is { } relay)
+                {
+                    relays.Add(relay);
+                }
+            }
+        }
+
+        foreach (var (type, body) in held)
+        {
+            _connection.TrySend(type, body);
+        }
+
+        foreach (var relay in relays)
+        {
+            relay.Resume();
+        }
+
+        TunnelLog.Migration(_logger, _number, "resumed on the source");
+    }
+
+    /// <summary>Target: the sockets a migration carried for this session run again on this channel, after MIGRATE_DATA names them.</summary>
+    private void AdoptMigrated(MigratedTunnel migrated)
+    {
+        var ids = new List<ushort>();
+        lock (_gate)
+        {
+            foreach (var socket in migrated.Sockets)
+            {
+                var id = socket.State.Id;
+                if (!socket.Attached || id >= _slots.Length || _slots[id] is not null)
+                {
+                    // Its flow did not move (the gateway refused it), or this server has fewer sockets.
+                    socket.Near.Dispose();
+                    if (!socket.Attached)
+                    {
+                        socket.Far.Dispose();
+                    }
+
+                    continue;
+                }
+
+                var slot = new Slot(id, socket.ServiceId, socket.Key)
+                {
+                    State = SlotState.Open,
+                    Relay = TunnelRelay.Restore(socket.State, socket.Near, _connection, TunnelRelay.ServerIds, _options.MaxDataSize),
+                };
+                _slots[id] = slot;
+                ids.Add(id);
+            }
+
+            _connection.TrySend(CommonMessages.MigrateData, TunnelMessages.BuildMigrateData(ids));
+            foreach (var id in ids)
+            {
+                _gateway.Counters.Open();
+                _socketTasks.Add(RunSocketAsync(_slots[id]!));
+            }
+        }
+
+        _preferred = migrated.Services;
+        TunnelLog.Migration(_logger, _number, $"{ids.Count} sockets continue from the source");
+    }
+
+    private sealed class Slot(ushort id, uint serviceId, FlowKey key)
     {
         public ushort Id { get; } = id;
 
         public uint ServiceId { get; } = serviceId;
+
+        /// <summary>The guest connection's key in the gateway.</summary>
+        public FlowKey Key { get; } = key;
 
         public SlotState State { get; set; }
 

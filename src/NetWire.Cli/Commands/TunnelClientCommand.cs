@@ -57,11 +57,15 @@ internal static class TunnelClientCommand
             Description = "With --tls: the subject the server's certificate must carry (\"CN=host,O=org\", in the certificate's order), instead of matching the host name",
             HelpName = "SUBJECT",
         };
+        var noSocketMigration = new Option<bool>("--no-socket-migration")
+        {
+            Description = "Do not offer the tunnel's migration cap: a migration of the appliance resets the guest's connections to the services instead of moving them (as a client without the cap does)",
+        };
         var logLevel = BridgeCommand.LogLevelOption();
         logLevel.DefaultValueFactory = _ => LogLevel.Warning;
         var command = new Command("tunnel-client", "Publish TCP services to the guest of a NetWire appliance through the SPICE tunnel channel; reconnects with backoff.")
         {
-            server, password, passwordFile, services, tls, caFile, certSubject, logLevel,
+            server, password, passwordFile, services, tls, caFile, certSubject, noSocketMigration, logLevel,
         };
         command.SetAction((parse, cancellationToken) =>
         {
@@ -69,7 +73,7 @@ internal static class TunnelClientCommand
             try
             {
                 options = BuildOptions(parse.GetValue(server)!, parse.GetValue(password), parse.GetValue(passwordFile), parse.GetValue(services) ?? []);
-                options = options with { Tls = BuildTls(parse.GetValue(tls), parse.GetValue(caFile), parse.GetValue(certSubject)) };
+                options = options with { Tls = BuildTls(parse.GetValue(tls), parse.GetValue(caFile), parse.GetValue(certSubject)), SocketMigration = !parse.GetValue(noSocketMigration) };
             }
             catch (Exception ex) when (ExitCodes.IsBadOption(ex))
             {

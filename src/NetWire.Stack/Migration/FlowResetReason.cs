@@ -37,9 +37,12 @@ public enum FlowResetReason : byte
     /// <summary>The target did not take the gateway's flows (an older NetWire).</summary>
     TargetRefused = 10,
 
-    /// <summary>A connection to a tunnel service whose tunnel session does not move with it.</summary>
+    /// <summary>A connection to a tunnel service whose tunnel client cannot follow it (no migration cap, or not linked to the target).</summary>
     Tunnel = 11,
 
     /// <summary>The target's connection table is full.</summary>
     TableFull = 12,
+
+    /// <summary>A connection to a tunnel service whose client did not answer the flush (MIGRATE_FLUSH_MARK) in time.</summary>
+    TunnelNoFlush = 13,
 }

@@ -1,4 +1,5 @@
 using System.Net;
+using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using NetWire.Core.Net;
 using NetWire.Core.State;
@@ -60,8 +61,17 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
     /// </summary>
     public Func<IReadOnlyList<HostForward>>? CarriedForwards { get; set; }
 
-    /// <summary>Decides whether a connection to a virtual service moves (the tunnel's hook); null: none does.</summary>
-    internal Func<TcpConnection, bool>? VirtualMoves { get; set; }
+    /// <summary>
+    /// Source: why a connection to a virtual service cannot move, or null when it moves (the
+    /// tunnel's hook, docs/migration.md "Tunnel sockets"); without a hook none moves (reason tunnel).
+    /// </summary>
+    internal Func<TcpConnection, FlowResetReason?>? VirtualMoves { get; set; }
+
+    /// <summary>
+    /// Target: the far end (a socket pair's) for a moved connection to a virtual service, or null
+    /// when the tunnel has none for it (the guest gets a RST); without a hook none is taken (reason tunnel).
+    /// </summary>
+    internal Func<FlowKey, Socket?>? VirtualFar { get; set; }
 
     /// <inheritdoc/>
     public IReadOnlyDictionary<string, long>? LastResult => _lastResult;
@@ -268,7 +278,7 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
         _refusals = WriteRefusals(refused);
         return () =>
         {
-            gateway.ImportFlows(plan, refused);
+            gateway.ImportFlows(plan, refused, VirtualFar);
             _importing = gateway;
             StackLog.FlowsMigrated(_logger, plan.Tcp.Count - refused.Count, plan.Datagrams.Count, "taken over", refused.Count + plan.Resets.Count, string.Empty);
         };
@@ -381,7 +391,7 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
 
                 reason = !permitted ? FlowResetReason.TargetNoRepair : !here ? FlowResetReason.AddressUnavailable : null;
             }
-            else if (flow.Origin == TcpFlowOrigin.Virtual && VirtualMoves is null)
+            else if (flow.Origin == TcpFlowOrigin.Virtual && VirtualFar is null)
             {
                 reason = FlowResetReason.Tunnel;
             }

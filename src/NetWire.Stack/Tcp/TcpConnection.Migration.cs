@@ -36,6 +36,9 @@ internal sealed partial class TcpConnection
     /// </summary>
     public Socket? MovableHost => _state == State.Established && Origin != TcpFlowOrigin.Virtual && !(_hostEof && _hostShutdown) ? _host?.Socket : null;
 
+    /// <summary>The far side of a connection to a virtual service (a socket pair's end), or null. Caller holds the gateway lock.</summary>
+    public Socket? VirtualSocket => Origin == TcpFlowOrigin.Virtual ? _host?.Socket : null;
+
     /// <summary>shutdown(SHUT_WR) was called on the host socket. Caller holds the gateway lock.</summary>
     public bool HostShutdown => _hostShutdown;
 
@@ -179,7 +182,15 @@ internal sealed partial class TcpConnection
         _hostEof = state.HostEof;
         _finSent = state.FinSent;
         _finAcked = state.FinAcked;
-        _hostShutdown = state.HostShutdown && host is null;
+        // A virtual service's far side is a new socket pair's end, not a restored socket: a
+        // shutdown done on the source is done again on it, so the tunnel reads the end of the stream.
+        var isVirtual = state.Origin == TcpFlowOrigin.Virtual;
+        _hostShutdown = state.HostShutdown && (host is null || isVirtual);
+        if (isVirtual && _hostShutdown && host is not null)
+        {
+            host.Shutdown(SocketShutdown.Send);
+        }
+
         _rtoMs = Math.Max(state.RtoMs, MinRtoMs);
         _srttMs = state.SrttMs;
         _rttvarMs = state.RttvarMs;
@@ -188,8 +199,8 @@ internal sealed partial class TcpConnection
         _lastWindow = _toHost.Free;
         // Not watched by the poller before ActivateMigrated: the socket is in repair mode until then.
         _host = host is null ? null : HostSocket.Adopt(host);
-        _repair = host is null ? null : state.Host;
-        if (host is not null)
+        _repair = host is null || isVirtual ? null : state.Host;
+        if (host is not null && !isVirtual)
         {
             if (state.Host!.PeerFin)
             {

@@ -32,6 +32,9 @@ internal sealed class TcpNat(Gateway gateway)
     /// <summary>The connections now (a copy). Caller holds the gateway lock.</summary>
     public List<TcpConnection> Connections => [.. _connections.Values];
 
+    /// <summary>The connection of <paramref name="key"/>, or null. Caller holds the gateway lock.</summary>
+    public TcpConnection? Find(FlowKey key) => _connections.GetValueOrDefault(key);
+
     /// <summary>Adds a migrated connection; false when its key is taken or the table is full. Caller holds the gateway lock.</summary>
     public bool TryAdd(TcpConnection connection) =>
         _connections.Count < gateway.Options.MaxTcpConnections && _connections.TryAdd(connection.Key, connection);

@@ -31,6 +31,9 @@ internal sealed record TunnelClientOptions(string Host, int Port, byte[] Passwor
     /// Null for plaintext.
     /// </summary>
     public TlsSettings? Tls { get; init; }
+
+    /// <summary>Offer the tunnel's migration cap, so open sockets follow a migration (<c>--no-socket-migration</c> turns it off).</summary>
+    public bool SocketMigration { get; init; } = true;
 }
 
 /// <summary>
@@ -48,8 +51,10 @@ internal sealed record TunnelClientOptions(string Host, int Port, byte[] Passwor
 /// the tunnel to the target with the session id (the target keeps them silent), then
 /// MIGRATE_CONNECTED (or MIGRATE_CONNECT_ERROR) goes to the source; MIGRATE_CANCEL drops the
 /// target links; MIGRATE_END ends the source session, sends MIGRATE_END (109) on the target's
-/// main channel, waits for its INIT, and the target's tunnel channel starts fresh (SET_ACK,
-/// INIT): services are added again and open sockets are lost (inferred for the original, protocol.md §5.1).
+/// main channel, waits for its INIT, and the target's tunnel channel starts (SET_ACK, INIT): services
+/// are added again, and the sockets a flushed tunnel channel held continue there when the target
+/// names them in MIGRATE_DATA (docs/tunnel.md, "Migration"); without a flush they are lost, as
+/// with the original (protocol.md §5.1). MIGRATE_CANCEL resumes a flushed tunnel channel on the source.
 /// SWITCH_HOST makes the next session a new one on the named host. The target becomes the
 /// server for later reconnects. A refused password ends the client: a retry could not succeed.
 /// With TLS the client links to the TLS ports: the one given, and the tls-port (sport) of
@@ -63,6 +68,9 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
     private const int MainReceiveLimit = 512 * 1024;
 
     private static readonly uint s_mainCaps = 1u << SpiceCaps.MainSemiSeamlessMigrate;
+
+    /// <summary>The tunnel channel's caps: its sockets follow a migration (docs/tunnel.md, "Migration").</summary>
+    private static readonly uint s_migrateCap = 1u << TunnelMessages.CapMigrate;
 
     private readonly ILogger _logger = logger;
     private string _host = options.Host;
@@ -87,6 +95,7 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
     {
         var backoff = options.MinBackoff;
         Linked? migrated = null;
+        TunnelClientChannel? continued = null;
         while (!cancellationToken.IsCancellationRequested)
         {
             EndReason reason;
@@ -94,8 +103,9 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
             var initialized = false;
             try
             {
-                var outcome = await RunSessionAsync(migrated, cancellationToken).ConfigureAwait(false);
+                var outcome = await RunSessionAsync(migrated, continued, cancellationToken).ConfigureAwait(false);
                 migrated = outcome.Target;
+                continued = outcome.Continued;
                 initialized = outcome.Initialized;
                 if (migrated is not null || outcome.SwitchedHost)
                 {
@@ -121,6 +131,8 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
             {
                 (reason, detail) = (ChannelLifetime.ReasonOf(ex), ex.Message);
                 migrated = null;
+                continued?.DropContinued();
+                continued = null;
             }
 
             if (initialized)
@@ -143,7 +155,7 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
     }
 
     /// <summary>One session, fresh or taken over from a migration.</summary>
-    private async Task<Outcome> RunSessionAsync(Linked? migrated, CancellationToken cancellationToken)
+    private async Task<Outcome> RunSessionAsync(Linked? migrated, TunnelClientChannel? continued, CancellationToken cancellationToken)
     {
         using var session = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var linked = migrated ?? await LinkMainAsync(Volatile.Read(ref _host), Volatile.Read(ref _port), Volatile.Read(ref _subject), 0, cancellationToken).ConfigureAwait(false);
@@ -163,7 +175,7 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
                 sessionId = await ReadMainInitAsync(linked.Main, timeout.Token).ConfigureAwait(false);
                 if (linked.Tunnel is null)
                 {
-                    var (stream, mini) = await LinkWithTimeoutAsync(linked.Host, linked.Port, linked.Subject, sessionId, SpiceChannelType.Tunnel, 0, session.Token).ConfigureAwait(false);
+                    var (stream, mini) = await LinkWithTimeoutAsync(linked.Host, linked.Port, linked.Subject, sessionId, SpiceChannelType.Tunnel, TunnelCaps, session.Token).ConfigureAwait(false);
                     linked.Tunnel = stream;
                     linked.TunnelMini = mini;
                 }
@@ -175,9 +187,10 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
             }
 
             TunnelLog.ClientLinked(_logger, $"{linked.Host}:{linked.Port}", sessionId);
-            var tunnel = new TunnelClientChannel(linked.Tunnel, linked.TunnelMini, options.Services, published, _logger);
+            var tunnel = new TunnelClientChannel(linked.Tunnel, linked.TunnelMini, options.Services, published, _logger, continued);
+            continued = null;
             var tunnelRun = tunnel.RunAsync(session.Token);
-            var migration = new MigrationFollower(this, linked, sessionId);
+            var migration = new MigrationFollower(this, linked, sessionId, tunnel);
             var mainRun = migration.RunAsync(session.Token);
             var first = await Task.WhenAny(tunnelRun, mainRun).ConfigureAwait(false);
             await session.CancelAsync().ConfigureAwait(false);
@@ -205,20 +218,31 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
                 Volatile.Write(ref _host, next.Host);
                 Volatile.Write(ref _port, PortOf(next));
                 Volatile.Write(ref _subject, next.CertSubject);
-                return new Outcome(tunnel.Initialized, null, true, reason, detail);
+                tunnel.DropContinued();
+                return new Outcome(tunnel.Initialized, null, null, true, reason, detail);
             }
             else
             {
                 migration.DropTarget();
             }
 
-            return new Outcome(tunnel.Initialized, target, false, reason, detail);
+            var handedOff = target is not null && tunnel.HandedOff ? tunnel : null;
+            if (handedOff is null)
+            {
+                tunnel.DropContinued();
+            }
+
+            return new Outcome(tunnel.Initialized, target, handedOff, false, reason, detail);
         }
         finally
         {
+            continued?.DropContinued();
             await linked.DisposeAsync().ConfigureAwait(false);
         }
     }
+
+    /// <summary>The tunnel channel caps the client offers.</summary>
+    private uint TunnelCaps => options.SocketMigration ? s_migrateCap : 0;
 
     /// <summary>True when the client links over TLS.</summary>
     private bool UsesTls => options.Tls is not null;
@@ -262,7 +286,7 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
         }
     }
 
-    private readonly record struct Outcome(bool Initialized, Linked? Target, bool SwitchedHost, EndReason Reason, string Detail);
+    private readonly record struct Outcome(bool Initialized, Linked? Target, TunnelClientChannel? Continued, bool SwitchedHost, EndReason Reason, string Detail);
 
     /// <summary>A linked main channel (its send loop running) and, once linked, the tunnel on the same server.</summary>
     private sealed class Linked : IAsyncDisposable
@@ -312,7 +336,7 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
     }
 
     /// <summary>The source session's main channel: PINGs, and the migration messages of protocol.md §5.1.</summary>
-    private sealed class MigrationFollower(TunnelClient client, Linked source, uint sessionId)
+    private sealed class MigrationFollower(TunnelClient client, Linked source, uint sessionId, TunnelClientChannel tunnel)
     {
         private Linked? _target;
 
@@ -351,6 +375,7 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
                         break;
                     case MainMessages.MigrateCancel:
                         DropTarget();
+                        tunnel.ResumeAfterCancel();
                         break;
                     case MainMessages.MigrateEnd when _target is not null:
                         SwitchTo = _target;
@@ -387,7 +412,7 @@ internal sealed class TunnelClient(TunnelClientOptions options, Action<TunnelSer
                 }
 
                 target = await client.LinkMainAsync(destination.Host, port, destination.CertSubject, sessionId, cancellationToken).ConfigureAwait(false);
-                var (stream, mini) = await client.LinkWithTimeoutAsync(destination.Host, port, destination.CertSubject, sessionId, SpiceChannelType.Tunnel, 0, cancellationToken).ConfigureAwait(false);
+                var (stream, mini) = await client.LinkWithTimeoutAsync(destination.Host, port, destination.CertSubject, sessionId, SpiceChannelType.Tunnel, client.TunnelCaps, cancellationToken).ConfigureAwait(false);
                 target.Tunnel = stream;
                 target.TunnelMini = mini;
                 _target = target;

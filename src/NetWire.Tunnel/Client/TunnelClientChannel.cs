@@ -24,6 +24,15 @@ namespace NetWire.Tunnel.Client;
 /// The server's violations (an id out of range or in use, data beyond the tokens granted, a
 /// wrong size, tunnel messages before INIT, an INIT outside the limits) end the channel; the
 /// caller reconnects.
+///
+/// Migration (docs/tunnel.md, "Migration"): the channel offers the migration cap. MIGRATE with
+/// NEED_FLUSH pauses every relay (no service socket is read, so backpressure holds; nothing is
+/// sent) and is answered with MIGRATE_FLUSH_MARK; from then on whatever the channel would send is
+/// held. MIGRATE_CANCEL on main resumes it (<see cref="ResumeAfterCancel"/>). When the session
+/// moves to the target instead, the next channel takes this one's sockets (the continued
+/// channel): after the target's INIT, its MIGRATE_DATA names the sockets that continue, which
+/// move to the new channel and resume; the others are closed. A target that sends anything else
+/// first knows nothing of them, and they are closed too.
 /// </remarks>
 [System.Diagnostics.CodeAnalysis.SuppressMessage("Design", "CA1001", Justification = "RunAsync disposes the lifetime when the channel has ended.")]
 internal sealed class TunnelClientChannel
@@ -53,14 +62,23 @@ internal sealed class TunnelClientChannel
 
     /// <summary>The receive loop's answers to the message it is handling, sent before it reads the next one.</summary>
     private readonly List<(ushort Type, byte[] Body)> _replies = [];
+
+    /// <summary>The sockets' messages held while the channel is flushed for a migration.</summary>
+    private readonly List<(ushort Type, byte[] Body)> _held = [];
     private Slot?[] _slots = [];
+
+    /// <summary>A flushed source channel whose sockets this one takes after the target's INIT; null once decided.</summary>
+    private TunnelClientChannel? _continued;
+    private bool _flushed;
+    private bool _handedOff;
     private int _maxData;
     private bool _initialized;
     private uint _ackWindow;
     private uint _received;
 
-    public TunnelClientChannel(Stream stream, bool miniHeader, IReadOnlyList<TunnelServiceSpec> services, Action<TunnelServiceSpec, IPAddress> published, ILogger logger)
+    public TunnelClientChannel(Stream stream, bool miniHeader, IReadOnlyList<TunnelServiceSpec> services, Action<TunnelServiceSpec, IPAddress> published, ILogger logger, TunnelClientChannel? continued = null)
     {
+        _continued = continued;
         _services = services;
         _published = published;
         _logger = logger;
@@ -88,14 +106,48 @@ internal sealed class TunnelClientChannel
     /// <summary>Messages waiting in the send queue (for tests).</summary>
     internal int QueuedMessages => _connection.QueuedMessages;
 
-    /// <summary>Runs until the server closes the channel, a violation, or cancellation.</summary>
-    public async Task RunAsync(CancellationToken cancellationToken)
+    /// <summary>True when the channel ended flushed: its sockets wait for the next channel, or for <see cref="DropContinued"/>.</summary>
+    public bool HandedOff
     {
-        using var registration = _lifetime.AbortWhenCancelled("stopping", cancellationToken);
-        var send = _lifetime.GuardAsync(_connection.SendLoopAsync, EndReason.Disconnected, "send loop ended");
-        var receive = _lifetime.GuardAsync(ReceiveLoopAsync, EndReason.PeerClosed, "the server closed the tunnel channel");
-        await Task.WhenAll(send, receive).ConfigureAwait(false);
-        Task[] sockets;
+        get
+        {
+            lock (_gate)
+            {
+                return _handedOff;
+            }
+        }
+    }
+
+    /// <summary>MIGRATE_CANCEL: the migration failed and the source runs on; held messages go out and the relays run again.</summary>
+    public void ResumeAfterCancel()
+    {
+        List<(ushort Type, byte[] Body)> held;
+        List<TunnelRelay> relays;
+        lock (_gate)
+        {
+            if (!_flushed || _handedOff)
+            {
+                return;
+            }
+
+            _flushed = false;
+            held = [.. _held];
+            _held.Clear();
+            relays = [.. _slots.Where(s => s?.Relay is not null).Select(s => s!.Relay!)];
+        }
+
+        _ = SendHeldAsync(held);
+        foreach (var relay in relays)
+        {
+            relay.Resume();
+        }
+
+        TunnelLog.ClientMigration(_logger, "cancelled; sockets resume on the source");
+    }
+
+    /// <summary>A flushed channel's sockets will not continue anywhere: they close.</summary>
+    public void DropContinued()
+    {
         lock (_gate)
         {
             foreach (var slot in _slots)
@@ -104,9 +156,35 @@ internal sealed class TunnelClientChannel
                 slot?.Connect.Cancel();
             }
 
-            sockets = [.. _socketTasks];
+            _slots = [];
+        }
+    }
+
+    /// <summary>Runs until the server closes the channel, a violation, or cancellation.</summary>
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        using var registration = _lifetime.AbortWhenCancelled("stopping", cancellationToken);
+        var send = _lifetime.GuardAsync(_connection.SendLoopAsync, EndReason.Disconnected, "send loop ended");
+        var receive = _lifetime.GuardAsync(ReceiveLoopAsync, EndReason.PeerClosed, "the server closed the tunnel channel");
+        await Task.WhenAll(send, receive).ConfigureAwait(false);
+        Task[] sockets = [];
+        lock (_gate)
+        {
+            // Flushed: the sockets wait for the target's channel (or DropContinued).
+            _handedOff = _flushed;
+            if (!_handedOff)
+            {
+                foreach (var slot in _slots)
+                {
+                    slot?.Relay?.Abort();
+                    slot?.Connect.Cancel();
+                }
+
+                sockets = [.. _socketTasks];
+            }
         }
 
+        Interlocked.Exchange(ref _continued, null)?.DropContinued();
         await Task.WhenAll(sockets).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
         _lifetime.Dispose();
     }
@@ -124,7 +202,11 @@ internal sealed class TunnelClientChannel
                 ThrowHelper.Protocol($"tunnel message {header.Type} of {_connection.LastSize} bytes");
             }
 
-            Handle(header.Type, _connection.Body);
+            var flush = header.Type == CommonMessages.Migrate && Flags(_connection.Body) is var flags && (flags & TunnelMessages.MigrateNeedFlush) != 0;
+            if (!flush)
+            {
+                Handle(header.Type, _connection.Body);
+            }
 
             // Answers wait for room like the sockets' data do: with every socket sending, the
             // queue is full as a matter of course, which is back-pressure, not a fault.
@@ -138,11 +220,132 @@ internal sealed class TunnelClientChannel
             {
                 await _connection.SendAsync(CommonMessages.Ack, [], cancellationToken).ConfigureAwait(false);
             }
+
+            if (flush)
+            {
+                await FlushAsync(cancellationToken).ConfigureAwait(false);
+            }
         }
+    }
+
+    private static uint Flags(ReadOnlySpan<byte> body)
+    {
+        TunnelMessages.Expect(body, 4, "MIGRATE");
+        return BinaryPrimitives.ReadUInt32LittleEndian(body);
+    }
+
+    /// <summary>MIGRATE{NEED_FLUSH}: every relay pauses, then MIGRATE_FLUSH_MARK is the last message on this channel.</summary>
+    private async Task FlushAsync(CancellationToken cancellationToken)
+    {
+        List<TunnelRelay> relays;
+        lock (_gate)
+        {
+            _flushed = true;
+            relays = [.. _slots.Where(s => s?.Relay is not null).Select(s => s!.Relay!)];
+        }
+
+        // A relay finishing a write to a service that does not read can hold this up; the
+        // server stops waiting after its own timeout and resets these sockets.
+        await Task.WhenAll(relays.Select(r => r.PauseAsync(Timeout.InfiniteTimeSpan))).WaitAsync(cancellationToken).ConfigureAwait(false);
+        await _connection.SendAsync(CommonMessages.MigrateFlushMark, [], cancellationToken).ConfigureAwait(false);
+        TunnelLog.ClientMigration(_logger, $"flushed, {relays.Count} sockets paused");
+    }
+
+    /// <summary>Sends what a flush held back, in order, once a cancelled migration lets the channel run again.</summary>
+    private async Task SendHeldAsync(List<(ushort Type, byte[] Body)> held)
+    {
+        foreach (var (type, body) in held)
+        {
+            if (!await SendForSocketAsync(type, body).ConfigureAwait(false))
+            {
+                return;
+            }
+        }
+    }
+
+    /// <summary>
+    /// The first message after a target's INIT, on a channel that continues a flushed one:
+    /// MIGRATE_DATA names the sockets that continue; anything else means none does.
+    /// </summary>
+    private void TakeContinued(ushort type, ReadOnlySpan<byte> body)
+    {
+        var continued = Interlocked.Exchange(ref _continued, null);
+        if (type != CommonMessages.MigrateData)
+        {
+            continued?.DropContinued();
+            if (continued is not null)
+            {
+                TunnelLog.ClientMigration(_logger, "the target carried no sockets; they close");
+            }
+
+            return;
+        }
+
+        var ids = TunnelMessages.ParseMigrateData(body) ?? throw new SpiceProtocolException($"MIGRATE_DATA of {body.Length} bytes");
+        var moved = 0;
+        lock (_gate)
+        {
+            Slot?[] old = [];
+            if (continued is not null)
+            {
+                lock (continued._gate)
+                {
+                    old = continued._slots;
+                    continued._slots = [];
+                }
+            }
+
+            foreach (var id in ids)
+            {
+                if (id >= _slots.Length || _slots[id] is not null)
+                {
+                    ThrowHelper.Protocol($"MIGRATE_DATA names connection id {id}, out of range or twice");
+                }
+
+                var slot = id < old.Length ? old[id] : null;
+                if (id < old.Length)
+                {
+                    old[id] = null;
+                }
+
+                if (slot is { State: SlotState.Open, Relay: { Ended: false } relay })
+                {
+                    slot.Owner = this;
+                    relay.Rebind(_connection);
+                    _slots[id] = slot;
+                    _socketTasks.Add(slot.Run!);
+                    relay.Resume();
+                    moved++;
+                    continue;
+                }
+
+                // Gone here while the server kept it: its end is told on this channel.
+                slot?.Relay?.Abort();
+                _slots[id] = new Slot(id, _services[0], 0) { State = SlotState.ClosedSent, Owner = this };
+                Send(TunnelMessages.SocketClosed, TunnelMessages.BuildId(id));
+            }
+
+            foreach (var slot in old)
+            {
+                slot?.Relay?.Abort();
+                slot?.Connect.Cancel();
+            }
+        }
+
+        TunnelLog.ClientMigration(_logger, $"{moved} sockets continue on the target");
     }
 
     private void Handle(ushort type, ReadOnlySpan<byte> body)
     {
+        if (_initialized && Volatile.Read(ref _continued) is not null || (type == CommonMessages.MigrateData && _initialized))
+        {
+            TakeContinued(type, body);
+            if (type == CommonMessages.MigrateData)
+            {
+                return;
+            }
+        }
+
         switch (type)
         {
             case CommonMessages.SetAck:
@@ -304,10 +507,11 @@ internal sealed class TunnelClientChannel
                 return;
             }
 
-            var slot = new Slot(id, _services[(int)serviceId - 1], Math.Min(tokens, 1024u));
+            var slot = new Slot(id, _services[(int)serviceId - 1], Math.Min(tokens, 1024u)) { Owner = this };
             _slots[id] = slot;
             _socketTasks.RemoveAll(static t => t.IsCompleted);
-            _socketTasks.Add(RunSocketAsync(slot));
+            slot.Run = RunSocketAsync(slot);
+            _socketTasks.Add(slot.Run);
         }
     }
 
@@ -429,7 +633,7 @@ internal sealed class TunnelClientChannel
 
         lock (_gate)
         {
-            if (_lifetime.IsAborted)
+            if (_lifetime.IsAborted || _slots.Length <= slot.Id || _slots[slot.Id] != slot)
             {
                 target.Dispose();
                 return;
@@ -437,6 +641,11 @@ internal sealed class TunnelClientChannel
 
             slot.Relay = new TunnelRelay(slot.Id, target, _connection, TunnelRelay.ClientIds, _maxData, Window, slot.ServerGrant);
             slot.State = SlotState.Open;
+            if (_flushed)
+            {
+                // Opened while a migration holds the channel: it starts paused, like the others.
+                _ = slot.Relay.PauseAsync(Timeout.InfiniteTimeSpan);
+            }
         }
 
         // Queued behind the other sockets' data when they fill the queue; this socket's own data
@@ -451,32 +660,58 @@ internal sealed class TunnelClientChannel
         TunnelLog.ClientSocket(_logger, slot.Id, $"open to {slot.Service.TargetHost}:{slot.Service.TargetPort}");
         await slot.Relay.RunAsync().ConfigureAwait(false);
         slot.Relay.Close();
-        ushort message;
-        lock (_gate)
-        {
-            if (_slots[slot.Id] != slot)
-            {
-                return;
-            }
 
-            if (slot.State == SlotState.ServerClosed)
+        // The channel that owns the slot now: a migration may have moved it to the target's.
+        TunnelClientChannel owner;
+        ushort message;
+        while (true)
+        {
+            owner = slot.Owner!;
+            lock (owner._gate)
             {
-                _slots[slot.Id] = null;
-                message = TunnelMessages.ClientSocketClosedAck;
-            }
-            else
-            {
-                slot.State = SlotState.ClosedSent;
-                message = TunnelMessages.SocketClosed;
+                if (slot.Owner != owner)
+                {
+                    continue;
+                }
+
+                if (owner._slots.Length <= slot.Id || owner._slots[slot.Id] != slot)
+                {
+                    return;
+                }
+
+                if (slot.State == SlotState.ServerClosed)
+                {
+                    owner._slots[slot.Id] = null;
+                    message = TunnelMessages.ClientSocketClosedAck;
+                }
+                else
+                {
+                    slot.State = SlotState.ClosedSent;
+                    message = TunnelMessages.SocketClosed;
+                }
+
+                break;
             }
         }
 
-        await SendForSocketAsync(message, TunnelMessages.BuildId(slot.Id)).ConfigureAwait(false);
+        await owner.SendForSocketAsync(message, TunnelMessages.BuildId(slot.Id)).ConfigureAwait(false);
     }
 
-    /// <summary>Queues a socket's message, waiting for room; false when the channel has ended.</summary>
+    /// <summary>
+    /// Queues a socket's message, waiting for room, or holds it while the channel is flushed for a
+    /// migration; false when the channel has ended.
+    /// </summary>
     private async Task<bool> SendForSocketAsync(ushort type, byte[] body)
     {
+        lock (_gate)
+        {
+            if (_flushed)
+            {
+                _held.Add((type, body));
+                return true;
+            }
+        }
+
         try
         {
             await _connection.SendAsync(type, body, _lifetime.Token).ConfigureAwait(false);
@@ -502,5 +737,11 @@ internal sealed class TunnelClientChannel
         public TunnelRelay? Relay { get; set; }
 
         public CancellationTokenSource Connect { get; } = new();
+
+        /// <summary>The channel the slot belongs to (a migration moves it to the target's).</summary>
+        public TunnelClientChannel? Owner { get; set; }
+
+        /// <summary>The socket's task (connect, relay, close).</summary>
+        public Task? Run { get; set; }
     }
 }

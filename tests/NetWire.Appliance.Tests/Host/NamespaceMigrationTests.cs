@@ -1,6 +1,4 @@
 using System.Globalization;
-using System.Net.Sockets;
-using System.Text;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using NetWire.Testing;
@@ -161,63 +159,9 @@ public sealed partial class NamespaceMigrationTests
         return ns.Start(args);
     }
 
-    /// <summary>One QMP command on a fresh connection; its reply.</summary>
-    private static async Task<JsonObject> QmpAsync(string qmp, string command, string arguments)
-    {
-        var cancellationToken = TestContext.Current.CancellationToken;
-        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        await socket.ConnectAsync(new UnixDomainSocketEndPoint(qmp), cancellationToken);
-        using var stream = new NetworkStream(socket);
-        using var reader = new StreamReader(stream, Encoding.UTF8);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(s_wait);
-        await reader.ReadLineAsync(timeout.Token);
-        await stream.WriteAsync(Encoding.UTF8.GetBytes($"{{\"execute\":\"qmp_capabilities\"}}\n{{\"execute\":\"{command}\",\"arguments\":{arguments},\"id\":\"c\"}}\n"), timeout.Token);
-        while (await reader.ReadLineAsync(timeout.Token) is { } line)
-        {
-            var message = JsonNode.Parse(line)!.AsObject();
-            if ((string?)message["id"] == "c")
-            {
-                return message;
-            }
-        }
+    private static Task<JsonObject> QmpAsync(string qmp, string command, string arguments) => QmpMigration.CommandAsync(qmp, command, arguments, s_wait);
 
-        throw new EndOfStreamException("the control socket closed");
-    }
-
-    /// <summary>QMP <c>migrate</c> on the source, then its <c>query-migrate</c> once a MIGRATION event says it ended.</summary>
-    private static async Task<JsonObject> MigrateAsync(string qmp, int port)
-    {
-        var cancellationToken = TestContext.Current.CancellationToken;
-        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        await socket.ConnectAsync(new UnixDomainSocketEndPoint(qmp), cancellationToken);
-        using var stream = new NetworkStream(socket);
-        using var reader = new StreamReader(stream, Encoding.UTF8);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(s_wait);
-        await reader.ReadLineAsync(timeout.Token);
-        await stream.WriteAsync(Encoding.UTF8.GetBytes($"{{\"execute\":\"qmp_capabilities\"}}\n{{\"execute\":\"migrate\",\"arguments\":{{\"uri\":\"tcp:127.0.0.1:{port}\"}}}}\n"), timeout.Token);
-        while (await reader.ReadLineAsync(timeout.Token) is { } line)
-        {
-            var message = JsonNode.Parse(line)!.AsObject();
-            if ((string?)message["event"] == "MIGRATION" && (string?)message["data"]!["status"] is "completed" or "failed" or "cancelled")
-            {
-                break;
-            }
-        }
-
-        await stream.WriteAsync("{\"execute\":\"query-migrate\",\"id\":\"q\"}\n"u8.ToArray(), timeout.Token);
-        while (await reader.ReadLineAsync(timeout.Token) is { } line)
-        {
-            var message = JsonNode.Parse(line)!.AsObject();
-            if ((string?)message["id"] == "q")
-            {
-                return message["return"]!.AsObject();
-            }
-        }
-
-        throw new EndOfStreamException("the control socket closed");
-    }
+    private static Task<JsonObject> MigrateAsync(string qmp, int port) => QmpMigration.MigrateAsync(qmp, port, s_wait);
 
     [GeneratedRegex(@"Waiting for incoming migration on 127\.0\.0\.1:(\d+)")]
     private static partial Regex IncomingListening();

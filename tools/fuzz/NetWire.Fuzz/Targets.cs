@@ -198,7 +198,7 @@ internal static class Targets
 
     /// <summary>
     /// The migration state stream as a target reads and adopts it, with the appliance's real
-    /// sections registered (gateway.flows with a gateway, so its checks of hostile flows run). The harness rewrites the trailing SHA-256 over the input first, so
+    /// sections registered (gateway.flows with a gateway, so its checks of hostile flows run, and tunnel.sockets). The harness rewrites the trailing SHA-256 over the input first, so
     /// mutations reach the sections instead of dying at the checksum.
     /// </summary>
     private static void State(byte[] input)
@@ -214,7 +214,10 @@ internal static class Targets
         registry.Register(new NetWire.Stack.Dhcp.DhcpStateSection(static () => null));
         registry.Register(new NetWire.Appliance.WireStateSection(static () => [], NullLogger.Instance));
         registry.Register(new NetWire.Spice.Migration.SpiceStateSection(s_spice.Value));
-        registry.Register(new NetWire.Stack.Migration.GatewayFlowSection(static () => s_gateway.Value, NullLogger.Instance));
+        var flows = new NetWire.Stack.Migration.GatewayFlowSection(static () => s_gateway.Value, NullLogger.Instance);
+        var tunnel = new NetWire.Tunnel.TunnelGateway(new NetWire.Stack.GatewayOptions(), static () => null, new NetWire.Tunnel.TunnelOptions());
+        registry.Register(new NetWire.Tunnel.TunnelStateSection(tunnel, static () => null, flows, NullLogger.Instance));
+        registry.Register(flows);
         try
         {
             var document = StateStream.Parse(bytes);
