@@ -15,7 +15,8 @@ internal static class CodeWarmup
 
     /// <summary>
     /// What a migration runs on either side: the SPICE link and main channel, the control socket's
-    /// migration, the state stream, the gateway's flow export and restore, the appliance's sections.
+    /// migration, the state stream, the gateway's flow export and restore, the tunnel's flush and
+    /// socket restore, the appliance's sections.
     /// </summary>
     public static Assembly[] MigrationAssemblies =>
     [
@@ -23,6 +24,7 @@ internal static class CodeWarmup
         typeof(NetWire.Control.Migration.IncomingMigration).Assembly,
         typeof(NetWire.Core.State.StateRegistry).Assembly,
         typeof(NetWire.Stack.Migration.GatewayFlowSection).Assembly,
+        typeof(NetWire.Tunnel.TunnelGateway).Assembly,
         typeof(CodeWarmup).Assembly,
     ];
 
