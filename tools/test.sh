@@ -7,7 +7,7 @@
 #
 # Environment: NETWIRE_SKIP_APT=1 skips apt-get; CI=true makes host tests fail instead of skip.
 # With CI=true (or NETWIRE_HARDENING=1) two stages follow the tests (docs/reliability.md): every
-# fuzz target for NETWIRE_FUZZ_SECONDS (30) under afl++ (tools/fuzz/run.sh all), and a soak of
+# fuzz target for NETWIRE_FUZZ_SECONDS (60) under afl++ (tools/fuzz/run.sh all), and a soak of
 # NETWIRE_SOAK_MINUTES (3) that fails on growth (tools/soak.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,9 +67,9 @@ set -e
 echo "== tests took $SECONDS s since the start"
 
 if [[ ${CI:-} == true || -n ${NETWIRE_HARDENING:-} ]]; then
-    echo "== fuzz: every target, ${NETWIRE_FUZZ_SECONDS:-30} s each"
+    echo "== fuzz: every target, ${NETWIRE_FUZZ_SECONDS:-60} s each"
     stage=$SECONDS
-    tools/fuzz/run.sh all "${NETWIRE_FUZZ_SECONDS:-30}" || status=1
+    tools/fuzz/run.sh all "${NETWIRE_FUZZ_SECONDS:-60}" || status=1
     echo "== fuzz took $((SECONDS - stage)) s"
     echo "== soak: ${NETWIRE_SOAK_MINUTES:-3} minutes"
     stage=$SECONDS

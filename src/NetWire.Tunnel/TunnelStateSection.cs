@@ -48,6 +48,8 @@ internal sealed class TunnelStateSection : IHandoverSection
     private List<TunnelSession> _flushed = [];
     private List<TunnelSession> _held = [];
     private Dictionary<string, long>? _lastResult;
+    private bool _released;
+    private int _releasedClients;
 
     public TunnelStateSection(TunnelGateway tunnel, Func<GatewayEnd?> gateway, GatewayFlowSection flows, ILogger logger)
     {
@@ -151,11 +153,24 @@ internal sealed class TunnelStateSection : IHandoverSection
             session.HandOver();
         }
 
-        _lastResult = new Dictionary<string, long> { ["tunnel"] = _moving.Count };
-        TunnelLog.SectionMigration(_logger, $"{_moving.Count} sockets of {_flushed.Count} clients handed over");
+        // Counted once the gateway's section (registered after this one) has read which flows
+        // the target refused: a socket whose flow was refused is reset, not moved.
+        _releasedClients = _flushed.Count;
+        _released = true;
     }
 
-    public void Complete() => Forget();
+    public void Complete()
+    {
+        if (_released)
+        {
+            var moved = _moving.Count(key => !_flows.LastRefused.Contains(key));
+            _lastResult = new Dictionary<string, long> { ["tunnel"] = moved };
+            TunnelLog.SectionMigration(_logger, $"{moved} sockets of {_releasedClients} clients handed over ({_moving.Count - moved} refused by the target)");
+            _released = false;
+        }
+
+        Forget();
+    }
 
     public Action Read(StateSectionReader reader)
     {

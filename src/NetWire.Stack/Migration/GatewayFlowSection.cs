@@ -76,6 +76,12 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
     /// <inheritdoc/>
     public IReadOnlyDictionary<string, long>? LastResult => _lastResult;
 
+    /// <summary>
+    /// Source: the moving connections the target refused at the last release (reset instead), so
+    /// that the tunnel's section counts only the sockets whose flows the target took.
+    /// </summary>
+    internal IReadOnlySet<FlowKey> LastRefused { get; private set; } = new HashSet<FlowKey>();
+
     private Gateway? Gateway => _gateway();
 
     /// <summary>Starts the network lock's helper ahead of a migration, so the freeze does not wait for it.</summary>
@@ -166,6 +172,7 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
 
         var refused = refusals is { } bytes ? ReadRefusals(bytes) : null;
         gateway.ReleaseFlows(export, refused);
+        LastRefused = new HashSet<FlowKey>(export.Moving.Where((_, i) => refused is null || refused.ContainsKey(i)).Select(m => m.State.Key));
         var result = new Dictionary<string, long>
         {
             ["tcp"] = export.Moving.Count - (refused?.Count ?? export.Moving.Count),

@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Net;
 using System.Text;
 using NetWire.Core.Net;
+using NetWire.Core.Packets;
 using NetWire.Core.State;
 using NetWire.Devices.Pcap;
 using NetWire.Stack.Migration;
@@ -37,6 +38,7 @@ internal static class Seeds
             }
         }
 
+        Save(root, "gateway", "tftp", LengthPrefixed(TftpFrames(), 2));
         Save(root, "pcap", "classic-usec.pcap", ClassicPcap(guestFrames.Take(4)));
         Save(root, "framing", "one-short-frame", LengthPrefixed([new byte[14]], 4));
 
@@ -83,6 +85,50 @@ internal static class Seeds
         }
 
         return frames;
+    }
+
+    /// <summary>
+    /// What a PXE guest's TFTP client sends the gateway (the captures hold none): a read request
+    /// with every option the server takes, the ACKs of a windowed transfer, an error, a traversal
+    /// attempt and a write request. The fuzz target serves a folder with the file asked for.
+    /// </summary>
+    private static IEnumerable<byte[]> TftpFrames()
+    {
+        static byte[] Tftp(ushort opcode, params string[] fields)
+        {
+            var bytes = new List<byte> { (byte)(opcode >> 8), (byte)opcode };
+            foreach (var field in fields)
+            {
+                bytes.AddRange(Encoding.ASCII.GetBytes(field));
+                bytes.Add(0);
+            }
+
+            return [.. bytes];
+        }
+
+        static byte[] Block(ushort opcode, ushort number) => [(byte)(opcode >> 8), (byte)opcode, (byte)(number >> 8), (byte)number];
+
+        const ushort Port = 1069;
+        yield return GuestUdp(Port, 69, Tftp(1, Targets.TftpFile, "octet", "blksize", "1432", "tsize", "0", "windowsize", "4"));
+        yield return GuestUdp(Port, 69, Block(4, 0));
+        yield return GuestUdp(Port, 69, Block(4, 2));
+        yield return GuestUdp(Port, 69, [.. Block(5, 0), .. Encoding.ASCII.GetBytes("aborted"), 0]);
+        yield return GuestUdp(Port + 1, 69, Tftp(1, "../" + Targets.TftpFile, "netascii"));
+        yield return GuestUdp(Port + 2, 69, Tftp(2, "upload", "octet"));
+    }
+
+    /// <summary>A UDP datagram from the guest (10.0.2.15, its usual lease) to the gateway (10.0.2.2), as one Ethernet frame.</summary>
+    private static byte[] GuestUdp(ushort sourcePort, ushort destinationPort, byte[] data)
+    {
+        const uint Guest = 0x0A00020F, Gateway = 0x0A000202;
+        var udp = new byte[UdpPacket.HeaderLength + data.Length];
+        data.CopyTo(udp.AsSpan(UdpPacket.HeaderLength));
+        new UdpHeader(sourcePort, destinationPort).WriteTo(udp, PseudoHeader.Ipv4(Guest, Gateway, IpProtocol.Udp));
+        var frame = new byte[EthernetFrame.HeaderLength + Ipv4Packet.MinHeaderLength + udp.Length];
+        new EthernetHeader(NetWire.Stack.Gateway.GatewayMac, new MacAddress(0x5254_0012_3456), EtherType.Ipv4).WriteTo(frame);
+        new Ipv4Header(Guest, Gateway, IpProtocol.Udp, udp.Length).WriteTo(frame.AsSpan(EthernetFrame.HeaderLength));
+        udp.CopyTo(frame.AsSpan(EthernetFrame.HeaderLength + Ipv4Packet.MinHeaderLength));
+        return frame;
     }
 
     private static byte[] LengthPrefixed(IEnumerable<byte[]> frames, int prefix)

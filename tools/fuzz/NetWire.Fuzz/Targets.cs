@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Net;
 using System.Net.Sockets;
 using System.Security.Cryptography;
+using System.Text;
 using Microsoft.Extensions.Logging.Abstractions;
 using NetWire.Control.Qmp;
 using NetWire.Core.Frames;
@@ -43,6 +44,18 @@ internal static class Targets
         ["qmp"] = Qmp,
         ["state"] = State,
     };
+
+    /// <summary>The file the gateway target's TFTP server holds (three blocks of the default size and a bit).</summary>
+    public const string TftpFile = "boot.ipxe";
+
+    private static readonly Lazy<string> s_tftpRoot = new(() =>
+    {
+        var root = Path.Combine(Path.GetTempPath(), "netwire-fuzz-tftp-" + Environment.ProcessId);
+        Directory.CreateDirectory(root);
+        File.WriteAllBytes(Path.Combine(root, TftpFile), [.. Encoding.ASCII.GetBytes("#!ipxe\n"), .. new byte[1600]]);
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => Directory.Delete(root, recursive: true);
+        return root;
+    });
 
     private static readonly Lazy<Socket> s_pairListener = new(() =>
     {
@@ -97,6 +110,11 @@ internal static class Targets
         var options = new GatewayOptions
         {
             DnsUpstream = new IPEndPoint(IPAddress.Loopback, 9),
+            TftpRoot = s_tftpRoot.Value,
+            BootFile = TftpFile,
+            DomainName = "fuzz.example",
+            DnsSearch = ["fuzz.example", "example"],
+            Hostname = "guest",
             Policy = new NetWire.Stack.Nat.OutboundPolicy([], [NetWire.Core.Net.IpNetwork.Parse("0.0.0.0/0"), NetWire.Core.Net.IpNetwork.Parse("::/0")]),
         };
         using var stop = new CancellationTokenSource();
