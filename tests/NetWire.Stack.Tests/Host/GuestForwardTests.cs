@@ -8,7 +8,8 @@ namespace NetWire.Stack.Tests.Host;
 /// <summary>
 /// <c>netwire run --restrict --guestfwd ...</c> with the kernel's TCP in the namespace as the guest:
 /// a connection to a guest forward reaches a host server, another reaches a new command's standard
-/// input and output, and a connection to the host (even with --allow-host-loopback) is refused at once.
+/// input and output, a host forward reaches a server in the namespace, and a connection to the host
+/// (even with --allow-host-loopback) is refused at once.
 /// </summary>
 [Trait("Category", "Host")]
 public sealed class GuestForwardTests
@@ -20,6 +21,7 @@ public sealed class GuestForwardTests
         HostRequirements.RequireCommand("ip");
         HostRequirements.RequireCommand("curl");
         HostRequirements.RequireCommand("python3");
+        HostRequirements.RequireCommand("busybox");
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
         var port = ((IPEndPoint)listener.LocalEndpoint).Port;
@@ -40,19 +42,28 @@ public sealed class GuestForwardTests
             client.Client.Shutdown(SocketShutdown.Send);
         });
 
+        var forwardPort = ForwardProbe.FreeLoopbackPort();
         var script = $$"""
+            echo hello-through-the-host-forward | busybox nc -l -p 8000 &
             curl -sS --max-time 20 http://10.0.2.200:8080/; echo " fwd=$?"
             python3 -c "import socket; s = socket.create_connection(('10.0.2.200', 7), 20); s.sendall(b'hello guestfwd'); s.shutdown(socket.SHUT_WR); print('cmd=' + s.makefile().read().strip())"
             curl -sS --max-time 20 http://10.0.2.2:{{port}}/; echo " outside=$?"
+            wait
             """;
-        var result = await ProcessRunner.RunAsync("dotnet",
+        var run = ProcessRunner.RunAsync("dotnet",
         [
             RepoPaths.NetwireDll, "run", "--restrict", "--allow-host-loopback",
             "--guestfwd", $"tcp:10.0.2.200:8080-127.0.0.1:{port}",
             "--guestfwd", "tcp:10.0.2.200:7-cmd:tr a-z A-Z",
+            "--forward", $"tcp:{forwardPort}:8000",
             "--", "sh", "-c", script,
         ], TimeSpan.FromSeconds(120));
+
+        // A host forward still reaches the restricted guest (QEMU's restrict=on keeps hostfwd).
+        var forwarded = await ForwardProbe.ReadLineAsync(forwardPort);
+        var result = await run;
         Assert.True(result.Succeeded, result.Stdout + result.Stderr);
+        Assert.Equal("hello-through-the-host-forward", forwarded);
         Assert.Contains("from-host fwd=0", result.Stdout, StringComparison.Ordinal);
         Assert.Contains("cmd=HELLO GUESTFWD", result.Stdout, StringComparison.Ordinal);
         Assert.Contains("outside=7", result.Stdout, StringComparison.Ordinal);

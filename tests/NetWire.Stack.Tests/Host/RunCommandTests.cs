@@ -197,34 +197,9 @@ public sealed class RunCommandTests
     public async Task HostForward_ReachesServerInTheNamespace()
     {
         HostRequirements.RequireCommand("busybox");
-        using var probe = new TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        var port = ((IPEndPoint)probe.LocalEndpoint).Port;
-        probe.Stop();
+        var port = ForwardProbe.FreeLoopbackPort();
         var run = RunAsync("echo hello-from-guest | busybox nc -l -p 8080", "--forward", $"tcp:{port}:8080");
-        string? line = null;
-        for (var attempt = 0; attempt < 200 && line is null; attempt++)
-        {
-            try
-            {
-                using var client = new TcpClient();
-                await client.ConnectAsync(IPAddress.Loopback, port);
-                using var reader = new StreamReader(client.GetStream());
-                line = await reader.ReadLineAsync();
-            }
-            catch (SocketException)
-            {
-            }
-            catch (IOException)
-            {
-            }
-
-            if (line is null)
-            {
-                // The forward listens before the namespace's server does; try again.
-                await Task.Delay(100);
-            }
-        }
+        var line = await ForwardProbe.ReadLineAsync(port);
 
         var result = await run;
         Assert.Equal("hello-from-guest", line);
