@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Text.Json.Nodes;
 using NetWire.Spice.Channels.Main;
 using NetWire.Testing;
 
@@ -8,7 +9,9 @@ namespace NetWire.Control.Tests.Migration;
 /// spice-gtk 0.42 connected to appliance A follows a semi-seamless migration to appliance B
 /// (started as an incoming target): it ends on B with its main channel initialised by B, A's
 /// connections are closed, and the main-channel messages on the wire, captured with tshark on
-/// loopback, come in the order of the reference trace between two QEMU SPICE servers.
+/// loopback, come in the order of the reference trace between two QEMU SPICE servers; <c>netwire
+/// inspect --spice</c> on that capture names the migration, its steps and its switch time as the
+/// test measured them with tshark.
 /// </summary>
 [Trait("Category", "Host")]
 public sealed class SpiceGtkMigrationTests
@@ -78,7 +81,8 @@ public sealed class SpiceGtkMigrationTests
                 await capture.WaitForExitAsync(TimeSpan.FromSeconds(30));
             }
 
-            var order = await MainChannelOrderAsync(pcap, ports.A, ports.B);
+            var frames = await MainChannelOrderAsync(pcap, ports.A, ports.B);
+            var order = frames.Select(f => f.Event).ToArray();
             var seen = order.Where(e => s_referenceOrder.Contains(e)).Distinct().ToArray();
             Assert.True(s_referenceOrder.SequenceEqual(seen), "order on the wire:\n" + string.Join('\n', order));
 
@@ -86,6 +90,20 @@ public sealed class SpiceGtkMigrationTests
             var targetLink = Array.LastIndexOf(order, "T>C link");
             var targetInit = Array.IndexOf(order, "T>C INIT");
             Assert.DoesNotContain(order[(targetLink + 1)..targetInit], e => e.StartsWith("T>C", StringComparison.Ordinal));
+
+            // netwire inspect --spice reads the same capture: one semi-seamless migration to B, its
+            // steps in the protocol's order, and the switch (the source's MIGRATE_END to the
+            // target's INIT) as long as tshark's frame times make it.
+            var inspected = await ProcessRunner.RunAsync("dotnet", [RepoPaths.NetwireDll, "inspect", pcap, "--spice", "--json"], TimeSpan.FromSeconds(60));
+            Assert.True(inspected.ExitCode == 0, inspected.Stderr);
+            var migration = Assert.Single(JsonNode.Parse(inspected.Stdout)!["migrations"]!.AsArray())!;
+            Assert.Equal("semi-seamless", (string?)migration["kind"]);
+            Assert.Equal(b.SpicePort, (int?)migration["destination"]?["port"]);
+            string[] steps = ["MIGRATE_BEGIN", "target link main:0", "MIGRATE_CONNECTED", "MIGRATE_END", "client MIGRATE_END", "target INIT"];
+            var events = migration["events"]!.AsArray().Select(e => (string)e!["event"]!).ToArray();
+            Assert.True(steps.SequenceEqual(events.Where(steps.Contains)), string.Join(", ", events));
+            var switchMs = (frames.First(f => f.Event == "T>C INIT").Time - frames.First(f => f.Event == "S>C MIGRATE_END").Time) * 1000;
+            Assert.Equal(switchMs, (double)migration["switch_ms"]!, 0.002);
         }
         finally
         {
@@ -95,17 +113,19 @@ public sealed class SpiceGtkMigrationTests
 
     /// <summary>
     /// The SPICE messages of the capture in wire order as "S>C NAME" (source), "T>C NAME"
-    /// (target), "C>S", "C>T"; link-stage frames are "link".
+    /// (target), "C>S", "C>T", with their frames' times; link-stage frames are "link".
     /// </summary>
-    private static async Task<string[]> MainChannelOrderAsync(string pcap, string source, string target)
+    private static async Task<(string Event, double Time)[]> MainChannelOrderAsync(string pcap, string source, string target)
     {
         var result = await ProcessRunner.RunAsync("tshark", ["-r", pcap, "-d", $"tcp.port=={source},spice", "-d", $"tcp.port=={target},spice",
-            "-Y", "spice", "-T", "fields", "-E", "separator=|", "-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "_ws.col.Info"], TimeSpan.FromSeconds(120));
+            "-Y", "spice", "-T", "fields", "-E", "separator=|", "-e", "frame.time_epoch", "-e", "tcp.srcport", "-e", "tcp.dstport", "-e", "_ws.col.Info"], TimeSpan.FromSeconds(120));
         Assert.True(result.ExitCode == 0, result.Stderr);
-        var order = new List<string>();
+        var order = new List<(string, double)>();
         foreach (var line in result.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries))
         {
             var fields = line.Split('|');
+            var time = double.Parse(fields[0], CultureInfo.InvariantCulture);
+            fields = fields[1..];
             var direction = (fields[0], fields[1]) switch
             {
                 var (s, _) when s == source => "S>C",
@@ -115,7 +135,7 @@ public sealed class SpiceGtkMigrationTests
             };
             foreach (var item in fields[2].Split(',', StringSplitOptions.TrimEntries | StringSplitOptions.RemoveEmptyEntries))
             {
-                order.Add(direction + " " + Name(item));
+                order.Add((direction + " " + Name(item), time));
             }
         }
 
