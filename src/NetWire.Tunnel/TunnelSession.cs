@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Net.Sockets;
+using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using NetWire.Core.Net;
 using NetWire.Spice;
@@ -110,6 +111,9 @@ internal sealed class TunnelSession
         HandedOver,
     }
 
+    /// <summary>Messages waiting in the send queue towards the client (for tests).</summary>
+    internal int QueuedMessages => _connection.QueuedMessages;
+
     /// <summary>Why the channel ended, once it has.</summary>
     public Exception? AbortReason => _lifetime.Error;
 
@@ -181,6 +185,7 @@ internal sealed class TunnelSession
     public Task<Socket> OpenAsync(uint serviceId, FlowKey key, CancellationToken cancellationToken)
     {
         Slot slot;
+        bool queued;
         lock (_gate)
         {
             var id = Array.IndexOf(_slots, null);
@@ -191,17 +196,44 @@ internal sealed class TunnelSession
             }
 
             slot = new Slot((ushort)id, serviceId, key);
-            if (!_connection.TrySend(TunnelMessages.SocketOpen, TunnelMessages.BuildSocketOpen(slot.Id, serviceId, _options.Window)))
-            {
-                _gateway.Counters.Refused();
-                return TunnelGateway.Refused();
-            }
-
             _slots[id] = slot;
+            queued = _connection.TrySend(TunnelMessages.SocketOpen, TunnelMessages.BuildSocketOpen(slot.Id, serviceId, _options.Window));
         }
 
         TunnelLog.Socket(_logger, _number, slot.Id, $"open requested for service {serviceId}");
-        return WaitOpenAsync(slot, cancellationToken);
+        return queued ? WaitOpenAsync(slot, cancellationToken) : QueueOpenAsync(slot, cancellationToken);
+    }
+
+    /// <summary>
+    /// The send queue was full: the other sockets' SOCKET_DATA fill it as a matter of course, which
+    /// is back-pressure, not a fault, so the SOCKET_OPEN waits for room within the open timeout.
+    /// The slot is already taken, so an OPEN_ACK finds it.
+    /// </summary>
+    private async Task<Socket> QueueOpenAsync(Slot slot, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(_options.OpenTimeout);
+        try
+        {
+            await _connection.SendAsync(TunnelMessages.SocketOpen, TunnelMessages.BuildSocketOpen(slot.Id, slot.ServiceId, _options.Window), timeout.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is OperationCanceledException or ChannelClosedException)
+        {
+            // Never queued: the client knows nothing of the id, which is free again.
+            lock (_gate)
+            {
+                if (_slots[slot.Id] == slot)
+                {
+                    _slots[slot.Id] = null;
+                }
+            }
+
+            _gateway.Counters.Refused();
+            TunnelLog.Socket(_logger, _number, slot.Id, $"open for service {slot.ServiceId} refused: {(ex is ChannelClosedException ? "the channel ended" : "no room towards the client in time")}");
+            throw new SocketException((int)(ex is ChannelClosedException ? SocketError.ConnectionRefused : SocketError.TimedOut));
+        }
+
+        return await WaitOpenAsync(slot, cancellationToken).ConfigureAwait(false);
     }
 
     private async Task<Socket> WaitOpenAsync(Slot slot, CancellationToken cancellationToken)
@@ -604,11 +636,20 @@ internal sealed class TunnelSession
             return false;
         }
 
+        // The relays are paused, so what fills the send queue drains; NEED_FLUSH waits for room.
         var message = new byte[4];
         BinaryPrimitives.WriteUInt32LittleEndian(message, TunnelMessages.MigrateNeedFlush);
-        if (!_connection.TrySend(CommonMessages.Migrate, message))
+        using (var room = new CancellationTokenSource(timeout))
         {
-            return false;
+            try
+            {
+                await _connection.SendAsync(CommonMessages.Migrate, message, room.Token).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (ex is OperationCanceledException or ChannelClosedException)
+            {
+                TunnelLog.Migration(_logger, _number, "no room for MIGRATE{NEED_FLUSH} in time; its sockets stay");
+                return false;
+            }
         }
 
         if (await Task.WhenAny(mark.Task, deadline).ConfigureAwait(false) != mark.Task)

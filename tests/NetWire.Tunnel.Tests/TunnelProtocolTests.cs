@@ -420,4 +420,59 @@ public sealed class TunnelProtocolTests
 
         return total;
     }
+
+    [Fact]
+    public async Task AGuestConnection_OpenedWhileTheSendQueueIsFull_WaitsForRoom_AndOpens()
+    {
+        // One socket's SOCKET_DATA fills the queue towards a client that reads nothing for a while
+        // (1024 tokens of 16 KiB outgrow the loopback socket's buffers): that is back-pressure,
+        // and a second guest connection's SOCKET_OPEN waits for room instead of being refused.
+        await using var server = TunnelServer.Start(o => o.SendQueueCapacity = 4);
+        await using var client = await RawTunnelClient.ConnectAsync(server);
+        await client.SendAsync(TunnelMessages.ServiceAdd, Generic(1, 1, 80));
+        var (_, address) = ParseIpMap(await client.ReadUntilAsync(TunnelMessages.ServiceIpMap));
+        var first = server.ConnectAsGuestAsync(address, 80, 40000);
+        var open = await client.ReadUntilAsync(TunnelMessages.SocketOpen);
+        await client.SendAsync(TunnelMessages.SocketOpenAck, TunnelMessages.BuildIdTokens(BinaryPrimitives.ReadUInt16LittleEndian(open), 1024));
+        using var guest = await first;
+        var writer = Task.Run(async () =>
+        {
+            var chunk = new byte[1 << 20];
+            for (var i = 0; i < 20; i++)
+            {
+                await guest.SendAsync(chunk, TestContext.Current.CancellationToken);
+            }
+        }, TestContext.Current.CancellationToken);
+
+        var session = Assert.Single(server.Gateway.Clients());
+        using (var wait = new CancellationTokenSource(TimeSpan.FromSeconds(60)))
+        {
+            while (session.QueuedMessages < 4)
+            {
+                await Task.Delay(20, wait.Token);
+            }
+        }
+
+        var second = server.ConnectAsGuestAsync(address, 80, 40001);
+        Assert.False(second.IsCompleted, second.Exception?.ToString() ?? "completed at once with the queue full");
+
+        // The client reads again: the SOCKET_OPEN comes behind the data, and its OPEN_ACK opens the connection.
+        ushort id;
+        do
+        {
+            open = await client.ReadUntilAsync(TunnelMessages.SocketOpen);
+            id = BinaryPrimitives.ReadUInt16LittleEndian(open);
+        }
+        while (id == 0);
+
+        await client.SendAsync(TunnelMessages.SocketOpenAck, TunnelMessages.BuildIdTokens(id, 32));
+        using var opened = await second.WaitAsync(TimeSpan.FromSeconds(30), TestContext.Current.CancellationToken);
+        Assert.True(opened.Connected);
+        Assert.Equal(0, server.Gateway.Counters.RefusedCount);
+        Assert.Equal(2, server.Gateway.Counters.Opened);
+
+        // The writer may still be blocked on the first socket: closing it ends the writer.
+        guest.Dispose();
+        await writer.ContinueWith(_ => { }, TaskScheduler.Default);
+    }
 }
