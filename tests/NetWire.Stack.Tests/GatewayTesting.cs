@@ -1,9 +1,38 @@
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Time.Testing;
 using NetWire.Core.Frames;
 using NetWire.Core.Packets;
 using NetWire.Core.Wire;
 
 namespace NetWire.Stack.Tests;
+
+/// <summary>
+/// A gateway on fake time attached for one test class, its frames towards the guest going to a
+/// receiver; stopped and shut down when the class is disposed.
+/// </summary>
+internal sealed class GatewayRun : IDisposable
+{
+    private readonly CancellationTokenSource _stop = new();
+
+    public GatewayRun(GatewayOptions options, IPacketReceiver receiver, FramePool? pool = null)
+    {
+        Gateway = new Gateway(options, pool ?? new FramePool(), new FakeTimeProvider(), NullLogger.Instance);
+        Gateway.Attach(receiver, new WireCounters(), _stop.Token);
+    }
+
+    public Gateway Gateway { get; }
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        lock (Gateway.Sync)
+        {
+            Gateway.Shutdown();
+        }
+
+        _stop.Dispose();
+    }
+}
 
 /// <summary>What the socket-free gateway tests share: a gateway attached to a collecting receiver, a frame in, the one frame out.</summary>
 internal static class GatewayTesting

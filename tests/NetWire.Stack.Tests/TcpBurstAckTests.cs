@@ -1,10 +1,6 @@
 using System.Net;
 using System.Net.Sockets;
-using Microsoft.Extensions.Logging.Abstractions;
-using Microsoft.Extensions.Time.Testing;
-using NetWire.Core.Frames;
 using NetWire.Core.Packets;
-using NetWire.Core.Wire;
 using static NetWire.Stack.Tests.TestPackets;
 
 namespace NetWire.Stack.Tests;
@@ -17,25 +13,16 @@ public sealed class TcpBurstAckTests : IDisposable
 {
     private const uint GuestIsn = 5000;
     private readonly CollectingReceiver _receiver = new();
-    private readonly CancellationTokenSource _stop = new();
+    private readonly GatewayRun _run;
     private readonly Gateway _gateway;
 
     public TcpBurstAckTests()
     {
-        _gateway = new Gateway(new GatewayOptions { AllowHostLoopback = true }, new FramePool(), new FakeTimeProvider(), NullLogger.Instance);
-        _gateway.Attach(_receiver, new WireCounters(), _stop.Token);
+        _run = new GatewayRun(new GatewayOptions { AllowHostLoopback = true }, _receiver);
+        _gateway = _run.Gateway;
     }
 
-    public void Dispose()
-    {
-        _stop.Cancel();
-        lock (_gateway.Sync)
-        {
-            _gateway.Shutdown();
-        }
-
-        _stop.Dispose();
-    }
+    public void Dispose() => _run.Dispose();
 
     private static async Task<byte[]> NextFrameAsync(CollectingReceiver receiver)
     {

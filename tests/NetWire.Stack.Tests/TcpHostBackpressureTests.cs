@@ -1,6 +1,5 @@
 using System.Net;
 using System.Net.Sockets;
-using Microsoft.Extensions.Time.Testing;
 using NetWire.Core.Packets;
 using static NetWire.Stack.Tests.TestPackets;
 
@@ -19,25 +18,17 @@ public sealed class TcpHostBackpressureTests : IDisposable
     private const int Length = 6 * 1024 * 1024;
 
     private readonly CollectingReceiver _receiver = new();
-    private readonly CancellationTokenSource _stop = new();
+    private readonly GatewayRun _run;
     private readonly Gateway _gateway;
 
     public TcpHostBackpressureTests()
     {
         var options = new GatewayOptions { AllowHostLoopback = true, TcpBufferBytes = 8 * 1024 * 1024 };
-        _gateway = GatewayTesting.Create(options, new FakeTimeProvider(), _receiver, _stop.Token);
+        _run = new GatewayRun(options, _receiver);
+        _gateway = _run.Gateway;
     }
 
-    public void Dispose()
-    {
-        _stop.Cancel();
-        lock (_gateway.Sync)
-        {
-            _gateway.Shutdown();
-        }
-
-        _stop.Dispose();
-    }
+    public void Dispose() => _run.Dispose();
 
     [Fact]
     public async Task HostThatStopsReading_GetsEveryByteOnceItReadsAgain()

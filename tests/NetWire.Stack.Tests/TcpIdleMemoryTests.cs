@@ -1,10 +1,7 @@
 using System.Net;
 using System.Net.Sockets;
-using Microsoft.Extensions.Logging.Abstractions;
-using Microsoft.Extensions.Time.Testing;
 using NetWire.Core.Frames;
 using NetWire.Core.Packets;
-using NetWire.Core.Wire;
 using static NetWire.Stack.Tests.TestPackets;
 
 namespace NetWire.Stack.Tests;
@@ -17,26 +14,17 @@ namespace NetWire.Stack.Tests;
 public sealed class TcpIdleMemoryTests : IDisposable
 {
     private readonly CollectingReceiver _receiver = new();
-    private readonly CancellationTokenSource _stop = new();
+    private readonly GatewayRun _run;
     private readonly FramePool _pool = new();
     private readonly Gateway _gateway;
 
     public TcpIdleMemoryTests()
     {
-        _gateway = new Gateway(new GatewayOptions { AllowHostLoopback = true }, _pool, new FakeTimeProvider(), NullLogger.Instance);
-        _gateway.Attach(_receiver, new WireCounters(), _stop.Token);
+        _run = new GatewayRun(new GatewayOptions { AllowHostLoopback = true }, _receiver, _pool);
+        _gateway = _run.Gateway;
     }
 
-    public void Dispose()
-    {
-        _stop.Cancel();
-        lock (_gateway.Sync)
-        {
-            _gateway.Shutdown();
-        }
-
-        _stop.Dispose();
-    }
+    public void Dispose() => _run.Dispose();
 
     [Fact]
     public async Task FiftyConnections_AfterAnExchangeBothWays_HoldNoRingBuffers()

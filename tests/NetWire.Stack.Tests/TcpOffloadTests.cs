@@ -2,8 +2,6 @@ using System.Buffers.Binary;
 using System.Collections.Concurrent;
 using System.Net;
 using System.Net.Sockets;
-using Microsoft.Extensions.Logging.Abstractions;
-using Microsoft.Extensions.Time.Testing;
 using NetWire.Core.Frames;
 using NetWire.Core.Packets;
 using NetWire.Core.Wire;
@@ -22,26 +20,17 @@ public sealed class TcpOffloadTests : IDisposable
     private const uint GuestIsn = 7000;
     private const ushort GuestPort = 42000;
     private readonly OffloadReceiver _receiver = new();
-    private readonly CancellationTokenSource _stop = new();
+    private readonly GatewayRun _run;
     private readonly FramePool _pool = new();
     private readonly Gateway _gateway;
 
     public TcpOffloadTests()
     {
-        _gateway = new Gateway(new GatewayOptions { AllowHostLoopback = true }, _pool, new FakeTimeProvider(), NullLogger.Instance);
-        _gateway.Attach(_receiver, new WireCounters(), _stop.Token);
+        _run = new GatewayRun(new GatewayOptions { AllowHostLoopback = true }, _receiver, _pool);
+        _gateway = _run.Gateway;
     }
 
-    public void Dispose()
-    {
-        _stop.Cancel();
-        lock (_gateway.Sync)
-        {
-            _gateway.Shutdown();
-        }
-
-        _stop.Dispose();
-    }
+    public void Dispose() => _run.Dispose();
 
     [Fact]
     public async Task LargeSegmentWithItsChecksumLeftUndone_IsOneSegment_AndItsBytesReachTheHost()

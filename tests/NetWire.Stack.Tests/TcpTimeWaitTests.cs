@@ -1,6 +1,5 @@
 using System.Net;
 using System.Net.Sockets;
-using Microsoft.Extensions.Time.Testing;
 using NetWire.Core.Packets;
 using static NetWire.Stack.Tests.TestPackets;
 
@@ -16,24 +15,16 @@ public sealed class TcpTimeWaitTests : IDisposable
     private const uint GuestIsn = 7000;
     private const ushort GuestPort = 42000;
     private readonly CollectingReceiver _receiver = new();
-    private readonly CancellationTokenSource _stop = new();
+    private readonly GatewayRun _run;
     private readonly Gateway _gateway;
 
     public TcpTimeWaitTests()
     {
-        _gateway = GatewayTesting.Create(new GatewayOptions { AllowHostLoopback = true }, new FakeTimeProvider(), _receiver, _stop.Token);
+        _run = new GatewayRun(new GatewayOptions { AllowHostLoopback = true }, _receiver);
+        _gateway = _run.Gateway;
     }
 
-    public void Dispose()
-    {
-        _stop.Cancel();
-        lock (_gateway.Sync)
-        {
-            _gateway.Shutdown();
-        }
-
-        _stop.Dispose();
-    }
+    public void Dispose() => _run.Dispose();
 
     [Fact]
     public async Task NewSynOnThePortsOfAConnectionInTimeWait_OpensANewConnection()
