@@ -145,7 +145,8 @@ internal sealed class VmDownloadRun : IAsyncDisposable
 
     /// <summary>
     /// Lets the server send its last bytes; the guest, now on the target, ends its download with
-    /// every byte (length and sha256), the server sees it close, and tcpdump saw no RST on the server's port.
+    /// every byte (length and sha256), the server sees it close, and tcpdump saw the connection
+    /// open on the server's port and no RST there.
     /// </summary>
     public async Task AssertDownloadCompleteAsync()
     {
@@ -156,6 +157,8 @@ internal sealed class VmDownloadRun : IAsyncDisposable
 
         _capture!.Terminate();
         await _capture.WaitForExitAsync(TimeSpan.FromSeconds(30));
+        var opens = await ProcessRunner.RunAsync("tcpdump", ["-r", Pcap, "-n", "tcp[tcpflags] & tcp-syn != 0"], TimeSpan.FromSeconds(60));
+        Assert.True(opens.Stdout.Trim().Length > 0, $"tcpdump saw no connection to the server: {opens.Stderr}");
         var resets = await ProcessRunner.RunAsync("tcpdump", ["-r", Pcap, "-n", "tcp[tcpflags] & tcp-rst != 0"], TimeSpan.FromSeconds(60));
         Assert.True(resets.Stdout.Trim().Length == 0, $"RSTs on the server's port: {resets.Stdout}\n{Logs()}");
     }
