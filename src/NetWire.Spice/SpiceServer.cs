@@ -86,8 +86,8 @@ internal sealed class SpiceServer : IAsyncDisposable
     /// <summary>
     /// True on a migration target (<c>netwire serve --incoming</c>): a main link with any
     /// non-zero connection id is a client migrating in (bounded by
-    /// <see cref="SpiceServerOptions.MaxSessions"/> and
-    /// <see cref="SpiceServerOptions.MigrationTargetTimeout"/>).
+    /// <see cref="SpiceServerOptions.MaxSessions"/>, and by
+    /// <see cref="SpiceServerOptions.MigrationTargetTimeout"/> from <see cref="IncomingAdopted"/>).
     /// </summary>
     public bool AcceptMigrationTargets { get; set; }
 
@@ -97,6 +97,13 @@ internal sealed class SpiceServer : IAsyncDisposable
     /// when nothing needs adopting.
     /// </summary>
     public Func<SpiceSession, CancellationToken, Task<string?>>? AdoptIncoming { get; set; }
+
+    /// <summary>
+    /// Completes when the appliance state is adopted; a client migrating in has
+    /// <see cref="SpiceServerOptions.MigrationTargetTimeout"/> from then (or from its link, when
+    /// later) to send MIGRATE_END. Null: from its link.
+    /// </summary>
+    public Task? IncomingAdopted { get; set; }
 
     /// <summary>The source side of client migration (MIGRATE_BEGIN ... MIGRATE_END).</summary>
     public Migration.SpiceMigration Migration { get; }
@@ -504,7 +511,8 @@ internal sealed class SpiceServer : IAsyncDisposable
     }
 
     private SpiceSession CreateSession(uint id, SpiceLinkMess mess, Stream stream, bool migrationTarget = false) =>
-        new(id, mess, stream, _options, ListChannels, _loggers.CreateLogger<SpiceSession>(), migrationTarget, migrationTarget ? AdoptIncoming : null);
+        new(id, mess, stream, _options, ListChannels, _loggers.CreateLogger<SpiceSession>(), migrationTarget, migrationTarget ? AdoptIncoming : null,
+            migrationTarget ? IncomingAdopted : null);
 
     private async Task RefuseAsync(long number, Stream stream, SpiceLinkErr error, string reason, CancellationToken cancellationToken)
     {

@@ -61,8 +61,10 @@ internal sealed class SpiceServerOptions
     public uint MainChannelCaps { get; set; } = 1u << Link.SpiceCaps.MainSemiSeamlessMigrate;
 
     /// <summary>
-    /// How long a client migrating in may stay linked and parked before its MIGRATE_END; then
-    /// it is dropped (spice-server has no such limit).
+    /// How long a client migrating in may stay parked without its MIGRATE_END once the appliance
+    /// state is adopted (or once it linked, when that is later); then it is dropped (spice-server
+    /// has no such limit). Before the state arrives it waits without one, as with spice-server:
+    /// a whole-VM migration runs QEMU's migration first (docs/migration.md).
     /// </summary>
     public TimeSpan MigrationTargetTimeout { get; set; } = TimeSpan.FromSeconds(60);
 

@@ -26,9 +26,10 @@ namespace NetWire.Tunnel;
 /// buffer outbound.
 ///
 /// A migration (docs/tunnel.md, "Migration") pauses the relay: <see cref="PauseAsync"/> stops
-/// both pumps where they send nothing (waiting for tokens, for data, or for the local socket to
-/// be readable; a write or send in progress finishes first), so the relay's numbers stop
-/// changing. The server then takes a <see cref="Snapshot"/> for the state stream and a target
+/// both pumps where they send nothing (waiting for tokens, for data, for the local socket to be
+/// readable, or for it to take more: a guest paused by its VM's migration, or a slow service,
+/// leaves a write blocked, and the rest of that piece is kept, see <see cref="_partial"/>; a
+/// channel send in progress finishes first), so the relay's numbers stop changing. The server then takes a <see cref="Snapshot"/> for the state stream and a target
 /// rebuilds the relay with <see cref="Restore"/>; the client keeps its relay and moves it to the
 /// target's channel (<see cref="Rebind"/>, <see cref="Resume"/>). Bytes a restore carries go
 /// first: those for the peer as SOCKET_DATA under the same tokens, those for the local socket
@@ -60,6 +61,14 @@ internal sealed class TunnelRelay
     private readonly Queue<byte[]> _carriedIn = new();
 
     private MessageConnection _connection;
+
+    /// <summary>
+    /// The rest of a piece a pause stopped while the local socket took no more: written first
+    /// when the pumps resume, carried by a snapshot; owed its token when it came from
+    /// <see cref="_queue"/> (<see cref="_partialOwed"/>). The inbound pump writes both, under the lock.
+    /// </summary>
+    private byte[]? _partial;
+    private bool _partialOwed;
 
     /// <summary>Bytes for the peer that a migration carried (sent before reading the local socket), and how far they went.</summary>
     private byte[]? _carriedOut;
@@ -119,6 +128,9 @@ internal sealed class TunnelRelay
             Close();
         });
         _io = CancellationTokenSource.CreateLinkedTokenSource(_lifetime.Token);
+
+        // The inbound pump first writes what the local socket takes at once (WriteLocalAsync).
+        _socket.Blocking = false;
     }
 
     /// <summary>Message ids one side sends.</summary>
@@ -336,11 +348,28 @@ internal sealed class TunnelRelay
             var toPeer = new byte[carried.Length + toPeerQueued.Length];
             carried.CopyTo(toPeer);
             toPeerQueued.CopyTo(toPeer.AsSpan(carried.Length));
+            // A partial piece comes first: from _carriedIn (then it goes on in ToLocal) or from
+            // _queue, which is written only once _carriedIn is empty (then it heads Queued, owed its token).
             var toLocal = new List<byte>();
+            List<byte[]> queued = [];
+            if (_partial is { } partial)
+            {
+                if (_partialOwed)
+                {
+                    queued.Add(partial);
+                }
+                else
+                {
+                    toLocal.AddRange(partial);
+                }
+            }
+
             foreach (var chunk in _carriedIn)
             {
                 toLocal.AddRange(chunk);
             }
+
+            queued.AddRange(_queue);
 
             return new TunnelRelayState
             {
@@ -354,7 +383,7 @@ internal sealed class TunnelRelay
                 InboundDone = _inboundDone,
                 ToPeer = toPeer,
                 ToLocal = [.. toLocal],
-                Queued = [.. _queue],
+                Queued = queued,
             };
         }
     }
@@ -605,7 +634,11 @@ internal sealed class TunnelRelay
                 bool fin;
                 lock (_gate)
                 {
-                    if (_carriedIn.TryDequeue(out chunk))
+                    if (_partial is not null)
+                    {
+                        (chunk, owed, _partial) = (_partial, _partialOwed, null);
+                    }
+                    else if (_carriedIn.TryDequeue(out chunk))
                     {
                     }
                     else if (_queue.TryDequeue(out chunk))
@@ -634,10 +667,9 @@ internal sealed class TunnelRelay
                     continue;
                 }
 
-                var sent = 0;
-                while (sent < chunk.Length)
+                if (!await WriteLocalAsync(chunk, owed).ConfigureAwait(false))
                 {
-                    sent += await _socket.SendAsync(chunk.AsMemory(sent), SocketFlags.None, cancellationToken).ConfigureAwait(false);
+                    continue;
                 }
 
                 Interlocked.Add(ref _bytesIn, chunk.Length);
@@ -679,6 +711,47 @@ internal sealed class TunnelRelay
         {
             return false;
         }
+    }
+
+    /// <summary>
+    /// Writes <paramref name="chunk"/> to the local socket; false when a pause came while the socket
+    /// took no more, the rest then kept in <see cref="_partial"/>. What the socket takes at once is
+    /// written without waiting; when it is full, a one-byte send waits for room: a pause cancels it
+    /// cleanly (the byte went or it did not), where a longer send could have gone in part, unknown.
+    /// </summary>
+    private async Task<bool> WriteLocalAsync(byte[] chunk, bool owed)
+    {
+        var sent = 0;
+        while (sent < chunk.Length)
+        {
+            var now = _socket.Send(chunk.AsSpan(sent), SocketFlags.None, out var error);
+            if (error is not (SocketError.Success or SocketError.WouldBlock))
+            {
+                throw new SocketException((int)error);
+            }
+
+            sent += now;
+            if (now > 0)
+            {
+                continue;
+            }
+
+            try
+            {
+                sent += await _socket.SendAsync(chunk.AsMemory(sent, 1), SocketFlags.None, IoToken).ConfigureAwait(false);
+            }
+            catch (OperationCanceledException ex) when (Paused(ex))
+            {
+                lock (_gate)
+                {
+                    (_partial, _partialOwed) = (chunk[sent..], owed);
+                }
+
+                return false;
+            }
+        }
+
+        return true;
     }
 
     /// <summary>A pump's socket or the channel failed, or the relay was aborted under it.</summary>

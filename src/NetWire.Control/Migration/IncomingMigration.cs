@@ -31,8 +31,8 @@ namespace NetWire.Control.Migration;
 /// checksum) gets an 'E' reply saying why, nothing is applied, and the target keeps waiting
 /// for another attempt. The first stream adopted completes <see cref="Adopted"/> and closes the
 /// listener. Meanwhile the SPICE server accepts clients migrating in; each one's MIGRATE_END
-/// waits for <see cref="Adopted"/> (bounded by the server's migration target timer) and is
-/// refused when its session id is not in the adopted state.
+/// waits for <see cref="Adopted"/> and is refused when its session id is not in the adopted
+/// state; the server's migration target timer runs from <see cref="Adopted"/>.
 /// </remarks>
 internal sealed class IncomingMigration : IAsyncDisposable
 {
@@ -126,6 +126,7 @@ internal sealed class IncomingMigration : IAsyncDisposable
         if (_spice is not null)
         {
             _spice.AdoptIncoming = GateAsync;
+            _spice.IncomingAdopted = _adopted.Task;
             _spice.AcceptMigrationTargets = true;
         }
 

@@ -54,7 +54,7 @@ public sealed partial class NamespaceMigrationTests
 
             var a = Serve(ns, dir, "a", incoming: false);
             await a.WaitForLineAsync(l => l.Contains($"TAP {Tap} attached", StringComparison.Ordinal), s_wait);
-            await a.WaitForLineAsync(l => l.Contains("Control socket (QMP) on", StringComparison.Ordinal), s_wait);
+            await ApplianceOutput.ControlSocketAsync(a, s_wait);
 
             // Each target starts before its turn (it waits for the TAP while its source has it): B
             // before the stream, C while the stream runs through B. 40 MB at 8 Mbit/s: 40 s.
@@ -141,8 +141,8 @@ public sealed partial class NamespaceMigrationTests
     private static async Task<(ManagedProcess Target, int Incoming)> StartTargetAsync(NetNamespace ns, string dir, string name)
     {
         var target = Serve(ns, dir, name, incoming: true);
-        var incoming = int.Parse(IncomingListening().Match(await target.WaitForLineAsync(l => IncomingListening().IsMatch(l), s_wait)).Groups[1].Value, CultureInfo.InvariantCulture);
-        await target.WaitForLineAsync(l => l.Contains("Control socket (QMP) on", StringComparison.Ordinal), s_wait);
+        var incoming = await ApplianceOutput.PortAsync(target, ApplianceOutput.IncomingListening(), s_wait);
+        await ApplianceOutput.ControlSocketAsync(target, s_wait);
         return (target, incoming);
     }
 
@@ -162,9 +162,6 @@ public sealed partial class NamespaceMigrationTests
     private static Task<JsonObject> QmpAsync(string qmp, string command, string arguments) => QmpMigration.CommandAsync(qmp, command, arguments, s_wait);
 
     private static Task<JsonObject> MigrateAsync(string qmp, int port) => QmpMigration.MigrateAsync(qmp, port, s_wait);
-
-    [GeneratedRegex(@"Waiting for incoming migration on 127\.0\.0\.1:(\d+)")]
-    private static partial Regex IncomingListening();
 
     [GeneratedRegex(@"^\[\s*\d+\]\s+[\d.]+-[\d.]+\s+sec\s+[\d.]+ [KMG]?Bytes")]
     private static partial Regex IntervalLine();

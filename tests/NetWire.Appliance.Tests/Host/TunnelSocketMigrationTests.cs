@@ -1,7 +1,6 @@
 using System.Globalization;
 using System.Security.Cryptography;
 using System.Text.Json.Nodes;
-using System.Text.RegularExpressions;
 using NetWire.Testing;
 
 namespace NetWire.Appliance.Tests.Host;
@@ -15,7 +14,7 @@ namespace NetWire.Appliance.Tests.Host;
 /// gets its connections reset instead, cleanly and counted.
 /// </summary>
 [Trait("Category", "Host")]
-public sealed partial class TunnelSocketMigrationTests
+public sealed class TunnelSocketMigrationTests
 {
     private const string Tap = "nwt0";
     private const string Password = "s3cret";
@@ -175,12 +174,6 @@ public sealed partial class TunnelSocketMigrationTests
 
     private static Task<JsonObject> MigrateAsync(string qmp, int port) => QmpMigration.MigrateAsync(qmp, port, s_wait);
 
-    [GeneratedRegex(@"SPICE server listening on 127\.0\.0\.1:(\d+)")]
-    private static partial Regex SpiceListening();
-
-    [GeneratedRegex(@"Waiting for incoming migration on 127\.0\.0\.1:(\d+)")]
-    private static partial Regex IncomingListening();
-
     /// <summary>
     /// The namespace with its TAP, the source and sink services on its loopback, appliance A (the
     /// source) and B (the target), and the tunnel client publishing source (port 80) and sink (81).
@@ -324,8 +317,8 @@ public sealed partial class TunnelSocketMigrationTests
 
             A = Start(Serve("a", incoming: false));
             await A.WaitForLineAsync(l => l.Contains($"TAP {Tap} attached", StringComparison.Ordinal), s_wait);
-            await A.WaitForLineAsync(l => l.Contains("Control socket (QMP) on", StringComparison.Ordinal), s_wait);
-            var spiceA = Port(await A.WaitForLineAsync(l => SpiceListening().IsMatch(l), s_wait), SpiceListening());
+            await ApplianceOutput.ControlSocketAsync(A, s_wait);
+            var spiceA = await ApplianceOutput.PortAsync(A, ApplianceOutput.SpiceListening(), s_wait);
             (B, Incoming, SpiceB) = await StartTargetAsync("b");
 
             List<string> client = [
@@ -346,9 +339,9 @@ public sealed partial class TunnelSocketMigrationTests
         public async Task<(ManagedProcess Target, int Incoming, int Spice)> StartTargetAsync(string name)
         {
             var target = Start(Serve(name, incoming: true));
-            var incoming = Port(await target.WaitForLineAsync(l => IncomingListening().IsMatch(l), s_wait), IncomingListening());
-            var spice = Port(await target.WaitForLineAsync(l => SpiceListening().IsMatch(l), s_wait), SpiceListening());
-            await target.WaitForLineAsync(l => l.Contains("Control socket (QMP) on", StringComparison.Ordinal), s_wait);
+            var incoming = await ApplianceOutput.PortAsync(target, ApplianceOutput.IncomingListening(), s_wait);
+            var spice = await ApplianceOutput.PortAsync(target, ApplianceOutput.SpiceListening(), s_wait);
+            await ApplianceOutput.ControlSocketAsync(target, s_wait);
             return (target, incoming, spice);
         }
 
@@ -382,7 +375,5 @@ public sealed partial class TunnelSocketMigrationTests
 
             return Ns.Start(args);
         }
-
-        private static int Port(string line, Regex regex) => int.Parse(regex.Match(line).Groups[1].Value, CultureInfo.InvariantCulture);
     }
 }

@@ -3,6 +3,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 using NetWire.Control.Migration;
+using NetWire.Control.Qmp;
 using NetWire.Spice;
 using NetWire.Spice.Channels;
 using NetWire.Spice.Channels.Main;
@@ -228,14 +229,45 @@ public sealed class MigrationRawClientTests
     }
 
     [Fact]
-    public async Task TargetThatNeverGetsMigrateEnd_DropsTheParkedClient()
+    public async Task TargetThatNeverGetsMigrateEnd_DropsTheParkedClient_AfterTheState()
     {
+        await using var a = Appliance.Start();
         await using var b = Appliance.Start(incoming: true, configure: o => o.MigrationTargetTimeout = TimeSpan.FromSeconds(2));
-        await using var target = await RawSpiceClient.ConnectAsync(b.Spice.LocalEndPoint);
-        Assert.Equal(SpiceLinkErr.Ok, await target.LinkAsync(0x1234, Main, Appliance.Password));
-        Assert.True(Assert.Single(b.Spice.Sessions.Snapshot()).IsMigrationTarget);
+        await using var qmp = await a.QmpAsync();
+        var (source, target, _) = await ConnectToTargetAsync(a, b, qmp);
+        await using var _s = source;
+        await using var _t = target;
+
+        await qmp.OkAsync("migrate", new() { ["uri"] = b.IncomingUri });
+        Assert.Equal("completed", (string?)(await qmp.WaitMigrationEndAsync())["status"]);
         Assert.True(await target.ClosedByServerAsync());
         await Qmp.UntilAsync(() => b.Spice.Sessions.Count == 0, "the parked session to be dropped");
+    }
+
+    [Fact]
+    public async Task AClientParkedLongerThanTheTimeout_BeforeTheStateArrives_IsStillServed()
+    {
+        await using var a = Appliance.Start();
+        await using var b = Appliance.Start(incoming: true, configure: o => o.MigrationTargetTimeout = TimeSpan.FromSeconds(1));
+        await using var qmp = await a.QmpAsync();
+        var (source, target, id) = await ConnectToTargetAsync(a, b, qmp);
+        await using var _s = source;
+        await using var _t = target;
+
+        // A whole-VM move runs QEMU's migration here (docs/migration.md), minutes for a large
+        // VM: three of the target's timeouts pass before the state is sent.
+        await Task.Delay(TimeSpan.FromSeconds(3), TestContext.Current.CancellationToken);
+        var parked = Assert.Single(b.Spice.Sessions.Snapshot());
+        Assert.Null(parked.EndedBy);
+
+        await qmp.OkAsync("migrate", new() { ["uri"] = b.IncomingUri });
+        await source.ReadUntilAsync(MainMessages.MigrateEnd);
+        Assert.Equal("completed", (string?)(await qmp.WaitMigrationEndAsync())["status"]);
+        await target.SendMessageAsync(MainMessages.ClientMigrateEnd, []);
+        var first = await target.ReadMessageAsync();
+        Assert.Equal(MainMessages.Init, first.Header.Type);
+        Assert.Equal(id, BinaryPrimitives.ReadUInt32LittleEndian(first.Body));
+        Assert.True(await parked.Started);
     }
 
     [Fact]
@@ -267,6 +299,24 @@ public sealed class MigrationRawClientTests
         Assert.Equal(SpiceLinkErr.Ok, await client.LinkAsync(0, Main, Appliance.Password, channelCaps: [mainCaps]));
         var init = await client.ReadUntilAsync(MainMessages.Init);
         return (client, BinaryPrimitives.ReadUInt32LittleEndian(init.Body));
+    }
+
+    /// <summary>
+    /// A client on <paramref name="a"/> told to migrate to <paramref name="b"/>: linked to B's main
+    /// (parked) and MIGRATE_CONNECTED answered, the connect phase done. Its source link, its target
+    /// link and its session id.
+    /// </summary>
+    private static async Task<(RawSpiceClient Source, RawSpiceClient Target, uint SessionId)> ConnectToTargetAsync(Appliance a, Appliance b, QmpClient qmp)
+    {
+        var (source, id) = await LinkAsync(a);
+        await qmp.ClientMigrateInfoAsync(b.SpicePort);
+        await source.ReadUntilAsync(MainMessages.MigrateBegin);
+        var target = await RawSpiceClient.ConnectAsync(b.Spice.LocalEndPoint);
+        Assert.Equal(SpiceLinkErr.Ok, await target.LinkAsync(id, Main, Appliance.Password));
+        Assert.True(Assert.Single(b.Spice.Sessions.Snapshot()).IsMigrationTarget);
+        await source.SendMessageAsync(MainMessages.MigrateConnected, []);
+        Assert.Equal(1, (int)(await qmp.WaitEventAsync("SPICE_MIGRATE_CONNECT_DONE", Qmp.Token))["data"]!["connected"]!);
+        return (source, target, id);
     }
 
     /// <summary>A loopback port nothing listens on (bound, then released).</summary>

@@ -76,6 +76,18 @@ internal sealed partial class SpiceSession
 
     private async Task TargetTimerAsync(CancellationToken cancellationToken)
     {
+        // A client links here at client_migrate_info, and in a whole-VM move QEMU's own migration
+        // runs before the state is sent, minutes for a large VM (docs/migration.md, "Whole-VM
+        // migration"); MIGRATE_END is due only once the state is here, so the deadline starts then.
+        if (_adopted is not null)
+        {
+            await Task.WhenAny(_started.Task, _adopted).WaitAsync(cancellationToken).ConfigureAwait(false);
+            if (_started.Task.IsCompleted)
+            {
+                return;
+            }
+        }
+
         var timeout = _options.MigrationTargetTimeout;
         var expired = Task.Delay(timeout, _time, cancellationToken);
         if (await Task.WhenAny(_started.Task, expired).ConfigureAwait(false) == expired)

@@ -30,7 +30,8 @@ namespace NetWire.Spice.Channels.Main;
 /// link (no INIT, no pings); its other channels wait on <see cref="Started"/>. The client's
 /// MIGRATE_END (109) runs the adoption gate (the appliance state must have arrived), then INIT
 /// with the adopted id goes out and <see cref="Started"/> completes. A target that gets no
-/// MIGRATE_END within <see cref="SpiceServerOptions.MigrationTargetTimeout"/> is dropped. An unknown type or a truncated message is a
+/// MIGRATE_END within <see cref="SpiceServerOptions.MigrationTargetTimeout"/> of the state's
+/// adoption (or of the link, when later) is dropped. An unknown type or a truncated message is a
 /// protocol violation and ends this session only.
 /// </remarks>
 internal sealed partial class SpiceSession : IDisposable
@@ -46,6 +47,9 @@ internal sealed partial class SpiceSession : IDisposable
     private readonly TaskCompletionSource _ended = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource<bool> _started = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly Func<SpiceSession, CancellationToken, Task<string?>>? _adopt;
+
+    /// <summary>On a migration target: completes when the appliance state is adopted, which starts the MIGRATE_END deadline; null starts it at the link.</summary>
+    private readonly Task? _adopted;
 
     /// <summary>A <see cref="MigrationClientState"/>; Interlocked.</summary>
     private int _migration;
@@ -73,10 +77,12 @@ internal sealed partial class SpiceSession : IDisposable
         Func<IReadOnlyList<(byte Type, byte Id)>> channels,
         ILogger logger,
         bool migrationTarget = false,
-        Func<SpiceSession, CancellationToken, Task<string?>>? adopt = null)
+        Func<SpiceSession, CancellationToken, Task<string?>>? adopt = null,
+        Task? adopted = null)
     {
         IsMigrationTarget = migrationTarget;
         _adopt = adopt;
+        _adopted = adopted;
         SessionId = sessionId;
         Link = link;
         _stream = stream;
