@@ -26,8 +26,10 @@ namespace NetWire.Stack;
 /// <see cref="RemoveForward"/> change the table while the gateway runs (the QMP <c>hostfwd-*</c>
 /// commands, the slirp4netns API socket). Removing a forward closes its listener; connections
 /// it already accepted go on.
+/// As an <see cref="IInputLoop"/> the gateway's poller reads another end's descriptor itself (the
+/// namespace's TAP in <c>netwire run</c>): the guest's frames then arrive on the poller's thread.
 /// </remarks>
-public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
+public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork, IInputLoop
 {
     /// <summary>Most batches the poller's thread handles before it looks at the host sockets again.</summary>
     private const int BatchesPerTurn = 4;
@@ -50,6 +52,15 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
 
     /// <summary>Forwards a migration source had added while it ran, opened here with the options' ones. Guarded by <see cref="_forwards"/>.</summary>
     private List<HostForward> _adoptedForwards = [];
+
+    /// <summary>Guards <see cref="_inputPoller"/> and <see cref="_pendingInput"/>.</summary>
+    private readonly Lock _inputGate = new();
+
+    /// <summary>The running poller, while RunAsync runs. Guarded by <see cref="_inputGate"/>.</summary>
+    private HostPoller? _inputPoller;
+
+    /// <summary>An input watch asked for before the poller ran. Guarded by <see cref="_inputGate"/>.</summary>
+    private PendingInput? _pendingInput;
 
     /// <summary>Creates the gateway end; throws <see cref="FormatException"/> when the options contradict each other.</summary>
     public GatewayEnd(string name, GatewayOptions options, FramePool pool, int queueCapacity, TimeProvider time, ILogger logger)
@@ -155,6 +166,12 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
         _gateway.Poller.SetTick(_gateway.OnTimer, s_tick);
         Outbound.SetReaderSignal(OnFramesWhilePollerParked);
         _gateway.Poller.SetGuestWork(this);
+        lock (_inputGate)
+        {
+            _inputPoller = _gateway.Poller;
+            _pendingInput?.Start(_inputPoller);
+        }
+
         var tasks = new List<Task> { Task.Delay(Timeout.Infinite, stop.Token), _gateway.FlushLoopAsync(stop.Token) };
         if (!runnable.IsCompleted)
         {
@@ -174,10 +191,37 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
         {
             await stop.CancelAsync().ConfigureAwait(false);
             CloseForwards();
+            lock (_inputGate)
+            {
+                _inputPoller = null;
+            }
+
             lock (_gateway.Sync)
             {
                 _gateway.Shutdown();
             }
+        }
+    }
+
+    /// <inheritdoc/>
+    public IInputWatch WatchInput(int fd, IInputSource source)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        lock (_inputGate)
+        {
+            if (_pendingInput is not null)
+            {
+                throw new InvalidOperationException("the gateway watches an input descriptor already");
+            }
+
+            var pending = new PendingInput(this, fd, source);
+            if (_inputPoller is { } poller)
+            {
+                pending.Start(poller);
+            }
+
+            _pendingInput = pending;
+            return pending;
         }
     }
 
@@ -544,6 +588,38 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork
         if (!done || !Outbound.TryParkReader())
         {
             _gateway.Poller.Wake();
+        }
+    }
+
+    /// <summary>An input watch, started on the poller once it runs. Guarded by the end's input gate.</summary>
+    private sealed class PendingInput(GatewayEnd end, int fd, IInputSource source) : IInputWatch
+    {
+        private IInputWatch? _watch;
+        private bool _disposed;
+
+        public void Start(HostPoller poller)
+        {
+            if (!_disposed && _watch is null)
+            {
+                Volatile.Write(ref _watch, poller.WatchInput(fd, source));
+            }
+        }
+
+        /// <summary>Without the gate: a source may resume from inside its read, under the poller's input lock.</summary>
+        public void Resume() => Volatile.Read(ref _watch)?.Resume();
+
+        public void Dispose()
+        {
+            lock (end._inputGate)
+            {
+                _disposed = true;
+                _watch?.Dispose();
+                Volatile.Write(ref _watch, null);
+                if (end._pendingInput == this)
+                {
+                    end._pendingInput = null;
+                }
+            }
         }
     }
 

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
+using NetWire.Core.Wire;
 using NetWire.Stack.Interop;
 
 namespace NetWire.Stack;
@@ -25,6 +26,15 @@ namespace NetWire.Stack;
 /// (docs/performance.md, "Connection setup on the gateway's thread").
 /// </para>
 /// <para>
+/// One input descriptor may be watched as well (<see cref="WatchInput"/>: the namespace's TAP in
+/// <c>netwire run</c>), level-triggered: when it is readable its <see cref="IInputSource"/> reads
+/// a bounded burst of frames on this thread into the guest queue, which this thread then handles
+/// in the same turn. The guest's frames and the host sockets' readiness so wake one thread, as
+/// in passt, instead of the TAP's reader and this one (docs/performance.md, "Connection setup:
+/// one thread for the TAP and the host sockets"). A source whose receiver is full stops the
+/// watch (the descriptor leaves the epoll set) until it resumes it.
+/// </para>
+/// <para>
 /// Why a thread of its own (docs/performance.md, "User-mode gateway"): with an async loop per
 /// socket direction every readiness went through the runtime's socket thread to a thread-pool
 /// worker, and every hand-over between the TAP's threads, the pump and the socket loops woke a
@@ -48,6 +58,9 @@ internal sealed unsafe class HostPoller
 
     /// <summary>Epoll data of the eventfd: no slot has it.</summary>
     private const ulong WakeToken = ulong.MaxValue;
+
+    /// <summary>Epoll data of the watched input descriptor: no slot has it.</summary>
+    private const ulong InputToken = ulong.MaxValue - 1;
 
     /// <summary>How long the loop sleeps with nothing to do before it looks at the stop flag anyway.</summary>
     private const int IdleTimeoutMs = 1000;
@@ -89,6 +102,18 @@ internal sealed unsafe class HostPoller
 
     /// <summary><see cref="Wake"/> calls in progress; the eventfd closes only at 0 after <see cref="_closing"/>.</summary>
     private int _waking;
+
+    /// <summary>Guards <see cref="_input"/> and <see cref="_inputClosed"/>; held while the input source reads.</summary>
+    private readonly Lock _inputLock = new();
+
+    /// <summary>The watched input descriptor; null when none. Guarded by <see cref="_inputLock"/>.</summary>
+    private InputWatch? _input;
+
+    /// <summary>True once the loop has ended and closes the epoll descriptor. Guarded by <see cref="_inputLock"/>.</summary>
+    private bool _inputClosed;
+
+    /// <summary>1 when a paused input asked to be watched again; taken back to 0 by the loop.</summary>
+    private int _inputResume;
 
     /// <summary>A host socket's readiness, handled under the gateway lock on the poller thread.</summary>
     public interface IHandler
@@ -147,6 +172,37 @@ internal sealed unsafe class HostPoller
         _tickPeriod = Math.Max(1, (long)(period.TotalSeconds * Stopwatch.Frequency));
         _tick = tick;
         Wake();
+    }
+
+    /// <summary>
+    /// Watches <paramref name="fd"/> for input, level-triggered, and calls <paramref name="source"/>
+    /// on this thread while it is readable (outside the gateway lock), until the returned watch is
+    /// disposed. One at a time. After the loop has ended the watch does nothing.
+    /// </summary>
+    public IInputWatch WatchInput(int fd, IInputSource source)
+    {
+        ArgumentNullException.ThrowIfNull(source);
+        lock (_inputLock)
+        {
+            if (_input is not null)
+            {
+                throw new InvalidOperationException("the gateway watches an input descriptor already");
+            }
+
+            var watch = new InputWatch(this, fd, source);
+            if (_inputClosed)
+            {
+                return watch;
+            }
+
+            if (Control(Libc.EpollCtlAdd, fd, Libc.EpollIn, InputToken) != 0)
+            {
+                throw new IOException($"epoll_ctl add failed: {Libc.Describe(Marshal.GetLastPInvokeError())}");
+            }
+
+            _input = watch;
+            return watch;
+        }
     }
 
     /// <summary>
@@ -275,6 +331,11 @@ internal sealed unsafe class HostPoller
         {
             while (!_stopping)
             {
+                if (Volatile.Read(ref _inputResume) != 0)
+                {
+                    ResumeInput();
+                }
+
                 var work = _guestWork;
                 var parked = work is not null && work.TryPark();
                 var timeout = work is null || parked ? IdleTimeoutMs : 0;
@@ -302,9 +363,9 @@ internal sealed unsafe class HostPoller
                     Environment.FailFast($"the gateway's epoll_wait failed: {Libc.Describe(errno)}");
                 }
 
-                if (n > 0)
+                if (n > 0 && Dispatch(events, n))
                 {
-                    Dispatch(events, n);
+                    ReadInput();
                 }
 
                 work?.Run();
@@ -319,6 +380,13 @@ internal sealed unsafe class HostPoller
         finally
         {
             NativeMemory.Free(events);
+            lock (_inputLock)
+            {
+                // A watch disposed from here on leaves the (closed, maybe reused) descriptor alone.
+                _inputClosed = true;
+                _input = null;
+            }
+
             Libc.Close(_epoll);
             Interlocked.Exchange(ref _closing, 1);
             var spin = default(SpinWait);
@@ -353,8 +421,48 @@ internal sealed unsafe class HostPoller
         }
     }
 
-    private void Dispatch(byte* events, int count)
+    /// <summary>The input descriptor is readable: its source reads a burst; one that returns false leaves the epoll set until it resumes.</summary>
+    private void ReadInput()
     {
+        lock (_inputLock)
+        {
+            if (_input is not { Paused: false } input)
+            {
+                return;
+            }
+
+            if (!input.Source.OnReadable() && _input == input && !input.Paused)
+            {
+                // Removed rather than watched for nothing: epoll reports an error or hang-up even then.
+                Control(Libc.EpollCtlDel, input.Fd, 0, 0);
+                input.Paused = true;
+            }
+        }
+    }
+
+    /// <summary>Watches a paused input again (its source asked for it).</summary>
+    private void ResumeInput()
+    {
+        Interlocked.Exchange(ref _inputResume, 0);
+        lock (_inputLock)
+        {
+            if (_input is { Paused: true } input && !_inputClosed)
+            {
+                input.Paused = false;
+                if (Control(Libc.EpollCtlAdd, input.Fd, Libc.EpollIn, InputToken) != 0)
+                {
+                    Environment.FailFast($"the gateway cannot watch its input again: {Libc.Describe(Marshal.GetLastPInvokeError())}");
+                }
+            }
+        }
+
+        // Readable already, or not: either way the next epoll_wait says so (level-triggered).
+    }
+
+    /// <summary>Hands the events to their handlers; true when the input descriptor is among them (read after, outside the gateway lock).</summary>
+    private bool Dispatch(byte* events, int count)
+    {
+        var input = false;
         lock (_gateway.Sync)
         {
             for (var i = 0; i < count; i++)
@@ -368,11 +476,54 @@ internal sealed unsafe class HostPoller
                     continue;
                 }
 
+                if (token == InputToken)
+                {
+                    input = true;
+                    continue;
+                }
+
                 var slot = (int)(uint)token;
                 if (slot < _used && _handlers[slot] is { } handler && _generations[slot] == (uint)(token >> 32))
                 {
                     handler.OnReady(*(uint*)ev);
                 }
+            }
+        }
+
+        return input;
+    }
+
+    /// <summary>The watched input descriptor and its source.</summary>
+    private sealed class InputWatch(HostPoller poller, int fd, IInputSource source) : IInputWatch
+    {
+        public int Fd { get; } = fd;
+
+        public IInputSource Source { get; } = source;
+
+        /// <summary>Out of the epoll set until resumed. Guarded by the poller's input lock.</summary>
+        public bool Paused { get; set; }
+
+        public void Resume()
+        {
+            Volatile.Write(ref poller._inputResume, 1);
+            poller.Wake();
+        }
+
+        public void Dispose()
+        {
+            lock (poller._inputLock)
+            {
+                if (poller._input != this)
+                {
+                    return;
+                }
+
+                if (!poller._inputClosed && !Paused)
+                {
+                    poller.Control(Libc.EpollCtlDel, Fd, 0, 0);
+                }
+
+                poller._input = null;
             }
         }
     }

@@ -102,6 +102,10 @@ internal static class RunCommand
         var guestAddress6 = options.Ipv6Enabled ? options.Network6.HostAt(0x100).ToIPAddress() : null;
         await using var tapEnd = new TapEnd("ns", tap, FramePool.Shared, WireEnd.DefaultQueueCapacity, loggers.CreateLogger<TapEnd>());
         await using var gatewayEnd = new GatewayEnd("gateway", options, FramePool.Shared, WireEnd.DefaultQueueCapacity, TimeProvider.System, loggers.CreateLogger<GatewayEnd>());
+
+        // The gateway's poller reads the TAP: a guest frame and a host socket's readiness wake one
+        // thread (docs/performance.md, "Connection setup: one thread for the TAP and the host sockets").
+        tapEnd.InputLoop = gatewayEnd;
         using var linkStop = new CancellationTokenSource();
         Task? running = null;
         Task statusLoop = Task.CompletedTask;

@@ -24,6 +24,14 @@ namespace NetWire.Devices.Tap;
 /// frame writes it at once on its own thread instead of waking it.
 /// </para>
 /// <para>
+/// With an <see cref="InputLoop"/> (the user-mode gateway's poller in <c>netwire run</c>) there
+/// is no reader thread: that loop watches the TAP and calls the end on its own thread to read a
+/// burst of frames, which it hands to the receiver (the gateway, on that same thread). A guest's
+/// frame and a host socket's readiness then wake one thread instead of two (docs/performance.md,
+/// "Connection setup: one thread for the TAP and the host sockets"). When the receiver is full
+/// the end stops the watch and resumes it once the receiver has room.
+/// </para>
+/// <para>
 /// Offloads: when the receiver takes offloaded frames (<see cref="IPacketReceiver.AcceptedOffloads"/>:
 /// the user-mode gateway does, a QEMU stream or datagram guest does not), the TAP is opened with
 /// IFF_VNET_HDR and TUNSETOFFLOAD turns on what the receiver takes. The kernel then hands over
@@ -138,6 +146,12 @@ public sealed class TapEnd : WireEnd
     public bool WaitWhileBusy { get; set; }
 
     /// <summary>
+    /// An event loop that reads the TAP on its own thread instead of a reader thread of this end
+    /// (<see cref="IInputLoop"/>); null (the default) for a reader thread. Set before <see cref="RunAsync"/>.
+    /// </summary>
+    public IInputLoop? InputLoop { get; set; }
+
+    /// <summary>
     /// Everything once the TAP is open with a virtio-net header (the kernel cuts large segments and
     /// finishes checksums we leave to it), nothing before or without one.
     /// </summary>
@@ -180,6 +194,20 @@ public sealed class TapEnd : WireEnd
 
         RefreshCounters();
         DevicesLog.TapOpened(_logger, _ifName);
+        if (InputLoop is { } loop)
+        {
+            var reader = new LoopReader(this, receiver);
+            using (reader.Watch = loop.WatchInput(_fd, reader))
+            {
+                await DeviceThread.RunAllAsync(
+                    cancellationToken,
+                    token => reader.Failed.WaitAsync(token),
+                    token => DeviceThread.Run($"tap-write {_ifName}", () => WriteLoop(token))).ConfigureAwait(false);
+            }
+
+            return;
+        }
+
         await DeviceThread.RunAllAsync(
             cancellationToken,
             token => DeviceThread.Run($"tap-read {_ifName}", () => ReadLoop(receiver, token)),
@@ -369,6 +397,136 @@ public sealed class TapEnd : WireEnd
 
                 Counters.Dropped(DropReason.Shutdown, held);
             }
+        }
+    }
+
+    /// <summary>
+    /// Reads the TAP on an <see cref="IInputLoop"/>'s thread: a burst of frames per call, each
+    /// handed to the receiver at once (the receiver runs on that thread and handles them after
+    /// the call). Stops the watch while the receiver is full and resumes it when it has room; a
+    /// failed read (the TAP deleted) fails <see cref="Failed"/>, which ends RunAsync.
+    /// </summary>
+    private sealed unsafe class LoopReader : IInputSource
+    {
+        /// <summary>Most frames one call reads: the loop looks at its sockets between bursts.</summary>
+        private const int FramesPerCall = 2 * ReadBurstFrames;
+
+        private readonly TapEnd _end;
+        private readonly IPacketReceiver _receiver;
+        private readonly byte[] _scratch = GC.AllocateUninitializedArray<byte>(ScratchLength, pinned: true);
+        private readonly int _headerLength;
+        private readonly TaskCompletionSource _failed = new(TaskCreationOptions.RunContinuationsAsynchronously);
+        private readonly Action _onRoom;
+
+        private IInputWatch? _watch;
+
+        /// <summary>The receiver's wait for room while the watch is stopped; consumed by <see cref="OnRoom"/>.</summary>
+        private ValueTask _roomWait;
+
+        public LoopReader(TapEnd end, IPacketReceiver receiver)
+        {
+            _end = end;
+            _receiver = receiver;
+            _headerLength = end._vnetHeader ? VirtioNetHeader.Length : 0;
+            _onRoom = OnRoom;
+        }
+
+        /// <summary>The loop's watch of the TAP; set right after the watch starts (until then a full receiver does not stop it).</summary>
+        public IInputWatch? Watch
+        {
+            get => Volatile.Read(ref _watch);
+            set => Volatile.Write(ref _watch, value);
+        }
+
+        /// <summary>Faults when a read fails for good.</summary>
+        public Task Failed => _failed.Task;
+
+        public bool OnReadable()
+        {
+            var fd = _end._fd;
+            fixed (byte* buffer = _scratch)
+            {
+                for (var i = 0; i < FramesPerCall; i++)
+                {
+                    if (!_receiver.CanRecvPacket)
+                    {
+                        var wait = _receiver.WaitCanRecvPacketAsync(CancellationToken.None);
+                        if (wait.IsCompleted)
+                        {
+                            wait.GetAwaiter().GetResult();
+                            continue;
+                        }
+
+                        if (Watch is null)
+                        {
+                            // Not stoppable yet (the watch is being set): the loop drains its queue and calls again.
+                            _roomWait = wait;
+                            wait.ConfigureAwait(false).GetAwaiter().UnsafeOnCompleted(_onRoom);
+                            return true;
+                        }
+
+                        // Backpressure: the frames stay in the kernel's queue until there is room.
+                        _roomWait = wait;
+                        wait.ConfigureAwait(false).GetAwaiter().UnsafeOnCompleted(_onRoom);
+                        return false;
+                    }
+
+                    var n = Libc.Read(fd, buffer, ScratchLength);
+                    if (n < 0)
+                    {
+                        var errno = Marshal.GetLastPInvokeError();
+                        if (errno == Libc.EAgain)
+                        {
+                            return true;
+                        }
+
+                        if (errno == Libc.EIntr)
+                        {
+                            continue;
+                        }
+
+                        _failed.TrySetException(new IOException(errno == Libc.EBadFd
+                            ? $"TAP '{_end._ifName}' was deleted while NetWire was using it"
+                            : $"read from TAP '{_end._ifName}' failed: {Libc.Describe(errno)}"));
+                        return false;
+                    }
+
+                    if (n - _headerLength < FramePool.MinFrameLength)
+                    {
+                        _end.Counters.Dropped(DropReason.BadLength);
+                        continue;
+                    }
+
+                    var frame = _end.Pool.Rent(new ReadOnlySpan<byte>(buffer + _headerLength, (int)n - _headerLength));
+                    if (_headerLength > 0)
+                    {
+                        frame.Offload = VirtioNetHeader.Read(new ReadOnlySpan<byte>(buffer, _headerLength));
+                    }
+
+                    _end.Counters.Received(frame.Length);
+                    _receiver.RecvPacket(frame);
+                }
+            }
+
+            return true;
+        }
+
+        private void OnRoom()
+        {
+            try
+            {
+                _roomWait.GetAwaiter().GetResult();
+            }
+            catch (OperationCanceledException)
+            {
+                return;
+            }
+            finally
+            {
+                _roomWait = default;
+            }
+
+            Watch?.Resume();
         }
     }
 
