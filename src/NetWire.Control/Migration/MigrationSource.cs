@@ -50,7 +50,7 @@ internal sealed class MigrationSource : IAsyncDisposable
     private CancellationTokenSource? _cancel;
     private Task _run = Task.CompletedTask;
     private JsonObject? _flows;
-    private Phases? _phases;
+    private MigrationPhases? _phases;
 
     /// <param name="tls">Mutual TLS (<c>--migration-x509-dir</c>), or null for plaintext.</param>
     public MigrationSource(SpiceServer? spice, StateRegistry state, ILogger logger, TimeProvider time, MigrationTls? tls = null)
@@ -271,7 +271,7 @@ internal sealed class MigrationSource : IAsyncDisposable
         var handovers = _state.Handovers;
         var frozen = new List<IHandoverSection>();
         var handover = new Handover();
-        var phases = new Phases();
+        var phases = new MigrationPhases();
         Task<TargetConnection>? opening = null;
         (long Bytes, string Reply, long Milliseconds)? transferred = null;
         TargetConnection? connection = null;
@@ -480,7 +480,7 @@ internal sealed class MigrationSource : IAsyncDisposable
     /// reply ends it; a prepared reply makes the handover sections let go (<see cref="Handover.Released"/>
     /// from then on, there is no way back), then the target's final reply and the unlock.
     /// </summary>
-    private async Task<(bool Accepted, string Text)> TransferAsync(Stream network, string host, int port, byte[] stream, List<IHandoverSection> handovers, Handover handover, Phases phases, CancellationToken cancellationToken)
+    private async Task<(bool Accepted, string Text)> TransferAsync(Stream network, string host, int port, byte[] stream, List<IHandoverSection> handovers, Handover handover, MigrationPhases phases, CancellationToken cancellationToken)
     {
         using var transferTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         transferTimeout.CancelAfter(TransferTimeout);
@@ -567,36 +567,6 @@ internal sealed class MigrationSource : IAsyncDisposable
         handover.Completed = true;
     }
 
-    /// <summary>
-    /// How long each step of a migration took, in milliseconds, for <c>query-migrate</c>'s
-    /// <c>phases</c> and the log (docs/migration.md, "Handover"): freeze, state (the stream built),
-    /// connect, transfer (sent, read and checked by the target), release (the source let go),
-    /// restore (the target's restore and reply), unlock.
-    /// </summary>
-    private sealed class Phases
-    {
-        private readonly Stopwatch _watch = new();
-        private TimeSpan _last;
-
-        public JsonObject Json { get; } = [];
-
-        public void Restart()
-        {
-            _watch.Restart();
-            _last = TimeSpan.Zero;
-        }
-
-        public void Mark(string name)
-        {
-            var now = _watch.Elapsed;
-            Json[name] = Math.Round((now - _last).TotalMilliseconds, 1);
-            _last = now;
-        }
-
-        public override string ToString() =>
-            Json.Count == 0 ? "none" : string.Join(", ", Json.Select(p => $"{p.Key} {p.Value!.GetValue<double>().ToString("0.0", System.Globalization.CultureInfo.InvariantCulture)}"));
-    }
-
     /// <summary>The state connection to the target: the socket and the stream over it (TLS or not).</summary>
     private sealed class TargetConnection(Socket socket, Stream network) : IAsyncDisposable
     {
@@ -637,6 +607,9 @@ internal static partial class MigrationControlLog
 
     [LoggerMessage(7103, LogLevel.Information, "Migration steps (ms): {Phases}")]
     public static partial void PhaseTimes(ILogger logger, string phases);
+
+    [LoggerMessage(7117, LogLevel.Information, "Incoming migration from {Remote}: steps (ms): {Phases}")]
+    public static partial void IncomingPhaseTimes(ILogger logger, System.Net.EndPoint? remote, string phases);
 
     [LoggerMessage(7110, LogLevel.Information, "Waiting for incoming migration on {EndPoint}")]
     public static partial void IncomingListening(ILogger logger, System.Net.EndPoint endPoint);

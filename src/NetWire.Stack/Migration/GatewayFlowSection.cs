@@ -39,6 +39,10 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
     private Gateway? _exporting;
     private Gateway? _importing;
     private byte[] _refusals = [];
+
+    /// <summary>Source: what the target refused at the release (null: all of it), for the result after <see cref="Complete"/>; set by <see cref="Release"/>.</summary>
+    private Dictionary<int, FlowResetReason>? _refused;
+    private bool _released;
     private Dictionary<string, long>? _lastResult;
 
     /// <summary>The section of the gateway <paramref name="gateway"/> returns (null: none, or not started).</summary>
@@ -166,6 +170,32 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
 
         var refused = refusals is { } bytes ? ReadRefusals(bytes) : null;
         gateway.ReleaseFlows(export, refused);
+
+        // Counted and logged by Complete: the target waits for the commit meanwhile.
+        _refused = refused;
+        _released = true;
+    }
+
+    public void Complete()
+    {
+        if (_exporting is { } gateway && _export is { Locked: true })
+        {
+            gateway.UnlockQuietly(_lock);
+        }
+
+        if (_released && _export is { } export)
+        {
+            Summarize(export, _refused);
+        }
+
+        _released = false;
+        _refused = null;
+        _export = null;
+        _exporting = null;
+    }
+
+    private void Summarize(GatewayExport export, Dictionary<int, FlowResetReason>? refused)
+    {
         var result = new Dictionary<string, long>
         {
             ["tcp"] = export.Moving.Count - (refused?.Count ?? export.Moving.Count),
@@ -195,17 +225,6 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
         result["reset"] = reasons.Values.Sum();
         _lastResult = result;
         StackLog.FlowsMigrated(_logger, (int)result["tcp"], export.Datagrams.Count, "handed over", (int)result["reset"], Describe(reasons));
-    }
-
-    public void Complete()
-    {
-        if (_exporting is { } gateway && _export is { Locked: true })
-        {
-            gateway.UnlockQuietly(_lock);
-        }
-
-        _export = null;
-        _exporting = null;
     }
 
     public Action Read(StateSectionReader reader)
