@@ -17,7 +17,7 @@ guest sees on the stream: the longest gap between two reads of the guest's recei
 just before `migrate` until the stream has run for a second on the target. Medians over the
 rounds, with the worst. The stream's own gap without a migration (the same window, no migrate)
 is measured first as a baseline. The source's `phases` (query-migrate) are printed per round,
-and their medians per series.
+and their medians per series, with the target's (its query-migrate `incoming.phases`).
 
 --netwire takes one netwire.dll or several (another build, e.g. a checkout of main): for each
 flow count the series run once per build, one after the other, so builds compared share the
@@ -186,6 +186,12 @@ def migrate(source, target):
     at, event = q.wait_event("MIGRATION", lambda e: e["data"]["status"] in ("completed", "failed", "cancelled"), timeout=120, since=started)
     info = q.execute("query-migrate")
     q.close()
+    try:
+        t = Qmp(target.qmp_path)
+        info["target-phases"] = t.execute("query-migrate").get("incoming", {}).get("phases", {})
+        t.close()
+    except Exception:  # noqa: BLE001 - an older build has no target phases
+        info["target-phases"] = {}
     return (at - started) * 1000, info
 
 
@@ -222,7 +228,7 @@ def series(flows, rounds, rate_kbs, tmp, netwire=NETWIRE):
         ask(peer_proc, "mark", "marked")
         time.sleep(1.5)
         baseline = float(re.search(r"gap_ms=([\d.]+)", ask(peer_proc, "report", "report")).group(1))
-        pauses, stalls, moved, phases = [], [], [], []
+        pauses, stalls, moved, phases, target_phases = [], [], [], [], []
         for r in range(1, rounds + 1):
             target = Appliance(ns, tmp, "f%d-%d" % (flows, r), incoming=True, netwire=netwire)
             appliances.append(target)
@@ -241,12 +247,15 @@ def series(flows, rounds, rate_kbs, tmp, netwire=NETWIRE):
             stalls.append(stall)
             moved.append(info.get("flows", {}))
             phases.append(info.get("phases", {}))
+            target_phases.append(info.get("target-phases", {}))
             print("  flows %4d round %2d: pause %7.1f ms (query-migrate total-time %s ms), stall %7.1f ms, moved %s" % (
                 flows, r, pause, info.get("total-time"), stall, json.dumps(info.get("flows", {}))), flush=True)
             print("    phases (ms): %s" % ", ".join("%s %s" % (k, v) for k, v in info.get("phases", {}).items()), flush=True)
+            if info.get("target-phases"):
+                print("    target phases (ms): %s" % ", ".join("%s %s" % (k, v) for k, v in info["target-phases"].items()), flush=True)
             source.quit()
             source = target
-        return baseline, pauses, stalls, moved, phases
+        return baseline, pauses, stalls, moved, (phases, target_phases)
     finally:
         if peer_proc is not None:
             try:
@@ -305,14 +314,16 @@ def main():
         print("| %s%d | %.1f ms (%.1f) | %.1f ms (%.1f) | %.1f ms | tcp %s, reset %s |" % (
             (build + " | ") if len(builds) > 1 else "", flows, statistics.median(pauses), max(pauses), statistics.median(stalls), max(stalls), baseline,
             moved[-1].get("tcp"), moved[-1].get("reset")))
-    print()
-    print("phase medians (ms), the source's query-migrate:")
-    for build, flows, _, _, _, _, phases in rows:
-        names = []
-        for p in phases:
-            names += [n for n in p if n not in names]
-        print("  %s%d flows: %s" % ((build + ", ") if len(builds) > 1 else "", flows, ", ".join(
-            "%s %.1f" % (n, statistics.median([p[n] for p in phases if n in p])) for n in names)))
+    for side, index in (("the source's query-migrate phases", 0), ("the target's incoming.phases", 1)):
+        print()
+        print("medians (ms), %s:" % side)
+        for build, flows, _, _, _, _, both in rows:
+            phases = [p for p in both[index] if p]
+            names = []
+            for p in phases:
+                names += [n for n in p if n not in names]
+            print("  %s%d flows: %s" % ((build + ", ") if len(builds) > 1 else "", flows, ", ".join(
+                "%s %.1f" % (n, statistics.median([p[n] for p in phases if n in p])) for n in names) or "none"))
     return 0
 
 
