@@ -43,6 +43,9 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
     /// <summary>Source: what the target refused at the release (null: all of it), for the result after <see cref="Complete"/>; set by <see cref="Release"/>.</summary>
     private Dictionary<int, FlowResetReason>? _refused;
     private bool _released;
+
+    /// <summary>Source: a handover done and not yet counted (<see cref="LastResult"/> counts and logs it).</summary>
+    private (GatewayExport Export, Dictionary<int, FlowResetReason>? Refused)? _uncounted;
     private Dictionary<string, long>? _lastResult;
 
     /// <summary>The section of the gateway <paramref name="gateway"/> returns (null: none, or not started).</summary>
@@ -77,8 +80,23 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
     /// </summary>
     internal Func<FlowKey, Socket?>? VirtualFar { get; set; }
 
-    /// <inheritdoc/>
-    public IReadOnlyDictionary<string, long>? LastResult => _lastResult;
+    /// <summary>
+    /// What the last migration moved and ended. Counted (and logged) when first read after
+    /// <see cref="Complete"/>, which the source reaches with its flows locked and the target waiting.
+    /// </summary>
+    public IReadOnlyDictionary<string, long>? LastResult
+    {
+        get
+        {
+            if (_uncounted is { } handedOver)
+            {
+                _uncounted = null;
+                Summarize(handedOver.Export, handedOver.Refused);
+            }
+
+            return _lastResult;
+        }
+    }
 
     private Gateway? Gateway => _gateway();
 
@@ -99,7 +117,8 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
     {
         if (Gateway is { } gateway)
         {
-            var warm = WarmAsync();
+            // Prepared already (migrate's warm-up started it): no trip through the thread pool.
+            var warm = _lock.IsPrepared ? Task.CompletedTask : WarmAsync();
             await gateway.FreezeAsync(cancellationToken).ConfigureAwait(false);
             await warm.ConfigureAwait(false);
             _exporting = gateway;
@@ -171,7 +190,7 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
         var refused = refusals is { } bytes ? ReadRefusals(bytes) : null;
         gateway.ReleaseFlows(export, refused);
 
-        // Counted and logged by Complete: the target waits for the commit meanwhile.
+        // Counted and logged later (LastResult): the target waits for the commit meanwhile.
         _refused = refused;
         _released = true;
     }
@@ -185,7 +204,7 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
 
         if (_released && _export is { } export)
         {
-            Summarize(export, _refused);
+            _uncounted = (export, _refused);
         }
 
         _released = false;

@@ -61,6 +61,18 @@ internal sealed class NetworkLock : IDisposable
         }
     }
 
+    /// <summary>True once <see cref="Prepare"/> succeeded (the table exists).</summary>
+    public bool IsPrepared
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _nft is not null || _library is not null;
+            }
+        }
+    }
+
     /// <summary>True when the commands run through libnftables in this process (after <see cref="Prepare"/>).</summary>
     public bool InProcess
     {
