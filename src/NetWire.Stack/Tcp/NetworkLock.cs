@@ -39,8 +39,23 @@ internal sealed class NetworkLock : IDisposable
     private readonly string _table = "netwire_" + Environment.ProcessId.ToString(CultureInfo.InvariantCulture);
     private Process? _nft;
 
-    /// <summary>The libnftables context when the library is used (null: not yet, or the nft process is used).</summary>
+    /// <summary>
+    /// Descriptors below which libnftables' socket must be. libnftables waits for its netlink
+    /// socket with select(), and glibc aborts the whole process for a descriptor at or past
+    /// FD_SETSIZE (1,024), which a gateway with a thousand connections reaches: the context (and
+    /// its socket, kept for its life) is made when the lock is, at start-up, and only while the
+    /// lowest free descriptor is below this; otherwise the nft process is used.
+    /// </summary>
+    private const int MaxLibraryDescriptor = 512;
+
+    /// <summary>The libnftables context, or null when the library is missing or the nft process is used.</summary>
     private Libnftables? _library;
+
+    /// <summary>The table was made through <see cref="_library"/>.</summary>
+    private bool _libraryReady;
+
+    /// <summary>Makes the libnftables context now, while this process has few descriptors.</summary>
+    public NetworkLock() => _library = LowestFreeDescriptor() is >= 0 and < MaxLibraryDescriptor ? Libnftables.TryCreate() : null;
 
     /// <summary>nft's output lines, read by a thread of their own (null: it ended), so a wait for them needs no pool thread.</summary>
     private BlockingCollection<string?>? _output;
@@ -68,7 +83,7 @@ internal sealed class NetworkLock : IDisposable
         {
             lock (_gate)
             {
-                return _nft is not null || _library is not null;
+                return _nft is not null || _libraryReady;
             }
         }
     }
@@ -80,7 +95,7 @@ internal sealed class NetworkLock : IDisposable
         {
             lock (_gate)
             {
-                return _library is not null;
+                return _libraryReady;
             }
         }
     }
@@ -91,17 +106,17 @@ internal sealed class NetworkLock : IDisposable
     {
         lock (_gate)
         {
-            if (_nft is not null || _library is not null)
+            if (_nft is not null || _libraryReady)
             {
                 return;
             }
 
-            _library = Libnftables.TryCreate();
             if (_library is not null)
             {
                 try
                 {
                     Run(TableCommands());
+                    _libraryReady = true;
                     return;
                 }
                 catch
@@ -195,7 +210,7 @@ internal sealed class NetworkLock : IDisposable
     {
         lock (_gate)
         {
-            if (!_locked || (_nft is null && _library is null))
+            if (!_locked || (_nft is null && !_libraryReady))
             {
                 return;
             }
@@ -212,18 +227,21 @@ internal sealed class NetworkLock : IDisposable
         {
             if (_library is { } library)
             {
-                try
+                if (_libraryReady)
                 {
-                    library.Run($"delete table inet {_table}");
-                }
-                catch (NetworkLockException)
-                {
-                    // Best effort on the way out, as with the process.
+                    try
+                    {
+                        library.Run($"delete table inet {_table}");
+                    }
+                    catch (NetworkLockException)
+                    {
+                        // Best effort on the way out, as with the process.
+                    }
                 }
 
                 library.Dispose();
                 _library = null;
-                return;
+                _libraryReady = false;
             }
 
             if (_nft is not { } nft)
@@ -298,6 +316,20 @@ internal sealed class NetworkLock : IDisposable
         if (errors.Length > 0)
         {
             throw new NetworkLockException($"nft: {errors.ToString().Trim()}");
+        }
+    }
+
+    /// <summary>The descriptor the kernel would hand out next (the lowest free one), or -1.</summary>
+    private static int LowestFreeDescriptor()
+    {
+        try
+        {
+            using var probe = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            return (int)probe.Handle;
+        }
+        catch (SocketException)
+        {
+            return -1;
         }
     }
 
