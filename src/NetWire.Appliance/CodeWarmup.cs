@@ -54,6 +54,9 @@ internal static class CodeWarmup
 
     private static int Prepare(Assembly[] assemblies)
     {
+        // A migration's first QMP event (MIGRATION active on a target) otherwise compiles the JSON writer then.
+        _ = NetWire.Control.Qmp.QmpServer.FormatEvent("MIGRATION", new System.Text.Json.Nodes.JsonObject { ["status"] = "active" }, DateTimeOffset.UtcNow);
+
         const BindingFlags all = BindingFlags.DeclaredOnly | BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static;
         var prepared = 0;
         foreach (var assembly in assemblies)
@@ -74,6 +77,8 @@ internal static class CodeWarmup
                 {
                     continue;
                 }
+
+                prepared += PrepareAsyncMachinery(type);
 
                 foreach (MethodBase method in type.GetMethods(all).Cast<MethodBase>().Concat(type.GetConstructors(all)))
                 {
@@ -96,5 +101,97 @@ internal static class CodeWarmup
         }
 
         return prepared;
+    }
+
+    /// <summary>
+    /// An async method's state machine (a struct in a Release build) runs through the builder's
+    /// generic methods and a box type instantiated over it, which preparing the method itself does
+    /// not compile: each was compiled at its first wait, a few per async method, 20 to 40 ms of a
+    /// migration on a loaded 2-core machine (docs/performance.md). Prepares the builder's Start, its
+    /// AwaitUnsafeOnCompleted for the awaiters the state machine holds, and the box.
+    /// </summary>
+    private static int PrepareAsyncMachinery(Type type)
+    {
+        const BindingFlags all = BindingFlags.DeclaredOnly | BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static;
+        if (!type.IsValueType || !typeof(IAsyncStateMachine).IsAssignableFrom(type)
+            || type.GetField("<>t__builder", BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic)?.FieldType is not { } builder)
+        {
+            return 0;
+        }
+
+        var awaiters = new List<Type>();
+        foreach (var field in type.GetFields(BindingFlags.Instance | BindingFlags.Public | BindingFlags.NonPublic))
+        {
+            if (field.Name.StartsWith("<>u__", StringComparison.Ordinal) && field.FieldType.IsValueType && typeof(ICriticalNotifyCompletion).IsAssignableFrom(field.FieldType))
+            {
+                awaiters.Add(field.FieldType);
+            }
+        }
+
+        // Task, ValueTask and async void builders keep the state machine in AsyncTaskMethodBuilder<TResult>'s box.
+        var result = builder.IsGenericType ? builder.GetGenericArguments()[0] : typeof(Task).Assembly.GetType("System.Threading.Tasks.VoidTaskResult");
+        var core = result is null ? null : typeof(AsyncTaskMethodBuilder<>).MakeGenericType(result);
+        var prepared = 0;
+        foreach (var owner in core is null || core == builder ? [builder] : new[] { builder, core })
+        {
+            foreach (var method in owner.GetMethods(all))
+            {
+                if (!method.IsGenericMethodDefinition)
+                {
+                    continue;
+                }
+
+                var arity = method.GetGenericArguments().Length;
+                if (arity == 1 && method.Name is "Start" or "GetStateMachineBox")
+                {
+                    prepared += TryPrepare(method, [type]);
+                }
+                else if (arity == 2 && method.Name == "AwaitUnsafeOnCompleted")
+                {
+                    foreach (var awaiter in awaiters)
+                    {
+                        prepared += TryPrepare(method, [awaiter, type]);
+                    }
+                }
+            }
+        }
+
+        if (result is not null && typeof(AsyncTaskMethodBuilder<>).GetNestedType("AsyncStateMachineBox`1", BindingFlags.NonPublic) is { } box)
+        {
+            try
+            {
+                var closed = box.MakeGenericType(result, type);
+                foreach (MethodBase method in closed.GetMethods(all).Cast<MethodBase>().Concat(closed.GetConstructors(all)))
+                {
+                    if (!method.IsAbstract && !method.ContainsGenericParameters)
+                    {
+                        RuntimeHelpers.PrepareMethod(method.MethodHandle, [result.TypeHandle, type.TypeHandle]);
+                        prepared++;
+                    }
+                }
+            }
+            catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or NotSupportedException or TypeLoadException)
+            {
+                // Compiled at the first wait instead.
+            }
+        }
+
+        return prepared;
+    }
+
+    private static int TryPrepare(MethodInfo definition, Type[] arguments)
+    {
+        try
+        {
+            var method = definition.MakeGenericMethod(arguments);
+            var owner = method.DeclaringType!;
+            RuntimeHelpers.PrepareMethod(method.MethodHandle, [.. owner.GetGenericArguments().Select(t => t.TypeHandle), .. arguments.Select(t => t.TypeHandle)]);
+            return 1;
+        }
+        catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or NotSupportedException or TypeLoadException)
+        {
+            // A constraint the instantiation does not meet: compiled at its first use instead.
+            return 0;
+        }
     }
 }

@@ -2,6 +2,7 @@
 """Gateway flow migration: what moving the appliance adds, with 1, 100 and 1,000 live connections.
 
   sudo tools/bench/migration-flows.sh [--flows 1,100,1000] [--rounds 10] [--rate-kbs 1024]
+                                     [--netwire DLL[,DLL...]]
 
 A network namespace plays the guest (`netwire run`-style: its kernel talks through a TAP to the
 gateway of `netwire serve`), and its loopback holds the host servers. The guest opens FLOWS
@@ -15,7 +16,12 @@ whole-VM migration adds to QEMU's own pause before `cont`, docs/migration.md), a
 guest sees on the stream: the longest gap between two reads of the guest's receiving socket from
 just before `migrate` until the stream has run for a second on the target. Medians over the
 rounds, with the worst. The stream's own gap without a migration (the same window, no migrate)
-is measured first as a baseline.
+is measured first as a baseline. The source's `phases` (query-migrate) are printed per round,
+and their medians per series, with the target's (its query-migrate `incoming.phases`).
+
+--netwire takes one netwire.dll or several (another build, e.g. a checkout of main): for each
+flow count the series run once per build, one after the other, so builds compared share the
+machine's load; the table then has a row per build and flow count.
 """
 import argparse
 import json
@@ -131,9 +137,9 @@ def run(cmd, **kw):
 
 
 class Appliance:
-    def __init__(self, ns, tmp, name, incoming):
+    def __init__(self, ns, tmp, name, incoming, netwire=NETWIRE):
         self.qmp_path = os.path.join(tmp, name + ".qmp")
-        args = ["ip", "netns", "exec", ns, "dotnet", NETWIRE, "serve", "--guest", "tap:" + TAP, "--spice-port", "0",
+        args = ["ip", "netns", "exec", ns, "dotnet", netwire, "serve", "--guest", "tap:" + TAP, "--spice-port", "0",
                 "--disable-ticketing", "--qmp", "unix:" + self.qmp_path, "--allow-host-loopback", "--log-level", "Information"]
         if incoming:
             args += ["--incoming", "tcp:127.0.0.1:0"]
@@ -180,6 +186,12 @@ def migrate(source, target):
     at, event = q.wait_event("MIGRATION", lambda e: e["data"]["status"] in ("completed", "failed", "cancelled"), timeout=120, since=started)
     info = q.execute("query-migrate")
     q.close()
+    try:
+        t = Qmp(target.qmp_path)
+        info["target-phases"] = t.execute("query-migrate").get("incoming", {}).get("phases", {})
+        t.close()
+    except Exception:  # noqa: BLE001 - an older build has no target phases
+        info["target-phases"] = {}
     return (at - started) * 1000, info
 
 
@@ -194,7 +206,7 @@ def ask(peer_proc, command, expect):
             return line.strip()
 
 
-def series(flows, rounds, rate_kbs, tmp):
+def series(flows, rounds, rate_kbs, tmp, netwire=NETWIRE):
     ns = "nwfm-%d" % os.getpid()
     run(["ip", "netns", "add", ns])
     appliances = []
@@ -204,7 +216,7 @@ def series(flows, rounds, rate_kbs, tmp):
                     ["ip", "addr", "add", "10.0.2.100/24", "dev", TAP], ["ip", "link", "set", TAP, "up"],
                     ["ip", "route", "add", "default", "via", "10.0.2.2", "dev", TAP]):
             run(["ip", "netns", "exec", ns] + cmd)
-        source = Appliance(ns, tmp, "f%d-0" % flows, incoming=False)
+        source = Appliance(ns, tmp, "f%d-0" % flows, incoming=False, netwire=netwire)
         appliances.append(source)
         source.wait_ready(False)
         peer_proc = subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, os.path.abspath(__file__), "--peer", str(flows), "--rate-kbs", str(rate_kbs)],
@@ -216,9 +228,9 @@ def series(flows, rounds, rate_kbs, tmp):
         ask(peer_proc, "mark", "marked")
         time.sleep(1.5)
         baseline = float(re.search(r"gap_ms=([\d.]+)", ask(peer_proc, "report", "report")).group(1))
-        pauses, stalls, moved = [], [], []
+        pauses, stalls, moved, phases, target_phases = [], [], [], [], []
         for r in range(1, rounds + 1):
-            target = Appliance(ns, tmp, "f%d-%d" % (flows, r), incoming=True)
+            target = Appliance(ns, tmp, "f%d-%d" % (flows, r), incoming=True, netwire=netwire)
             appliances.append(target)
             target.wait_ready(True)
             ask(peer_proc, "mark", "marked")
@@ -234,11 +246,16 @@ def series(flows, rounds, rate_kbs, tmp):
             pauses.append(pause)
             stalls.append(stall)
             moved.append(info.get("flows", {}))
+            phases.append(info.get("phases", {}))
+            target_phases.append(info.get("target-phases", {}))
             print("  flows %4d round %2d: pause %7.1f ms (query-migrate total-time %s ms), stall %7.1f ms, moved %s" % (
                 flows, r, pause, info.get("total-time"), stall, json.dumps(info.get("flows", {}))), flush=True)
+            print("    phases (ms): %s" % ", ".join("%s %s" % (k, v) for k, v in info.get("phases", {}).items()), flush=True)
+            if info.get("target-phases"):
+                print("    target phases (ms): %s" % ", ".join("%s %s" % (k, v) for k, v in info["target-phases"].items()), flush=True)
             source.quit()
             source = target
-        return baseline, pauses, stalls, moved
+        return baseline, pauses, stalls, moved, (phases, target_phases)
     finally:
         if peer_proc is not None:
             try:
@@ -265,6 +282,7 @@ def main():
     ap.add_argument("--flows", default="1,100,1000", help="comma-separated connection counts")
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--rate-kbs", type=int, default=1024, help="the stream's rate, KiB/s")
+    ap.add_argument("--netwire", default=NETWIRE, help="netwire.dll to run, or several, comma-separated (builds compared)")
     ap.add_argument("--peer", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.peer is not None:
@@ -276,19 +294,36 @@ def main():
         load = f.read().split()[0]
     print("gateway flow migration, %d rounds each, stream %d KiB/s; load average %s%s" % (
         args.rounds, args.rate_kbs, load, " (under load)" if float(load) > 1.5 else ""))
+    builds = [os.path.abspath(b) for b in args.netwire.split(",")]
     rows = []
     with tempfile.TemporaryDirectory(prefix="nwflowbench-") as tmp:
         os.chmod(tmp, 0o755)
         for flows in [int(f) for f in args.flows.split(",")]:
-            baseline, pauses, stalls, moved = series(flows, args.rounds, args.rate_kbs, tmp)
-            rows.append((flows, baseline, pauses, stalls, moved))
+            for build in builds:
+                if len(builds) > 1:
+                    print("build %s" % build, flush=True)
+                baseline, pauses, stalls, moved, phases = series(flows, args.rounds, args.rate_kbs, tmp, build)
+                rows.append((build, flows, baseline, pauses, stalls, moved, phases))
+    with open("/proc/loadavg") as f:
+        load = f.read().split()[0]
     print()
-    print("| flows | appliance pause median (worst) | guest-visible stall median (worst) | stream gap without migration | moved per round |")
-    print("| ---: | ---: | ---: | ---: | --- |")
-    for flows, baseline, pauses, stalls, moved in rows:
-        print("| %d | %.1f ms (%.1f) | %.1f ms (%.1f) | %.1f ms | tcp %s, reset %s |" % (
-            flows, statistics.median(pauses), max(pauses), statistics.median(stalls), max(stalls), baseline,
+    print("load average at the end %s" % load)
+    print("| %sflows | appliance pause median (worst) | guest-visible stall median (worst) | stream gap without migration | moved per round |" % ("build | " if len(builds) > 1 else ""))
+    print("| %s---: | ---: | ---: | ---: | --- |" % ("--- | " if len(builds) > 1 else ""))
+    for build, flows, baseline, pauses, stalls, moved, _ in rows:
+        print("| %s%d | %.1f ms (%.1f) | %.1f ms (%.1f) | %.1f ms | tcp %s, reset %s |" % (
+            (build + " | ") if len(builds) > 1 else "", flows, statistics.median(pauses), max(pauses), statistics.median(stalls), max(stalls), baseline,
             moved[-1].get("tcp"), moved[-1].get("reset")))
+    for side, index in (("the source's query-migrate phases", 0), ("the target's incoming.phases", 1)):
+        print()
+        print("medians (ms), %s:" % side)
+        for build, flows, _, _, _, _, both in rows:
+            phases = [p for p in both[index] if p]
+            names = []
+            for p in phases:
+                names += [n for n in p if n not in names]
+            print("  %s%d flows: %s" % ((build + ", ") if len(builds) > 1 else "", flows, ", ".join(
+                "%s %.1f" % (n, statistics.median([p[n] for p in phases if n in p])) for n in names) or "none"))
     return 0
 
 

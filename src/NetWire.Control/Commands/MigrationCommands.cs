@@ -59,6 +59,10 @@ internal static class MigrationCommands
                     ["refused"] = incoming.Refused,
                     ["tls-refused"] = incoming.TlsRefused,
                 };
+                if (incoming.Phases is { } phases)
+                {
+                    reply["incoming"]!["phases"] = phases;
+                }
             }
 
             return reply;

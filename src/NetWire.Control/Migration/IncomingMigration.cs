@@ -54,6 +54,9 @@ internal sealed class IncomingMigration : IAsyncDisposable
     private long _evicted;
     private long _silent;
 
+    /// <summary>The steps of the last stream adopted, null before one. Written by the reader once it is done.</summary>
+    private volatile JsonObject? _phases;
+
     /// <param name="tls">Mutual TLS (<c>--migration-x509-dir</c>), or null for plaintext.</param>
     public IncomingMigration(IPEndPoint endPoint, StateRegistry state, SpiceServer? spice, ILogger logger, TlsSettings? tls = null)
     {
@@ -78,6 +81,9 @@ internal sealed class IncomingMigration : IAsyncDisposable
 
     /// <summary>Connections waiting for their header at once; one more evicts the oldest silent one.</summary>
     public int MaxPending { get; set; } = 64;
+
+    /// <summary>How long each step of the last adopted stream took (<see cref="MigrationPhases"/>), a copy; null before one.</summary>
+    public JsonObject? Phases => _phases?.DeepClone().AsObject();
 
     /// <summary>Connections accepted so far.</summary>
     public long Accepted => Interlocked.Read(ref _accepted);
@@ -313,10 +319,14 @@ internal sealed class IncomingMigration : IAsyncDisposable
     {
         Events?.Invoke("MIGRATION", new JsonObject { ["status"] = "active" });
         string reason;
+        var phases = new MigrationPhases();
+        phases.Restart();
         try
         {
             var document = await StateStream.ReadAsync(stream, header, timeout.Token).ConfigureAwait(false);
+            phases.Mark("read");
             var plan = _state.Prepare(document);
+            phases.Mark("check");
             if (plan.HasHandover)
             {
                 await stream.WriteAsync(MigrationWire.BuildPrepared(plan.Refusals), timeout.Token).ConfigureAwait(false);
@@ -325,13 +335,19 @@ internal sealed class IncomingMigration : IAsyncDisposable
                 {
                     throw new StateFormatException(answer == MigrationWire.Abort ? "the source withdrew the migration" : "the source went away before it handed its flows over");
                 }
+
+                phases.Mark("commit");
             }
 
             plan.Apply();
+            phases.Mark("apply");
             var adoption = plan.Adoption;
             var summary = $"adopted {document.Length} bytes, sections [{string.Join(", ", adoption.Adopted)}]";
-            MigrationControlLog.IncomingAdopted(_logger, remote, document.Length, document.Version, string.Join(", ", adoption.Adopted), string.Join(", ", adoption.Unknown));
             await TryReplyAsync(stream, true, summary, cancellationToken).ConfigureAwait(false);
+            phases.Mark("reply");
+
+            // After the reply: the source waits for it, with its flows locked.
+            MigrationControlLog.IncomingAdopted(_logger, remote, document.Length, document.Version, string.Join(", ", adoption.Adopted), string.Join(", ", adoption.Unknown));
             if (plan.HasHandover)
             {
                 // The source lifts its network lock, then says so; flows start after that.
@@ -346,11 +362,15 @@ internal sealed class IncomingMigration : IAsyncDisposable
                     MigrationControlLog.NoUnlock(_logger, remote, ex.Message);
                 }
 
+                phases.Mark("unlock");
                 plan.Activate();
+                phases.Mark("activate");
             }
 
+            _phases = phases.Json;
             _adopted.TrySetResult(adoption);
             Events?.Invoke("MIGRATION", new JsonObject { ["status"] = "completed" });
+            MigrationControlLog.IncomingPhaseTimes(_logger, remote, phases.ToString());
             return true;
         }
         catch (StateFormatException ex)

@@ -50,7 +50,7 @@ internal sealed class MigrationSource : IAsyncDisposable
     private CancellationTokenSource? _cancel;
     private Task _run = Task.CompletedTask;
     private JsonObject? _flows;
-    private Phases? _phases;
+    private MigrationPhases? _phases;
 
     /// <param name="tls">Mutual TLS (<c>--migration-x509-dir</c>), or null for plaintext.</param>
     public MigrationSource(SpiceServer? spice, StateRegistry state, ILogger logger, TimeProvider time, MigrationTls? tls = null)
@@ -271,7 +271,10 @@ internal sealed class MigrationSource : IAsyncDisposable
         var handovers = _state.Handovers;
         var frozen = new List<IHandoverSection>();
         var handover = new Handover();
-        var phases = new Phases();
+        var phases = new MigrationPhases();
+        Task<TargetConnection>? opening = null;
+        (long Bytes, string Reply, long Milliseconds)? transferred = null;
+        TargetConnection? connection = null;
         try
         {
             if (_spice?.Migration.ConnectTask is { } connecting)
@@ -283,6 +286,10 @@ internal sealed class MigrationSource : IAsyncDisposable
             SetStatus(MigrationStatus.Active);
             var watch = Stopwatch.StartNew();
             phases.Restart();
+
+            // The connection opens while the sections freeze and the stream is built (connect, TLS,
+            // the stream's header), so the target is reading by the time the stream is written.
+            opening = OpenAsync(host, port, StateStream.Header(StreamVersion, StreamOldestCompatible), cancellationToken);
             foreach (var section in handovers)
             {
                 frozen.Add(section);
@@ -297,11 +304,14 @@ internal sealed class MigrationSource : IAsyncDisposable
             }
 
             phases.Mark("state");
-            var reply = await TransferAsync(host, port, stream, frozen, handover, phases, cancellationToken).ConfigureAwait(false);
+            connection = await opening.ConfigureAwait(false);
+            handover.Sent = true;
+            phases.Mark("connect");
+            var reply = await TransferAsync(connection.Network, host, port, stream, frozen, handover, phases, cancellationToken).ConfigureAwait(false);
             if (reply.Accepted)
             {
                 outcome = MigrationStatus.Completed;
-                MigrationControlLog.Transferred(_logger, stream.Length, reply.Text, watch.ElapsedMilliseconds);
+                transferred = (stream.Length, reply.Text, watch.ElapsedMilliseconds);
             }
             else
             {
@@ -341,24 +351,41 @@ internal sealed class MigrationSource : IAsyncDisposable
             }
         }
 
-        if (error is not null)
-        {
-            MigrationControlLog.Failed(_logger, error);
-        }
-
         lock (_gate)
         {
             _flows = Flows(frozen);
             _phases = phases;
         }
 
-        MigrationControlLog.PhaseTimes(_logger, phases.ToString());
-
+        // The outcome first (what a management tool waits for before it resumes the VM), then the
+        // wire handed over; the logs, the connection's close and the clients' end after that.
         SetStatus(outcome, error);
         if (outcome == MigrationStatus.Completed)
         {
             Completed?.Invoke();
         }
+
+        if (connection is not null)
+        {
+            await connection.DisposeAsync().ConfigureAwait(false);
+        }
+        else if (opening is not null)
+        {
+            // The freeze or the stream failed while the connection was opening.
+            _ = CloseWhenOpenAsync(opening);
+        }
+
+        if (transferred is { } done)
+        {
+            MigrationControlLog.Transferred(_logger, done.Bytes, done.Reply, done.Milliseconds);
+        }
+
+        if (error is not null)
+        {
+            MigrationControlLog.Failed(_logger, error);
+        }
+
+        MigrationControlLog.PhaseTimes(_logger, phases.ToString());
 
         if (_spice is not null)
         {
@@ -385,40 +412,76 @@ internal sealed class MigrationSource : IAsyncDisposable
     }
 
     /// <summary>
-    /// Sends the stream and follows the target's replies (docs/migration.md, "Handover"): a text
-    /// reply ends it; a prepared reply makes the handover sections let go (<see cref="Handover.Released"/>
-    /// from then on, there is no way back), then the target's final reply and the unlock.
+    /// Opens the state connection to the target (with <c>--migration-x509-dir</c> the TLS handshake
+    /// included) and sends the stream's <paramref name="header"/>, within <see cref="ConnectTimeout"/>.
     /// </summary>
-    private async Task<(bool Accepted, string Text)> TransferAsync(string host, int port, byte[] stream, List<IHandoverSection> handovers, Handover handover, Phases phases, CancellationToken cancellationToken)
+    private async Task<TargetConnection> OpenAsync(string host, int port, byte[] header, CancellationToken cancellationToken)
     {
         if (_tls is { Connect: null })
         {
             throw new AuthenticationException($"--migration-x509-dir {_tls.Directory} has no {X509Credentials.ClientCertFile}: this appliance cannot be a migration source over TLS");
         }
 
-        using var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
-        Stream network;
-        using (var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken))
+        var socket = new Socket(SocketType.Stream, ProtocolType.Tcp) { NoDelay = true };
+        Stream? network = null;
+        using var connectTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        connectTimeout.CancelAfter(ConnectTimeout);
+        try
         {
-            connectTimeout.CancelAfter(ConnectTimeout);
+            await socket.ConnectAsync(host, port, connectTimeout.Token).ConfigureAwait(false);
+            network = new NetworkStream(socket, ownsSocket: false);
+            if (_tls?.Connect is { } tls)
+            {
+                network = await TlsHandshake.ConnectAsync(network, host, tls, connectTimeout.Token).ConfigureAwait(false);
+            }
+
             try
             {
-                await socket.ConnectAsync(host, port, connectTimeout.Token).ConfigureAwait(false);
-                network = new NetworkStream(socket, ownsSocket: false);
-                if (_tls?.Connect is { } tls)
-                {
-                    network = await TlsHandshake.ConnectAsync(network, host, tls, connectTimeout.Token).ConfigureAwait(false);
-                }
+                await network.WriteAsync(header, connectTimeout.Token).ConfigureAwait(false);
             }
-            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            catch (IOException)
+            {
+                // The target may have refused and closed: its reply says why.
+            }
+
+            return new TargetConnection(socket, network);
+        }
+        catch (Exception ex)
+        {
+            if (network is not null)
+            {
+                await network.DisposeAsync().ConfigureAwait(false);
+            }
+
+            socket.Dispose();
+            if (ex is OperationCanceledException && !cancellationToken.IsCancellationRequested)
             {
                 throw new TimeoutException($"no {(_tls is null ? "connection" : "TLS connection")} to the target {host}:{port} within {ConnectTimeout.TotalSeconds:0.#} s");
             }
-        }
 
-        handover.Sent = true;
-        phases.Mark("connect");
-        await using var disposeNetwork = network.ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private static async Task CloseWhenOpenAsync(Task<TargetConnection> opening)
+    {
+        try
+        {
+            await (await opening.ConfigureAwait(false)).DisposeAsync().ConfigureAwait(false);
+        }
+        catch (Exception ex) when (IoErrors.IsIoFailure(ex) || ex is OperationCanceledException or TimeoutException or AuthenticationException)
+        {
+            // It never opened: nothing to close.
+        }
+    }
+
+    /// <summary>
+    /// Sends the stream after its header and follows the target's replies (docs/migration.md, "Handover"): a text
+    /// reply ends it; a prepared reply makes the handover sections let go (<see cref="Handover.Released"/>
+    /// from then on, there is no way back), then the target's final reply and the unlock.
+    /// </summary>
+    private async Task<(bool Accepted, string Text)> TransferAsync(Stream network, string host, int port, byte[] stream, List<IHandoverSection> handovers, Handover handover, MigrationPhases phases, CancellationToken cancellationToken)
+    {
         using var transferTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         transferTimeout.CancelAfter(TransferTimeout);
         MigrationReply reply;
@@ -427,7 +490,8 @@ internal sealed class MigrationSource : IAsyncDisposable
             const int Chunk = 64 * 1024;
             try
             {
-                for (var at = 0; at < stream.Length; at += Chunk)
+                Interlocked.Add(ref _transferred, StateStream.HeaderLength);
+                for (var at = StateStream.HeaderLength; at < stream.Length; at += Chunk)
                 {
                     var n = Math.Min(Chunk, stream.Length - at);
                     await network.WriteAsync(stream.AsMemory(at, n), transferTimeout.Token).ConfigureAwait(false);
@@ -503,34 +567,16 @@ internal sealed class MigrationSource : IAsyncDisposable
         handover.Completed = true;
     }
 
-    /// <summary>
-    /// How long each step of a migration took, in milliseconds, for <c>query-migrate</c>'s
-    /// <c>phases</c> and the log (docs/migration.md, "Handover"): freeze, state (the stream built),
-    /// connect, transfer (sent, read and checked by the target), release (the source let go),
-    /// restore (the target's restore and reply), unlock.
-    /// </summary>
-    private sealed class Phases
+    /// <summary>The state connection to the target: the socket and the stream over it (TLS or not).</summary>
+    private sealed class TargetConnection(Socket socket, Stream network) : IAsyncDisposable
     {
-        private readonly Stopwatch _watch = new();
-        private TimeSpan _last;
+        public Stream Network { get; } = network;
 
-        public JsonObject Json { get; } = [];
-
-        public void Restart()
+        public async ValueTask DisposeAsync()
         {
-            _watch.Restart();
-            _last = TimeSpan.Zero;
+            await Network.DisposeAsync().ConfigureAwait(false);
+            socket.Dispose();
         }
-
-        public void Mark(string name)
-        {
-            var now = _watch.Elapsed;
-            Json[name] = Math.Round((now - _last).TotalMilliseconds, 1);
-            _last = now;
-        }
-
-        public override string ToString() =>
-            Json.Count == 0 ? "none" : string.Join(", ", Json.Select(p => $"{p.Key} {p.Value!.GetValue<double>().ToString("0.0", System.Globalization.CultureInfo.InvariantCulture)}"));
     }
 
     /// <summary>How far a migration's handover went.</summary>
@@ -561,6 +607,9 @@ internal static partial class MigrationControlLog
 
     [LoggerMessage(7103, LogLevel.Information, "Migration steps (ms): {Phases}")]
     public static partial void PhaseTimes(ILogger logger, string phases);
+
+    [LoggerMessage(7117, LogLevel.Information, "Incoming migration from {Remote}: steps (ms): {Phases}")]
+    public static partial void IncomingPhaseTimes(ILogger logger, System.Net.EndPoint? remote, string phases);
 
     [LoggerMessage(7110, LogLevel.Information, "Waiting for incoming migration on {EndPoint}")]
     public static partial void IncomingListening(ILogger logger, System.Net.EndPoint endPoint);

@@ -98,7 +98,16 @@ internal sealed partial class QmpServer : IAsyncDisposable
     /// </summary>
     public void Emit(string name, JsonObject? data)
     {
-        var now = _options.Time.GetUtcNow();
+        var line = FormatEvent(name, data, _options.Time.GetUtcNow());
+        foreach (var session in _sessions.Values)
+        {
+            session.TrySendEvent(line);
+        }
+    }
+
+    /// <summary>An event's line as <see cref="Emit"/> sends it (also run ahead by the code warm-up: its first call compiles the JSON writer).</summary>
+    public static string FormatEvent(string name, JsonObject? data, DateTimeOffset now)
+    {
         var micros = now.ToUnixTimeMilliseconds() * 1000 + (now.Ticks % TimeSpan.TicksPerMillisecond) / 10;
         var message = new JsonObject
         {
@@ -110,11 +119,7 @@ internal sealed partial class QmpServer : IAsyncDisposable
                 ["microseconds"] = micros % 1_000_000,
             },
         };
-        var line = message.ToJsonString();
-        foreach (var session in _sessions.Values)
-        {
-            session.TrySendEvent(line);
-        }
+        return message.ToJsonString();
     }
 
     /// <summary>Stops accepting, lets every client's queued output drain (bounded), and closes them.</summary>

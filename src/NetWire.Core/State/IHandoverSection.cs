@@ -35,7 +35,7 @@ public interface IHandoverSection : IStateSection
     /// <summary>Source: the target applied the stream (or failed after the release); drop what was still held.</summary>
     void Complete();
 
-    /// <summary>Source: what the last migration moved and ended, for <c>query-migrate</c>; null before one.</summary>
+    /// <summary>Source: what the last migration moved and ended, for <c>query-migrate</c>, once <see cref="Complete"/> ran; null before one.</summary>
     IReadOnlyDictionary<string, long>? LastResult { get; }
 
     /// <summary>Target: after <see cref="IStateSection.Read"/>, what of it this appliance cannot take, for the source's <see cref="Release"/>.</summary>

@@ -60,11 +60,7 @@ public static class StateStream
     public static byte[] Build(IEnumerable<IStateSection> sections, ushort version = CurrentVersion, ushort oldestCompatible = OldestCompatibleVersion)
     {
         using var output = new MemoryStream();
-        Span<byte> header = stackalloc byte[HeaderLength];
-        Magic.CopyTo(header);
-        BinaryPrimitives.WriteUInt16LittleEndian(header[4..], version);
-        BinaryPrimitives.WriteUInt16LittleEndian(header[6..], oldestCompatible);
-        output.Write(header);
+        output.Write(Header(version, oldestCompatible));
         var names = new HashSet<string>(StringComparer.Ordinal);
         Span<byte> length = stackalloc byte[4];
         foreach (var section in sections)
@@ -91,6 +87,19 @@ public static class StateStream
         output.WriteByte(0);
         output.Write(SHA256.HashData(output.GetBuffer().AsSpan(0, (int)output.Length)));
         return output.ToArray();
+    }
+
+    /// <summary>
+    /// The 8-byte header <see cref="Build"/> starts with: it depends on the versions alone, so a
+    /// sender may send it before the sections are written (a migration source, while it freezes).
+    /// </summary>
+    public static byte[] Header(ushort version = CurrentVersion, ushort oldestCompatible = OldestCompatibleVersion)
+    {
+        var header = new byte[HeaderLength];
+        Magic.CopyTo(header);
+        BinaryPrimitives.WriteUInt16LittleEndian(header.AsSpan(4), version);
+        BinaryPrimitives.WriteUInt16LittleEndian(header.AsSpan(6), oldestCompatible);
+        return header;
     }
 
     /// <summary>Checks the 8-byte header; returns the stream version.</summary>

@@ -29,6 +29,7 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
     /// <summary>Bytes of flow state one stream carries at most; flows beyond are reset (reason too_large).</summary>
     public const long Budget = StateStream.MaxSectionBytes - (1 << 20);
 
+    private static readonly HashSet<FlowKey> s_none = [];
     private const byte Layout = 1;
     private const int MaxFlows = 65536;
 
@@ -39,6 +40,13 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
     private Gateway? _exporting;
     private Gateway? _importing;
     private byte[] _refusals = [];
+
+    /// <summary>Source: what the target refused at the release (null: all of it), for the result after <see cref="Complete"/>; set by <see cref="Release"/>.</summary>
+    private Dictionary<int, FlowResetReason>? _refused;
+    private bool _released;
+
+    /// <summary>Source: a handover done and not yet counted (<see cref="LastResult"/> counts and logs it).</summary>
+    private (GatewayExport Export, Dictionary<int, FlowResetReason>? Refused)? _uncounted;
     private Dictionary<string, long>? _lastResult;
 
     /// <summary>The section of the gateway <paramref name="gateway"/> returns (null: none, or not started).</summary>
@@ -73,14 +81,29 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
     /// </summary>
     internal Func<FlowKey, Socket?>? VirtualFar { get; set; }
 
-    /// <inheritdoc/>
-    public IReadOnlyDictionary<string, long>? LastResult => _lastResult;
+    /// <summary>
+    /// What the last migration moved and ended. Counted (and logged) when first read after
+    /// <see cref="Complete"/>, which the source reaches with its flows locked and the target waiting.
+    /// </summary>
+    public IReadOnlyDictionary<string, long>? LastResult
+    {
+        get
+        {
+            if (_uncounted is { } handedOver)
+            {
+                _uncounted = null;
+                Summarize(handedOver.Export, handedOver.Refused);
+            }
+
+            return _lastResult;
+        }
+    }
 
     /// <summary>
     /// Source: the moving connections the target refused at the last release (reset instead), so
     /// that the tunnel's section counts only the sockets whose flows the target took.
     /// </summary>
-    internal IReadOnlySet<FlowKey> LastRefused { get; private set; } = new HashSet<FlowKey>();
+    internal IReadOnlySet<FlowKey> LastRefused { get; private set; } = s_none;
 
     private Gateway? Gateway => _gateway();
 
@@ -101,7 +124,8 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
     {
         if (Gateway is { } gateway)
         {
-            var warm = WarmAsync();
+            // Prepared already (migrate's warm-up started it): no trip through the thread pool.
+            var warm = _lock.IsPrepared ? Task.CompletedTask : WarmAsync();
             await gateway.FreezeAsync(cancellationToken).ConfigureAwait(false);
             await warm.ConfigureAwait(false);
             _exporting = gateway;
@@ -172,7 +196,35 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
 
         var refused = refusals is { } bytes ? ReadRefusals(bytes) : null;
         gateway.ReleaseFlows(export, refused);
-        LastRefused = new HashSet<FlowKey>(export.Moving.Where((_, i) => refused is null || refused.ContainsKey(i)).Select(m => m.State.Key));
+
+        // Which the tunnel's section leaves out of its count; nothing to build in the usual case of none.
+        LastRefused = refused is { Count: 0 } ? s_none : new HashSet<FlowKey>(export.Moving.Where((_, i) => refused is null || refused.ContainsKey(i)).Select(m => m.State.Key));
+
+        // Counted and logged later (LastResult): the target waits for the commit meanwhile.
+        _refused = refused;
+        _released = true;
+    }
+
+    public void Complete()
+    {
+        if (_exporting is { } gateway && _export is { Locked: true })
+        {
+            gateway.UnlockQuietly(_lock);
+        }
+
+        if (_released && _export is { } export)
+        {
+            _uncounted = (export, _refused);
+        }
+
+        _released = false;
+        _refused = null;
+        _export = null;
+        _exporting = null;
+    }
+
+    private void Summarize(GatewayExport export, Dictionary<int, FlowResetReason>? refused)
+    {
         var result = new Dictionary<string, long>
         {
             ["tcp"] = export.Moving.Count - (refused?.Count ?? export.Moving.Count),
@@ -202,17 +254,6 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
         result["reset"] = reasons.Values.Sum();
         _lastResult = result;
         StackLog.FlowsMigrated(_logger, (int)result["tcp"], export.Datagrams.Count, "handed over", (int)result["reset"], Describe(reasons));
-    }
-
-    public void Complete()
-    {
-        if (_exporting is { } gateway && _export is { Locked: true })
-        {
-            gateway.UnlockQuietly(_lock);
-        }
-
-        _export = null;
-        _exporting = null;
     }
 
     public Action Read(StateSectionReader reader)

@@ -89,6 +89,12 @@ public sealed partial class NamespaceMigrationTests
                     listed["return"]!.AsArray().Any(f => (int?)f!["host-port"] == ForwardedPort && (int?)f["guest-port"] == ForwardedPort && (string?)f["protocol"] == "tcp"),
                     $"{name}: {listed.ToJsonString()}\n{target.FormattedOutput}");
 
+                // The target's own steps of the handover (docs/control.md, query-migrate's incoming.phases).
+                var adopted = await QmpAsync(Path.Combine(dir, name + ".qmp"), "query-migrate", "{}");
+                var steps = adopted["return"]?["incoming"]?["phases"]?.AsObject();
+                Assert.True(steps is not null, $"{name}: {adopted.ToJsonString()}");
+                Assert.Equal(["read", "check", "commit", "apply", "reply", "unlock", "activate"], steps.Select(p => p.Key));
+
                 // Both streams go on through the target: another interval is reported after the move.
                 foreach (var stream in (ManagedProcess[])[client, forwarded])
                 {
