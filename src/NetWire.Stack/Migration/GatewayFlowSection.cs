@@ -29,9 +29,10 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
     /// <summary>Bytes of flow state one stream carries at most; flows beyond are reset (reason too_large).</summary>
     public const long Budget = StateStream.MaxSectionBytes - (1 << 20);
 
-    private static readonly HashSet<FlowKey> s_none = [];
     private const byte Layout = 1;
     private const int MaxFlows = 65536;
+
+    private static readonly HashSet<FlowKey> s_none = [];
 
     private readonly Func<Gateway?> _gateway;
     private readonly ILogger _logger;
