@@ -5,7 +5,7 @@ namespace NetWire.Cli.Tests.Slirp;
 
 /// <summary>
 /// <c>--outbound-addr</c> and <c>--outbound-addr6</c> against real peers. NetWire runs inside a
-/// namespace of the test's ("outer") whose dummy interfaces carry several addresses, so nothing on
+/// namespace of the test's ("outer") whose interfaces carry several addresses, so nothing on
 /// the host changes: a server there on the first address sees the container's TCP connections and
 /// UDP datagrams come from the outbound address, not from the address the kernel would pick (the
 /// server's own). The container is a second namespace driven as Podman drives slirp4netns, or the
@@ -125,8 +125,9 @@ public sealed class OutboundAddressNamespaceTests
     }
 
     /// <summary>
-    /// The outer namespace: dummy nwo0 (198.51.100.1 and .2, 2001:db8:5::1 and ::2), nwo1
-    /// (203.0.113.7, 2001:db8:6::7), nwo2 (down, no address); its resolv.conf names 127.0.0.1,
+    /// The outer namespace: veth nwo0 (198.51.100.1 and .2, 2001:db8:5::1 and ::2), nwo1
+    /// (203.0.113.7, 2001:db8:6::7), nwo2 (down, no address), each with its peer nwoNp beside it
+    /// (not every kernel has dummy interfaces); its resolv.conf names 127.0.0.1,
     /// where the server answers; the server runs on nwo0's first addresses.
     /// </summary>
     private sealed class Setup : IAsyncDisposable
@@ -156,10 +157,12 @@ public sealed class OutboundAddressNamespaceTests
                 Directory.CreateDirectory(setup._etc);
                 await File.WriteAllTextAsync(Path.Combine(setup._etc, "resolv.conf"), "nameserver 127.0.0.1\n");
                 var script = string.Join("; ",
-                    "ip link add nwo0 type dummy", "ip link set nwo0 up", "ip addr add 198.51.100.1/24 dev nwo0", "ip addr add 198.51.100.2/24 dev nwo0",
+                    "ip link add name nwo0 type veth peer name nwo0p", "ip link set nwo0p up", "ip link set nwo0 up",
+                    "ip addr add 198.51.100.1/24 dev nwo0", "ip addr add 198.51.100.2/24 dev nwo0",
                     "ip -6 addr add 2001:db8:5::1/64 dev nwo0 nodad", "ip -6 addr add 2001:db8:5::2/64 dev nwo0 nodad",
-                    "ip link add nwo1 type dummy", "ip link set nwo1 up", "ip addr add 203.0.113.7/24 dev nwo1", "ip -6 addr add 2001:db8:6::7/64 dev nwo1 nodad",
-                    "ip link add nwo2 type dummy");
+                    "ip link add name nwo1 type veth peer name nwo1p", "ip link set nwo1p up", "ip link set nwo1 up",
+                    "ip addr add 203.0.113.7/24 dev nwo1", "ip -6 addr add 2001:db8:6::7/64 dev nwo1 nodad",
+                    "ip link add name nwo2 type veth peer name nwo2p");
                 (await outer.ExecShellAsync("set -e; " + script)).EnsureSuccess();
                 setup.Server = outer.Start("python3", "-u", "-c", ServerScript);
                 await setup.Server.WaitForLineAsync(l => l == "listening", s_wait);
