@@ -86,7 +86,7 @@ public sealed class Slirp4netnsNamespaceTests
                 holder.Start();
                 var held = ((IPEndPoint)holder.LocalEndpoint).Port;
                 var inUse = await RequestAsync(api, $"{{\"execute\": \"add_hostfwd\", \"arguments\": {{\"proto\": \"tcp\", \"host_addr\": \"127.0.0.1\", \"host_port\": {held}, \"guest_port\": 80}}}}");
-                Assert.StartsWith($"bad request: add_hostfwd: forward tcp:127.0.0.1:{held}->guest:80: ", (string?)inUse["error"]?["desc"], StringComparison.Ordinal);
+                Assert.Equal($"bad request: add_hostfwd: cannot listen for forward tcp:127.0.0.1:{held}->guest:80: Address already in use", (string?)inUse["error"]?["desc"]);
                 Assert.Single(inUse);
 
                 var list = await RequestAsync(api, "{\"execute\": \"list_hostfwd\"}");
