@@ -55,6 +55,24 @@ public sealed record GatewayOptions
     /// <summary>Lets the guest reach the host's 127.0.0.1 through the gateway address, and ::1 through the IPv6 one (slirp's default; passt's map-gw).</summary>
     public bool AllowHostLoopback { get; init; }
 
+    /// <summary>
+    /// The source address of the gateway's IPv4 host sockets (<c>--outbound-addr</c>, slirp4netns's
+    /// <c>--outbound-addr</c>): guest TCP connections, UDP flows (DNS included) and relayed pings
+    /// bind to it before they connect. Not for a loopback destination (host loopback, a resolver on
+    /// 127.0.0.53): that traffic never leaves the host and keeps a loopback source. Null lets the
+    /// host's routing choose.
+    /// </summary>
+    public IPAddress? OutboundAddress { get; init; }
+
+    /// <summary>As <see cref="OutboundAddress"/>, for the IPv6 host sockets (<c>--outbound-addr6</c>).</summary>
+    public IPAddress? OutboundAddress6 { get; init; }
+
+    /// <summary>The source address a host socket towards <paramref name="destination"/> binds to; null to leave it to the host's routing.</summary>
+    public IPAddress? OutboundSourceFor(IPAddress destination) =>
+        IPAddress.IsLoopback(destination) ? null
+        : destination.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6 ? OutboundAddress6
+        : OutboundAddress;
+
     /// <summary>Outbound destination rules (<c>--allow</c>, <c>--deny</c>).</summary>
     public OutboundPolicy Policy { get; init; } = new([], []);
 
@@ -134,6 +152,16 @@ public sealed record GatewayOptions
         if (Ipv6Enabled)
         {
             ValidateIpv6();
+        }
+
+        if (OutboundAddress is { } outbound && (outbound.AddressFamily != System.Net.Sockets.AddressFamily.InterNetwork || IPAddress.Any.Equals(outbound) || IPAddress.Broadcast.Equals(outbound) || outbound.GetAddressBytes()[0] >= 224))
+        {
+            throw new FormatException($"--outbound-addr {outbound}: must be a unicast IPv4 address");
+        }
+
+        if (OutboundAddress6 is { } outbound6 && (outbound6.AddressFamily != System.Net.Sockets.AddressFamily.InterNetworkV6 || IPAddress.IPv6Any.Equals(outbound6) || outbound6.IsIPv6Multicast || outbound6.IsIPv6LinkLocal || outbound6.IsIPv4MappedToIPv6))
+        {
+            throw new FormatException($"--outbound-addr6 {outbound6}: must be a unicast IPv6 address outside fe80::/10");
         }
 
         if (Mtu is < 576 or > 65520)

@@ -358,6 +358,23 @@ public sealed class GatewayIpv6Tests
     }
 
     [Fact]
+    public void DnsDisabled_QueriesToEitherDnsAddress_AreDroppedAsNoDnsServer_AndOpenNoFlow()
+    {
+        // slirp4netns's --disable-dns: the resolver is configured and would answer (the test
+        // above), but no query may reach it.
+        using var resolver = new UdpClient(new IPEndPoint(IPAddress.IPv6Loopback, 0));
+        _gateway = Create(new GatewayOptions { DnsUpstream = (IPEndPoint)resolver.Client.LocalEndPoint!, DnsDisabled = true });
+
+        Send(BuildUdp6(GuestIp6, 5300, DnsIp6, 53, "query six"u8));
+        Send(BuildUdp(GuestIp, 5301, 0x0A000203, 53, "query four"u8));
+
+        Assert.Equal(2, _gateway.Counters.Drops(StackDrop.NoDnsServer));
+        Assert.Equal(0, _gateway.Udp.Count);
+        Assert.Empty(_receiver.Frames);
+        Assert.Equal(0, resolver.Available);
+    }
+
+    [Fact]
     public void UdpToAClosedHostPort_GetsAPortUnreachableOfItsFamily()
     {
         using var closed = new Socket(AddressFamily.InterNetworkV6, SocketType.Dgram, ProtocolType.Udp);

@@ -31,6 +31,10 @@ internal sealed class GatewayCliOptions
 
     public Option<bool> AllowHostLoopback { get; } = new("--allow-host-loopback") { Description = "Let the guest reach the host's 127.0.0.1 at the gateway address, and ::1 at the IPv6 one (off by default)" };
 
+    public Option<string?> OutboundAddr { get; } = new("--outbound-addr") { Description = "Source address of the gateway's IPv4 host sockets (guest connections, UDP, DNS, pings; not host loopback): an address of this host, or an interface for its first IPv4 address", HelpName = "IPv4|INTERFACE" };
+
+    public Option<string?> OutboundAddr6 { get; } = new("--outbound-addr6") { Description = "Source address of the gateway's IPv6 host sockets (as --outbound-addr): an address of this host, or an interface for its first IPv6 address outside fe80::/10", HelpName = "IPv6|INTERFACE" };
+
     public Option<string[]> Forward { get; } = new("--forward") { Description = $"Forward a host port to the guest: {HostForward.Forms}", HelpName = "SPEC", AllowMultipleArgumentsPerToken = false };
 
     public Option<string[]> Allow { get; } = new("--allow") { Description = "Only these destination networks (IPv4 or IPv6) may be reached (repeatable; default: all)", HelpName = "CIDR" };
@@ -51,7 +55,7 @@ internal sealed class GatewayCliOptions
 
     public Option<string[]> GuestFwd { get; } = new("--guestfwd") { Description = $"Forward guest connections to ADDR:PORT to a host socket or a command: {GuestForward.Forms}", HelpName = "SPEC", AllowMultipleArgumentsPerToken = false };
 
-    public IEnumerable<Option> All => [Net, GatewayIp, Dns, DnsForward, DhcpStart, Mtu, NoIpv6, Net6, GatewayIp6, Dns6, AllowHostLoopback, Forward, Allow, Deny, Restrict, GuestFwd, Tftp, BootFile, DnsSearch, Domain, Hostname];
+    public IEnumerable<Option> All => [Net, GatewayIp, Dns, DnsForward, DhcpStart, Mtu, NoIpv6, Net6, GatewayIp6, Dns6, AllowHostLoopback, OutboundAddr, OutboundAddr6, Forward, Allow, Deny, Restrict, GuestFwd, Tftp, BootFile, DnsSearch, Domain, Hostname];
 
     /// <summary>Builds and validates the options; throws <see cref="FormatException"/> with the reason.</summary>
     public GatewayOptions Build(ParseResult parse)
@@ -68,6 +72,8 @@ internal sealed class GatewayCliOptions
             DhcpStart = ParseIp(parse.GetValue(DhcpStart)!, "--dhcp-start"),
             Mtu = parse.GetValue(Mtu),
             AllowHostLoopback = parse.GetValue(AllowHostLoopback),
+            OutboundAddress = parse.GetValue(OutboundAddr) is { } outbound ? OutboundAddressOption.Resolve(outbound, System.Net.Sockets.AddressFamily.InterNetwork, "--outbound-addr") : null,
+            OutboundAddress6 = parse.GetValue(OutboundAddr6) is { } outbound6 ? OutboundAddressOption.Resolve(outbound6, System.Net.Sockets.AddressFamily.InterNetworkV6, "--outbound-addr6") : null,
             DnsUpstream = parse.GetValue(DnsForward) is { } upstream ? ParseEndPoint(upstream) : null,
             Forwards = [.. (parse.GetValue(Forward) ?? []).Select(HostForward.Parse)],
             Policy = new OutboundPolicy([.. (parse.GetValue(Allow) ?? []).Select(IpNetwork.Parse)], [.. (parse.GetValue(Deny) ?? []).Select(IpNetwork.Parse)]),

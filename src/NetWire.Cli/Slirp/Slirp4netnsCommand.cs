@@ -1,8 +1,10 @@
 using System.Globalization;
 using System.Net;
+using System.Net.Sockets;
 using System.Reflection;
 using Microsoft.Extensions.Logging;
 using Microsoft.Win32.SafeHandles;
+using NetWire.Cli.Commands;
 using NetWire.Core.Frames;
 using NetWire.Core.Net;
 using NetWire.Core.Wire;
@@ -49,8 +51,8 @@ internal static class Slirp4netnsCommand
         --userns-path=PATH       specify user namespace path
         --enable-sandbox         accepted; no new mount namespace and no capabilities dropped (NetWire needs no root)
         --enable-seccomp         accepted; no seccomp filter is installed
-        --outbound-addr=IPv4     refused: NetWire does not bind outbound connections to an address
-        --outbound-addr6=IPv6    refused: NetWire does not bind outbound connections to an address
+        --outbound-addr=IPv4     bind outbound IPv4 sockets to this address of the host, or an INTERFACE's first IPv4 address (not host loopback)
+        --outbound-addr6=IPv6    bind outbound IPv6 sockets to this address, or an INTERFACE's first IPv6 address outside fe80::/10 (needs -6)
         --disable-dns            disables 10.0.2.3 (or configured internal ip) to host dns redirect (and fd00::3)
         --macaddress=MAC         specify the MAC address of the TAP (only valid with -c)
         --target-type=TYPE       specify the target type ([netns], default=netns; bess is refused)
@@ -181,14 +183,6 @@ internal static class Slirp4netnsCommand
             throw new FormatException(operands.Count == 0 ? "missing PID|PATH" : $"too many arguments: {string.Join(' ', operands)}");
         }
 
-        foreach (var refused in new[] { "outbound-addr", "outbound-addr6" })
-        {
-            if (values.ContainsKey(refused))
-            {
-                throw new FormatException($"--{refused} is not supported: NetWire's gateway leaves the source address of outbound connections to the host's routing");
-            }
-        }
-
         if (values.TryGetValue("target-type", out var targetType) && targetType != "netns")
         {
             throw new FormatException($"--target-type={targetType}: only netns is supported");
@@ -228,6 +222,12 @@ internal static class Slirp4netnsCommand
             }
         }
 
+        var ipv6 = flags.Contains("enable-ipv6");
+        if (values.ContainsKey("outbound-addr6") && !ipv6)
+        {
+            throw new FormatException("--outbound-addr6 needs --enable-ipv6");
+        }
+
         var gateway = new GatewayOptions
         {
             Network = cidr,
@@ -235,9 +235,11 @@ internal static class Slirp4netnsCommand
             DnsIp = Ip.ToAddress(cidr.Network + 3),
             DhcpStart = Ip.ToAddress(cidr.Network + 15),
             Mtu = mtu,
-            Ipv6Enabled = flags.Contains("enable-ipv6"),
+            Ipv6Enabled = ipv6,
             AllowHostLoopback = !flags.Contains("disable-host-loopback"),
             DnsDisabled = flags.Contains("disable-dns"),
+            OutboundAddress = values.TryGetValue("outbound-addr", out var outbound) ? OutboundAddressOption.Resolve(outbound, AddressFamily.InterNetwork, "--outbound-addr") : null,
+            OutboundAddress6 = values.TryGetValue("outbound-addr6", out var outbound6) ? OutboundAddressOption.Resolve(outbound6, AddressFamily.InterNetworkV6, "--outbound-addr6") : null,
         };
         gateway.Validate();
         return new Slirp4netnsOptions

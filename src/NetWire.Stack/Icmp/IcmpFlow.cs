@@ -15,10 +15,11 @@ namespace NetWire.Stack.Icmp;
 internal sealed class IcmpFlow(Gateway gateway, FlowKey key, Socket socket) : DatagramFlow(gateway, socket)
 {
     /// <summary>
-    /// Opens the socket. Fails with the socket error when the host does not allow unprivileged
-    /// ICMP sockets to this process's groups (net.ipv4.ping_group_range) or has no ICMP.
+    /// Opens the socket, bound to <paramref name="source"/> (the gateway's outbound address) when
+    /// given. Fails with the socket error when the host does not allow unprivileged ICMP sockets to
+    /// this process's groups (net.ipv4.ping_group_range), has no ICMP, or no longer has the source address.
     /// </summary>
-    public static bool TryOpen(IPAddress destination, out Socket socket, out SocketError error, ushort identifier = 0)
+    public static bool TryOpen(IPAddress destination, IPAddress? source, out Socket socket, out SocketError error, ushort identifier = 0)
     {
         socket = null!;
         try
@@ -36,16 +37,24 @@ internal sealed class IcmpFlow(Gateway gateway, FlowKey key, Socket socket) : Da
         try
         {
             socket.Blocking = false;
+            var any = destination.AddressFamily == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any;
+            var bound = false;
             if (identifier != 0)
             {
                 // A migrated conversation keeps the kernel's echo identifier (a ping socket's port) when it is free.
                 try
                 {
-                    socket.Bind(new IPEndPoint(IPAddress.Any, identifier));
+                    socket.Bind(new IPEndPoint(source ?? any, identifier));
+                    bound = true;
                 }
                 catch (SocketException)
                 {
                 }
+            }
+
+            if (!bound && source is not null)
+            {
+                socket.Bind(new IPEndPoint(source, 0));
             }
 
             socket.Connect(new IPEndPoint(destination, 0));

@@ -74,7 +74,7 @@ internal sealed class IcmpHandler(Gateway gateway)
         {
             if (!state.Icmp || !state.Key.RemoteIp.IsIpv4 || _flows.ContainsKey(state.Key) || _flows.Count >= MaxFlows
                 || !gateway.TryMapDestination(state.Key.RemoteIp, out var address, out _)
-                || !IcmpFlow.TryOpen(address, out var socket, out _, (ushort)state.Local.Port))
+                || !IcmpFlow.TryOpen(address, gateway.Options.OutboundSourceFor(address), out var socket, out _, (ushort)state.Local.Port))
             {
                 continue;
             }
@@ -206,7 +206,7 @@ internal sealed class IcmpHandler(Gateway gateway)
                 return;
             }
 
-            if (!IcmpFlow.TryOpen(address, out var socket, out var error))
+            if (!IcmpFlow.TryOpen(address, gateway.Options.OutboundSourceFor(address), out var socket, out var error))
             {
                 gateway.Counters.Drop(StackDrop.IcmpForwardUnavailable);
                 if (!_unavailableLogged)

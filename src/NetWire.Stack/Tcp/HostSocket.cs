@@ -42,9 +42,10 @@ internal sealed unsafe class HostSocket
     /// started; null with the errno when the socket or the connect failed at once.
     /// <paramref name="connected"/> is true when the connect completed before this returned (as a
     /// connect to a local server usually does); otherwise its outcome is <see cref="PendingError"/>
-    /// once the socket is writable.
+    /// once the socket is writable. With a <paramref name="source"/> (the gateway's outbound
+    /// address) the socket is bound to it, port chosen by the kernel, before the connect.
     /// </summary>
-    public static HostSocket? Connect(IPEndPoint target, out bool connected, out int errno)
+    public static HostSocket? Connect(IPEndPoint target, IPAddress? source, out bool connected, out int errno)
     {
         connected = false;
         var ipv6 = target.AddressFamily == AddressFamily.InterNetworkV6;
@@ -58,14 +59,26 @@ internal sealed unsafe class HostSocket
         var one = 1;
         Libc.SetSockOpt(fd, Libc.IpProtoTcp, Libc.TcpNoDelay, &one, sizeof(int));
 
-        // struct sockaddr_in (16 bytes) or sockaddr_in6 (28): family in host order, port and
-        // address in network order, the rest (IPv6 flow label, scope) zero.
         var address = stackalloc byte[28];
-        new Span<byte>(address, 28).Clear();
-        *(ushort*)address = (ushort)(ipv6 ? Libc.AfInet6 : Libc.AfInet);
-        address[2] = (byte)(target.Port >> 8);
-        address[3] = (byte)target.Port;
-        if (!target.Address.TryWriteBytes(new Span<byte>(address + (ipv6 ? 8 : 4), ipv6 ? 16 : 4), out _))
+        if (source is not null)
+        {
+            if (!WriteSockAddr(new IPEndPoint(source, 0), ipv6, address))
+            {
+                Libc.Close(fd);
+                errno = Libc.EInval;
+                return null;
+            }
+
+            if (Libc.Bind(fd, address, ipv6 ? 28 : 16) != 0)
+            {
+                // The outbound address left this host (EADDRNOTAVAIL): the guest sees a refusal.
+                errno = Marshal.GetLastPInvokeError();
+                Libc.Close(fd);
+                return null;
+            }
+        }
+
+        if (!WriteSockAddr(target, ipv6, address))
         {
             Libc.Close(fd);
             errno = Libc.EInval;
@@ -104,6 +117,21 @@ internal sealed unsafe class HostSocket
 
         Libc.Close(fd);
         return null;
+    }
+
+    /// <summary>
+    /// Writes struct sockaddr_in (16 bytes) or sockaddr_in6 (28): family in host order, port and
+    /// address in network order, the rest (IPv6 flow label, scope) zero. False when the address is
+    /// not of the family.
+    /// </summary>
+    private static bool WriteSockAddr(IPEndPoint endPoint, bool ipv6, byte* address)
+    {
+        new Span<byte>(address, 28).Clear();
+        *(ushort*)address = (ushort)(ipv6 ? Libc.AfInet6 : Libc.AfInet);
+        address[2] = (byte)(endPoint.Port >> 8);
+        address[3] = (byte)endPoint.Port;
+        return endPoint.AddressFamily == (ipv6 ? AddressFamily.InterNetworkV6 : AddressFamily.InterNetwork)
+            && endPoint.Address.TryWriteBytes(new Span<byte>(address + (ipv6 ? 8 : 4), ipv6 ? 16 : 4), out _);
     }
 
     /// <summary>Takes over a connected or accepted <paramref name="socket"/>, switched to non-blocking.</summary>

@@ -15,7 +15,7 @@ internal sealed partial class TcpConnection : HostPoller.IHandler
     /// <summary>Opens the host socket and starts its connect (the guest's SYN to an outside address). Caller holds the gateway lock.</summary>
     private void BeginConnect(IPEndPoint target)
     {
-        var socket = HostSocket.Connect(target, out var connected, out _);
+        var socket = HostSocket.Connect(target, _gateway.Options.OutboundSourceFor(target.Address), out var connected, out _);
         if (socket is null)
         {
             Refuse();

@@ -22,18 +22,24 @@ internal sealed class UdpFlow(Gateway gateway, FlowKey key, IPEndPoint target, T
     public bool IsDns { get; init; }
 
     /// <summary>
-    /// Connects the host socket; a migrated flow first binds the source's local address and port
-    /// when they are free here, so replies already on their way still find it.
+    /// Connects the host socket, bound first to the gateway's outbound address when it has one
+    /// for the target (<see cref="GatewayOptions.OutboundSourceFor"/>); a migrated flow first binds
+    /// the source's local address and port when they are free here, so replies already on their
+    /// way still find it.
     /// </summary>
     public void Start(IPEndPoint? local = null, long idleMs = 0)
     {
         LastUsedMs = Gateway.NowMs - idleMs;
+        var outbound = Gateway.Options.OutboundSourceFor(target.Address);
         try
         {
             Socket.Blocking = false;
-            if (local is not null && !TryBind(local) && !TryBind(new IPEndPoint(IPAddress.Any, local.Port)))
+            var any = target.AddressFamily == AddressFamily.InterNetworkV6 ? IPAddress.IPv6Any : IPAddress.Any;
+            var bound = local is not null && (TryBind(local) || TryBind(new IPEndPoint(outbound ?? any, local.Port)));
+            if (!bound && outbound is not null)
             {
-                // The port is taken here: the kernel picks another, as for a new flow.
+                // A new flow, or a migrated one whose port is taken here: the kernel picks the port.
+                Socket.Bind(new IPEndPoint(outbound, 0));
             }
 
             Socket.Connect(target);

@@ -1,6 +1,8 @@
 using System.Net;
+using System.Net.Sockets;
 using System.Text;
 using Microsoft.Extensions.Logging.Abstractions;
+using NetWire.Cli.Commands;
 using NetWire.Cli.Slirp;
 using NetWire.Core.Frames;
 using NetWire.Core.Wire;
@@ -60,11 +62,92 @@ public sealed class Slirp4netnsCommandTests
     [InlineData("--cidr=10.0.2.0/28", "1")]
     [InlineData("--macaddress=02:00:00:00:00:01", "1")]
     [InlineData("-c", "--macaddress=02:00:00:00:00", "1")]
-    [InlineData("--outbound-addr=10.1.1.1", "1")]
-    [InlineData("--outbound-addr6=fd00::9", "1")]
+    [InlineData("--outbound-addr=203.0.113.250", "1")]
+    [InlineData("--outbound-addr=::1", "1")]
+    [InlineData("--outbound-addr=netwire-no-if0", "1")]
+    [InlineData("--outbound-addr6=127.0.0.1", "-6", "1")]
+    [InlineData("--outbound-addr6=2001:db8:ffff::1", "-6", "1")]
+    [InlineData("--outbound-addr6=::1", "1")]
     [InlineData("--target-type=bess", "1")]
     public void Parse_BadCommandLine_IsAFormatError(params string[] args) =>
         Assert.Throws<FormatException>(() => Slirp4netnsCommand.Parse(args));
+
+    [Fact]
+    public void Parse_OutboundAddresses_AnAddressOrAnInterfaceName()
+    {
+        var options = Slirp4netnsCommand.Parse(["--outbound-addr=lo", "--outbound-addr6=::1", "-6", "1"]);
+
+        Assert.Equal(IPAddress.Loopback, options.Gateway.OutboundAddress);
+        Assert.Equal(IPAddress.IPv6Loopback, options.Gateway.OutboundAddress6);
+        Assert.Null(Slirp4netnsCommand.Parse(["1"]).Gateway.OutboundAddress);
+    }
+
+    [Fact]
+    public void OutboundAddress_Interface_TakesItsFirstAddressOfTheFamily_ButNoLinkLocal()
+    {
+        OutboundAddressOption.HostInterface[] interfaces =
+        [
+            new("eth0", [IPAddress.Parse("fe80::1"), IPAddress.Parse("192.0.2.9"), IPAddress.Parse("2001:db8::9"), IPAddress.Parse("192.0.2.10")]),
+            new("wg0", [IPAddress.Parse("fe80::2")]),
+            new("dummy0", []),
+        ];
+
+        Assert.Equal(IPAddress.Parse("192.0.2.9"), OutboundAddressOption.Resolve("eth0", AddressFamily.InterNetwork, "--outbound-addr", interfaces));
+        Assert.Equal(IPAddress.Parse("2001:db8::9"), OutboundAddressOption.Resolve("eth0", AddressFamily.InterNetworkV6, "--outbound-addr6", interfaces));
+        Assert.Equal(IPAddress.Parse("192.0.2.10"), OutboundAddressOption.Resolve("192.0.2.10", AddressFamily.InterNetwork, "--outbound-addr", interfaces));
+        Assert.Equal("--outbound-addr6 'wg0': the interface has no IPv6 address outside fe80::/10", Assert.Throws<FormatException>(() => OutboundAddressOption.Resolve("wg0", AddressFamily.InterNetworkV6, "--outbound-addr6", interfaces)).Message);
+        Assert.Equal("--outbound-addr 'dummy0': the interface has no IPv4 address", Assert.Throws<FormatException>(() => OutboundAddressOption.Resolve("dummy0", AddressFamily.InterNetwork, "--outbound-addr", interfaces)).Message);
+        Assert.Equal("--outbound-addr '192.0.2.11' is not an address of this host", Assert.Throws<FormatException>(() => OutboundAddressOption.Resolve("192.0.2.11", AddressFamily.InterNetwork, "--outbound-addr", interfaces)).Message);
+        Assert.Equal("--outbound-addr6 'fe80::1': a link-local address reaches no outside destination", Assert.Throws<FormatException>(() => OutboundAddressOption.Resolve("fe80::1", AddressFamily.InterNetworkV6, "--outbound-addr6", interfaces)).Message);
+        Assert.Equal("--outbound-addr '2001:db8::9' is not an IPv4 address", Assert.Throws<FormatException>(() => OutboundAddressOption.Resolve("2001:db8::9", AddressFamily.InterNetwork, "--outbound-addr", interfaces)).Message);
+        Assert.Equal("--outbound-addr 'eth9' is neither an IPv4 address nor the name of an interface", Assert.Throws<FormatException>(() => OutboundAddressOption.Resolve("eth9", AddressFamily.InterNetwork, "--outbound-addr", interfaces)).Message);
+    }
+
+    [Theory]
+    [InlineData("slirp4netns", "--outbound-addr=203.0.113.250", "1")]
+    [InlineData("slirp4netns", "-6", "--outbound-addr6=netwire-no-if0", "1")]
+    [InlineData("run", "--outbound-addr", "netwire-no-if0", "--", "true")]
+    [InlineData("serve", "--outbound-addr6", "127.0.0.1")]
+    public async Task BadOutboundAddress_IsAUsageError_WithTheReason(params string[] args)
+    {
+        var result = await ProcessRunner.RunAsync("dotnet", [RepoPaths.NetwireDll, .. args], TimeSpan.FromSeconds(60));
+
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("--outbound-addr", result.Stderr, StringComparison.Ordinal);
+        Assert.Matches("not an address of this host|neither an IPv[46] address nor the name of an interface|is not an IPv6 address", result.Stderr);
+    }
+
+    [Fact]
+    public async Task Api_RequestThatNeverCompletes_GetsTheDeadlineError_AndTheConnectionCloses()
+    {
+        var directory = Directory.CreateTempSubdirectory("netwire-s4api-");
+        try
+        {
+            await using var gateway = new GatewayEnd("gateway", new GatewayOptions(), FramePool.Shared, WireEnd.DefaultQueueCapacity, TimeProvider.System, NullLogger.Instance);
+            var path = Path.Combine(directory.FullName, "api.sock");
+            await using var api = new Slirp4netnsApi(path, gateway, IPAddress.Parse("10.0.2.100"), NullLogger.Instance);
+            api.Start();
+
+            // Half a request, and the sending side stays open: the server must not wait forever.
+            using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            await socket.ConnectAsync(new UnixDomainSocketEndPoint(path));
+            await socket.SendAsync("{\"execute\": \"list_"u8.ToArray());
+            var reply = new MemoryStream();
+            var buffer = new byte[4096];
+            int n;
+            while ((n = await socket.ReceiveAsync(buffer).WaitAsync(TimeSpan.FromSeconds(60))) > 0)
+            {
+                reply.Write(buffer, 0, n);
+            }
+
+            var answer = System.Text.Json.Nodes.JsonNode.Parse(reply.ToArray())!;
+            Assert.Equal("bad request: no complete request within 5 s", (string?)answer["error"]?["desc"]);
+        }
+        finally
+        {
+            directory.Delete(recursive: true);
+        }
+    }
 
     [Fact]
     public void Help_ListsEveryOptionPodmanLooksFor()

@@ -80,6 +80,15 @@ public sealed class Slirp4netnsNamespaceTests
 
                 var duplicate = await RequestAsync(api, $"{{\"execute\": \"add_hostfwd\", \"arguments\": {{\"proto\": \"tcp\", \"host_addr\": \"127.0.0.1\", \"host_port\": {port}, \"guest_port\": 80}}}}");
                 Assert.StartsWith("bad request: add_hostfwd:", (string?)duplicate["error"]?["desc"], StringComparison.Ordinal);
+                // A port another socket holds: the bind's failure, in slirp4netns's error shape (a
+                // privileged port without the right to bind it fails the same way, with EACCES).
+                using var holder = new TcpListener(IPAddress.Loopback, 0);
+                holder.Start();
+                var held = ((IPEndPoint)holder.LocalEndpoint).Port;
+                var inUse = await RequestAsync(api, $"{{\"execute\": \"add_hostfwd\", \"arguments\": {{\"proto\": \"tcp\", \"host_addr\": \"127.0.0.1\", \"host_port\": {held}, \"guest_port\": 80}}}}");
+                Assert.Equal($"bad request: add_hostfwd: cannot listen for forward tcp:127.0.0.1:{held}->guest:80: Address already in use", (string?)inUse["error"]?["desc"]);
+                Assert.Single(inUse);
+
                 var list = await RequestAsync(api, "{\"execute\": \"list_hostfwd\"}");
                 var entry = list["entries"]!.AsArray().Single(e => (int)e!["id"]! == id)!;
                 Assert.Equal("{\"id\":" + id + ",\"proto\":\"tcp\",\"host_addr\":\"127.0.0.1\",\"host_port\":" + port + ",\"guest_addr\":\"10.0.2.100\",\"guest_port\":80}", entry.ToJsonString());
