@@ -143,6 +143,52 @@ public sealed class Slirp4netnsNamespaceTests
         Assert.Contains("does not exist", result.Stderr, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Api_PrivilegedPortWithoutTheRightToBindIt_IsABadRequest_AndTheApiServesOn()
+    {
+        // Root without CAP_NET_BIND_SERVICE binds below net.ipv4.ip_unprivileged_port_start as
+        // any rootless slirp4netns does: not at all.
+        HostRequirements.RequireRoot();
+        HostRequirements.RequireCommand("setpriv");
+        var start = int.Parse(await File.ReadAllTextAsync("/proc/sys/net/ipv4/ip_unprivileged_port_start"), System.Globalization.CultureInfo.InvariantCulture);
+        Assert.True(start > 1, $"net.ipv4.ip_unprivileged_port_start is {start}: no port is privileged on this host");
+        var privileged = Enumerable.Range(1, start - 1).Reverse().First(PortIsFree);
+        var directory = Directory.CreateTempSubdirectory("netwire-s4p-");
+        await using var ns = await NetNamespace.CreateAsync();
+        try
+        {
+            var api = Path.Combine(directory.FullName, "api.sock");
+            await using var slirp = ProcessRunner.Start("setpriv", ["--bounding-set=-net_bind_service", "dotnet", RepoPaths.NetwireDll, "slirp4netns", "-a", api, "--netns-type=path", $"/run/netns/{ns.Name}", "tap0"],
+                new Dictionary<string, string?> { ["NETWIRE_LOG_LEVEL"] = "Information" });
+            await slirp.WaitForLineAsync(l => l.Contains("Ready: tap0", StringComparison.Ordinal), s_wait);
+
+            var refused = await RequestAsync(api, $"{{\"execute\": \"add_hostfwd\", \"arguments\": {{\"proto\": \"tcp\", \"host_addr\": \"127.0.0.1\", \"host_port\": {privileged}, \"guest_port\": 80}}}}");
+            Assert.Equal($"bad request: add_hostfwd: cannot listen for forward tcp:127.0.0.1:{privileged}->guest:80: Permission denied", (string?)refused["error"]?["desc"]);
+            Assert.Single(refused);
+            var added = await RequestAsync(api, $"{{\"execute\": \"add_hostfwd\", \"arguments\": {{\"proto\": \"tcp\", \"host_addr\": \"127.0.0.1\", \"host_port\": {FreePort()}, \"guest_port\": 80}}}}");
+            Assert.NotNull(added["return"]?["id"]);
+            Assert.Single((await RequestAsync(api, "{\"execute\": \"list_hostfwd\"}"))["entries"]!.AsArray());
+        }
+        finally
+        {
+            directory.Delete(recursive: true);
+        }
+    }
+
+    private static bool PortIsFree(int port)
+    {
+        try
+        {
+            using var probe = new TcpListener(IPAddress.Loopback, port);
+            probe.Start();
+            return true;
+        }
+        catch (SocketException)
+        {
+            return false;
+        }
+    }
+
     private static int FreePort()
     {
         using var probe = new TcpListener(IPAddress.Loopback, 0);
