@@ -50,10 +50,19 @@ internal static class Targets
 
     private static readonly Lazy<string> s_tftpRoot = new(() =>
     {
-        var root = Path.Combine(Path.GetTempPath(), "netwire-fuzz-tftp-" + Environment.ProcessId);
-        Directory.CreateDirectory(root);
-        File.WriteAllBytes(Path.Combine(root, TftpFile), [.. Encoding.ASCII.GetBytes("#!ipxe\n"), .. new byte[1600]]);
-        AppDomain.CurrentDomain.ProcessExit += (_, _) => Directory.Delete(root, recursive: true);
+        // Beside the harness (run.sh's work folder, removed with it), not in /tmp: afl-fuzz ends
+        // its target with SIGKILL, so nothing the process would remove at exit is removed.
+        var root = Path.Combine(AppContext.BaseDirectory, "fuzz-tftp");
+        var file = Path.Combine(root, TftpFile);
+        byte[] content = [.. Encoding.ASCII.GetBytes("#!ipxe\n"), .. new byte[1600]];
+        if (!File.Exists(file) || new FileInfo(file).Length != content.Length)
+        {
+            Directory.CreateDirectory(root);
+            var partial = file + "." + Environment.ProcessId;
+            File.WriteAllBytes(partial, content);
+            File.Move(partial, file, overwrite: true);
+        }
+
         return root;
     });
 
