@@ -16,8 +16,7 @@ internal sealed class GatewayRun : IDisposable
 
     public GatewayRun(GatewayOptions options, IPacketReceiver receiver, FramePool? pool = null)
     {
-        Gateway = new Gateway(options, pool ?? new FramePool(), new FakeTimeProvider(), NullLogger.Instance);
-        Gateway.Attach(receiver, new WireCounters(), _stop.Token);
+        Gateway = GatewayTesting.Create(options, new FakeTimeProvider(), receiver, pool, _stop.Token);
     }
 
     public Gateway Gateway { get; }
@@ -38,9 +37,9 @@ internal sealed class GatewayRun : IDisposable
 internal static class GatewayTesting
 {
     /// <summary>A gateway whose frames towards the guest go to <paramref name="receiver"/>.</summary>
-    public static Gateway Create(GatewayOptions options, TimeProvider time, CollectingReceiver receiver, CancellationToken stopping = default)
+    public static Gateway Create(GatewayOptions options, TimeProvider time, IPacketReceiver receiver, FramePool? pool = null, CancellationToken stopping = default)
     {
-        var gateway = new Gateway(options, new FramePool(), time, NullLogger.Instance);
+        var gateway = new Gateway(options, pool ?? new FramePool(), time, NullLogger.Instance);
         gateway.Attach(receiver, new WireCounters(), stopping);
         return gateway;
     }
