@@ -67,8 +67,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-say() { printf '[gateway.sh %s] %s\n' "$(date -u +%T)" "$*" >&2; }
-fail() { say "error: $*"; exit 1; }
+BENCH_NAME=gateway.sh
+. "$(dirname "$0")/benchlib.sh"
 
 [ "$(id -u)" = 0 ] || fail "needs root (it creates network namespaces)"
 # Room for the idle connections: each gateway holds a host socket per connection.
@@ -82,6 +82,7 @@ for tool in ip iperf3 python3 nsenter ss; do
 done
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
+export PYTHONPATH="$REPO/tools/bench${PYTHONPATH:+:$PYTHONPATH}"
 OUT=${OUT:-$REPO/artifacts/bench/gateway-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT" || fail "cannot create $OUT"
 RESULTS="$OUT/results.jsonl"
@@ -89,18 +90,6 @@ RESULTS="$OUT/results.jsonl"
 WORK=$(mktemp -d /tmp/nwgwbench.XXXXXX)
 STARTED=()      # pids this script started; ended by pid on exit
 NAMESPACES=()   # namespaces this script added
-
-stop_pid() {    # TERM, then KILL after 5 s; only pids this script started
-    local pid=$1 i
-    kill -TERM "$pid" 2> /dev/null || return 0
-    for i in $(seq 50); do
-        kill -0 "$pid" 2> /dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2> /dev/null
-    wait "$pid" 2> /dev/null
-    return 0
-}
 
 cleanup() {
     local pid ns
@@ -115,119 +104,8 @@ trap 'exit 143' TERM
 
 # --- the python side: host server, connection client, /proc accounting, the report -------------
 cat > "$WORK/gw.py" <<'PY'
-import json, os, socket, statistics, sys, time
-
-def family_of(host):
-    return socket.AF_INET6 if ':' in host else socket.AF_INET
-
-def free_port(host='127.0.0.1'):
-    s = socket.socket(family_of(host))
-    s.bind((host, 0))
-    port = s.getsockname()[1]
-    s.close()
-    print(port)
-
-def line_server(port, host='127.0.0.1'):
-    """Host side of the setup-rate test: each accepted connection gets one line, then EOF."""
-    ls = socket.socket(family_of(host))
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind((host, int(port)))
-    ls.listen(512)
-    while True:
-        c, peer = ls.accept()
-        try:
-            c.sendall(('%s\n' % peer[0]).encode())
-        except OSError:
-            pass
-        c.close()
-
-def hold_server(port, host='127.0.0.1'):
-    """Host side of the idle-connection test: accepts and keeps every connection open, silent."""
-    ls = socket.socket(family_of(host))
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind((host, int(port)))
-    ls.listen(4096)
-    held = []
-    while True:
-        c, _ = ls.accept()
-        held.append(c)
-
-def rss_kib(pid):
-    with open('/proc/%s/status' % pid) as f:
-        for line in f:
-            if line.startswith('VmRSS:'):
-                return int(line.split()[1])
-    raise ValueError('no VmRSS for pid %s' % pid)
-
-def idle_rss(host, port, count, pid):
-    """Opens COUNT connections through the gateway (pid PID) and keeps them idle: its RSS growth per connection."""
-    count = int(count)
-    time.sleep(1)
-    before = rss_kib(pid)
-    held, errors = [], {}
-    start = time.monotonic()
-    for _ in range(count):
-        try:
-            held.append(socket.create_connection((host, int(port)), timeout=10))
-        except OSError as e:
-            errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
-    opened = time.monotonic() - start
-    time.sleep(2)
-    after = rss_kib(pid)
-    for s in held:
-        s.close()
-    print(json.dumps({'ok': len(held), 'failed': count - len(held), 'errors': errors, 'rss_before_kib': before,
-                      'rss_after_kib': after, 'open_seconds': round(opened, 3)}))
-
-def fetch_line(host, port, timeout):
-    s = socket.create_connection((host, int(port)), timeout=timeout)
-    data = b''
-    while True:
-        chunk = s.recv(256)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    return data
-
-def wait_up(host, port, seconds):
-    """Until one connection through the gateway returns the server's line."""
-    end = time.monotonic() + float(seconds)
-    while time.monotonic() < end:
-        try:
-            line = fetch_line(host, port, 2)
-            if line.endswith(b'\n'):
-                print(line.decode().strip())
-                return
-        except OSError:
-            time.sleep(0.2)
-    sys.exit('no answer from %s:%s through the gateway' % (host, port))
-
-def connect_rate(host, port, count, limit):
-    count, limit = int(count), float(limit)
-    ok = failed = 0
-    errors = {}
-    start = time.monotonic()
-    while ok + failed < count and time.monotonic() - start < limit:
-        try:
-            if fetch_line(host, port, 5).endswith(b'\n'):
-                ok += 1
-                continue
-            errors['short reply'] = errors.get('short reply', 0) + 1
-        except OSError as e:
-            errors[type(e).__name__] = errors.get(type(e).__name__, 0) + 1
-        failed += 1
-    print(json.dumps({'ok': ok, 'failed': failed, 'errors': errors,
-                      'seconds': time.monotonic() - start}))
-
-def cpu_seconds(pid):
-    with open('/proc/%s/stat' % pid) as f:
-        fields = f.read().rsplit(')', 1)[1].split()
-    # fields[0] is field 3 (state): utime, stime, cutime, cstime are fields 14-17.
-    return sum(int(x) for x in fields[11:15]) / os.sysconf('SC_CLK_TCK')
-
-def cpu(pid):
-    print('%.3f' % cpu_seconds(pid))
+import json, statistics, sys
+from benchnet import *
 
 def record(results, round_, impl, family, mtu, workload, value, unit, **extra):
     extra.update(round=int(round_), impl=impl, family=int(family), mtu=int(mtu), workload=workload, value=value, unit=unit)
@@ -237,11 +115,7 @@ def record(results, round_, impl, family, mtu, workload, value, unit, **extra):
 def iperf(results, round_, impl, family, mtu, direction, path, cpu0, cpu1):
     workload = 'throughput_' + direction
     try:
-        with open(path) as f:
-            d = json.load(f)
-        if d.get('error'):
-            raise ValueError(d['error'])
-        received = d['end']['sum_received']
+        received, d = iperf_received(path)
     except (OSError, ValueError, KeyError) as e:
         record(results, round_, impl, family, mtu, workload, None, 'Gbit/s', error=str(e)[:200])
         print('%s IPv%s %s %s: error %s' % (impl, family, mtu, workload, e))
@@ -334,18 +208,13 @@ def report(results):
             print('| IPv%d | %d | %s | %s |' % (link[0], link[1], label, ' | '.join(ratios)))
 
 if __name__ == '__main__':
-    globals()[sys.argv[1]](*sys.argv[2:])
+    run(globals())
 PY
 py() { python3 "$WORK/gw.py" "$@"; }
 
 # --- netwire: this checkout's build ---------------------------------------------------------------
 if [[ " $IMPLS " == *" netwire "* ]] && [ -z "$NETWIRE_DLL" ]; then
-    command -v dotnet > /dev/null || fail "dotnet is not on PATH (needed to build netwire)"
-    say "building netwire (Release)"
-    dotnet build "$REPO/src/NetWire.Cli" -c Release -o "$WORK/netwire" --nologo -v quiet -clp:ErrorsOnly \
-        -nodeReuse:false -p:UseSharedCompilation=false > "$OUT/build.log" 2>&1 \
-        || fail "netwire build failed, see $OUT/build.log"
-    NETWIRE_DLL="$WORK/netwire/netwire.dll"
+    build_netwire "$REPO" "$WORK" "$OUT"
 fi
 
 # --- host servers, on 127.0.0.1 and ::1 only ------------------------------------------------------
@@ -369,12 +238,7 @@ if [[ " $FAMILIES " == *" 6 "* ]]; then
     python3 "$WORK/gw.py" hold_server "$HOLD6_PORT" ::1 > "$OUT/hold-server6.log" 2>&1 &
     STARTED+=($!)
 fi
-for port in "$IPERF_PORT" "$LINE_PORT" "$HOLD_PORT" ${IPERF6_PORT:-} ${LINE6_PORT:-} ${HOLD6_PORT:-}; do
-    for i in $(seq 100); do
-        [ -n "$(ss -Hltn "sport = :$port")" ] && break
-        sleep 0.1
-    done
-done
+wait_listening "$IPERF_PORT" "$LINE_PORT" "$HOLD_PORT" ${IPERF6_PORT:-} ${LINE6_PORT:-} ${HOLD6_PORT:-}
 
 # --- starting and stopping one gateway ---------------------------------------------------------------
 # start_IMPL MTU FAMILY sets GW_PID (the process whose CPU is counted), NS (namespace name) and

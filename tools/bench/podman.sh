@@ -55,8 +55,8 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-say() { printf '[podman.sh %s] %s\n' "$(date -u +%T)" "$*" >&2; }
-fail() { say "error: $*"; exit 1; }
+BENCH_NAME=podman.sh
+. "$(dirname "$0")/benchlib.sh"
 
 [ "$(id -u)" = 0 ] || fail "needs root (rootful Podman, nsenter)"
 for tool in podman runc busybox iperf3 python3 nsenter ss tar; do
@@ -64,6 +64,7 @@ for tool in podman runc busybox iperf3 python3 nsenter ss tar; do
 done
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
+export PYTHONPATH="$REPO/tools/bench${PYTHONPATH:+:$PYTHONPATH}"
 OUT=${OUT:-$REPO/artifacts/bench/podman-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT" || fail "cannot create $OUT"
 RESULTS="$OUT/results.jsonl"
@@ -73,18 +74,6 @@ chmod 755 "$WORK"
 IMAGE="localhost/nwbench-bb-$$"
 STARTED=()      # pids this script started; ended by pid on exit
 CONTAINERS=()   # containers this script started
-
-stop_pid() {    # TERM, then KILL after 5 s; only pids this script started
-    local pid=$1 i
-    kill -TERM "$pid" 2> /dev/null || return 0
-    for i in $(seq 50); do
-        kill -0 "$pid" 2> /dev/null || break
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2> /dev/null
-    wait "$pid" 2> /dev/null
-    return 0
-}
 
 cleanup() {
     local pid c
@@ -99,63 +88,8 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 cat > "$WORK/pb.py" <<'PY'
-import json, os, socket, statistics, sys, time
-
-def free_port():
-    s = socket.socket()
-    s.bind(('127.0.0.1', 0))
-    print(s.getsockname()[1])
-    s.close()
-
-def line_server(port):
-    """Each accepted connection gets one line, then EOF."""
-    ls = socket.socket()
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind(('127.0.0.1', int(port)))
-    ls.listen(512)
-    while True:
-        c, peer = ls.accept()
-        try:
-            c.sendall(('%s\n' % peer[0]).encode())
-        except OSError:
-            pass
-        c.close()
-
-def fetch(host, port, timeout):
-    s = socket.create_connection((host, int(port)), timeout=timeout)
-    data = b''
-    while True:
-        chunk = s.recv(256)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    return data
-
-def wait_up(host, port, seconds):
-    end = time.monotonic() + float(seconds)
-    while time.monotonic() < end:
-        try:
-            if fetch(host, port, 2).endswith(b'\n'):
-                return
-        except OSError:
-            time.sleep(0.2)
-    sys.exit('no answer from %s:%s' % (host, port))
-
-def connect_rate(host, port, count):
-    ok = failed = 0
-    start = time.monotonic()
-    while ok + failed < int(count) and time.monotonic() - start < 120:
-        try:
-            ok += fetch(host, port, 5).endswith(b'\n')
-        except OSError:
-            failed += 1
-    print(json.dumps({'ok': ok, 'failed': failed, 'seconds': time.monotonic() - start}))
-
-def cpu(pid):
-    with open('/proc/%s/stat' % pid) as f:
-        fields = f.read().rsplit(')', 1)[1].split()
-    print('%.3f' % (sum(int(x) for x in fields[11:15]) / os.sysconf('SC_CLK_TCK')))
+import json, statistics, sys
+from benchnet import *
 
 def record(results, round_, impl, workload, value, unit, **extra):
     extra.update(round=int(round_), impl=impl, workload=workload, value=value, unit=unit)
@@ -164,10 +98,7 @@ def record(results, round_, impl, workload, value, unit, **extra):
 
 def iperf(results, round_, impl, direction, path, cpu0, cpu1):
     try:
-        d = json.load(open(path))
-        if d.get('error'):
-            raise ValueError(d['error'])
-        received = d['end']['sum_received']
+        received, d = iperf_received(path)
     except (OSError, ValueError, KeyError) as e:
         record(results, round_, impl, 'throughput_' + direction, None, 'Gbit/s', error=str(e)[:200])
         print('%s %s: error %s' % (impl, direction, e))
@@ -217,17 +148,12 @@ def report(results):
             print('| %s | %s |' % (label, ' | '.join('%.2fx' % (mine / med[(o, workload)]) if mine and med.get((o, workload)) else '-' for o in others)))
 
 if __name__ == '__main__':
-    globals()[sys.argv[1]](*sys.argv[2:])
+    run(globals())
 PY
 py() { python3 "$WORK/pb.py" "$@"; }
 
 if [[ " $IMPLS " == *" netwire "* ]] && [ -z "$NETWIRE_DLL" ]; then
-    command -v dotnet > /dev/null || fail "dotnet is not on PATH (needed to build netwire)"
-    say "building netwire (Release)"
-    dotnet build "$REPO/src/NetWire.Cli" -c Release -o "$WORK/netwire" --nologo -v quiet -clp:ErrorsOnly \
-        -nodeReuse:false -p:UseSharedCompilation=false > "$OUT/build.log" 2>&1 \
-        || fail "netwire build failed, see $OUT/build.log"
-    NETWIRE_DLL="$WORK/netwire/netwire.dll"
+    build_netwire "$REPO" "$WORK" "$OUT"
 fi
 
 # containers.conf for NetWire (network_cmd_path -> the shim) and an empty one for the others.
@@ -249,12 +175,7 @@ iperf3 -s -B 127.0.0.1 -p "$IPERF_PORT" > "$OUT/iperf3-server.log" 2>&1 &
 STARTED+=($!)
 python3 "$WORK/pb.py" line_server "$LINE_PORT" > "$OUT/line-server.log" 2>&1 &
 STARTED+=($!)
-for port in "$IPERF_PORT" "$LINE_PORT"; do
-    for i in $(seq 100); do
-        [ -n "$(ss -Hltn "sport = :$port")" ] && break
-        sleep 0.1
-    done
-done
+wait_listening "$IPERF_PORT" "$LINE_PORT"
 
 podman_run() {   # conf, network, name: a detached sleeping container
     CONTAINERS_CONF="$1" podman --runtime runc run -d --rm --name "$3" --ulimit nofile=20000:20000 --ulimit nproc=1000:1000 \
@@ -308,7 +229,7 @@ measure() {   # round impl
         stop "$name"
         return
     fi
-    if ! innet python3 "$WORK/pb.py" wait_up 10.0.2.2 "$LINE_PORT" 60; then
+    if ! innet python3 "$WORK/pb.py" wait_up 10.0.2.2 "$LINE_PORT" 60 > /dev/null; then
         say "$impl: no traffic through the gateway within 60 s"
         stop "$name"
         return
