@@ -125,7 +125,8 @@ internal static partial class TcpRepair
 
         var dataEnd = writeSeq - (finSent ? 1u : 0u);
         var received = rcvNxt - (peerFin ? 1u : 0u);
-        var (local, remote) = Addresses(socket);
+        // A closed socket has no peer address; its dump is never restored (only its receive queue moves).
+        var (local, remote) = closed ? (new IPEndPoint(IPAddress.Any, 0), new IPEndPoint(IPAddress.Any, 0)) : Addresses(socket);
         return new TcpRepairState
         {
             Local = local,
