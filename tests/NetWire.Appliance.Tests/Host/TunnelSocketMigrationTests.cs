@@ -183,6 +183,7 @@ public sealed class TunnelSocketMigrationTests
     public async Task APausedGuest_LeavesARelayBlockedPastTheFlushTimeout_AndTheSocketStillMoves()
     {
         const int flushMs = 300;
+        HostRequirements.RequireCommand("ss");
         await using var run = await TunnelRun.StartAsync(migrationCap: true, flushTimeoutMs: flushMs);
         var (download, upload) = run.StartTransfers();
         await run.WaitForProgressAsync(upload);
