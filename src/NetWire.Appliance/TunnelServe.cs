@@ -40,9 +40,26 @@ internal sealed class TunnelServe
         return serve;
     }
 
+    /// <summary>Names the variable that shortens the tunnel's flush timeout, for tests (docs/migration.md, "Timeouts").</summary>
+    public const string FlushTimeoutVariable = "NETWIRE_TUNNEL_FLUSH_TIMEOUT_MS";
+
     /// <summary>The state section that moves the tunnel's sockets with a migration (registered before <paramref name="flows"/>).</summary>
-    public NetWire.Core.State.IStateSection StateSection(NetWire.Stack.Migration.GatewayFlowSection flows, ILogger logger) =>
-        new TunnelStateSection(Gateway, () => Volatile.Read(ref _wire)?.Gateway, flows, logger);
+    /// <exception cref="FormatException"><see cref="FlushTimeoutVariable"/> is set and not a whole number of milliseconds from 1 to 60000.</exception>
+    public NetWire.Core.State.IStateSection StateSection(NetWire.Stack.Migration.GatewayFlowSection flows, ILogger logger)
+    {
+        var section = new TunnelStateSection(Gateway, () => Volatile.Read(ref _wire)?.Gateway, flows, logger);
+        if (Environment.GetEnvironmentVariable(FlushTimeoutVariable) is { Length: > 0 } text)
+        {
+            if (!int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var ms) || ms is < 1 or > 60_000)
+            {
+                throw new FormatException($"{FlushTimeoutVariable}={text}: expected milliseconds from 1 to 60000");
+            }
+
+            section.FlushTimeout = TimeSpan.FromMilliseconds(ms);
+        }
+
+        return section;
+    }
 
     /// <summary>The wire whose gateway holds the guest's address (virtual IPs skip it).</summary>
     public void Bind(WireComponent? wire) => Volatile.Write(ref _wire, wire);

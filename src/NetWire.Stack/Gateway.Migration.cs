@@ -177,8 +177,22 @@ internal sealed partial class Gateway
                 {
                     try
                     {
-                        networkLock.Lock(needHost.ConvertAll(h => TcpRepair.Addresses(h.Socket)));
-                        export.Locked = true;
+                        // A socket closed both ways (CLOSE after our FIN and the peer's) has no peer
+                        // address any more and needs no lock: its peer's TIME-WAIT answers for it.
+                        var flows = new List<(IPEndPoint, IPEndPoint)>(needHost.Count);
+                        foreach (var (_, socket) in needHost)
+                        {
+                            if (TcpRepair.KernelState(socket) != TcpKernelState.Close)
+                            {
+                                flows.Add(TcpRepair.Addresses(socket));
+                            }
+                        }
+
+                        if (flows.Count > 0)
+                        {
+                            networkLock.Lock(flows);
+                            export.Locked = true;
+                        }
                     }
                     catch (Exception ex) when (ex is NetworkLockException or TcpRepairException or ObjectDisposedException)
                     {

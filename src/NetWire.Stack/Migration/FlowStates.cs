@@ -87,8 +87,15 @@ internal sealed record TcpFlowState
     /// <summary>The host socket, for <see cref="TcpFlowOrigin.Nat"/> and <see cref="TcpFlowOrigin.Forward"/> connections whose host side is still open.</summary>
     public TcpRepairState? Host { get; init; }
 
+    /// <summary>
+    /// What is left of the host's stream when its socket was closed both ways (our FIN acknowledged,
+    /// the peer's received) with bytes not yet read: no socket moves, these bytes and then the
+    /// host's EOF go to the guest. Null otherwise. Flag 32 says it follows <see cref="Host"/>.
+    /// </summary>
+    public byte[]? HostTail { get; init; }
+
     /// <summary>Bytes this flow adds to a stream, about.</summary>
-    public long Size => 128 + ToGuest.Length + ToHost.Length + (Host is null ? 0 : 128 + Host.SendQueue.Length + Host.RecvQueue.Length);
+    public long Size => 128 + ToGuest.Length + ToHost.Length + (Host is null ? 0 : 128 + Host.SendQueue.Length + Host.RecvQueue.Length) + (HostTail?.Length ?? 0);
 
     public void Write(StateSectionWriter writer)
     {
@@ -104,7 +111,7 @@ internal sealed record TcpFlowState
         writer.WriteByte((byte)ReceiveShift);
         writer.WriteUInt16((ushort)Mss);
         writer.WriteUInt32(RcvNxt);
-        writer.WriteByte((byte)((GuestFin ? 1 : 0) | (HostEof ? 2 : 0) | (FinSent ? 4 : 0) | (FinAcked ? 8 : 0) | (HostShutdown ? 16 : 0)));
+        writer.WriteByte((byte)((GuestFin ? 1 : 0) | (HostEof ? 2 : 0) | (FinSent ? 4 : 0) | (FinAcked ? 8 : 0) | (HostShutdown ? 16 : 0) | (HostTail is null ? 0 : 32)));
         writer.WriteInt64(RtoMs);
         writer.WriteInt64(SrttMs);
         writer.WriteInt64(RttvarMs);
@@ -113,6 +120,10 @@ internal sealed record TcpFlowState
         writer.WriteBytes(ToHost);
         writer.WriteBool(Host is not null);
         Host?.Write(writer);
+        if (HostTail is not null)
+        {
+            writer.WriteBytes(HostTail);
+        }
     }
 
     /// <summary>Reads one flow and refuses anything no gateway could have written.</summary>
@@ -141,7 +152,7 @@ internal sealed record TcpFlowState
             RcvNxt = reader.ReadUInt32(),
         };
         var flags = reader.ReadByte();
-        if ((flags & ~31) != 0)
+        if ((flags & ~63) != 0)
         {
             throw reader.Error($"flow {key}: unknown flags 0x{flags:X2}");
         }
@@ -161,6 +172,11 @@ internal sealed record TcpFlowState
             ToHost = reader.ReadBytes(MaxBuffer),
         };
         state = state with { Host = reader.ReadBool() ? TcpRepairState.Read(reader) : null };
+        if ((flags & 32) != 0)
+        {
+            state = state with { HostTail = reader.ReadBytes(TcpRepairState.MaxQueue) };
+        }
+
         state.Check(reader);
         return state;
     }
@@ -191,9 +207,17 @@ internal sealed record TcpFlowState
             throw reader.Error($"flow {Key}: contradictory FIN state");
         }
 
-        if (Host is not null && (Origin == TcpFlowOrigin.Virtual || TimeWait))
+        // A connection in TIME-WAIT keeps its host socket only while the guest's bytes are not all written.
+        if (Host is not null && (Origin == TcpFlowOrigin.Virtual || (TimeWait && HostShutdown)))
         {
             throw reader.Error($"flow {Key}: a host socket for a {(TimeWait ? "TIME-WAIT" : "tunnel")} connection");
+        }
+
+        // A host stream carried as bytes comes from a socket closed both ways: our FIN went (the
+        // guest's), the host's EOF is still to be read, and no socket moves with it.
+        if (HostTail is not null && (Host is not null || Origin == TcpFlowOrigin.Virtual || !HostShutdown || HostEof))
+        {
+            throw reader.Error($"flow {Key}: a host stream tail beside a host socket, for a tunnel connection, or with the host's EOF read or the host not shut down");
         }
 
         if (Key.GuestPort == 0 || Key.RemotePort == 0)

@@ -211,8 +211,18 @@ internal sealed partial class TcpConnection : HostPoller.IHandler
     /// </summary>
     private void ReadHost()
     {
-        if (_state != State.Established || _host is null || _hostEof || _gateway.Frozen)
+        if (_state != State.Established || _hostEof || _gateway.Frozen)
         {
+            return;
+        }
+
+        if (_host is null)
+        {
+            if (_hasHostTail)
+            {
+                ReadTail();
+            }
+
             return;
         }
 
@@ -269,6 +279,29 @@ internal sealed partial class TcpConnection : HostPoller.IHandler
 
         _toGuest.ReleaseIfEmpty();
         if (read)
+        {
+            TrySendData();
+            CheckClosed();
+        }
+    }
+
+    /// <summary>A migrated host stream without a socket (<see cref="_hostTail"/>): what fits towards the guest, then the EOF. Caller holds the gateway lock.</summary>
+    private void ReadTail()
+    {
+        var n = Math.Min(_toGuest.Free, _hostTail.Length);
+        if (n > 0)
+        {
+            _toGuest.Append(_hostTail.Span[..n]);
+            _hostTail = _hostTail[n..];
+        }
+
+        if (_hostTail.Length == 0)
+        {
+            _hasHostTail = false;
+            _hostEof = true;
+        }
+
+        if (n > 0 || _hostEof)
         {
             TrySendData();
             CheckClosed();

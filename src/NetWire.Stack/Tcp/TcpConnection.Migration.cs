@@ -25,16 +25,18 @@ internal sealed partial class TcpConnection
     /// <summary>Source: why the connection cannot move, or null when it can. Caller holds the gateway lock.</summary>
     public FlowResetReason? MigrationBlocker => _state switch
     {
-        State.Established when HostStays && _host is not null => FlowResetReason.HostState,
+        State.Established or State.TimeWait when HostStays && _host is not null => FlowResetReason.HostState,
         State.Established or State.TimeWait => null,
         _ => FlowResetReason.Handshake,
     };
 
     /// <summary>
     /// Source: the host socket to lock and dump, or null when the connection has none to move (a
-    /// tunnel connection, TIME-WAIT, or a host side finished both ways). Caller holds the gateway lock.
+    /// tunnel connection, or a host side finished both ways: the host's EOF read and the guest's
+    /// bytes and FIN written). A connection in TIME-WAIT towards the guest whose bytes to the host
+    /// are not all written keeps its socket, which moves. Caller holds the gateway lock.
     /// </summary>
-    public Socket? MovableHost => _state == State.Established && Origin != TcpFlowOrigin.Virtual && !(_hostEof && _hostShutdown) ? _host?.Socket : null;
+    public Socket? MovableHost => _state is State.Established or State.TimeWait && Origin != TcpFlowOrigin.Virtual && !(_hostEof && _hostShutdown) ? _host?.Socket : null;
 
     /// <summary>The far side of a connection to a virtual service (a socket pair's end), or null. Caller holds the gateway lock.</summary>
     public Socket? VirtualSocket => Origin == TcpFlowOrigin.Virtual ? _host?.Socket : null;
@@ -49,6 +51,19 @@ internal sealed partial class TcpConnection
         {
             // A FIN carried over by an earlier migration still ends the queued bytes.
             host = host with { PeerFin = true };
+        }
+
+        if (host is not null && _restoredUnsent.Length > 0)
+        {
+            // An earlier migration's unsent tail, not yet written: it still goes before _toHost.
+            host = host with { SendQueue = [.. host.SendQueue, .. _restoredUnsent.Span], Unsent = host.Unsent + _restoredUnsent.Length };
+        }
+
+        // A socket closed both ways moves as what is left to read of the host's stream.
+        var tail = host is { Closed: true } ? host.RecvQueue : _hasHostTail ? _hostTail.ToArray() : null;
+        if (host is { Closed: true })
+        {
+            host = null;
         }
 
         return new TcpFlowState
@@ -77,6 +92,7 @@ internal sealed partial class TcpConnection
             ToGuest = _toGuest.ToArray(),
             ToHost = _toHost.ToArray(),
             Host = host,
+            HostTail = tail,
         };
     }
 
@@ -148,6 +164,9 @@ internal sealed partial class TcpConnection
             return;
         }
 
+        // The host's stream carried as bytes (its socket closed both ways on the source).
+        ReadHost();
+
         _sndNxt = _sndUna;
         if (!_finAcked)
         {
@@ -206,6 +225,12 @@ internal sealed partial class TcpConnection
             {
                 _bytesUntilEof = state.Host.RecvQueue.Length;
             }
+        }
+
+        if (state.HostTail is { } tail)
+        {
+            _hostTail = tail;
+            _hasHostTail = true;
         }
 
         if (state.TimeWait)

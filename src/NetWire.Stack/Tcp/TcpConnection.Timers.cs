@@ -29,7 +29,9 @@ internal sealed partial class TcpConnection
     {
         if (_state == State.TimeWait)
         {
-            if (now >= _timeWaitUntil)
+            // Not while bytes from the guest still wait for the host to take them: the socket closes
+            // once they and the FIN are written (CloseHostAfterTimeWait), and a close now would lose them.
+            if (now >= _timeWaitUntil && _host is null)
             {
                 Release();
             }

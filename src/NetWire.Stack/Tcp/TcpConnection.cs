@@ -89,6 +89,15 @@ internal sealed partial class TcpConnection
     /// <summary>The unsent tail of a migrated host socket's send queue, written before <see cref="_toHost"/>.</summary>
     private ReadOnlyMemory<byte> _restoredUnsent;
 
+    /// <summary>
+    /// The rest of the host's stream when its socket was closed both ways at a migration (no socket
+    /// is restored): read into <see cref="_toGuest"/> as if from the socket, then the host's EOF.
+    /// </summary>
+    private ReadOnlyMemory<byte> _hostTail;
+
+    /// <summary><see cref="_hostTail"/> is the host side (it may be empty, with the EOF still to take).</summary>
+    private bool _hasHostTail;
+
     /// <summary>A restored host socket still in repair mode, until the migration activates it.</summary>
     private TcpRepairState? _repair;
 
@@ -174,7 +183,7 @@ internal sealed partial class TcpConnection
     public string Describe() =>
         $"{_state}: snd una {_sndUna - _iss} nxt {_sndNxt - _iss} max {_sndMax - _iss} wnd {_sndWnd} to-guest {_toGuest.Count} host-eof {_hostEof} " +
         $"fin {_finSent}/{_finAcked}; rcv {_rcvNxt} to-host {_toHost.Count} guest-fin {_guestFin}; rto {_rtoDeadline} ({_rtoMs} ms, {_retries} tries), " +
-        $"host {(_host is null ? "closed" : $"r {_hostReadable} w {_hostWritable} shut {_hostShutdown}")}, flush queued {FlushQueued}";
+        $"host {(_host is null ? _hasHostTail ? $"tail {_hostTail.Length}" : "closed" : $"r {_hostReadable} w {_hostWritable} shut {_hostShutdown} kernel {TcpRepair.KernelState(_host.Socket)}")}, flush queued {FlushQueued}";
 
     /// <summary>Free bytes towards the guest worth a host socket read: a quarter of the ring, at most 64 KiB.</summary>
     private int ReceiveThreshold => Math.Min(_toGuest.Capacity / 4, 64 * 1024);

@@ -57,6 +57,7 @@ internal static partial class TcpRepair
     private const uint SiocInq = 0x541B;
     private const uint SiocOutq = 0x5411;
     private const uint SiocOutqNsd = 0x894B;
+    private const short PollErr = 0x8;
     private const int MsgPeek = 0x2;
     private const int MsgDontWait = 0x40;
     private const int Chunk = 64 * 1024;
@@ -83,9 +84,18 @@ internal static partial class TcpRepair
         Span<byte> info = stackalloc byte[8];
         GetOption(socket, SolTcp, TcpInfo, info);
         var state = (TcpKernelState)info[0];
-        if (state is not (TcpKernelState.Established or TcpKernelState.CloseWait or TcpKernelState.FinWait1 or TcpKernelState.FinWait2))
+        if (state is not (TcpKernelState.Established or TcpKernelState.CloseWait or TcpKernelState.FinWait1 or TcpKernelState.FinWait2
+            or TcpKernelState.LastAck or TcpKernelState.Closing or TcpKernelState.Close))
         {
             throw new TcpRepairException(TcpRepairFailure.HostState, $"host socket in state {state}");
+        }
+
+        // CLOSE: after our FIN, a socket whose peer's FIN came (TIME-WAIT, which the kernel keeps
+        // apart from the socket) or whose peer's RST came; only the first has a stream to carry.
+        var closed = state == TcpKernelState.Close;
+        if (closed && (!shutdownSent || HasPendingError(socket)))
+        {
+            throw new TcpRepairException(TcpRepairFailure.HostState, shutdownSent ? "host socket reset by its peer" : "host socket closed without our FIN");
         }
 
         var options = info[5];
@@ -93,7 +103,12 @@ internal static partial class TcpRepair
         var timestamp = (options & OptTimestamps) != 0 ? (uint)GetInt(socket, SolTcp, TcpTimestamp) : 0;
         Span<byte> window = stackalloc byte[TcpRepairWindow20];
         GetOption(socket, SolTcp, TcpRepairWindow, window);
-        var outq = Ioctl(socket, SiocOutq);
+        // Our FIN takes the sequence number after the data and counts in the send queue's length
+        // until it is acknowledged; the peer's FIN the one after its data (SIOCINQ leaves it out).
+        var finSent = shutdownSent && state is TcpKernelState.FinWait1 or TcpKernelState.FinWait2 or TcpKernelState.LastAck or TcpKernelState.Closing or TcpKernelState.Close;
+        var finUnacked = finSent && state is TcpKernelState.FinWait1 or TcpKernelState.LastAck or TcpKernelState.Closing;
+        var peerFin = state is TcpKernelState.CloseWait or TcpKernelState.LastAck or TcpKernelState.Closing or TcpKernelState.Close;
+        var outq = Ioctl(socket, SiocOutq) - (finUnacked ? 1 : 0);
         var notSent = Ioctl(socket, SiocOutqNsd);
         var inq = Ioctl(socket, SiocInq);
         if (outq > MaxQueueBytes || inq > MaxQueueBytes)
@@ -108,12 +123,10 @@ internal static partial class TcpRepair
         var rcvNxt = (uint)GetInt(socket, SolTcp, TcpQueueSeq);
         var recvQueue = Peek(socket, inq);
 
-        // Our FIN takes the sequence number after the data; the peer's FIN the one after its data.
-        var finSent = shutdownSent && state is TcpKernelState.FinWait1 or TcpKernelState.FinWait2;
-        var peerFin = state == TcpKernelState.CloseWait;
         var dataEnd = writeSeq - (finSent ? 1u : 0u);
         var received = rcvNxt - (peerFin ? 1u : 0u);
-        var (local, remote) = Addresses(socket);
+        // A closed socket has no peer address; its dump is never restored (only its receive queue moves).
+        var (local, remote) = closed ? (new IPEndPoint(IPAddress.Any, 0), new IPEndPoint(IPAddress.Any, 0)) : Addresses(socket);
         return new TcpRepairState
         {
             Local = local,
@@ -124,6 +137,7 @@ internal static partial class TcpRepair
             RecvSeq = received - (uint)recvQueue.Length,
             RecvQueue = recvQueue,
             PeerFin = peerFin,
+            Closed = closed,
             Mss = (ushort)Math.Clamp(mss, 64, 65535),
             Options = (byte)(options & (OptTimestamps | OptSack | OptWindowScale)),
             SendScale = (byte)(info[6] & 0x0F),
@@ -137,6 +151,21 @@ internal static partial class TcpRepair
             SendBuffer = GetInt(socket, SolSocket, SoSndBuf),
             ReceiveBuffer = GetInt(socket, SolSocket, SoRcvBuf),
         };
+    }
+
+    /// <summary>The kernel's TCP state of <paramref name="socket"/> (TCP_INFO), or null when it cannot be read; for descriptions and tests.</summary>
+    public static TcpKernelState? KernelState(Socket socket)
+    {
+        Span<byte> info = stackalloc byte[8];
+        try
+        {
+            socket.GetRawSocketOption(SolTcp, TcpInfo, info);
+            return (TcpKernelState)info[0];
+        }
+        catch (Exception ex) when (IoErrors.IsSocketEnd(ex) || ex is SocketException)
+        {
+            return null;
+        }
     }
 
     /// <summary>Leaves repair mode on a dumped socket that stays (the migration failed).</summary>
@@ -318,6 +347,23 @@ internal static partial class TcpRepair
         }
     }
 
+    /// <summary>A socket error waits to be read (poll's POLLERR, which leaves it for the reader, as SO_ERROR would not).</summary>
+    private static unsafe bool HasPendingError(Socket socket)
+    {
+        // struct pollfd { int fd; short events; short revents; }; POLLERR is reported unasked.
+        Span<short> poll = stackalloc short[4];
+        MemoryMarshal.Cast<short, int>(poll)[0] = (int)socket.Handle;
+        fixed (short* at = poll)
+        {
+            if (Poll(at, 1, 0) < 0)
+            {
+                throw new TcpRepairException(TcpRepairFailure.Failed, $"poll failed (errno {Marshal.GetLastPInvokeError()})");
+            }
+        }
+
+        return (poll[3] & PollErr) != 0;
+    }
+
     private static unsafe byte[] Peek(Socket socket, int length)
     {
         if (length == 0)
@@ -494,6 +540,9 @@ internal static partial class TcpRepair
     [LibraryImport("libc", EntryPoint = "getpeername", SetLastError = true)]
     private static unsafe partial int GetPeerName(SafeHandle socket, byte* address, int* length);
 
+    [LibraryImport("libc", EntryPoint = "poll", SetLastError = true)]
+    private static unsafe partial int Poll(short* fds, nuint count, int timeoutMs);
+
     [LibraryImport("libc", EntryPoint = "recv", SetLastError = true)]
     private static unsafe partial nint Recv(SafeHandle socket, byte* buffer, nuint length, int flags);
 
@@ -590,8 +639,14 @@ internal sealed record TcpRepairState
     /// <summary>Bytes received and not yet read.</summary>
     public byte[] RecvQueue { get; init; } = [];
 
-    /// <summary>The peer's FIN came after <see cref="RecvQueue"/> (CLOSE_WAIT).</summary>
+    /// <summary>The peer's FIN came after <see cref="RecvQueue"/> (CLOSE_WAIT, LAST_ACK, CLOSING, CLOSE).</summary>
     public bool PeerFin { get; init; }
+
+    /// <summary>
+    /// Dump only, not carried: the socket was closed both ways (our FIN acknowledged, the peer's
+    /// received): no socket is restored, <see cref="RecvQueue"/> is what is left of the host's stream.
+    /// </summary>
+    public bool Closed { get; init; }
 
     public ushort Mss { get; init; }
 

@@ -172,6 +172,35 @@ public sealed class TunnelSocketMigrationTests
         await run.Client.WaitForLineAsync(l => l.Contains($"linked to 127.0.0.1:{run.SpiceB}", StringComparison.Ordinal), s_wait);
     }
 
+    /// <summary>
+    /// The guest's reader stops (as a VM paused by its own migration stops draining its sockets)
+    /// until its socket, the gateway's ring and the socket pair are full and the relay on A waits
+    /// for room in the pair, and stays stopped for longer than A's flush timeout (shortened to
+    /// 300 ms) and through the migration: the relay still pauses for the flush, the socket moves,
+    /// and once the reader goes on the download ends with every byte.
+    /// </summary>
+    [Fact]
+    public async Task APausedGuest_LeavesARelayBlockedPastTheFlushTimeout_AndTheSocketStillMoves()
+    {
+        const int flushMs = 300;
+        HostRequirements.RequireCommand("ss");
+        await using var run = await TunnelRun.StartAsync(migrationCap: true, flushTimeoutMs: flushMs);
+        var (download, upload) = run.StartTransfers();
+        await run.WaitForProgressAsync(upload);
+
+        download.Signal(19);
+        await run.WaitUntilDownloadStalledAsync();
+        await Task.Delay(2 * flushMs, TestContext.Current.CancellationToken);
+        var result = await MigrateAsync(run.Qmp("a"), run.Incoming);
+        download.Signal(18);
+        Assert.True((string?)result["status"] == "completed", $"{result.ToJsonString()}\n{run.Logs()}");
+        var flows = result["flows"]!.AsObject();
+        Assert.True((long)flows["reset"]! == 0 && (long)flows["tunnel"]! == 2, $"{result.ToJsonString()}\n{run.Logs()}");
+
+        await run.AssertTransfersCompleteAsync(download, upload);
+        Assert.Equal(string.Empty, await run.ResetsAsync());
+    }
+
     private static Task<JsonObject> MigrateAsync(string qmp, int port) => QmpMigration.MigrateAsync(qmp, port, s_wait);
 
     /// <summary>
@@ -211,14 +240,17 @@ public sealed class TunnelSocketMigrationTests
         /// <summary>Bytes a second the download's service and the upload's sender keep to.</summary>
         public int Rate { get; private init; }
 
-        public static async Task<TunnelRun> StartAsync(bool migrationCap, int rate = 1_000_000)
+        /// <summary>A's tunnel flush timeout in milliseconds (0: its default).</summary>
+        public int FlushTimeoutMs { get; private init; }
+
+        public static async Task<TunnelRun> StartAsync(bool migrationCap, int rate = 1_000_000, int flushTimeoutMs = 0)
         {
             HostRequirements.RequireRoot();
             HostRequirements.RequireCommand("python3");
             HostRequirements.RequireCommand("tcpdump");
             HostRequirements.RequireCommand("nft");
             var dir = Directory.CreateTempSubdirectory("nwtm-").FullName;
-            var run = new TunnelRun(await NetNamespace.CreateAsync(), dir) { Rate = rate };
+            var run = new TunnelRun(await NetNamespace.CreateAsync(), dir) { Rate = rate, FlushTimeoutMs = flushTimeoutMs };
             try
             {
                 await run.SetUpAsync(migrationCap);
@@ -249,6 +281,26 @@ public sealed class TunnelSocketMigrationTests
             await Download.WaitForLineAsync(l => l.Contains("an eighth received", StringComparison.Ordinal), s_wait);
             await upload.WaitForLineAsync(l => l.Contains("an eighth sent", StringComparison.Ordinal), s_wait);
             Assert.True(!Download.HasExited && !upload.HasExited, $"a transfer ended before the migration\n{Download.FormattedOutput}\n{upload.FormattedOutput}\n{Logs()}");
+        }
+
+        /// <summary>
+        /// Waits until the download's guest socket holds bytes and takes no more: its receive queue
+        /// the same, and not empty, over five looks 200 ms apart (the chain behind it is full then).
+        /// </summary>
+        public async Task WaitUntilDownloadStalledAsync()
+        {
+            var last = -1L;
+            var same = 0;
+            for (var i = 0; same < 5; i++)
+            {
+                Assert.True(i < 600, $"the download's socket did not fill\n{Logs()}");
+                await Task.Delay(200, TestContext.Current.CancellationToken);
+                var ss = (await Ns.ExecAsync(["ss", "-tnH", "state", "established", "( dport = :80 )"])).EnsureSuccess();
+                var fields = ss.Stdout.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+                var queued = fields.Length > 0 ? long.Parse(fields[0], CultureInfo.InvariantCulture) : 0;
+                same = queued > 0 && queued == last ? same + 1 : 0;
+                last = queued;
+            }
         }
 
         /// <summary>Both transfers exit 0 with every byte: the downloaded file's and the sink's length and sha256 are the data's.</summary>
@@ -373,7 +425,9 @@ public sealed class TunnelSocketMigrationTests
                 args.AddRange(["--incoming", "tcp:127.0.0.1:0"]);
             }
 
-            return Ns.Start(args);
+            return FlushTimeoutMs > 0 && !incoming
+                ? Ns.Start(args, new Dictionary<string, string?> { ["NETWIRE_TUNNEL_FLUSH_TIMEOUT_MS"] = FlushTimeoutMs.ToString(CultureInfo.InvariantCulture) })
+                : Ns.Start(args);
         }
     }
 }

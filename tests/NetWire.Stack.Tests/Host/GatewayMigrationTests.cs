@@ -25,7 +25,7 @@ namespace NetWire.Stack.Tests.Host;
 /// target, release with the target's refusals, apply, complete, activate.
 /// </remarks>
 [Trait("Category", "Host")]
-public sealed class GatewayMigrationTests
+public sealed partial class GatewayMigrationTests
 {
     private const long StepMs = 10;
 

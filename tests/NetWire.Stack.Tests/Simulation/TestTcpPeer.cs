@@ -36,7 +36,8 @@ internal sealed class TestTcpPeer
     private ushort _remotePort;
     private PeerState _state;
 
-    // Send side, offsets from ISS + 1 (the FIN is at _outgoing.Length).
+    // Send side, offsets from ISS + 1 (the FIN is at _length).
+    private long _length;
     private long _sndUna;
     private long _sndNxt;
     private long _sndMax;
@@ -60,6 +61,7 @@ internal sealed class TestTcpPeer
     public TestTcpPeer(byte[] outgoing, int receiveCapacity, int offeredShift, uint iss)
     {
         _outgoing = outgoing;
+        _length = outgoing.Length;
         _capacity = receiveCapacity;
         _offeredShift = offeredShift;
         _iss = iss;
@@ -82,7 +84,7 @@ internal sealed class TestTcpPeer
     public bool GotFin { get; private set; }
 
     /// <summary>Everything sent, including the FIN, is acknowledged.</summary>
-    public bool AllAcked => _sndUna == _outgoing.Length + 1;
+    public bool AllAcked => _sndUna == _length + 1;
 
     public int Retransmits { get; private set; }
 
@@ -91,7 +93,7 @@ internal sealed class TestTcpPeer
     public int ZeroWindowsAdvertised { get; private set; }
 
     public string Describe() =>
-        $"state {_state}, sent {_sndUna}/{_sndNxt}/{_sndMax} of {_outgoing.Length} (window {_sndWnd}, fin {_finSent}), " +
+        $"state {_state}, sent {_sndUna}/{_sndNxt}/{_sndMax} of {_length} (window {_sndWnd}, fin {_finSent}), " +
         $"received {_rcvNxt} (fin {GotFin}, unread {_unread}, out of order {_outOfOrder.Count}), reset {GotReset}";
 
     /// <summary>Frames to send, taken by the caller.</summary>
@@ -117,6 +119,26 @@ internal sealed class TestTcpPeer
         (_localIp, _localPort) = (localIp, localPort);
         _state = PeerState.Listen;
     }
+
+    /// <summary>While true, the FIN waits after the last byte (the guest keeps its side open).</summary>
+    public bool HoldFin { get; set; }
+
+    /// <summary>Everything sent so far is acknowledged.</summary>
+    public bool Idle => _sndUna == _sndMax;
+
+    /// <summary>Bytes of its stream sent so far (acknowledged or not).</summary>
+    public long Sent => _sndMax;
+
+    /// <summary>The stream ends where it is sent to: the FIN follows at once, whatever the window (the rest of the array is never sent).</summary>
+    public void Finish()
+    {
+        Assert.True(_sndUna == _sndMax && !_finSent, "finish with everything sent acknowledged");
+        _length = _sndMax;
+        Finished = true;
+    }
+
+    /// <summary><see cref="Finish"/> was called.</summary>
+    public bool Finished { get; private set; }
 
     /// <summary>The application reads up to <paramref name="count"/> of the bytes waiting; a window update follows when worth it.</summary>
     public void Read(int count)
@@ -270,7 +292,7 @@ internal sealed class TestTcpPeer
         else if (pureAck && _sndMax > _sndUna && window == _sndWnd && ++_duplicateAcks == 3)
         {
             Retransmits++;
-            SendFrom(_sndUna, (int)Math.Min(_mss, Math.Max(0, _outgoing.Length - _sndUna)));
+            SendFrom(_sndUna, (int)Math.Min(_mss, Math.Max(0, _length - _sndUna)));
         }
 
         _sndWnd = window;
@@ -341,7 +363,7 @@ internal sealed class TestTcpPeer
         while (true)
         {
             var inFlight = _sndNxt - _sndUna;
-            var unsent = _outgoing.Length - _sndNxt;
+            var unsent = _length - _sndNxt;
             var usable = _sndWnd - inFlight;
             if (unsent > 0 && usable > 0)
             {
@@ -353,7 +375,7 @@ internal sealed class TestTcpPeer
                 continue;
             }
 
-            if (unsent == 0 && !_finSent)
+            if (unsent == 0 && !_finSent && !HoldFin)
             {
                 SendSegment(_sndNxt, TcpFlags.Fin | TcpFlags.Ack, []);
                 _finSent = true;
@@ -404,7 +426,7 @@ internal sealed class TestTcpPeer
                 return;
         }
 
-        if (_sndWnd == 0 && _sndNxt < _outgoing.Length && _sndMax == _sndUna)
+        if (_sndWnd == 0 && _sndNxt < _length && _sndMax == _sndUna)
         {
             // RFC 9293 3.8.6.1: probe the zero window with the next byte.
             ZeroWindowProbes++;
@@ -422,12 +444,12 @@ internal sealed class TestTcpPeer
         // Go back to SND.UNA; a FIN in flight is sent again with the data before it.
         Retransmits++;
         _sndNxt = _sndUna;
-        if (_sndUna <= _outgoing.Length)
+        if (_sndUna <= _length)
         {
             _finSent = false;
         }
 
-        var length = (int)Math.Min(_mss, _outgoing.Length - _sndNxt);
+        var length = (int)Math.Min(_mss, _length - _sndNxt);
         if (length > 0)
         {
             SendFrom(_sndNxt, length);
