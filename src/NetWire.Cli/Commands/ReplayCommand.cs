@@ -30,10 +30,9 @@ internal static class ReplayCommand
         var loop = new Option<int>("--loop") { Description = "Play the file N times", DefaultValueFactory = _ => 1, HelpName = "N" };
         var limit = new Option<long>("--limit") { Description = "Stop after N frames in total", HelpName = "N" };
         var keepGoing = new Option<bool>("--keep-going") { Description = "On a bad record, replay the frames before it, then report it (exit code 2 still)" };
-        var queue = new Option<int>("--queue-frames")
+        var queue = new Option<int?>("--queue-frames")
         {
-            Description = "Frames the target may hold queued before the replay waits",
-            DefaultValueFactory = _ => WireEnd.DefaultQueueCapacity,
+            Description = $"Frames the target may hold queued before the replay waits (default {WireEnd.DefaultQueueCapacity}; {FrameRing.DefaultCapacity} into null or pcap, which take them from a ring of {FrameRing.SlotBytes}-byte slots)",
             HelpName = "N",
         };
         var logLevel = BridgeCommand.LogLevelOption();
@@ -67,7 +66,7 @@ internal static class ReplayCommand
                 Loops = parse.GetValue(loop),
                 Limit = parse.GetValue(limit),
             };
-            if (options.Multiplier <= 0 || (options.Pacing is ReplayPacing.FramesPerSecond or ReplayPacing.Megabits && options.Rate <= 0) || options.Loops < 1 || options.Limit < 0 || parse.GetValue(queue) < 1)
+            if (options.Multiplier <= 0 || (options.Pacing is ReplayPacing.FramesPerSecond or ReplayPacing.Megabits && options.Rate <= 0) || options.Loops < 1 || options.Limit < 0 || parse.GetValue(queue) is < 1)
             {
                 problem ??= "--multiplier, --pps, --mbps, --loop and --queue-frames must be positive, --limit not negative";
             }
@@ -77,7 +76,7 @@ internal static class ReplayCommand
         return command;
     }
 
-    private static async Task<int> RunAsync(string path, string intoText, ReplayOptions options, string? problem, bool keepGoing, int queueFrames, LogLevel level, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(string path, string intoText, ReplayOptions options, string? problem, bool keepGoing, int? queueFrames, LogLevel level, CancellationToken cancellationToken)
     {
         WireSpec? spec;
         try
@@ -123,12 +122,13 @@ internal static class ReplayCommand
 
         // A null or pcap end takes the frames from a ring the replay fills on its own thread; the
         // others through SendPacket (docs/performance.md, "Replay").
-        using var ring = spec is null or { Kind: "pcap" } ? new FrameRing(queueFrames, FramePool.Shared) : null;
+        using var ring = spec is null or { Kind: "pcap" } ? new FrameRing(queueFrames ?? FrameRing.DefaultCapacity, FramePool.Shared) : null;
+        var queue = queueFrames ?? WireEnd.DefaultQueueCapacity;
         var end = spec switch
         {
-            null => new NullEnd("replay", FramePool.Shared, queueFrames) { Ring = ring },
-            { Kind: "pcap" } => new PcapLiveEnd("replay", spec.Interface!, spec.Filter, FramePool.Shared, queueFrames, loggers.CreateLogger<PcapLiveEnd>()) { SendOnly = true, Ring = ring },
-            _ => spec.CreateEnd("replay", FramePool.Shared, queueFrames, loggers),
+            null => new NullEnd("replay", FramePool.Shared, queue) { Ring = ring },
+            { Kind: "pcap" } => new PcapLiveEnd("replay", spec.Interface!, spec.Filter, FramePool.Shared, queue, loggers.CreateLogger<PcapLiveEnd>()) { SendOnly = true, Ring = ring },
+            _ => spec.CreateEnd("replay", FramePool.Shared, queue, loggers),
         };
         using var endStop = new CancellationTokenSource();
         var running = end.RunAsync(new Discard(), endStop.Token);
