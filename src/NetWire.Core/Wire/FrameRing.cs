@@ -27,7 +27,7 @@ namespace NetWire.Core.Wire;
 ///
 /// Full mode is backpressure: <see cref="TryWrite"/> refuses, and the producer waits in
 /// <see cref="WaitWritable"/> until the consumer releases slots; nothing is dropped. Either side
-/// waits by spinning briefly (the other is usually running on the other core) and then sleeping on
+/// waits by spinning a few dozen rounds (the other is usually running on the other core) and then sleeping on
 /// its <see cref="ThreadSignal"/>; the other side wakes it after a full fence when it sees the
 /// parked flag, so no wake-up goes through the thread pool. Completion (<see cref="Complete"/>)
 /// lets a consumer tell "nothing yet" from "nothing more".
@@ -160,7 +160,7 @@ public sealed unsafe class FrameRing : IDisposable
     }
 
     /// <summary>
-    /// Waits until a slot is free: spins briefly, then sleeps until the consumer releases slots
+    /// Waits until a slot is free: spins a few dozen rounds, then sleeps until the consumer releases slots
     /// or <paramref name="cancellationToken"/> fires (which throws). Publish first.
     /// </summary>
     public void WaitWritable(CancellationToken cancellationToken)
@@ -206,7 +206,7 @@ public sealed unsafe class FrameRing : IDisposable
     // Consumer side.
 
     /// <summary>
-    /// Waits until frames are published: spins briefly, then sleeps until the producer publishes
+    /// Waits until frames are published: spins a few dozen rounds, then sleeps until the producer publishes
     /// or completes, or <paramref name="cancellationToken"/> fires (which throws). Returns how
     /// many frames the batch holds (at most <paramref name="max"/>), 0 once the ring is completed
     /// and empty. Frame i of the batch is <see cref="Length"/>(i), <see cref="Span"/>(i).
