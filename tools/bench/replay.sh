@@ -8,6 +8,8 @@
 #
 #   sudo tools/bench/replay.sh [ROUNDS]          # default 3 rounds
 #   FRAMES64=1000000 FRAMES1514=200000 NETWIRE="dotnet /path/netwire.dll" sudo -E tools/bench/replay.sh
+#   NETWIRE_BEFORE="dotnet /other/build/netwire.dll" sudo -E tools/bench/replay.sh   # also that build,
+#                                                  # interleaved, as netwire-before and netwire-before-null
 #
 # Needs root, tcpreplay (apt-get install tcpreplay), python3 (to write the captures).
 set -euo pipefail
@@ -16,6 +18,7 @@ rounds=${1:-3}
 frames64=${FRAMES64:-1000000}
 frames1514=${FRAMES1514:-200000}
 netwire=${NETWIRE:-$repo/tools/netwire}
+netwire_before=${NETWIRE_BEFORE:-}
 command -v tcpreplay > /dev/null || { echo "replay.sh: install tcpreplay (apt-get install tcpreplay)" >&2; exit 2; }
 [[ $(id -u) -eq 0 ]] || { echo "replay.sh: needs root (namespace, veth)" >&2; exit 2; }
 
@@ -57,13 +60,15 @@ run() { # TOOL SIZE FRAMES
         tcpreplay-preload) out=$(ip netns exec "$ns" tcpreplay --topspeed --preload-pcap -q -i rb0 "$file" 2>&1) ;;
         netwire) out=$(ip netns exec "$ns" $netwire replay "$file" --into pcap:rb0 --topspeed --log-level Warning 2>&1 < /dev/null) ;;
         netwire-null) out=$($netwire replay "$file" --into null --topspeed --log-level Warning 2>&1 < /dev/null) ;;
+        netwire-before) out=$(ip netns exec "$ns" $netwire_before replay "$file" --into pcap:rb0 --topspeed --log-level Warning 2>&1 < /dev/null) ;;
+        netwire-before-null) out=$($netwire_before replay "$file" --into null --topspeed --log-level Warning 2>&1 < /dev/null) ;;
     esac
     if [[ $tool == tcpreplay* ]]; then
         fps=$(sed -n 's/.*Rated: .* Mbps, \([0-9.]*\) pps.*/\1/p' <<< "$out")
     else
         fps=$(sed -n 's/^ *rate *\([0-9]*\) frames\/s.*/\1/p' <<< "$out")
     fi
-    if [[ $tool != netwire-null ]]; then
+    if [[ $tool != *-null ]]; then
         sleep 0.2
         after=$(rx)
         if ((after - before < frames)); then
@@ -79,6 +84,7 @@ run() { # TOOL SIZE FRAMES
 median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 tools=(tcpreplay tcpreplay-preload netwire netwire-null)
+[[ -z $netwire_before ]] || tools+=(netwire-before netwire-before-null)
 declare -A result
 for size in 64 1514; do
     frames=$([[ $size == 64 ]] && echo "$frames64" || echo "$frames1514")

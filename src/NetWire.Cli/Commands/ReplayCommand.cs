@@ -30,10 +30,9 @@ internal static class ReplayCommand
         var loop = new Option<int>("--loop") { Description = "Play the file N times", DefaultValueFactory = _ => 1, HelpName = "N" };
         var limit = new Option<long>("--limit") { Description = "Stop after N frames in total", HelpName = "N" };
         var keepGoing = new Option<bool>("--keep-going") { Description = "On a bad record, replay the frames before it, then report it (exit code 2 still)" };
-        var queue = new Option<int>("--queue-frames")
+        var queue = new Option<int?>("--queue-frames")
         {
-            Description = "Frames the target may hold queued before the replay waits",
-            DefaultValueFactory = _ => WireEnd.DefaultQueueCapacity,
+            Description = $"Frames the target may hold queued before the replay waits (default {WireEnd.DefaultQueueCapacity}; {FrameRing.DefaultCapacity} into null or pcap, which take them from a ring of {FrameRing.SlotBytes}-byte slots)",
             HelpName = "N",
         };
         var logLevel = BridgeCommand.LogLevelOption();
@@ -67,7 +66,7 @@ internal static class ReplayCommand
                 Loops = parse.GetValue(loop),
                 Limit = parse.GetValue(limit),
             };
-            if (options.Multiplier <= 0 || (options.Pacing is ReplayPacing.FramesPerSecond or ReplayPacing.Megabits && options.Rate <= 0) || options.Loops < 1 || options.Limit < 0 || parse.GetValue(queue) < 1)
+            if (options.Multiplier <= 0 || (options.Pacing is ReplayPacing.FramesPerSecond or ReplayPacing.Megabits && options.Rate <= 0) || options.Loops < 1 || options.Limit < 0 || parse.GetValue(queue) is < 1)
             {
                 problem ??= "--multiplier, --pps, --mbps, --loop and --queue-frames must be positive, --limit not negative";
             }
@@ -77,7 +76,7 @@ internal static class ReplayCommand
         return command;
     }
 
-    private static async Task<int> RunAsync(string path, string intoText, ReplayOptions options, string? problem, bool keepGoing, int queueFrames, LogLevel level, CancellationToken cancellationToken)
+    private static async Task<int> RunAsync(string path, string intoText, ReplayOptions options, string? problem, bool keepGoing, int? queueFrames, LogLevel level, CancellationToken cancellationToken)
     {
         WireSpec? spec;
         try
@@ -121,11 +120,15 @@ internal static class ReplayCommand
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         using var signals = StopSignals.CancelOnTermination(stop);
 
+        // A null or pcap end takes the frames from a ring the replay fills on its own thread; the
+        // others through SendPacket (docs/performance.md, "Replay").
+        using var ring = spec is null or { Kind: "pcap" } ? new FrameRing(queueFrames ?? FrameRing.DefaultCapacity, FramePool.Shared) : null;
+        var queue = queueFrames ?? WireEnd.DefaultQueueCapacity;
         var end = spec switch
         {
-            null => new NullEnd("replay", FramePool.Shared, queueFrames),
-            { Kind: "pcap" } => new PcapLiveEnd("replay", spec.Interface!, spec.Filter, FramePool.Shared, queueFrames, loggers.CreateLogger<PcapLiveEnd>()) { SendOnly = true },
-            _ => spec.CreateEnd("replay", FramePool.Shared, queueFrames, loggers),
+            null => new NullEnd("replay", FramePool.Shared, queue) { Ring = ring },
+            { Kind: "pcap" } => new PcapLiveEnd("replay", spec.Interface!, spec.Filter, FramePool.Shared, queue, loggers.CreateLogger<PcapLiveEnd>()) { SendOnly = true, Ring = ring },
+            _ => spec.CreateEnd("replay", FramePool.Shared, queue, loggers),
         };
         using var endStop = new CancellationTokenSource();
         var running = end.RunAsync(new Discard(), endStop.Token);
@@ -139,9 +142,12 @@ internal static class ReplayCommand
         var clock = Stopwatch.StartNew();
         var exitCode = ExitCodes.Ok;
         CaptureFormatException? badRecord = null;
+        Task<CaptureFormatException?>? replay = null;
         try
         {
-            var replay = CaptureReplayer.RunAsync(path, end, FramePool.Shared, options, progress, stop.Token);
+            replay = ring is null
+                ? CaptureReplayer.RunAsync(path, end, FramePool.Shared, options, progress, stop.Token)
+                : CaptureReplayer.RunAsync(path, ring, options, progress, stop.Token);
             var reporter = ReportProgressAsync(progress, total, clock, replay);
             var first = await Task.WhenAny(replay, running).ConfigureAwait(false);
             if (first == running)
@@ -153,14 +159,18 @@ internal static class ReplayCommand
             badRecord = await replay.ConfigureAwait(false);
             await reporter.ConfigureAwait(false);
 
-            // Let the end write what it holds before it is closed.
+            // Let the end write what it holds before it is closed. A ring's slot is released only
+            // after its frame was written; a queue's frame is taken before, hence the grace period.
             var drainDeadline = Stopwatch.StartNew();
-            while (end.QueuedFrames > 0 && !running.IsCompleted && drainDeadline.Elapsed < TimeSpan.FromSeconds(10))
+            while ((ring?.Count ?? end.QueuedFrames) > 0 && !running.IsCompleted && drainDeadline.Elapsed < TimeSpan.FromSeconds(10))
             {
-                await Task.Delay(5, CancellationToken.None).ConfigureAwait(false);
+                await Task.Delay(ring is null ? 5 : 1, CancellationToken.None).ConfigureAwait(false);
             }
 
-            await Task.Delay(50, CancellationToken.None).ConfigureAwait(false);
+            if (ring is null)
+            {
+                await Task.Delay(50, CancellationToken.None).ConfigureAwait(false);
+            }
         }
         catch (OperationCanceledException) when (stop.IsCancellationRequested)
         {
@@ -185,6 +195,19 @@ internal static class ReplayCommand
             }
             catch (Exception ex) when (ex is OperationCanceledException or WireSetupException || IoErrors.IsIoFailure(ex))
             {
+            }
+
+            if (ring is not null && replay is { IsCompleted: false })
+            {
+                // The end stopped under a waiting producer: stop it before the ring's memory goes.
+                await stop.CancelAsync().ConfigureAwait(false);
+                try
+                {
+                    await replay.ConfigureAwait(false);
+                }
+                catch (OperationCanceledException)
+                {
+                }
             }
 
             await end.DisposeAsync().ConfigureAwait(false);

@@ -60,6 +60,9 @@ public sealed class ReplayProgress
 /// Schedules are absolute from the start, so a late frame is followed by a burst that catches up
 /// and the average rate holds. A bad record stops the replay with its
 /// <see cref="CaptureFormatException"/>; the frames before it have been sent.
+/// Into an end that drains a <see cref="FrameRing"/> (null, pcap), the same loop runs on its own
+/// thread and copies each frame from the reader's buffer straight into a ring slot instead of a
+/// pooled frame: no lock per frame and no thread pool between the replay and the end.
 /// </remarks>
 public static class CaptureReplayer
 {
@@ -104,6 +107,96 @@ public static class CaptureReplayer
                     break;
             }
         }
+    }
+
+    /// <summary>
+    /// Replays <paramref name="path"/> into <paramref name="ring"/> from a dedicated thread (the
+    /// ring's producer); the task ends with the first format error, if any, after the frames
+    /// before it were published. The ring is completed when the replay ends, however it ends.
+    /// </summary>
+    /// <remarks>
+    /// No thread pool on the way: frames are copied from the reader's buffer straight into ring
+    /// slots and published in batches of <see cref="PublishFrames"/>; a full ring makes this
+    /// thread wait (spin, then sleep until the consumer releases slots), never drop.
+    /// </remarks>
+    public static Task<CaptureFormatException?> RunAsync(string path, FrameRing ring, ReplayOptions options, ReplayProgress progress, CancellationToken cancellationToken) =>
+        DeviceThread.Run("replay", () => Run(path, ring, options, progress, cancellationToken));
+
+    private static CaptureFormatException? Run(string path, FrameRing ring, ReplayOptions options, ReplayProgress progress, CancellationToken cancellationToken)
+    {
+        try
+        {
+            using var state = new ReplayState(path);
+            while (true)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                Step step;
+                try
+                {
+                    step = Burst(state, ring, options, progress);
+                }
+                catch (CaptureFormatException ex)
+                {
+                    return ex;
+                }
+
+                switch (step)
+                {
+                    case Step.Done:
+                        return null;
+                    case Step.TargetFull:
+                        ring.Publish();
+                        ring.WaitWritable(cancellationToken);
+                        break;
+                    case Step.TooEarly:
+                        ring.Publish();
+                        WaitUntil(state.Clock, state.PendingNs, cancellationToken);
+                        break;
+                }
+            }
+        }
+        finally
+        {
+            ring.Complete();
+        }
+    }
+
+    /// <summary>
+    /// Writes frames into <paramref name="ring"/> until it is full, the next frame is not due,
+    /// the budget is spent or the replay is over, publishing every <see cref="PublishFrames"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static Step Burst(ReplayState state, FrameRing ring, ReplayOptions options, ReplayProgress progress)
+    {
+        for (var budget = 0; budget < BurstFrames; budget++)
+        {
+            if (!state.HasPending && !TryReadDue(state, options, progress))
+            {
+                return Step.Done;
+            }
+
+            if (state.PendingNs > 0 && state.PendingNs > ElapsedNs(state.Clock))
+            {
+                return Step.TooEarly;
+            }
+
+            var data = state.Reader!.Data;
+            if (!ring.TryWrite(data))
+            {
+                return Step.TargetFull;
+            }
+
+            progress.Sent(data.Length);
+            state.HasPending = false;
+            state.Sent++;
+            state.Bits += data.Length * 8L;
+            if (ring.Unpublished >= PublishFrames)
+            {
+                ring.Publish();
+            }
+        }
+
+        return Step.Continue;
     }
 
     /// <summary>
@@ -249,10 +342,30 @@ public static class CaptureReplayer
         }
     }
 
+    /// <summary>The ring producer's wait: <see cref="WaitUntilAsync"/> on its own thread.</summary>
+    private static void WaitUntil(Stopwatch clock, long scheduledNs, CancellationToken cancellationToken)
+    {
+        var remainingNs = scheduledNs - ElapsedNs(clock);
+        if (remainingNs > 2_000_000)
+        {
+            // Returns early when cancelled; the check below throws.
+            cancellationToken.WaitHandle.WaitOne(TimeSpan.FromTicks((remainingNs - 1_500_000) / 100));
+        }
+
+        while (ElapsedNs(clock) < scheduledNs)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            Thread.Yield();
+        }
+    }
+
     private static long ElapsedNs(Stopwatch clock) => (long)(clock.ElapsedTicks * (1e9 / Stopwatch.Frequency));
 
     /// <summary>Frames sent per burst before the loop looks at cancellation again.</summary>
     private const int BurstFrames = 4096;
+
+    /// <summary>Frames the ring producer writes before it publishes them: the consumer's batch when it keeps up.</summary>
+    private const int PublishFrames = 32;
 
     private enum Step
     {

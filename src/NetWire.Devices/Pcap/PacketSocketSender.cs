@@ -1,5 +1,6 @@
 using System.Runtime.InteropServices;
 using NetWire.Core.Frames;
+using NetWire.Core.Wire;
 
 namespace NetWire.Devices.Pcap;
 
@@ -13,7 +14,8 @@ namespace NetWire.Devices.Pcap;
 /// batch of up to <see cref="MaxBatch"/> frames is copied into a native buffer (slots of
 /// <see cref="SlotBytes"/>; a larger frame goes alone with <c>send(2)</c> from its pinned
 /// buffer), described by one <c>mmsghdr</c> and <c>iovec</c> each, and handed to the kernel in one
-/// call. The socket blocks while its send buffer is full, which is the backpressure a slow
+/// call; frames from a <see cref="FrameRing"/> are not copied, the iovecs point into its slots.
+/// The socket blocks while its send buffer is full, which is the backpressure a slow
 /// device gives. A frame the kernel refuses (longer than the MTU, interface down) is reported
 /// to the caller and skipped; the rest of the batch is still sent. libpcap's
 /// <c>pcap_sendpacket</c> does the same <c>send(2)</c>, one frame per call.
@@ -75,7 +77,6 @@ internal sealed unsafe class PacketSocketSender : IDisposable
         {
             var header = _headers + (i * MmsgSize);
             var iovec = _iovecs + (i * IovecSize);
-            *(byte**)iovec = _slots + (i * SlotBytes);
 
             // msghdr: msg_name (0), msg_namelen (8), msg_iov (16), msg_iovlen (24).
             *(byte**)(header + 16) = iovec;
@@ -115,33 +116,91 @@ internal sealed unsafe class PacketSocketSender : IDisposable
             while (at + count < frames.Length && count < MaxBatch && frames[at + count].Length <= SlotBytes)
             {
                 var frame = frames[at + count].Span;
-                frame.CopyTo(new Span<byte>(_slots + (count * SlotBytes), SlotBytes));
-                *(nuint*)(_iovecs + (count * IovecSize) + 8) = (nuint)frame.Length;
+                var slot = _slots + (count * SlotBytes);
+                frame.CopyTo(new Span<byte>(slot, SlotBytes));
+                SetIovec(count, slot, frame.Length);
                 count++;
             }
 
-            var done = 0;
-            while (done < count)
+            sent += SendRun(at, count, refused);
+            at += count;
+        }
+
+        return sent;
+    }
+
+    /// <summary>
+    /// Sends the first <paramref name="count"/> frames of <paramref name="ring"/>'s batch as
+    /// <see cref="Send(ReadOnlySpan{Frame}, Action{int, string})"/> does, but straight from the
+    /// ring's slots: the iovecs point into them, nothing is copied.
+    /// </summary>
+    public int Send(FrameRing ring, int count, Action<int, string> refused)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var sent = 0;
+        var at = 0;
+        while (at < count)
+        {
+            if (ring.SlotAddress(at) is null)
             {
-                var n = sendmmsg(_fd, _headers + (done * MmsgSize), (uint)(count - done), 0);
-                if (n > 0)
+                if (SendOne(ring.Span(at), out var error))
                 {
-                    done += n;
-                    sent += n;
-                    continue;
+                    sent++;
+                }
+                else
+                {
+                    refused(at, error);
                 }
 
-                if (Marshal.GetLastPInvokeError() == EIntr)
-                {
-                    continue;
-                }
-
-                // The first frame of the rest was refused: report it, go on with the next.
-                refused(at + done, Marshal.GetLastPInvokeErrorMessage());
-                done++;
+                at++;
+                continue;
             }
 
-            at += count;
+            var run = 0;
+            byte* slot;
+            while (at + run < count && run < MaxBatch && (slot = ring.SlotAddress(at + run)) is not null)
+            {
+                SetIovec(run, slot, ring.Length(at + run));
+                run++;
+            }
+
+            sent += SendRun(at, run, refused);
+            at += run;
+        }
+
+        return sent;
+    }
+
+    private void SetIovec(int index, byte* data, int length)
+    {
+        var iovec = _iovecs + (index * IovecSize);
+        *(byte**)iovec = data;
+        *(nuint*)(iovec + 8) = (nuint)length;
+    }
+
+    /// <summary>Hands the first <paramref name="count"/> prepared messages to the kernel, reporting refusals as frame <paramref name="first"/> + i; returns how many were sent.</summary>
+    private int SendRun(int first, int count, Action<int, string> refused)
+    {
+        var sent = 0;
+        var done = 0;
+        while (done < count)
+        {
+            var n = sendmmsg(_fd, _headers + (done * MmsgSize), (uint)(count - done), 0);
+            if (n > 0)
+            {
+                done += n;
+                sent += n;
+                continue;
+            }
+
+            if (Marshal.GetLastPInvokeError() == EIntr)
+            {
+                continue;
+            }
+
+            // The first frame of the rest was refused: report it, go on with the next.
+            refused(first + done, Marshal.GetLastPInvokeErrorMessage());
+            done++;
         }
 
         return sent;

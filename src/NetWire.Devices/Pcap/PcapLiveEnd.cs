@@ -19,7 +19,8 @@ namespace NetWire.Devices.Pcap;
 /// (PeerFull); what libpcap or the kernel dropped is read from pcap_stats (Kernel). Injection
 /// drains the outbound queue in batches of up to 64 frames through a packet socket bound to the
 /// interface, one sendmmsg(2) per batch (<see cref="PacketSocketSender"/>); where that socket
-/// cannot be opened, one pcap_sendpacket per frame.
+/// cannot be opened, one pcap_sendpacket per frame. With a <see cref="Ring"/> (a replay), the
+/// batches come from the ring's slots instead of the queue, without a copy.
 /// </remarks>
 public sealed class PcapLiveEnd : WireEnd
 {
@@ -74,7 +75,7 @@ public sealed class PcapLiveEnd : WireEnd
 
         if (SendOnly && _sender is not null)
         {
-            await WriteLoopAsync(null, cancellationToken).ConfigureAwait(false);
+            await WriteAsync(null, cancellationToken).ConfigureAwait(false);
             return;
         }
 
@@ -84,8 +85,15 @@ public sealed class PcapLiveEnd : WireEnd
         await DeviceThread.RunAllAsync(
             cancellationToken,
             token => DeviceThread.Run($"pcap-read {_ifName}", () => ReadLoop(device, receiver, token)),
-            token => WriteLoopAsync(device, token)).ConfigureAwait(false);
+            token => WriteAsync(device, token)).ConfigureAwait(false);
     }
+
+    /// <summary>
+    /// When set, the end injects the frames of this ring, from a dedicated thread, instead of
+    /// those given to <see cref="WireEnd.SendPacket"/>; the ring's producer is the replay
+    /// (docs/performance.md, "Replay").
+    /// </summary>
+    public FrameRing? Ring { get; init; }
 
     /// <inheritdoc/>
     public override void RefreshCounters()
@@ -112,6 +120,11 @@ public sealed class PcapLiveEnd : WireEnd
         RefreshCounters();
         _device?.Close();
         _sender?.Dispose();
+        if (Ring?.Discard() is > 0 and var discarded)
+        {
+            Counters.Dropped(DropReason.Shutdown, discarded);
+        }
+
         return default;
     }
 
@@ -216,6 +229,63 @@ public sealed class PcapLiveEnd : WireEnd
             var frame = Pool.Rent(data);
             Counters.Received(data.Length);
             receiver.RecvPacket(frame);
+        }
+    }
+
+    private Task WriteAsync(LibPcapLiveDevice? device, CancellationToken cancellationToken) =>
+        Ring is { } ring
+            ? DeviceThread.Run($"pcap-write {_ifName}", () => RingLoop(ring, device, cancellationToken))
+            : WriteLoopAsync(device, cancellationToken);
+
+    /// <summary>Injects the ring's frames a batch at a time (one sendmmsg per batch, from the slots) until cancelled.</summary>
+    private void RingLoop(FrameRing ring, LibPcapLiveDevice? device, CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var count = ring.WaitReadable(PacketSocketSender.MaxBatch, cancellationToken);
+            if (count == 0)
+            {
+                // The replay is over and every frame sent; an end still runs until it is stopped.
+                cancellationToken.WaitHandle.WaitOne();
+                return;
+            }
+
+            if (_sender is { } sender)
+            {
+                sender.Send(ring, count, _onRefused);
+            }
+            else
+            {
+                for (var i = 0; i < count; i++)
+                {
+                    try
+                    {
+                        device!.SendPacket(ring.Span(i));
+                    }
+                    catch (PcapException ex)
+                    {
+                        OnRefused(i, ex.Message);
+                    }
+                }
+            }
+
+            var frames = 0;
+            long bytes = 0;
+            for (var i = 0; i < count; i++)
+            {
+                if (_refused[i])
+                {
+                    _refused[i] = false;
+                }
+                else
+                {
+                    frames++;
+                    bytes += ring.Length(i);
+                }
+            }
+
+            ring.Release(count);
+            Counters.Transmitted(frames, bytes);
         }
     }
 
