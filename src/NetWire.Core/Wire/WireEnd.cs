@@ -96,6 +96,12 @@ public abstract class WireEnd : IWireEnd, IAsyncDisposable
     public ValueTask WaitCanSendPacketAsync(CancellationToken cancellationToken) => Outbound.WaitWritableAsync(cancellationToken);
 
     /// <inheritdoc/>
+    public bool TryArmRoomSignal(ThreadSignal signal) => Outbound.TryArmRoomSignal(signal);
+
+    /// <inheritdoc/>
+    public bool HasRoomSignal => true;
+
+    /// <inheritdoc/>
     public abstract Task RunAsync(IPacketReceiver receiver, CancellationToken cancellationToken);
 
     /// <summary>

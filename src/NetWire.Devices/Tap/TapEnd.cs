@@ -308,6 +308,8 @@ public sealed class TapEnd : WireEnd
         pollFds[1] = new Libc.PollFd { Fd = stopFd, Events = Libc.PollIn };
         var waiter = new ThreadWaiter(PollTimeoutMs);
         var wakeWaiter = waiter.WakeOn(cancellationToken);
+        var room = new ThreadSignal();
+        var wakeRoom = cancellationToken.UnsafeRegister(static state => ((ThreadSignal)state!).Set(), room);
         var wakePoll = stopFd >= 0 ? cancellationToken.UnsafeRegister(static state => SignalEventFd((int)state!), stopFd) : default;
         var burst = new Frame[ReadBurstFrames];
         var held = 0;
@@ -322,8 +324,8 @@ public sealed class TapEnd : WireEnd
                     {
                         // Backpressure: hand on what is held, then leave frames in the kernel's
                         // queue until the receiver has room.
-                        HandOn(receiver, burst, ref held, waiter, cancellationToken);
-                        waiter.Wait(receiver.WaitCanRecvPacketAsync(CancellationToken.None), cancellationToken);
+                        HandOn(receiver, burst, ref held, waiter, room, cancellationToken);
+                        WaitForRoom(receiver, waiter, room, cancellationToken);
                         continue;
                     }
 
@@ -337,7 +339,7 @@ public sealed class TapEnd : WireEnd
                             // link adds no delay.
                             if (held > 0)
                             {
-                                HandOn(receiver, burst, ref held, waiter, cancellationToken);
+                                HandOn(receiver, burst, ref held, waiter, room, cancellationToken);
                                 continue;
                             }
 
@@ -371,7 +373,7 @@ public sealed class TapEnd : WireEnd
                     burst[held++] = frame;
                     if (held == burst.Length)
                     {
-                        HandOn(receiver, burst, ref held, waiter, cancellationToken);
+                        HandOn(receiver, burst, ref held, waiter, room, cancellationToken);
                     }
                 }
             }
@@ -382,6 +384,7 @@ public sealed class TapEnd : WireEnd
             // closed only once nobody can write to it.
             wakePoll.Dispose();
             wakeWaiter.Dispose();
+            wakeRoom.Dispose();
             if (stopFd >= 0)
             {
                 Libc.Close(stopFd);
@@ -541,7 +544,7 @@ public sealed class TapEnd : WireEnd
     /// accepted from the kernel, so they are delivered, not dropped). Leaves <paramref name="held"/>
     /// at the frames still held when cancellation interrupts it.
     /// </summary>
-    private void HandOn(IPacketReceiver receiver, Frame[] burst, ref int held, ThreadWaiter waiter, CancellationToken cancellationToken)
+    private void HandOn(IPacketReceiver receiver, Frame[] burst, ref int held, ThreadWaiter waiter, ThreadSignal room, CancellationToken cancellationToken)
     {
         var next = 0;
         try
@@ -550,9 +553,7 @@ public sealed class TapEnd : WireEnd
             {
                 if (!receiver.CanRecvPacket)
                 {
-                    // No token: a cancellable queue wait allocates each time; the waiter looks at
-                    // the token between timeouts instead.
-                    waiter.Wait(receiver.WaitCanRecvPacketAsync(CancellationToken.None), cancellationToken);
+                    WaitForRoom(receiver, waiter, room, cancellationToken);
                     continue;
                 }
 
@@ -572,6 +573,33 @@ public sealed class TapEnd : WireEnd
                 Array.Copy(burst, next, burst, 0, held - next);
                 Array.Clear(burst, held - next, next);
                 held -= next;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Blocks the reader until the receiver has room: on <paramref name="room"/>, which the
+    /// receiving end's queue sets directly once half of it is free (one wake-up per half queue,
+    /// no thread-pool worker in between), or, for a receiver that cannot do that (the user-mode
+    /// gateway), through <paramref name="waiter"/>. Throws OperationCanceledException once the
+    /// token fires (its registration sets <paramref name="room"/>).
+    /// </summary>
+    private void WaitForRoom(IPacketReceiver receiver, ThreadWaiter waiter, ThreadSignal room, CancellationToken cancellationToken)
+    {
+        while (!receiver.CanRecvPacket)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (receiver.TryArmRoomSignal(room))
+            {
+                room.Wait(PollTimeoutMs);
+                continue;
+            }
+
+            if (!receiver.CanRecvPacket)
+            {
+                // No token: a cancellable queue wait allocates each time; the waiter looks at
+                // the token between timeouts instead.
+                waiter.Wait(receiver.WaitCanRecvPacketAsync(CancellationToken.None), cancellationToken);
             }
         }
     }
