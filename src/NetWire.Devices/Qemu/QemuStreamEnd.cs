@@ -387,7 +387,7 @@ public sealed class QemuStreamEnd : WireEnd
     private unsafe (EndReason Reason, string Detail) ReceiveLoop(Socket socket, IPacketReceiver receiver, CancellationToken cancellationToken)
     {
         var buffer = GC.AllocateUninitializedArray<byte>(BufferLength, pinned: true);
-        var room = new ThreadSignal();
+        var room = EventFdSignal.Create();
         var stopFd = Libc.EventFd(0, Libc.EventFdFlags);
         var handle = socket.SafeHandle;
         var added = false;
@@ -493,6 +493,7 @@ public sealed class QemuStreamEnd : WireEnd
             // closed only once nobody can write to it.
             wakePoll.Dispose();
             wakeRoom.Dispose();
+            EventFdSignal.Release(room);
             if (stopFd >= 0)
             {
                 Libc.Close(stopFd);
@@ -523,7 +524,7 @@ public sealed class QemuStreamEnd : WireEnd
     private unsafe (EndReason Reason, string Detail) SendLoop(Socket socket, CancellationToken cancellationToken)
     {
         var buffer = GC.AllocateUninitializedArray<byte>(BufferLength, pinned: true);
-        var wake = new ThreadSignal();
+        var wake = EventFdSignal.Create();
         var handle = socket.SafeHandle;
         var added = false;
         handle.DangerousAddRef(ref added);
@@ -591,6 +592,10 @@ public sealed class QemuStreamEnd : WireEnd
             {
                 handle.DangerousRelease();
             }
+
+            // The queue keeps the signal for the next connection's thread to replace; a set after
+            // this does nothing.
+            EventFdSignal.Release(wake);
         }
     }
 

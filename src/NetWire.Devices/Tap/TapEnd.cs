@@ -70,9 +70,11 @@ public sealed class TapEnd : WireEnd
     /// <summary>
     /// Most frames the reader holds before handing them on. It reads until the kernel's queue is
     /// empty or this many are held, then hands them to the receiver together, so the guest side's
-    /// send loop wakes once per burst and sends them with one system call instead of one each.
+    /// send loop wakes once per burst and sends them with few system calls instead of one each.
+    /// Half the default queue: with 32, a TAP kept full woke the stream guest's send thread every
+    /// 30 to 40 frames (docs/performance.md, "netwire bridge").
     /// </summary>
-    private const int ReadBurstFrames = 32;
+    private const int ReadBurstFrames = 128;
 
     /// <summary>
     /// Most frames the writer takes from the queue at once. Frames in a batch are out of the
@@ -308,7 +310,7 @@ public sealed class TapEnd : WireEnd
         pollFds[1] = new Libc.PollFd { Fd = stopFd, Events = Libc.PollIn };
         var waiter = new ThreadWaiter(PollTimeoutMs);
         var wakeWaiter = waiter.WakeOn(cancellationToken);
-        var room = new ThreadSignal();
+        var room = EventFdSignal.Create();
         var wakeRoom = cancellationToken.UnsafeRegister(static state => ((ThreadSignal)state!).Set(), room);
         var wakePoll = stopFd >= 0 ? cancellationToken.UnsafeRegister(static state => SignalEventFd((int)state!), stopFd) : default;
         var burst = new Frame[ReadBurstFrames];
@@ -385,6 +387,7 @@ public sealed class TapEnd : WireEnd
             wakePoll.Dispose();
             wakeWaiter.Dispose();
             wakeRoom.Dispose();
+            EventFdSignal.Release(room);
             if (stopFd >= 0)
             {
                 Libc.Close(stopFd);
@@ -412,7 +415,7 @@ public sealed class TapEnd : WireEnd
     private sealed unsafe class LoopReader : IInputSource
     {
         /// <summary>Most frames one call reads: the loop looks at its sockets between bursts.</summary>
-        private const int FramesPerCall = 2 * ReadBurstFrames;
+        private const int FramesPerCall = 64;
 
         private readonly TapEnd _end;
         private readonly IPacketReceiver _receiver;
@@ -606,7 +609,7 @@ public sealed class TapEnd : WireEnd
 
     private void WriteLoop(CancellationToken cancellationToken)
     {
-        var wake = new ThreadSignal();
+        var wake = EventFdSignal.Create();
         using var stop = cancellationToken.UnsafeRegister(static state => ((ThreadSignal)state!).Set(), wake);
         lock (_writeLock)
         {
@@ -650,6 +653,9 @@ public sealed class TapEnd : WireEnd
             {
                 _writing = false;
             }
+
+            // A producer's or the stop's late set does nothing once it is released.
+            EventFdSignal.Release(wake);
         }
     }
 
