@@ -79,6 +79,28 @@ public sealed class FrameQueue
     }
 
     /// <summary>
+    /// Queues frames in order until the queue is full; returns how many were queued (the caller
+    /// keeps the rest). A parked consumer is signalled once, after the last, instead of at the
+    /// first: it then takes the whole run in one go.
+    /// </summary>
+    public int TryWriteMany(ReadOnlySpan<Frame> frames)
+    {
+        var written = 0;
+        while (written < frames.Length && _channel.Writer.TryWrite(frames[written]))
+        {
+            written++;
+        }
+
+        // A full fence between the writes above and reading the flag, as in TryParkReader.
+        if (written > 0 && _readerSignal is { } signal && Interlocked.CompareExchange(ref _readerParked, 0, 1) == 1)
+        {
+            signal();
+        }
+
+        return written;
+    }
+
+    /// <summary>
     /// Gives the queue the wake-up of a consumer that runs on a dedicated thread: it is called
     /// (on the writer's thread; it must be quick and must not block) when a frame arrives or the
     /// queue completes while the consumer is parked. Set once, before the first

@@ -42,6 +42,22 @@ public interface INetWire
     bool HasRoomSignal => false;
 
     /// <summary>
+    /// Hands frames to the end in order while it can send them (<see cref="SendPacket"/> for
+    /// each while <see cref="CanSendPacket"/>); returns how many it took, whose ownership
+    /// transfers. A device end queues them together and wakes its device thread once for all.
+    /// </summary>
+    int SendPackets(ReadOnlySpan<Frame> frames)
+    {
+        var taken = 0;
+        while (taken < frames.Length && CanSendPacket)
+        {
+            SendPacket(frames[taken++]);
+        }
+
+        return taken;
+    }
+
+    /// <summary>
     /// The offloads this end takes in frames sent to it (<see cref="Frame.Offload"/>); an end
     /// that does not say takes plain frames only. Known once the end runs its device.
     /// </summary>
@@ -97,6 +113,22 @@ public interface IPacketReceiver
 
     /// <summary>True when <see cref="TryArmRoomSignal"/> can arm a signal (frames go to a device end's queue).</summary>
     bool HasRoomSignal => false;
+
+    /// <summary>
+    /// Takes frames in order while it can (<see cref="RecvPacket"/> for each while
+    /// <see cref="CanRecvPacket"/>); returns how many it took, whose ownership transfers. A burst
+    /// handed on this way towards a device end wakes that end's device thread once.
+    /// </summary>
+    int RecvPackets(ReadOnlySpan<Frame> frames)
+    {
+        var taken = 0;
+        while (taken < frames.Length && CanRecvPacket)
+        {
+            RecvPacket(frames[taken++]);
+        }
+
+        return taken;
+    }
 
     /// <summary>
     /// The offloads frames handed to <see cref="RecvPacket"/> may carry (the other end's

@@ -88,6 +88,8 @@ public sealed class Link
 
         public void RecvPacket(Frame frame) => target.SendPacket(frame);
 
+        public int RecvPackets(ReadOnlySpan<Frame> frames) => target.SendPackets(frames);
+
         public WireOffloads AcceptedOffloads => target.AcceptedOffloads;
 
         public bool TryArmRoomSignal(ThreadSignal signal) => target.TryArmRoomSignal(signal);

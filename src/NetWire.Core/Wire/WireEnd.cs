@@ -102,6 +102,9 @@ public abstract class WireEnd : IWireEnd, IAsyncDisposable
     public bool HasRoomSignal => true;
 
     /// <inheritdoc/>
+    public int SendPackets(ReadOnlySpan<Frame> frames) => Outbound.TryWriteMany(frames);
+
+    /// <inheritdoc/>
     public abstract Task RunAsync(IPacketReceiver receiver, CancellationToken cancellationToken);
 
     /// <summary>
