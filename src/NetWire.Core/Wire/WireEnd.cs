@@ -96,10 +96,10 @@ public abstract class WireEnd : IWireEnd, IAsyncDisposable
     public ValueTask WaitCanSendPacketAsync(CancellationToken cancellationToken) => Outbound.WaitWritableAsync(cancellationToken);
 
     /// <inheritdoc/>
-    public bool TryArmRoomSignal(ThreadSignal signal) => Outbound.TryArmRoomSignal(signal);
+    public bool TryArmRoomSignal(ThreadSignal signal) => HasRoomSignal && Outbound.TryArmRoomSignal(signal);
 
     /// <inheritdoc/>
-    public bool HasRoomSignal => true;
+    public virtual bool HasRoomSignal => true;
 
     /// <inheritdoc/>
     public int SendPackets(ReadOnlySpan<Frame> frames) => Outbound.TryWriteMany(frames);

@@ -47,8 +47,12 @@ namespace NetWire.Devices.Tap;
 /// per frame, so the loops must add little else. Taking frames in batches frees many queue slots
 /// at once, so a producer that waits on a full queue (the guest socket's receive loop) is woken
 /// once per batch instead of once per frame; the transmit counters are updated once per batch.
-/// Both threads block on the queue's waits through <see cref="ThreadWaiter"/>, which allocates
-/// nothing. A raw fd loop was measured faster than SharpPcap's TunnelDevice, which reads
+/// The reader hands a burst on in one call (<see cref="IPacketReceiver.RecvPackets"/>), so the
+/// stream guest's send thread wakes once per burst, and sleeps on a full receiver on a signal
+/// the receiving end's queue sets directly once half of it is free; both threads sleep on
+/// eventfds (<see cref="EventFdSignal"/>), not on the thread pool or a monitor. A receiver
+/// without that signal (the user-mode gateway) is waited on through <see cref="ThreadWaiter"/>,
+/// which allocates nothing. A raw fd loop was measured faster than SharpPcap's TunnelDevice, which reads
 /// through a stream and a Task per frame.
 /// </para>
 /// </remarks>
