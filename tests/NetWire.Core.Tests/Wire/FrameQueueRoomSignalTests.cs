@@ -19,7 +19,7 @@ public sealed class FrameQueueRoomSignalTests
         Assert.True(queue.TryWrite(NewFrame()));
         Assert.False(queue.TryArmRoomSignal(signal));
         Fill(queue);
-        Assert.Equal(1, Take(queue, 4));
+        Assert.Equal(1, Take(queue, 1));
         Assert.False(signal.Wait(0));
         Assert.Equal(3, queue.CompleteAndDrain());
     }
