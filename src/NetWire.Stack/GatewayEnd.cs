@@ -86,6 +86,14 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork, IInputLoop
     /// </summary>
     public override WireOffloads AcceptedOffloads => WireOffloads.All;
 
+    /// <summary>
+    /// False: producers wait for room through <see cref="WireEnd.WaitCanSendPacketAsync"/>, so a
+    /// stream guest's upload keeps its async receive loop. The dedicated receive thread that a
+    /// bridge uses is not measured towards the gateway yet (tools/bench/guest-path.sh;
+    /// docs/performance.md, "netwire bridge").
+    /// </summary>
+    public override bool HasRoomSignal => false;
+
     /// <inheritdoc/>
     public override IReadOnlyList<IPAddress> GuestIpv6 => _gateway.GuestIpv6.ToList();
 

@@ -22,6 +22,12 @@ public sealed class CaptureTap(IPacketReceiver inner, ICaptureSink sink, int int
     public WireOffloads AcceptedOffloads => inner.AcceptedOffloads;
 
     /// <inheritdoc/>
+    public bool TryArmRoomSignal(ThreadSignal signal) => inner.TryArmRoomSignal(signal);
+
+    /// <inheritdoc/>
+    public bool HasRoomSignal => inner.HasRoomSignal;
+
+    /// <inheritdoc/>
     public void RecvPacket(Frame frame)
     {
         sink.Write(interfaceId, frame.Span, direction, _time.GetUtcNow());

@@ -15,7 +15,11 @@ namespace NetWire.Core.Wire;
 /// sleeps through <see cref="TryParkReader"/> and its own <see cref="SetReaderSignal"/> instead of
 /// <see cref="WaitToReadAsync"/>: the channel completes a wait on the thread pool, so waking a
 /// thread that way takes two hand-offs (writer to pool worker, worker to the thread), the
-/// signal one (docs/performance.md, "User-mode gateway").
+/// signal one (docs/performance.md, "User-mode gateway"). A producer on a dedicated thread
+/// likewise sleeps on a full queue through <see cref="TryArmRoomSignal"/>: the consumer sets its
+/// signal directly once half the queue is free, so the producer wakes once per half queue
+/// instead of once per freed slot, and no thread-pool worker runs in between
+/// (docs/performance.md, "netwire bridge").
 /// </remarks>
 public sealed class FrameQueue
 {
@@ -27,6 +31,9 @@ public sealed class FrameQueue
 
     /// <summary>1 while the consumer sleeps (or is about to) with nothing to read; taken back to 0 by whoever wakes it.</summary>
     private int _readerParked;
+
+    /// <summary>The signal of a producer sleeping on a full queue (<see cref="TryArmRoomSignal"/>); null when none. Taken by whoever sets it.</summary>
+    private ThreadSignal? _roomSignal;
 
     /// <summary>Creates a queue holding at most <paramref name="capacity"/> frames.</summary>
     public FrameQueue(int capacity)
@@ -72,6 +79,28 @@ public sealed class FrameQueue
     }
 
     /// <summary>
+    /// Queues frames in order until the queue is full; returns how many were queued (the caller
+    /// keeps the rest). A parked consumer is signalled once, after the last, instead of at the
+    /// first: it then takes the whole run in one go.
+    /// </summary>
+    public int TryWriteMany(ReadOnlySpan<Frame> frames)
+    {
+        var written = 0;
+        while (written < frames.Length && _channel.Writer.TryWrite(frames[written]))
+        {
+            written++;
+        }
+
+        // A full fence between the writes above and reading the flag, as in TryParkReader.
+        if (written > 0 && _readerSignal is { } signal && Interlocked.CompareExchange(ref _readerParked, 0, 1) == 1)
+        {
+            signal();
+        }
+
+        return written;
+    }
+
+    /// <summary>
     /// Gives the queue the wake-up of a consumer that runs on a dedicated thread: it is called
     /// (on the writer's thread; it must be quick and must not block) when a frame arrives or the
     /// queue completes while the consumer is parked. Set once, before the first
@@ -99,6 +128,33 @@ public sealed class FrameQueue
     /// <summary>The consumer woke (signalled, or its own timeout): no signal is owed any more.</summary>
     public void UnparkReader() => Volatile.Write(ref _readerParked, 0);
 
+    /// <summary>
+    /// A producer on a dedicated thread is about to sleep on a full queue: true when it may sleep
+    /// on <paramref name="signal"/> (the queue is full and open; the signal is set once at most
+    /// half the queue is taken, or when the queue completes), false when there is room already,
+    /// or when another producer's signal is armed (then it waits with <see cref="WaitWritableAsync"/>).
+    /// One signal is armed at a time; an armed signal stays armed across the producer's timeouts.
+    /// </summary>
+    public bool TryArmRoomSignal(ThreadSignal signal)
+    {
+        ArgumentNullException.ThrowIfNull(signal);
+        var armed = Interlocked.CompareExchange(ref _roomSignal, signal, null);
+        if (armed is not null && armed != signal)
+        {
+            return false;
+        }
+
+        // A full fence (the exchange above) between arming and reading the count: a take after the
+        // count was read sees the armed signal.
+        if (CanWrite || _channel.Reader.Completion.IsCompleted)
+        {
+            Interlocked.CompareExchange(ref _roomSignal, null, signal);
+            return false;
+        }
+
+        return true;
+    }
+
     /// <summary>Completes when there is room, or when the queue was completed.</summary>
     public ValueTask WaitWritableAsync(CancellationToken cancellationToken)
     {
@@ -119,7 +175,28 @@ public sealed class FrameQueue
     }
 
     /// <summary>Takes the next frame if one is queued.</summary>
-    public bool TryRead(out Frame frame) => _channel.Reader.TryRead(out frame!);
+    public bool TryRead(out Frame frame)
+    {
+        var read = _channel.Reader.TryRead(out frame!);
+
+        // Also after a failed read: the channel's lock orders the read of the signal after this
+        // consumer's earlier takes, so a producer that armed meanwhile is not left asleep.
+        if (Volatile.Read(ref _roomSignal) is not null)
+        {
+            WakeProducerAtHalf();
+        }
+
+        return read;
+    }
+
+    /// <summary>Sets an armed producer's signal once at most half the queue is in use.</summary>
+    private void WakeProducerAtHalf()
+    {
+        if (_channel.Reader.Count <= Capacity / 2)
+        {
+            Interlocked.Exchange(ref _roomSignal, null)?.Set();
+        }
+    }
 
     /// <summary>Waits until a frame is queued; false once the queue is completed and empty.</summary>
     public ValueTask<bool> WaitToReadAsync(CancellationToken cancellationToken) => _channel.Reader.WaitToReadAsync(cancellationToken);
@@ -129,6 +206,7 @@ public sealed class FrameQueue
     public int CompleteAndDrain()
     {
         _channel.Writer.TryComplete();
+        Interlocked.Exchange(ref _roomSignal, null)?.Set();
         if (_readerSignal is { } signal && Interlocked.CompareExchange(ref _readerParked, 0, 1) == 1)
         {
             signal();

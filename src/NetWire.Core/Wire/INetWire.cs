@@ -30,6 +30,34 @@ public interface INetWire
     ValueTask WaitCanSendPacketAsync(CancellationToken cancellationToken);
 
     /// <summary>
+    /// For a producer on a dedicated thread that found <see cref="CanSendPacket"/> false: true
+    /// when it may sleep on <paramref name="signal"/>, which the end sets directly once it has
+    /// room for a run of frames (no thread-pool hand-off); false when it has room already or
+    /// cannot do this (then the producer waits with <see cref="WaitCanSendPacketAsync"/>). The
+    /// producer looks at <see cref="CanSendPacket"/> again whenever it wakes.
+    /// </summary>
+    bool TryArmRoomSignal(ThreadSignal signal) => false;
+
+    /// <summary>True when <see cref="TryArmRoomSignal"/> can arm a signal (a device end's queue).</summary>
+    bool HasRoomSignal => false;
+
+    /// <summary>
+    /// Hands frames to the end in order while it can send them (<see cref="SendPacket"/> for
+    /// each while <see cref="CanSendPacket"/>); returns how many it took, whose ownership
+    /// transfers. A device end queues them together and wakes its device thread once for all.
+    /// </summary>
+    int SendPackets(ReadOnlySpan<Frame> frames)
+    {
+        var taken = 0;
+        while (taken < frames.Length && CanSendPacket)
+        {
+            SendPacket(frames[taken++]);
+        }
+
+        return taken;
+    }
+
+    /// <summary>
     /// The offloads this end takes in frames sent to it (<see cref="Frame.Offload"/>); an end
     /// that does not say takes plain frames only. Known once the end runs its device.
     /// </summary>
@@ -74,6 +102,33 @@ public interface IPacketReceiver
 
     /// <summary>Takes ownership of a frame the device produced.</summary>
     void RecvPacket(Frame frame);
+
+    /// <summary>
+    /// For a source on a dedicated thread that found <see cref="CanRecvPacket"/> false: true when
+    /// it may sleep on <paramref name="signal"/>, set directly once there is room for a run of
+    /// frames; false when there is room already or the receiver cannot do this (then the source
+    /// waits with <see cref="WaitCanRecvPacketAsync"/>). See <see cref="INetWire.TryArmRoomSignal"/>.
+    /// </summary>
+    bool TryArmRoomSignal(ThreadSignal signal) => false;
+
+    /// <summary>True when <see cref="TryArmRoomSignal"/> can arm a signal (frames go to a device end's queue).</summary>
+    bool HasRoomSignal => false;
+
+    /// <summary>
+    /// Takes frames in order while it can (<see cref="RecvPacket"/> for each while
+    /// <see cref="CanRecvPacket"/>); returns how many it took, whose ownership transfers. A burst
+    /// handed on this way towards a device end wakes that end's device thread once.
+    /// </summary>
+    int RecvPackets(ReadOnlySpan<Frame> frames)
+    {
+        var taken = 0;
+        while (taken < frames.Length && CanRecvPacket)
+        {
+            RecvPacket(frames[taken++]);
+        }
+
+        return taken;
+    }
 
     /// <summary>
     /// The offloads frames handed to <see cref="RecvPacket"/> may carry (the other end's

@@ -88,7 +88,13 @@ public sealed class Link
 
         public void RecvPacket(Frame frame) => target.SendPacket(frame);
 
+        public int RecvPackets(ReadOnlySpan<Frame> frames) => target.SendPackets(frames);
+
         public WireOffloads AcceptedOffloads => target.AcceptedOffloads;
+
+        public bool TryArmRoomSignal(ThreadSignal signal) => target.TryArmRoomSignal(signal);
+
+        public bool HasRoomSignal => target.HasRoomSignal;
     }
 
     /// <summary>Delivers the guest's frames to the host end, learning the guest's address on the way.</summary>
@@ -105,5 +111,9 @@ public sealed class Link
         }
 
         public WireOffloads AcceptedOffloads => target.AcceptedOffloads;
+
+        public bool TryArmRoomSignal(ThreadSignal signal) => target.TryArmRoomSignal(signal);
+
+        public bool HasRoomSignal => target.HasRoomSignal;
     }
 }

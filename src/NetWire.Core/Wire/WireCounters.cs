@@ -58,6 +58,13 @@ public sealed class WireCounters
         Interlocked.Add(ref _rxBytes, bytes);
     }
 
+    /// <summary>Counts a batch of received frames.</summary>
+    public void Received(int frames, long bytes)
+    {
+        Interlocked.Add(ref _rxFrames, frames);
+        Interlocked.Add(ref _rxBytes, bytes);
+    }
+
     /// <summary>Counts one transmitted frame.</summary>
     public void Transmitted(int bytes)
     {

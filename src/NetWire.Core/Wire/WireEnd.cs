@@ -96,6 +96,15 @@ public abstract class WireEnd : IWireEnd, IAsyncDisposable
     public ValueTask WaitCanSendPacketAsync(CancellationToken cancellationToken) => Outbound.WaitWritableAsync(cancellationToken);
 
     /// <inheritdoc/>
+    public bool TryArmRoomSignal(ThreadSignal signal) => HasRoomSignal && Outbound.TryArmRoomSignal(signal);
+
+    /// <inheritdoc/>
+    public virtual bool HasRoomSignal => true;
+
+    /// <inheritdoc/>
+    public int SendPackets(ReadOnlySpan<Frame> frames) => Outbound.TryWriteMany(frames);
+
+    /// <inheritdoc/>
     public abstract Task RunAsync(IPacketReceiver receiver, CancellationToken cancellationToken);
 
     /// <summary>

@@ -22,7 +22,10 @@ namespace NetWire.Devices.Qemu;
 /// outbound queue meanwhile. Per connection a receive loop parses frames out of a 256 KiB
 /// buffer and hands each on only while the receiver can take it (otherwise it stops reading,
 /// and QEMU stops the guest's transmit queue); a send thread packs queued frames into one buffer
-/// and writes them with one send(2), sleeping on the queue's direct signal while it is empty. A
+/// and writes them with one send(2), sleeping on the queue's direct signal while it is empty.
+/// Towards a device end (netwire bridge) the receive loop is a thread too, woken directly by the
+/// other end's queue when it has room, so neither direction goes through the thread pool
+/// (docs/performance.md, "netwire bridge"); towards the user-mode gateway it is an async loop. A
 /// length of 0, under 14 or over 69,632 closes the connection (counted as BadLength); a
 /// connection that ends mid-frame counts a Truncated drop.
 /// </remarks>
@@ -256,7 +259,12 @@ public sealed class QemuStreamEnd : WireEnd
         DevicesLog.GuestConnected(_logger, Name, peer);
         using var connection = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         var token = connection.Token;
-        var receiving = ReceiveLoopAsync(socket, receiver, token);
+        // Towards a device end (netwire bridge) the receive side is a thread of its own too, so
+        // the connection never touches the thread pool or the runtime's socket event thread; towards
+        // the user-mode gateway it stays an async loop.
+        var receiving = receiver.HasRoomSignal
+            ? DeviceThread.Run($"stream-recv {Name}", () => ReceiveLoop(socket, receiver, token))
+            : ReceiveLoopAsync(socket, receiver, token);
         var sending = DeviceThread.Run($"stream-send {Name}", () => SendLoop(socket, token));
         (EndReason Reason, string Detail) end;
         try
@@ -367,6 +375,144 @@ public sealed class QemuStreamEnd : WireEnd
     }
 
     /// <summary>
+    /// The receive side of one connection on a thread of its own, for a receiver that wakes its
+    /// producer directly (<see cref="IPacketReceiver.HasRoomSignal"/>): recv(2) into the 256 KiB
+    /// buffer until the socket is empty, then poll(2) on the socket and an eventfd that the
+    /// connection's token writes. The frames are parsed and handed on as in
+    /// <see cref="ReceiveLoopAsync"/>; while the receiver is full the thread sleeps on the
+    /// receiver's room signal and the socket is not read (QEMU stops the guest's transmit queue).
+    /// The socket is never registered with the runtime's epoll thread: its writable edges (one
+    /// per read of the guest's side, towards the guest) would wake that thread for nothing.
+    /// </summary>
+    private unsafe (EndReason Reason, string Detail) ReceiveLoop(Socket socket, IPacketReceiver receiver, CancellationToken cancellationToken)
+    {
+        var buffer = GC.AllocateUninitializedArray<byte>(BufferLength, pinned: true);
+        var room = EventFdSignal.Create();
+        var stopFd = Libc.EventFd(0, Libc.EventFdFlags);
+        var handle = socket.SafeHandle;
+        var added = false;
+        handle.DangerousAddRef(ref added);
+        var wakeRoom = cancellationToken.UnsafeRegister(static state => ((ThreadSignal)state!).Set(), room);
+        var wakePoll = stopFd >= 0 ? cancellationToken.UnsafeRegister(static state => SignalEventFd((int)state!), stopFd) : default;
+        try
+        {
+            var fd = (int)handle.DangerousGetHandle();
+            var pollFds = stackalloc Libc.PollFd[2];
+            pollFds[0] = new Libc.PollFd { Fd = fd, Events = Libc.PollIn };
+            pollFds[1] = new Libc.PollFd { Fd = stopFd, Events = Libc.PollIn };
+            var start = 0;
+            var end = 0;
+            fixed (byte* data = buffer)
+            {
+                while (true)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    if (start == end)
+                    {
+                        start = end = 0;
+                    }
+                    else if (buffer.Length - end < HeaderLength + FramePool.MaxFrameLength)
+                    {
+                        // Keep room for a whole frame after what is pending.
+                        Buffer.BlockCopy(buffer, start, buffer, 0, end - start);
+                        end -= start;
+                        start = 0;
+                    }
+
+                    var n = Libc.Recv(fd, data + end, buffer.Length - end, Libc.MsgDontWait);
+                    if (n < 0)
+                    {
+                        var errno = Marshal.GetLastPInvokeError();
+                        if (errno == Libc.EAgain)
+                        {
+                            Libc.Poll(pollFds, stopFd >= 0 ? 2u : 1u, PollTimeoutMs);
+                            continue;
+                        }
+
+                        if (errno == Libc.EIntr)
+                        {
+                            continue;
+                        }
+
+                        return (EndReason.ConnectionLost, Libc.Describe(errno));
+                    }
+
+                    if (n == 0)
+                    {
+                        if (end > start)
+                        {
+                            Counters.Dropped(DropReason.Truncated);
+                            DevicesLog.TruncatedFrame(_logger, Name, end - start);
+                            return (EndReason.PeerClosed, "closed mid-frame");
+                        }
+
+                        return (EndReason.PeerClosed, "closed by the guest");
+                    }
+
+                    end += (int)n;
+                    while (end - start >= HeaderLength)
+                    {
+                        var length = BinaryPrimitives.ReadUInt32BigEndian(buffer.AsSpan(start));
+                        if (length < FramePool.MinFrameLength || length > FramePool.MaxFrameLength)
+                        {
+                            Counters.Dropped(DropReason.BadLength);
+                            DevicesLog.BadFrameLength(_logger, Name, length, FramePool.MinFrameLength, FramePool.MaxFrameLength);
+                            return (EndReason.ProtocolError, $"bad frame length {length}");
+                        }
+
+                        if (end - start < HeaderLength + (int)length)
+                        {
+                            break;
+                        }
+
+                        while (!receiver.CanRecvPacket)
+                        {
+                            // Backpressure: stop reading the socket until the other end has room.
+                            cancellationToken.ThrowIfCancellationRequested();
+                            if (receiver.TryArmRoomSignal(room))
+                            {
+                                room.Wait(PollTimeoutMs);
+                            }
+                            else if (!receiver.CanRecvPacket)
+                            {
+                                DeviceThread.Wait(receiver.WaitCanRecvPacketAsync(cancellationToken));
+                            }
+                        }
+
+                        var frame = Pool.Rent(buffer.AsSpan(start + HeaderLength, (int)length));
+                        Counters.Received((int)length);
+                        receiver.RecvPacket(frame);
+                        start += HeaderLength + (int)length;
+                    }
+                }
+            }
+        }
+        finally
+        {
+            // Disposing a registration waits for its callback if it is running: the eventfd is
+            // closed only once nobody can write to it.
+            wakePoll.Dispose();
+            wakeRoom.Dispose();
+            EventFdSignal.Release(room);
+            if (stopFd >= 0)
+            {
+                Libc.Close(stopFd);
+            }
+
+            if (added)
+            {
+                handle.DangerousRelease();
+            }
+        }
+    }
+
+    private static unsafe void SignalEventFd(int fd)
+    {
+        ulong one = 1;
+        _ = Libc.Write(fd, (byte*)&one, sizeof(ulong));
+    }
+
+    /// <summary>
     /// The send side of one connection, on a thread of its own: packs queued frames into one
     /// buffer (up to <see cref="BufferLength"/>) and writes them with send(2), sleeping on the
     /// queue's direct signal while it is empty: no thread-pool hand-off per burst and nothing
@@ -378,7 +524,7 @@ public sealed class QemuStreamEnd : WireEnd
     private unsafe (EndReason Reason, string Detail) SendLoop(Socket socket, CancellationToken cancellationToken)
     {
         var buffer = GC.AllocateUninitializedArray<byte>(BufferLength, pinned: true);
-        var wake = new ThreadSignal();
+        var wake = EventFdSignal.Create();
         var handle = socket.SafeHandle;
         var added = false;
         handle.DangerousAddRef(ref added);
@@ -446,6 +592,10 @@ public sealed class QemuStreamEnd : WireEnd
             {
                 handle.DangerousRelease();
             }
+
+            // The queue keeps the signal for the next connection's thread to replace; a set after
+            // this does nothing.
+            EventFdSignal.Release(wake);
         }
     }
 

@@ -47,8 +47,12 @@ namespace NetWire.Devices.Tap;
 /// per frame, so the loops must add little else. Taking frames in batches frees many queue slots
 /// at once, so a producer that waits on a full queue (the guest socket's receive loop) is woken
 /// once per batch instead of once per frame; the transmit counters are updated once per batch.
-/// Both threads block on the queue's waits through <see cref="ThreadWaiter"/>, which allocates
-/// nothing. A raw fd loop was measured faster than SharpPcap's TunnelDevice, which reads
+/// The reader hands a burst on in one call (<see cref="IPacketReceiver.RecvPackets"/>), so the
+/// stream guest's send thread wakes once per burst, and sleeps on a full receiver on a signal
+/// the receiving end's queue sets directly once half of it is free; both threads sleep on
+/// eventfds (<see cref="EventFdSignal"/>), not on the thread pool or a monitor. A receiver
+/// without that signal (the user-mode gateway) is waited on through <see cref="ThreadWaiter"/>,
+/// which allocates nothing. A raw fd loop was measured faster than SharpPcap's TunnelDevice, which reads
 /// through a stream and a Task per frame.
 /// </para>
 /// </remarks>
@@ -70,9 +74,11 @@ public sealed class TapEnd : WireEnd
     /// <summary>
     /// Most frames the reader holds before handing them on. It reads until the kernel's queue is
     /// empty or this many are held, then hands them to the receiver together, so the guest side's
-    /// send loop wakes once per burst and sends them with one system call instead of one each.
+    /// send loop wakes once per burst and sends them with few system calls instead of one each.
+    /// Half the default queue: with 32, a TAP kept full woke the stream guest's send thread every
+    /// 30 to 40 frames (docs/performance.md, "netwire bridge").
     /// </summary>
-    private const int ReadBurstFrames = 32;
+    private const int ReadBurstFrames = 128;
 
     /// <summary>
     /// Most frames the writer takes from the queue at once. Frames in a batch are out of the
@@ -308,6 +314,8 @@ public sealed class TapEnd : WireEnd
         pollFds[1] = new Libc.PollFd { Fd = stopFd, Events = Libc.PollIn };
         var waiter = new ThreadWaiter(PollTimeoutMs);
         var wakeWaiter = waiter.WakeOn(cancellationToken);
+        var room = EventFdSignal.Create();
+        var wakeRoom = cancellationToken.UnsafeRegister(static state => ((ThreadSignal)state!).Set(), room);
         var wakePoll = stopFd >= 0 ? cancellationToken.UnsafeRegister(static state => SignalEventFd((int)state!), stopFd) : default;
         var burst = new Frame[ReadBurstFrames];
         var held = 0;
@@ -322,8 +330,8 @@ public sealed class TapEnd : WireEnd
                     {
                         // Backpressure: hand on what is held, then leave frames in the kernel's
                         // queue until the receiver has room.
-                        HandOn(receiver, burst, ref held, waiter, cancellationToken);
-                        waiter.Wait(receiver.WaitCanRecvPacketAsync(CancellationToken.None), cancellationToken);
+                        HandOn(receiver, burst, ref held, waiter, room, cancellationToken);
+                        WaitForRoom(receiver, waiter, room, cancellationToken);
                         continue;
                     }
 
@@ -337,7 +345,7 @@ public sealed class TapEnd : WireEnd
                             // link adds no delay.
                             if (held > 0)
                             {
-                                HandOn(receiver, burst, ref held, waiter, cancellationToken);
+                                HandOn(receiver, burst, ref held, waiter, room, cancellationToken);
                                 continue;
                             }
 
@@ -371,7 +379,7 @@ public sealed class TapEnd : WireEnd
                     burst[held++] = frame;
                     if (held == burst.Length)
                     {
-                        HandOn(receiver, burst, ref held, waiter, cancellationToken);
+                        HandOn(receiver, burst, ref held, waiter, room, cancellationToken);
                     }
                 }
             }
@@ -382,6 +390,8 @@ public sealed class TapEnd : WireEnd
             // closed only once nobody can write to it.
             wakePoll.Dispose();
             wakeWaiter.Dispose();
+            wakeRoom.Dispose();
+            EventFdSignal.Release(room);
             if (stopFd >= 0)
             {
                 Libc.Close(stopFd);
@@ -409,7 +419,7 @@ public sealed class TapEnd : WireEnd
     private sealed unsafe class LoopReader : IInputSource
     {
         /// <summary>Most frames one call reads: the loop looks at its sockets between bursts.</summary>
-        private const int FramesPerCall = 2 * ReadBurstFrames;
+        private const int FramesPerCall = 64;
 
         private readonly TapEnd _end;
         private readonly IPacketReceiver _receiver;
@@ -537,11 +547,12 @@ public sealed class TapEnd : WireEnd
     }
 
     /// <summary>
-    /// Hands the held frames to the receiver in order, waiting for room as needed (the frames were
-    /// accepted from the kernel, so they are delivered, not dropped). Leaves <paramref name="held"/>
-    /// at the frames still held when cancellation interrupts it.
+    /// Hands the held frames to the receiver in order, as many at once as it has room for (a
+    /// device end queues them together and wakes its thread once), waiting for room as needed
+    /// (the frames were accepted from the kernel, so they are delivered, not dropped). Leaves
+    /// <paramref name="held"/> at the frames still held when cancellation interrupts it.
     /// </summary>
-    private void HandOn(IPacketReceiver receiver, Frame[] burst, ref int held, ThreadWaiter waiter, CancellationToken cancellationToken)
+    private void HandOn(IPacketReceiver receiver, Frame[] burst, ref int held, ThreadWaiter waiter, ThreadSignal room, CancellationToken cancellationToken)
     {
         var next = 0;
         try
@@ -550,16 +561,27 @@ public sealed class TapEnd : WireEnd
             {
                 if (!receiver.CanRecvPacket)
                 {
-                    // No token: a cancellable queue wait allocates each time; the waiter looks at
-                    // the token between timeouts instead.
-                    waiter.Wait(receiver.WaitCanRecvPacketAsync(CancellationToken.None), cancellationToken);
+                    WaitForRoom(receiver, waiter, room, cancellationToken);
                     continue;
                 }
 
-                // Counted when handed into the wire, as every end does: rx_frames is what crossed.
-                Counters.Received(burst[next].Length);
-                receiver.RecvPacket(burst[next]);
-                burst[next++] = null!;
+                // Counted once handed into the wire, as every end does: rx_frames is what crossed.
+                // The lengths are read before: a frame handed on may be sent and reused at once.
+                long bytes = 0;
+                for (var i = next; i < held; i++)
+                {
+                    bytes += burst[i].Length;
+                }
+
+                var taken = receiver.RecvPackets(burst.AsSpan(next, held - next));
+                for (var i = next + taken; i < held; i++)
+                {
+                    bytes -= burst[i].Length;
+                }
+
+                Array.Clear(burst, next, taken);
+                Counters.Received(taken, bytes);
+                next += taken;
             }
 
             held = 0;
@@ -576,9 +598,36 @@ public sealed class TapEnd : WireEnd
         }
     }
 
+    /// <summary>
+    /// Blocks the reader until the receiver has room: on <paramref name="room"/>, which the
+    /// receiving end's queue sets directly once half of it is free (one wake-up per half queue,
+    /// no thread-pool worker in between), or, for a receiver that cannot do that (the user-mode
+    /// gateway), through <paramref name="waiter"/>. Throws OperationCanceledException once the
+    /// token fires (its registration sets <paramref name="room"/>).
+    /// </summary>
+    private void WaitForRoom(IPacketReceiver receiver, ThreadWaiter waiter, ThreadSignal room, CancellationToken cancellationToken)
+    {
+        while (!receiver.CanRecvPacket)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            if (receiver.TryArmRoomSignal(room))
+            {
+                room.Wait(PollTimeoutMs);
+                continue;
+            }
+
+            if (!receiver.CanRecvPacket)
+            {
+                // No token: a cancellable queue wait allocates each time; the waiter looks at
+                // the token between timeouts instead.
+                waiter.Wait(receiver.WaitCanRecvPacketAsync(CancellationToken.None), cancellationToken);
+            }
+        }
+    }
+
     private void WriteLoop(CancellationToken cancellationToken)
     {
-        var wake = new ThreadSignal();
+        var wake = EventFdSignal.Create();
         using var stop = cancellationToken.UnsafeRegister(static state => ((ThreadSignal)state!).Set(), wake);
         lock (_writeLock)
         {
@@ -622,6 +671,9 @@ public sealed class TapEnd : WireEnd
             {
                 _writing = false;
             }
+
+            // A producer's or the stop's late set does nothing once it is released.
+            EventFdSignal.Release(wake);
         }
     }
 
