@@ -59,6 +59,7 @@ internal static class CodeWarmup
 
         const BindingFlags all = BindingFlags.DeclaredOnly | BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static;
         var prepared = 0;
+        var generics = new GenericCallees();
         foreach (var assembly in assemblies)
         {
             Type[] types;
@@ -79,6 +80,7 @@ internal static class CodeWarmup
                 }
 
                 prepared += PrepareAsyncMachinery(type);
+                LoadInterfaceMaps(type);
 
                 foreach (MethodBase method in type.GetMethods(all).Cast<MethodBase>().Concat(type.GetConstructors(all)))
                 {
@@ -96,11 +98,40 @@ internal static class CodeWarmup
                     {
                         // A method that cannot be prepared on its own is compiled at its first call instead.
                     }
+
+                    prepared += generics.PrepareCallees(method, 0);
                 }
             }
         }
 
         return prepared;
+    }
+
+    /// <summary>
+    /// Loads the type's interface maps. Until a type's map for an interface is loaded,
+    /// <see cref="RuntimeHelpers.PrepareMethod(RuntimeMethodHandle)"/> leaves the methods that
+    /// implement that interface uncompiled, without an error: every state section's Read and
+    /// Write, the handover steps and Dispose were compiled in the middle of a migration
+    /// (docs/performance.md, "Gateway flows moved by a migration").
+    /// </summary>
+    private static void LoadInterfaceMaps(Type type)
+    {
+        if (type.IsValueType && type.IsByRefLike)
+        {
+            return;
+        }
+
+        foreach (var contract in type.GetInterfaces())
+        {
+            try
+            {
+                _ = type.GetInterfaceMap(contract);
+            }
+            catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or NotSupportedException or TypeLoadException)
+            {
+                // Its methods are compiled at their first call instead.
+            }
+        }
     }
 
     /// <summary>

@@ -346,8 +346,6 @@ internal sealed class IncomingMigration : IAsyncDisposable
             await TryReplyAsync(stream, true, summary, cancellationToken).ConfigureAwait(false);
             phases.Mark("reply");
 
-            // After the reply: the source waits for it, with its flows locked.
-            MigrationControlLog.IncomingAdopted(_logger, remote, document.Length, document.Version, string.Join(", ", adoption.Adopted), string.Join(", ", adoption.Unknown));
             if (plan.HasHandover)
             {
                 // The source lifts its network lock, then says so; flows start after that.
@@ -370,6 +368,9 @@ internal sealed class IncomingMigration : IAsyncDisposable
             _phases = phases.Json;
             _adopted.TrySetResult(adoption);
             Events?.Invoke("MIGRATION", new JsonObject { ["status"] = "completed" });
+
+            // The logs last: the source waits for the reply and then the unlock, the flows for the activation.
+            MigrationControlLog.IncomingAdopted(_logger, remote, document.Length, document.Version, string.Join(", ", adoption.Adopted), string.Join(", ", adoption.Unknown));
             MigrationControlLog.IncomingPhaseTimes(_logger, remote, phases.ToString());
             return true;
         }

@@ -46,6 +46,7 @@ internal sealed class MigrationSource : IAsyncDisposable
     private long _transferred;
     private long _total;
     private long _startedAt;
+    private long _startedTicks;
     private long _endedAt;
     private CancellationTokenSource? _cancel;
     private Task _run = Task.CompletedTask;
@@ -135,6 +136,7 @@ internal sealed class MigrationSource : IAsyncDisposable
             _transferred = 0;
             _total = 0;
             _startedAt = _time.GetTimestamp();
+            _startedTicks = Stopwatch.GetTimestamp();
             _endedAt = 0;
             _status = MigrationStatus.Setup;
             var token = _cancel.Token;
@@ -285,7 +287,8 @@ internal sealed class MigrationSource : IAsyncDisposable
 
             SetStatus(MigrationStatus.Active);
             var watch = Stopwatch.StartNew();
-            phases.Restart();
+            phases.Restart(Volatile.Read(ref _startedTicks));
+            phases.Mark("start");
 
             // The connection opens while the sections freeze and the stream is built (connect, TLS,
             // the stream's header), so the target is reading by the time the stream is written.
@@ -351,9 +354,11 @@ internal sealed class MigrationSource : IAsyncDisposable
             }
         }
 
+        var flows = Flows(frozen);
+        phases.Mark("end");
         lock (_gate)
         {
-            _flows = Flows(frozen);
+            _flows = flows;
             _phases = phases;
         }
 

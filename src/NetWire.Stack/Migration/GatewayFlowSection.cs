@@ -40,6 +40,9 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
     private GatewayExport? _export;
     private Gateway? _exporting;
     private Gateway? _importing;
+
+    /// <summary>Target: what the apply took over, logged by <see cref="Activate"/>.</summary>
+    private (int Moved, int Datagrams, int Reset)? _imported;
     private byte[] _refusals = [];
 
     /// <summary>Source: what the target refused at the release (null: all of it), for the result after <see cref="Complete"/>; set by <see cref="Release"/>.</summary>
@@ -254,7 +257,10 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
 
         result["reset"] = reasons.Values.Sum();
         _lastResult = result;
-        StackLog.FlowsMigrated(_logger, (int)result["tcp"], export.Datagrams.Count, "handed over", (int)result["reset"], Describe(reasons));
+
+        // Read while the source sets its outcome: the log line goes on another thread, off that path.
+        var logged = (Logger: _logger, Moved: (int)result["tcp"], Datagrams: export.Datagrams.Count, Reset: (int)result["reset"], Reasons: Describe(reasons));
+        ThreadPool.UnsafeQueueUserWorkItem(static l => StackLog.FlowsMigrated(l.Logger, l.Moved, l.Datagrams, "handed over", l.Reset, l.Reasons), logged, preferLocal: false);
     }
 
     public Action Read(StateSectionReader reader)
@@ -329,7 +335,7 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
         {
             gateway.ImportFlows(plan, refused, VirtualFar);
             _importing = gateway;
-            StackLog.FlowsMigrated(_logger, plan.Tcp.Count - refused.Count, plan.Datagrams.Count, "taken over", refused.Count + plan.Resets.Count, string.Empty);
+            _imported = (plan.Tcp.Count - refused.Count, plan.Datagrams.Count, refused.Count + plan.Resets.Count);
         };
     }
 
@@ -339,6 +345,13 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
     {
         _importing?.ActivateImported();
         _importing = null;
+
+        // Logged once the flows run: the source waits for the target's reply meanwhile.
+        if (_imported is { } imported)
+        {
+            _imported = null;
+            StackLog.FlowsMigrated(_logger, imported.Moved, imported.Datagrams, "taken over", imported.Reset, string.Empty);
+        }
     }
 
     public void Dispose() => _lock.Dispose();
