@@ -255,7 +255,7 @@ internal sealed class IncomingMigration : IAsyncDisposable
                     {
                         await RefuseAsync(stream, remote, "a state stream was adopted already", cancellationToken).ConfigureAwait(false);
                     }
-                    else if (await ReceiveAsync(stream, remote, header, timeout, cancellationToken).ConfigureAwait(false))
+                    else if (await ReceiveAsync(stream, _tls is null ? socket : null, remote, header, timeout, cancellationToken).ConfigureAwait(false))
                     {
                         // One migration in: the listener closes.
                         listener.Dispose();
@@ -315,7 +315,8 @@ internal sealed class IncomingMigration : IAsyncDisposable
     /// Reads, checks and adopts one stream; true when adopted. A stream with handover sections
     /// goes through the prepared / commit / unlock steps (MigrationWire) before its flows start.
     /// </summary>
-    private async Task<bool> ReceiveAsync(Stream stream, EndPoint? remote, ReadOnlyMemory<byte> header, CancellationTokenSource timeout, CancellationToken cancellationToken)
+    /// <param name="plain">The connection's socket when it is plaintext (<see cref="MigrationWire.WaitReadable"/>), else null.</param>
+    private async Task<bool> ReceiveAsync(Stream stream, Socket? plain, EndPoint? remote, ReadOnlyMemory<byte> header, CancellationTokenSource timeout, CancellationToken cancellationToken)
     {
         Events?.Invoke("MIGRATION", new JsonObject { ["status"] = "active" });
         string reason;
@@ -330,6 +331,7 @@ internal sealed class IncomingMigration : IAsyncDisposable
             if (plan.HasHandover)
             {
                 await stream.WriteAsync(MigrationWire.BuildPrepared(plan.Refusals), timeout.Token).ConfigureAwait(false);
+                MigrationWire.WaitReadable(plain);
                 var answer = await ReadByteAsync(stream, timeout.Token).ConfigureAwait(false);
                 if (answer != MigrationWire.Commit)
                 {
@@ -353,6 +355,7 @@ internal sealed class IncomingMigration : IAsyncDisposable
                 unlock.CancelAfter(UnlockTimeout);
                 try
                 {
+                    MigrationWire.WaitReadable(plain);
                     await ReadByteAsync(stream, unlock.Token).ConfigureAwait(false);
                 }
                 catch (Exception ex) when (ex is OperationCanceledException or StateFormatException || IoErrors.IsIoFailure(ex))

@@ -310,7 +310,7 @@ internal sealed class MigrationSource : IAsyncDisposable
             connection = await opening.ConfigureAwait(false);
             handover.Sent = true;
             phases.Mark("connect");
-            var reply = await TransferAsync(connection.Network, host, port, stream, frozen, handover, phases, cancellationToken).ConfigureAwait(false);
+            var reply = await TransferAsync(connection.Network, _tls is null ? connection.Socket : null, host, port, stream, frozen, handover, phases, cancellationToken).ConfigureAwait(false);
             if (reply.Accepted)
             {
                 outcome = MigrationStatus.Completed;
@@ -485,7 +485,8 @@ internal sealed class MigrationSource : IAsyncDisposable
     /// reply ends it; a prepared reply makes the handover sections let go (<see cref="Handover.Released"/>
     /// from then on, there is no way back), then the target's final reply and the unlock.
     /// </summary>
-    private async Task<(bool Accepted, string Text)> TransferAsync(Stream network, string host, int port, byte[] stream, List<IHandoverSection> handovers, Handover handover, MigrationPhases phases, CancellationToken cancellationToken)
+    /// <param name="plain">The connection's socket when it is plaintext (<see cref="MigrationWire.WaitReadable"/>), else null.</param>
+    private async Task<(bool Accepted, string Text)> TransferAsync(Stream network, Socket? plain, string host, int port, byte[] stream, List<IHandoverSection> handovers, Handover handover, MigrationPhases phases, CancellationToken cancellationToken)
     {
         using var transferTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         transferTimeout.CancelAfter(TransferTimeout);
@@ -508,6 +509,7 @@ internal sealed class MigrationSource : IAsyncDisposable
                 // The target may have refused the header and closed: its reply says why.
             }
 
+            MigrationWire.WaitReadable(plain);
             reply = await MigrationWire.ReadAnyReplyAsync(network, transferTimeout.Token).ConfigureAwait(false);
             phases.Mark("transfer");
         }
@@ -541,6 +543,7 @@ internal sealed class MigrationSource : IAsyncDisposable
         try
         {
             await network.WriteAsync(new[] { MigrationWire.Commit }, finish.Token).ConfigureAwait(false);
+            MigrationWire.WaitReadable(plain);
             var final = await MigrationWire.ReadReplyAsync(network, finish.Token).ConfigureAwait(false);
             phases.Mark("restore");
             CompleteAll(handovers, handover);
@@ -575,6 +578,8 @@ internal sealed class MigrationSource : IAsyncDisposable
     /// <summary>The state connection to the target: the socket and the stream over it (TLS or not).</summary>
     private sealed class TargetConnection(Socket socket, Stream network) : IAsyncDisposable
     {
+        public Socket Socket => socket;
+
         public Stream Network { get; } = network;
 
         public async ValueTask DisposeAsync()
