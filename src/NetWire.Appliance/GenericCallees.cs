@@ -72,6 +72,7 @@ internal sealed class GenericCallees
         var typeArguments = caller.DeclaringType is { IsGenericType: true } owner ? owner.GetGenericArguments() : null;
         var methodArguments = caller.IsGenericMethod ? caller.GetGenericArguments() : null;
         var prepared = 0;
+        Type? constrained = null;
         for (var at = 0; at < il.Length;)
         {
             OpCode code;
@@ -92,10 +93,19 @@ internal sealed class GenericCallees
                 return prepared;
             }
 
-            if (code.OperandType == OperandType.InlineMethod && at + 4 <= il.Length)
+            if (code == OpCodes.Constrained && at + 4 <= il.Length)
+            {
+                // constrained. T callvirt I::M on a value type T calls T's own M: a struct enumerator's Dispose, a key's GetHashCode.
+                constrained = ResolveType(caller.Module, BitConverter.ToInt32(il, at), typeArguments, methodArguments);
+            }
+            else if (code.OperandType == OperandType.InlineMethod && at + 4 <= il.Length)
             {
                 var token = BitConverter.ToInt32(il, at);
-                if (Resolve(caller.Module, token, generic, typeArguments, methodArguments) is { } callee && _seen.Add(callee))
+                var callee = constrained is { IsValueType: true, IsGenericType: true, ContainsGenericParameters: false } target
+                    ? Implementation(target, caller.Module, token, typeArguments, methodArguments)
+                    : Resolve(caller.Module, token, generic, typeArguments, methodArguments);
+                constrained = null;
+                if (callee is not null && _seen.Add(callee))
                 {
                     prepared += Prepare(callee);
                     if (depth < MaxDepth)
@@ -141,6 +151,44 @@ internal sealed class GenericCallees
         }
 
         return method;
+    }
+
+    private static Type? ResolveType(Module module, int token, Type[]? typeArguments, Type[]? methodArguments)
+    {
+        try
+        {
+            return module.ResolveType(token, typeArguments, methodArguments);
+        }
+        catch (Exception ex) when (ex is ArgumentException or BadImageFormatException or TypeLoadException or FileNotFoundException or NotSupportedException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>The method of the value type <paramref name="owner"/> that a constrained call to <paramref name="token"/> reaches, or null.</summary>
+    private static MethodInfo? Implementation(Type owner, Module module, int token, Type[]? typeArguments, Type[]? methodArguments)
+    {
+        try
+        {
+            if (module.ResolveMethod(token, typeArguments, methodArguments) is not MethodInfo { IsGenericMethod: false } called)
+            {
+                return null;
+            }
+
+            if (called.DeclaringType is { IsInterface: true } contract && contract.IsAssignableFrom(owner))
+            {
+                var map = owner.GetInterfaceMap(contract);
+                var index = Array.IndexOf(map.InterfaceMethods, called);
+                return index >= 0 && map.TargetMethods[index].DeclaringType == owner ? map.TargetMethods[index] : null;
+            }
+
+            var own = owner.GetMethod(called.Name, BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.DeclaredOnly, [.. called.GetParameters().Select(p => p.ParameterType)]);
+            return own is { IsAbstract: false } ? own : null;
+        }
+        catch (Exception ex) when (ex is ArgumentException or BadImageFormatException or TypeLoadException or MissingMethodException or FileNotFoundException or NotSupportedException or AmbiguousMatchException)
+        {
+            return null;
+        }
     }
 
     private static int Prepare(MethodBase method)

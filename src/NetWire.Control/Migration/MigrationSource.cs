@@ -250,6 +250,8 @@ internal sealed class MigrationSource : IAsyncDisposable
 
     private void SetStatus(MigrationStatus status, string? error = null)
     {
+        var ended = false;
+        long startedAt, endedAt;
         lock (_gate)
         {
             _status = status;
@@ -257,13 +259,22 @@ internal sealed class MigrationSource : IAsyncDisposable
             if (status is MigrationStatus.Completed or MigrationStatus.Failed or MigrationStatus.Cancelled)
             {
                 _endedAt = _time.GetTimestamp();
-                var outcome = new KeyValuePair<string, object?>("outcome", Name(status));
-                Meters.Migrations.Add(1, outcome);
-                Meters.Duration.Record(_time.GetElapsedTime(_startedAt, _endedAt).TotalSeconds, outcome);
+                ended = true;
             }
+
+            startedAt = _startedAt;
+            endedAt = _endedAt;
         }
 
         Events?.Invoke("MIGRATION", new JsonObject { ["status"] = Name(status) });
+
+        // After the event, which a management tool waits for: the first use makes the instruments.
+        if (ended)
+        {
+            var outcome = new KeyValuePair<string, object?>("outcome", Name(status));
+            Meters.Migrations.Add(1, outcome);
+            Meters.Duration.Record(_time.GetElapsedTime(startedAt, endedAt).TotalSeconds, outcome);
+        }
     }
 
     private async Task RunAsync(string host, int port, CancellationToken cancellationToken)

@@ -229,11 +229,18 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
 
     private void Summarize(GatewayExport export, Dictionary<int, FlowResetReason>? refused)
     {
+        // Plain loops, no LINQ: this runs between the target's last reply and the source's outcome.
+        var icmp = 0;
+        foreach (var flow in export.Datagrams)
+        {
+            icmp += flow.Icmp ? 1 : 0;
+        }
+
         var result = new Dictionary<string, long>
         {
             ["tcp"] = export.Moving.Count - (refused?.Count ?? export.Moving.Count),
-            ["udp"] = export.Datagrams.Count(d => !d.Icmp),
-            ["icmp"] = export.Datagrams.Count(d => d.Icmp),
+            ["udp"] = export.Datagrams.Count - icmp,
+            ["icmp"] = icmp,
         };
         var reasons = new Dictionary<FlowResetReason, int>();
         foreach (var (_, reset, _) in export.Resetting)
@@ -250,18 +257,22 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
             }
         }
 
+        var resets = 0;
         foreach (var (reason, count) in reasons)
         {
             result["reset-" + StackCounters.Name(reason).Replace('_', '-')] = count;
+            resets += count;
         }
 
-        result["reset"] = reasons.Values.Sum();
+        result["reset"] = resets;
         _lastResult = result;
 
         // Read while the source sets its outcome: the log line goes on another thread, off that path.
-        var logged = (Logger: _logger, Moved: (int)result["tcp"], Datagrams: export.Datagrams.Count, Reset: (int)result["reset"], Reasons: Describe(reasons));
-        ThreadPool.UnsafeQueueUserWorkItem(static l => StackLog.FlowsMigrated(l.Logger, l.Moved, l.Datagrams, "handed over", l.Reset, l.Reasons), logged, preferLocal: false);
+        var logged = new Handed(_logger, (int)result["tcp"], export.Datagrams.Count, resets, reasons);
+        ThreadPool.UnsafeQueueUserWorkItem(static l => StackLog.FlowsMigrated(l.Logger, l.Moved, l.Datagrams, "handed over", l.Reset, Describe(l.Reasons)), logged, preferLocal: false);
     }
+
+    private sealed record Handed(ILogger Logger, int Moved, int Datagrams, int Reset, Dictionary<FlowResetReason, int> Reasons);
 
     public Action Read(StateSectionReader reader)
     {
