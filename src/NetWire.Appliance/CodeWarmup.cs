@@ -57,7 +57,6 @@ internal static class CodeWarmup
         // A migration's first QMP event (MIGRATION active on a target) otherwise compiles the JSON writer then.
         _ = NetWire.Control.Qmp.QmpServer.FormatEvent("MIGRATION", new System.Text.Json.Nodes.JsonObject { ["status"] = "active" }, DateTimeOffset.UtcNow);
 
-        const BindingFlags all = BindingFlags.DeclaredOnly | BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static;
         var prepared = 0;
         var generics = new GenericCallees();
         foreach (var assembly in assemblies)
@@ -74,34 +73,48 @@ internal static class CodeWarmup
 
             foreach (var type in types)
             {
-                if (type.ContainsGenericParameters || type.IsInterface)
-                {
-                    continue;
-                }
-
-                prepared += PrepareAsyncMachinery(type);
-                LoadInterfaceMaps(type);
-
-                foreach (MethodBase method in type.GetMethods(all).Cast<MethodBase>().Concat(type.GetConstructors(all)))
-                {
-                    if (method.IsAbstract || method.ContainsGenericParameters || (method.MethodImplementationFlags & MethodImplAttributes.InternalCall) != 0)
-                    {
-                        continue;
-                    }
-
-                    try
-                    {
-                        RuntimeHelpers.PrepareMethod(method.MethodHandle);
-                        prepared++;
-                    }
-                    catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or NotSupportedException or BadImageFormatException or TypeLoadException or MissingMethodException)
-                    {
-                        // A method that cannot be prepared on its own is compiled at its first call instead.
-                    }
-
-                    prepared += generics.PrepareCallees(method, 0);
-                }
+                prepared += PrepareType(type, generics);
             }
+        }
+
+        return prepared;
+    }
+
+    /// <summary>Compiles the methods of <paramref name="types"/> and the generic instantiations they call (tests); returns the count.</summary>
+    internal static int PrepareTypes(params Type[] types)
+    {
+        var generics = new GenericCallees();
+        return types.Sum(t => PrepareType(t, generics));
+    }
+
+    private static int PrepareType(Type type, GenericCallees generics)
+    {
+        const BindingFlags all = BindingFlags.DeclaredOnly | BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static;
+        if (type.ContainsGenericParameters || type.IsInterface)
+        {
+            return 0;
+        }
+
+        var prepared = PrepareAsyncMachinery(type);
+        LoadInterfaceMaps(type);
+        foreach (MethodBase method in type.GetMethods(all).Cast<MethodBase>().Concat(type.GetConstructors(all)))
+        {
+            if (method.IsAbstract || method.ContainsGenericParameters || (method.MethodImplementationFlags & MethodImplAttributes.InternalCall) != 0)
+            {
+                continue;
+            }
+
+            try
+            {
+                RuntimeHelpers.PrepareMethod(method.MethodHandle);
+                prepared++;
+            }
+            catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or NotSupportedException or BadImageFormatException or TypeLoadException or MissingMethodException)
+            {
+                // A method that cannot be prepared on its own is compiled at its first call instead.
+            }
+
+            prepared += generics.PrepareCallees(method, 0);
         }
 
         return prepared;
