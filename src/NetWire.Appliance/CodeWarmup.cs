@@ -48,7 +48,10 @@ internal static class CodeWarmup
         return StartAsync(MigrationAssemblies);
     }
 
-    /// <summary>Starts compiling every non-generic method with a body in <paramref name="assemblies"/>; returns the count when done.</summary>
+    /// <summary>
+    /// Starts compiling every non-generic method with a body in <paramref name="assemblies"/>, with
+    /// the generic instantiations they call (<see cref="GenericCallees"/>); returns the count when done.
+    /// </summary>
     public static Task<int> StartAsync(params Assembly[] assemblies) =>
         Task.Factory.StartNew(() => Prepare(assemblies), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
