@@ -48,7 +48,10 @@ internal static class CodeWarmup
         return StartAsync(MigrationAssemblies);
     }
 
-    /// <summary>Starts compiling every non-generic method with a body in <paramref name="assemblies"/>; returns the count when done.</summary>
+    /// <summary>
+    /// Starts compiling every non-generic method with a body in <paramref name="assemblies"/>, with
+    /// the generic instantiations they call (<see cref="GenericCallees"/>); returns the count when done.
+    /// </summary>
     public static Task<int> StartAsync(params Assembly[] assemblies) =>
         Task.Factory.StartNew(() => Prepare(assemblies), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
@@ -57,8 +60,8 @@ internal static class CodeWarmup
         // A migration's first QMP event (MIGRATION active on a target) otherwise compiles the JSON writer then.
         _ = NetWire.Control.Qmp.QmpServer.FormatEvent("MIGRATION", new System.Text.Json.Nodes.JsonObject { ["status"] = "active" }, DateTimeOffset.UtcNow);
 
-        const BindingFlags all = BindingFlags.DeclaredOnly | BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static;
         var prepared = 0;
+        var generics = new GenericCallees();
         foreach (var assembly in assemblies)
         {
             Type[] types;
@@ -73,34 +76,78 @@ internal static class CodeWarmup
 
             foreach (var type in types)
             {
-                if (type.ContainsGenericParameters || type.IsInterface)
-                {
-                    continue;
-                }
-
-                prepared += PrepareAsyncMachinery(type);
-
-                foreach (MethodBase method in type.GetMethods(all).Cast<MethodBase>().Concat(type.GetConstructors(all)))
-                {
-                    if (method.IsAbstract || method.ContainsGenericParameters || (method.MethodImplementationFlags & MethodImplAttributes.InternalCall) != 0)
-                    {
-                        continue;
-                    }
-
-                    try
-                    {
-                        RuntimeHelpers.PrepareMethod(method.MethodHandle);
-                        prepared++;
-                    }
-                    catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or NotSupportedException or BadImageFormatException or TypeLoadException or MissingMethodException)
-                    {
-                        // A method that cannot be prepared on its own is compiled at its first call instead.
-                    }
-                }
+                prepared += PrepareType(type, generics);
             }
         }
 
         return prepared;
+    }
+
+    /// <summary>Compiles the methods of <paramref name="types"/> and the generic instantiations they call (tests); returns the count.</summary>
+    internal static int PrepareTypes(params Type[] types)
+    {
+        var generics = new GenericCallees();
+        return types.Sum(t => PrepareType(t, generics));
+    }
+
+    private static int PrepareType(Type type, GenericCallees generics)
+    {
+        const BindingFlags all = BindingFlags.DeclaredOnly | BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.Instance | BindingFlags.Static;
+        if (type.ContainsGenericParameters || type.IsInterface)
+        {
+            return 0;
+        }
+
+        var prepared = PrepareAsyncMachinery(type);
+        LoadInterfaceMaps(type);
+        foreach (MethodBase method in type.GetMethods(all).Cast<MethodBase>().Concat(type.GetConstructors(all)))
+        {
+            if (method.IsAbstract || method.ContainsGenericParameters || (method.MethodImplementationFlags & MethodImplAttributes.InternalCall) != 0)
+            {
+                continue;
+            }
+
+            try
+            {
+                RuntimeHelpers.PrepareMethod(method.MethodHandle);
+                prepared++;
+            }
+            catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or NotSupportedException or BadImageFormatException or TypeLoadException or MissingMethodException)
+            {
+                // A method that cannot be prepared on its own is compiled at its first call instead.
+            }
+
+            prepared += generics.PrepareCallees(method, 0);
+        }
+
+        return prepared;
+    }
+
+    /// <summary>
+    /// Loads the type's interface maps. Until a type's map for an interface is loaded,
+    /// <see cref="RuntimeHelpers.PrepareMethod(RuntimeMethodHandle)"/> leaves the methods that
+    /// implement that interface uncompiled, without an error: every state section's Read and
+    /// Write, the handover steps and Dispose were compiled in the middle of a migration
+    /// (docs/performance.md, "Gateway flows moved by a migration").
+    /// </summary>
+    private static void LoadInterfaceMaps(Type type)
+    {
+        if (type.IsValueType && type.IsByRefLike)
+        {
+            return;
+        }
+
+        foreach (var contract in type.GetInterfaces())
+        {
+            try
+            {
+                _ = type.GetInterfaceMap(contract);
+            }
+            catch (Exception ex) when (ex is ArgumentException or InvalidOperationException or NotSupportedException or TypeLoadException)
+            {
+                // Its methods are compiled at their first call instead.
+            }
+        }
     }
 
     /// <summary>

@@ -88,19 +88,32 @@ internal sealed class WireStateSection(Func<IReadOnlyList<WireEnd>> ends, ILogge
         return () =>
         {
             var ours = ends();
+            var continued = new List<(Carried End, bool Continued)>(carried.Count);
             foreach (var end in carried)
             {
                 var target = ours.FirstOrDefault(e => e.Name == end.Name);
-                if (target is null)
-                {
-                    ApplianceLog.WireCountersLeft(logger, end.Name, end.Description);
-                    continue;
-                }
+                target?.Counters.Continue(end.Totals[0], end.Totals[1], end.Totals[2], end.Totals[3], end.Totals[4], end.Drops);
+                continued.Add((end, target is not null));
+            }
 
-                target.Counters.Continue(end.Totals[0], end.Totals[1], end.Totals[2], end.Totals[3], end.Totals[4], end.Drops);
+            // Logged on another thread: the apply runs while the source waits with its flows locked.
+            ThreadPool.UnsafeQueueUserWorkItem(static s => Log(s.Logger, s.Continued), (Logger: logger, Continued: continued), preferLocal: false);
+        };
+    }
+
+    private static void Log(ILogger logger, List<(Carried End, bool Continued)> ends)
+    {
+        foreach (var (end, continued) in ends)
+        {
+            if (continued)
+            {
                 ApplianceLog.WireCountersContinued(logger, end.Name, end.Description, end.Totals[0], end.Totals[2]);
             }
-        };
+            else
+            {
+                ApplianceLog.WireCountersLeft(logger, end.Name, end.Description);
+            }
+        }
     }
 
     private sealed record Carried(string Name, string Description, long[] Totals, long[] Drops);

@@ -29,6 +29,7 @@ import os
 import re
 import resource
 import selectors
+import shutil
 import socket
 import statistics
 import subprocess
@@ -253,6 +254,11 @@ def series(flows, rounds, rate_kbs, tmp, netwire=NETWIRE):
             print("    phases (ms): %s" % ", ".join("%s %s" % (k, v) for k, v in info.get("phases", {}).items()), flush=True)
             if info.get("target-phases"):
                 print("    target phases (ms): %s" % ", ".join("%s %s" % (k, v) for k, v in info["target-phases"].items()), flush=True)
+            # The log lines of both sides' steps, with the just-in-time compiling each step did.
+            for side, appliance, marker in (("source", source, "Migration steps (ms)"), ("target", target, "Incoming migration from")):
+                for line in appliance.text().splitlines():
+                    if marker in line and "steps (ms)" in line:
+                        print("    %s log: %s" % (side, line.split("steps (ms):", 1)[1].strip()), flush=True)
             source.quit()
             source = target
         return baseline, pauses, stalls, moved, (phases, target_phases)
@@ -283,6 +289,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--rate-kbs", type=int, default=1024, help="the stream's rate, KiB/s")
     ap.add_argument("--netwire", default=NETWIRE, help="netwire.dll to run, or several, comma-separated (builds compared)")
+    ap.add_argument("--logs", help="a folder to copy every appliance's log into (kept after the run)")
     ap.add_argument("--peer", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.peer is not None:
@@ -304,6 +311,11 @@ def main():
                     print("build %s" % build, flush=True)
                 baseline, pauses, stalls, moved, phases = series(flows, args.rounds, args.rate_kbs, tmp, build)
                 rows.append((build, flows, baseline, pauses, stalls, moved, phases))
+                if args.logs:
+                    os.makedirs(args.logs, exist_ok=True)
+                    for name in os.listdir(tmp):
+                        if name.endswith(".log"):
+                            shutil.copy(os.path.join(tmp, name), os.path.join(args.logs, "%d-%s" % (builds.index(build), name)))
     with open("/proc/loadavg") as f:
         load = f.read().split()[0]
     print()

@@ -255,7 +255,7 @@ internal sealed class IncomingMigration : IAsyncDisposable
                     {
                         await RefuseAsync(stream, remote, "a state stream was adopted already", cancellationToken).ConfigureAwait(false);
                     }
-                    else if (await ReceiveAsync(stream, remote, header, timeout, cancellationToken).ConfigureAwait(false))
+                    else if (await ReceiveAsync(stream, _tls is null ? socket : null, remote, header, timeout, cancellationToken).ConfigureAwait(false))
                     {
                         // One migration in: the listener closes.
                         listener.Dispose();
@@ -315,7 +315,8 @@ internal sealed class IncomingMigration : IAsyncDisposable
     /// Reads, checks and adopts one stream; true when adopted. A stream with handover sections
     /// goes through the prepared / commit / unlock steps (MigrationWire) before its flows start.
     /// </summary>
-    private async Task<bool> ReceiveAsync(Stream stream, EndPoint? remote, ReadOnlyMemory<byte> header, CancellationTokenSource timeout, CancellationToken cancellationToken)
+    /// <param name="plain">The connection's socket when it is plaintext (<see cref="MigrationWire.WaitReadable"/>), else null.</param>
+    private async Task<bool> ReceiveAsync(Stream stream, Socket? plain, EndPoint? remote, ReadOnlyMemory<byte> header, CancellationTokenSource timeout, CancellationToken cancellationToken)
     {
         Events?.Invoke("MIGRATION", new JsonObject { ["status"] = "active" });
         string reason;
@@ -330,6 +331,7 @@ internal sealed class IncomingMigration : IAsyncDisposable
             if (plan.HasHandover)
             {
                 await stream.WriteAsync(MigrationWire.BuildPrepared(plan.Refusals), timeout.Token).ConfigureAwait(false);
+                MigrationWire.WaitReadable(plain);
                 var answer = await ReadByteAsync(stream, timeout.Token).ConfigureAwait(false);
                 if (answer != MigrationWire.Commit)
                 {
@@ -346,8 +348,6 @@ internal sealed class IncomingMigration : IAsyncDisposable
             await TryReplyAsync(stream, true, summary, cancellationToken).ConfigureAwait(false);
             phases.Mark("reply");
 
-            // After the reply: the source waits for it, with its flows locked.
-            MigrationControlLog.IncomingAdopted(_logger, remote, document.Length, document.Version, string.Join(", ", adoption.Adopted), string.Join(", ", adoption.Unknown));
             if (plan.HasHandover)
             {
                 // The source lifts its network lock, then says so; flows start after that.
@@ -355,6 +355,7 @@ internal sealed class IncomingMigration : IAsyncDisposable
                 unlock.CancelAfter(UnlockTimeout);
                 try
                 {
+                    MigrationWire.WaitReadable(plain);
                     await ReadByteAsync(stream, unlock.Token).ConfigureAwait(false);
                 }
                 catch (Exception ex) when (ex is OperationCanceledException or StateFormatException || IoErrors.IsIoFailure(ex))
@@ -370,6 +371,9 @@ internal sealed class IncomingMigration : IAsyncDisposable
             _phases = phases.Json;
             _adopted.TrySetResult(adoption);
             Events?.Invoke("MIGRATION", new JsonObject { ["status"] = "completed" });
+
+            // The logs last: the source waits for the reply and then the unlock, the flows for the activation.
+            MigrationControlLog.IncomingAdopted(_logger, remote, document.Length, document.Version, string.Join(", ", adoption.Adopted), string.Join(", ", adoption.Unknown));
             MigrationControlLog.IncomingPhaseTimes(_logger, remote, phases.ToString());
             return true;
         }

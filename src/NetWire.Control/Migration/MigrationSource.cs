@@ -46,6 +46,7 @@ internal sealed class MigrationSource : IAsyncDisposable
     private long _transferred;
     private long _total;
     private long _startedAt;
+    private long _startedTicks;
     private long _endedAt;
     private CancellationTokenSource? _cancel;
     private Task _run = Task.CompletedTask;
@@ -135,6 +136,7 @@ internal sealed class MigrationSource : IAsyncDisposable
             _transferred = 0;
             _total = 0;
             _startedAt = _time.GetTimestamp();
+            _startedTicks = Stopwatch.GetTimestamp();
             _endedAt = 0;
             _status = MigrationStatus.Setup;
             var token = _cancel.Token;
@@ -248,6 +250,8 @@ internal sealed class MigrationSource : IAsyncDisposable
 
     private void SetStatus(MigrationStatus status, string? error = null)
     {
+        var ended = false;
+        long startedAt, endedAt;
         lock (_gate)
         {
             _status = status;
@@ -255,13 +259,22 @@ internal sealed class MigrationSource : IAsyncDisposable
             if (status is MigrationStatus.Completed or MigrationStatus.Failed or MigrationStatus.Cancelled)
             {
                 _endedAt = _time.GetTimestamp();
-                var outcome = new KeyValuePair<string, object?>("outcome", Name(status));
-                Meters.Migrations.Add(1, outcome);
-                Meters.Duration.Record(_time.GetElapsedTime(_startedAt, _endedAt).TotalSeconds, outcome);
+                ended = true;
             }
+
+            startedAt = _startedAt;
+            endedAt = _endedAt;
         }
 
         Events?.Invoke("MIGRATION", new JsonObject { ["status"] = Name(status) });
+
+        // After the event, which a management tool waits for: the first use makes the instruments.
+        if (ended)
+        {
+            var outcome = new KeyValuePair<string, object?>("outcome", Name(status));
+            Meters.Migrations.Add(1, outcome);
+            Meters.Duration.Record(_time.GetElapsedTime(startedAt, endedAt).TotalSeconds, outcome);
+        }
     }
 
     private async Task RunAsync(string host, int port, CancellationToken cancellationToken)
@@ -285,7 +298,8 @@ internal sealed class MigrationSource : IAsyncDisposable
 
             SetStatus(MigrationStatus.Active);
             var watch = Stopwatch.StartNew();
-            phases.Restart();
+            phases.Restart(Volatile.Read(ref _startedTicks));
+            phases.Mark("start");
 
             // The connection opens while the sections freeze and the stream is built (connect, TLS,
             // the stream's header), so the target is reading by the time the stream is written.
@@ -307,7 +321,7 @@ internal sealed class MigrationSource : IAsyncDisposable
             connection = await opening.ConfigureAwait(false);
             handover.Sent = true;
             phases.Mark("connect");
-            var reply = await TransferAsync(connection.Network, host, port, stream, frozen, handover, phases, cancellationToken).ConfigureAwait(false);
+            var reply = await TransferAsync(connection.Network, _tls is null ? connection.Socket : null, host, port, stream, frozen, handover, phases, cancellationToken).ConfigureAwait(false);
             if (reply.Accepted)
             {
                 outcome = MigrationStatus.Completed;
@@ -351,9 +365,11 @@ internal sealed class MigrationSource : IAsyncDisposable
             }
         }
 
+        var flows = Flows(frozen);
+        phases.Mark("end");
         lock (_gate)
         {
-            _flows = Flows(frozen);
+            _flows = flows;
             _phases = phases;
         }
 
@@ -480,7 +496,8 @@ internal sealed class MigrationSource : IAsyncDisposable
     /// reply ends it; a prepared reply makes the handover sections let go (<see cref="Handover.Released"/>
     /// from then on, there is no way back), then the target's final reply and the unlock.
     /// </summary>
-    private async Task<(bool Accepted, string Text)> TransferAsync(Stream network, string host, int port, byte[] stream, List<IHandoverSection> handovers, Handover handover, MigrationPhases phases, CancellationToken cancellationToken)
+    /// <param name="plain">The connection's socket when it is plaintext (<see cref="MigrationWire.WaitReadable"/>), else null.</param>
+    private async Task<(bool Accepted, string Text)> TransferAsync(Stream network, Socket? plain, string host, int port, byte[] stream, List<IHandoverSection> handovers, Handover handover, MigrationPhases phases, CancellationToken cancellationToken)
     {
         using var transferTimeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         transferTimeout.CancelAfter(TransferTimeout);
@@ -503,6 +520,7 @@ internal sealed class MigrationSource : IAsyncDisposable
                 // The target may have refused the header and closed: its reply says why.
             }
 
+            MigrationWire.WaitReadable(plain);
             reply = await MigrationWire.ReadAnyReplyAsync(network, transferTimeout.Token).ConfigureAwait(false);
             phases.Mark("transfer");
         }
@@ -536,6 +554,7 @@ internal sealed class MigrationSource : IAsyncDisposable
         try
         {
             await network.WriteAsync(new[] { MigrationWire.Commit }, finish.Token).ConfigureAwait(false);
+            MigrationWire.WaitReadable(plain);
             var final = await MigrationWire.ReadReplyAsync(network, finish.Token).ConfigureAwait(false);
             phases.Mark("restore");
             CompleteAll(handovers, handover);
@@ -570,6 +589,8 @@ internal sealed class MigrationSource : IAsyncDisposable
     /// <summary>The state connection to the target: the socket and the stream over it (TLS or not).</summary>
     private sealed class TargetConnection(Socket socket, Stream network) : IAsyncDisposable
     {
+        public Socket Socket => socket;
+
         public Stream Network { get; } = network;
 
         public async ValueTask DisposeAsync()

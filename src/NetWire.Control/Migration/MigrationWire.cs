@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Globalization;
 using System.Net;
+using System.Net.Sockets;
 using System.Text;
 
 namespace NetWire.Control.Migration;
@@ -31,6 +32,36 @@ internal static class MigrationWire
 
     /// <summary>Most bytes of refusals a prepared reply carries.</summary>
     public const int MaxPrepared = 16 << 20;
+
+    /// <summary>Longest a handover step waits on its own thread for the peer's next message (<see cref="WaitReadable"/>).</summary>
+    public static readonly TimeSpan PollLimit = TimeSpan.FromSeconds(1);
+
+    /// <summary>
+    /// Waits in poll(2) on the calling thread, up to <see cref="PollLimit"/>, until the peer's next
+    /// message has arrived on <paramref name="socket"/> (null: over TLS, where bytes may wait in
+    /// the TLS stream's buffer instead; nothing is waited for). The read that follows then completes
+    /// at once: an asynchronous read would end with the socket engine's thread handing the
+    /// continuation to the thread pool, whose workers sleep (the runtimeconfig's spin limit 0), one
+    /// more wake-up per step while the source holds its flows locked (docs/performance.md). The
+    /// handover is lockstep, so the next message is never in a buffer already. Past the limit the
+    /// asynchronous read waits as before, with its timeout and cancellation.
+    /// </summary>
+    public static void WaitReadable(Socket? socket)
+    {
+        if (socket is null)
+        {
+            return;
+        }
+
+        try
+        {
+            _ = socket.Poll(PollLimit, SelectMode.SelectRead);
+        }
+        catch (Exception ex) when (ex is SocketException or ObjectDisposedException)
+        {
+            // The read that follows reports it.
+        }
+    }
 
     /// <summary>Parses QEMU's <c>tcp:HOST:PORT</c> migration URI (HOST an address or a name; IPv6 in brackets).</summary>
     /// <exception cref="FormatException">Any other form.</exception>

@@ -40,6 +40,9 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
     private GatewayExport? _export;
     private Gateway? _exporting;
     private Gateway? _importing;
+
+    /// <summary>Target: what the apply took over, logged by <see cref="Activate"/>.</summary>
+    private (int Moved, int Datagrams, int Reset)? _imported;
     private byte[] _refusals = [];
 
     /// <summary>Source: what the target refused at the release (null: all of it), for the result after <see cref="Complete"/>; set by <see cref="Release"/>.</summary>
@@ -226,11 +229,18 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
 
     private void Summarize(GatewayExport export, Dictionary<int, FlowResetReason>? refused)
     {
+        // Plain loops, no LINQ: this runs between the target's last reply and the source's outcome.
+        var icmp = 0;
+        foreach (var flow in export.Datagrams)
+        {
+            icmp += flow.Icmp ? 1 : 0;
+        }
+
         var result = new Dictionary<string, long>
         {
             ["tcp"] = export.Moving.Count - (refused?.Count ?? export.Moving.Count),
-            ["udp"] = export.Datagrams.Count(d => !d.Icmp),
-            ["icmp"] = export.Datagrams.Count(d => d.Icmp),
+            ["udp"] = export.Datagrams.Count - icmp,
+            ["icmp"] = icmp,
         };
         var reasons = new Dictionary<FlowResetReason, int>();
         foreach (var (_, reset, _) in export.Resetting)
@@ -247,15 +257,22 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
             }
         }
 
+        var resets = 0;
         foreach (var (reason, count) in reasons)
         {
             result["reset-" + StackCounters.Name(reason).Replace('_', '-')] = count;
+            resets += count;
         }
 
-        result["reset"] = reasons.Values.Sum();
+        result["reset"] = resets;
         _lastResult = result;
-        StackLog.FlowsMigrated(_logger, (int)result["tcp"], export.Datagrams.Count, "handed over", (int)result["reset"], Describe(reasons));
+
+        // Read while the source sets its outcome: the log line goes on another thread, off that path.
+        var logged = new Handed(_logger, (int)result["tcp"], export.Datagrams.Count, resets, reasons);
+        ThreadPool.UnsafeQueueUserWorkItem(static l => StackLog.FlowsMigrated(l.Logger, l.Moved, l.Datagrams, "handed over", l.Reset, Describe(l.Reasons)), logged, preferLocal: false);
     }
+
+    private sealed record Handed(ILogger Logger, int Moved, int Datagrams, int Reset, Dictionary<FlowResetReason, int> Reasons);
 
     public Action Read(StateSectionReader reader)
     {
@@ -329,7 +346,7 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
         {
             gateway.ImportFlows(plan, refused, VirtualFar);
             _importing = gateway;
-            StackLog.FlowsMigrated(_logger, plan.Tcp.Count - refused.Count, plan.Datagrams.Count, "taken over", refused.Count + plan.Resets.Count, string.Empty);
+            _imported = (plan.Tcp.Count - refused.Count, plan.Datagrams.Count, refused.Count + plan.Resets.Count);
         };
     }
 
@@ -339,6 +356,13 @@ public sealed class GatewayFlowSection : IHandoverSection, IDisposable
     {
         _importing?.ActivateImported();
         _importing = null;
+
+        // Logged once the flows run: the source waits for the target's reply meanwhile.
+        if (_imported is { } imported)
+        {
+            _imported = null;
+            StackLog.FlowsMigrated(_logger, imported.Moved, imported.Datagrams, "taken over", imported.Reset, string.Empty);
+        }
     }
 
     public void Dispose() => _lock.Dispose();

@@ -79,7 +79,7 @@ public sealed partial class NamespaceMigrationTests
                 Assert.True((long)flows["tcp"]! >= 4, result.ToJsonString());
                 Assert.Equal(0L, (long)flows["reset"]!);
                 var phases = result["phases"]!.AsObject();
-                Assert.Equal(["freeze", "state", "connect", "transfer", "release", "restore", "unlock"], phases.Select(p => p.Key));
+                Assert.Equal(["start", "freeze", "state", "connect", "transfer", "release", "restore", "unlock", "end"], phases.Select(p => p.Key));
                 Assert.All(phases, p => Assert.InRange((double)p.Value!, 0, (double)result["total-time"]! + 1));
                 await target.WaitForLineAsync(l => l.Contains($"TAP {Tap} attached", StringComparison.Ordinal), s_wait);
 
