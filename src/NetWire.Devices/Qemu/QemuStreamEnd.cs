@@ -296,6 +296,63 @@ public sealed class QemuStreamEnd : WireEnd
         }
     }
 
+    /// <summary>Moves what is pending to the front when less than a whole frame's room is left after it.</summary>
+    private static void MakeRoom(byte[] buffer, ref int start, ref int end)
+    {
+        if (start == end)
+        {
+            start = end = 0;
+        }
+        else if (buffer.Length - end < HeaderLength + FramePool.MaxFrameLength)
+        {
+            Buffer.BlockCopy(buffer, start, buffer, 0, end - start);
+            end -= start;
+            start = 0;
+        }
+    }
+
+    /// <summary>
+    /// The length of the frame whose header is at <paramref name="start"/>: 0 while it has not all
+    /// arrived, -1 when its length is out of bounds (the connection ends: <see cref="BadLength"/>).
+    /// </summary>
+    private static int NextFrameLength(byte[] buffer, int start, int end)
+    {
+        if (end - start < HeaderLength)
+        {
+            return 0;
+        }
+
+        var length = BinaryPrimitives.ReadUInt32BigEndian(buffer.AsSpan(start));
+        if (length < FramePool.MinFrameLength || length > FramePool.MaxFrameLength)
+        {
+            return -1;
+        }
+
+        return end - start < HeaderLength + (int)length ? 0 : (int)length;
+    }
+
+    /// <summary>Counts and logs a frame length out of bounds; the connection ends.</summary>
+    private (EndReason Reason, string Detail) BadLength(byte[] buffer, int start)
+    {
+        var length = BinaryPrimitives.ReadUInt32BigEndian(buffer.AsSpan(start));
+        Counters.Dropped(DropReason.BadLength);
+        DevicesLog.BadFrameLength(_logger, Name, length, FramePool.MinFrameLength, FramePool.MaxFrameLength);
+        return (EndReason.ProtocolError, $"bad frame length {length}");
+    }
+
+    /// <summary>The guest closed its side with <paramref name="pending"/> bytes of a frame unread (a Truncated drop when any).</summary>
+    private (EndReason Reason, string Detail) EndOfStream(int pending)
+    {
+        if (pending > 0)
+        {
+            Counters.Dropped(DropReason.Truncated);
+            DevicesLog.TruncatedFrame(_logger, Name, pending);
+            return (EndReason.PeerClosed, "closed mid-frame");
+        }
+
+        return (EndReason.PeerClosed, "closed by the guest");
+    }
+
     internal async Task<(EndReason Reason, string Detail)> ReceiveLoopAsync(Socket socket, IPacketReceiver receiver, CancellationToken cancellationToken)
     {
         var buffer = ArrayPool<byte>.Shared.Rent(BufferLength);
@@ -305,17 +362,7 @@ public sealed class QemuStreamEnd : WireEnd
             var end = 0;
             while (true)
             {
-                if (start == end)
-                {
-                    start = end = 0;
-                }
-                else if (buffer.Length - end < HeaderLength + FramePool.MaxFrameLength)
-                {
-                    // Keep room for a whole frame after what is pending.
-                    Buffer.BlockCopy(buffer, start, buffer, 0, end - start);
-                    end -= start;
-                    start = 0;
-                }
+                MakeRoom(buffer, ref start, ref end);
 
                 int n;
                 try
@@ -329,30 +376,16 @@ public sealed class QemuStreamEnd : WireEnd
 
                 if (n == 0)
                 {
-                    if (end > start)
-                    {
-                        Counters.Dropped(DropReason.Truncated);
-                        DevicesLog.TruncatedFrame(_logger, Name, end - start);
-                        return (EndReason.PeerClosed, "closed mid-frame");
-                    }
-
-                    return (EndReason.PeerClosed, "closed by the guest");
+                    return EndOfStream(end - start);
                 }
 
                 end += n;
-                while (end - start >= HeaderLength)
+                int length;
+                while ((length = NextFrameLength(buffer, start, end)) != 0)
                 {
-                    var length = BinaryPrimitives.ReadUInt32BigEndian(buffer.AsSpan(start));
-                    if (length < FramePool.MinFrameLength || length > FramePool.MaxFrameLength)
+                    if (length < 0)
                     {
-                        Counters.Dropped(DropReason.BadLength);
-                        DevicesLog.BadFrameLength(_logger, Name, length, FramePool.MinFrameLength, FramePool.MaxFrameLength);
-                        return (EndReason.ProtocolError, $"bad frame length {length}");
-                    }
-
-                    if (end - start < HeaderLength + (int)length)
-                    {
-                        break;
+                        return BadLength(buffer, start);
                     }
 
                     if (!receiver.CanRecvPacket)
@@ -361,10 +394,10 @@ public sealed class QemuStreamEnd : WireEnd
                         await receiver.WaitCanRecvPacketAsync(cancellationToken).ConfigureAwait(false);
                     }
 
-                    var frame = Pool.Rent(buffer.AsSpan(start + HeaderLength, (int)length));
-                    Counters.Received((int)length);
+                    var frame = Pool.Rent(buffer.AsSpan(start + HeaderLength, length));
+                    Counters.Received(length);
                     receiver.RecvPacket(frame);
-                    start += HeaderLength + (int)length;
+                    start += HeaderLength + length;
                 }
             }
         }
@@ -407,17 +440,7 @@ public sealed class QemuStreamEnd : WireEnd
                 while (true)
                 {
                     cancellationToken.ThrowIfCancellationRequested();
-                    if (start == end)
-                    {
-                        start = end = 0;
-                    }
-                    else if (buffer.Length - end < HeaderLength + FramePool.MaxFrameLength)
-                    {
-                        // Keep room for a whole frame after what is pending.
-                        Buffer.BlockCopy(buffer, start, buffer, 0, end - start);
-                        end -= start;
-                        start = 0;
-                    }
+                    MakeRoom(buffer, ref start, ref end);
 
                     var n = Libc.Recv(fd, data + end, buffer.Length - end, Libc.MsgDontWait);
                     if (n < 0)
@@ -439,30 +462,16 @@ public sealed class QemuStreamEnd : WireEnd
 
                     if (n == 0)
                     {
-                        if (end > start)
-                        {
-                            Counters.Dropped(DropReason.Truncated);
-                            DevicesLog.TruncatedFrame(_logger, Name, end - start);
-                            return (EndReason.PeerClosed, "closed mid-frame");
-                        }
-
-                        return (EndReason.PeerClosed, "closed by the guest");
+                        return EndOfStream(end - start);
                     }
 
                     end += (int)n;
-                    while (end - start >= HeaderLength)
+                    int length;
+                    while ((length = NextFrameLength(buffer, start, end)) != 0)
                     {
-                        var length = BinaryPrimitives.ReadUInt32BigEndian(buffer.AsSpan(start));
-                        if (length < FramePool.MinFrameLength || length > FramePool.MaxFrameLength)
+                        if (length < 0)
                         {
-                            Counters.Dropped(DropReason.BadLength);
-                            DevicesLog.BadFrameLength(_logger, Name, length, FramePool.MinFrameLength, FramePool.MaxFrameLength);
-                            return (EndReason.ProtocolError, $"bad frame length {length}");
-                        }
-
-                        if (end - start < HeaderLength + (int)length)
-                        {
-                            break;
+                            return BadLength(buffer, start);
                         }
 
                         while (!receiver.CanRecvPacket)
@@ -479,10 +488,10 @@ public sealed class QemuStreamEnd : WireEnd
                             }
                         }
 
-                        var frame = Pool.Rent(buffer.AsSpan(start + HeaderLength, (int)length));
-                        Counters.Received((int)length);
+                        var frame = Pool.Rent(buffer.AsSpan(start + HeaderLength, length));
+                        Counters.Received(length);
                         receiver.RecvPacket(frame);
-                        start += HeaderLength + (int)length;
+                        start += HeaderLength + length;
                     }
                 }
             }
