@@ -42,23 +42,31 @@ public sealed class IoErrorsTests
     [Fact]
     public async Task WritingAfterThePeerClosed_IsABrokenPipe_ThatIsPeerGone()
     {
-        var path = Path.Combine(Directory.CreateTempSubdirectory("nwtest-").FullName, "s");
-        using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        listener.Bind(new UnixDomainSocketEndPoint(path));
-        listener.Listen(1);
-        using var ours = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        await ours.ConnectAsync(new UnixDomainSocketEndPoint(path));
-        (await listener.AcceptAsync()).Dispose();
-
-        var ex = await Assert.ThrowsAsync<SocketException>(async () =>
+        var dir = Directory.CreateTempSubdirectory("nwtest-").FullName;
+        try
         {
-            while (true)
+            var path = Path.Combine(dir, "s");
+            using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            listener.Bind(new UnixDomainSocketEndPoint(path));
+            listener.Listen(1);
+            using var ours = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            await ours.ConnectAsync(new UnixDomainSocketEndPoint(path));
+            (await listener.AcceptAsync()).Dispose();
+
+            var ex = await Assert.ThrowsAsync<SocketException>(async () =>
             {
-                await ours.SendAsync(new byte[4096], SocketFlags.None);
-            }
-        });
-        Assert.True(IoErrors.IsPeerGone(ex.SocketErrorCode), ex.SocketErrorCode.ToString());
-        Assert.Equal([SocketFailure, IoFailure, SocketEnd], Matches(ex));
+                while (true)
+                {
+                    await ours.SendAsync(new byte[4096], SocketFlags.None);
+                }
+            });
+            Assert.True(IoErrors.IsPeerGone(ex.SocketErrorCode), ex.SocketErrorCode.ToString());
+            Assert.Equal([SocketFailure, IoFailure, SocketEnd], Matches(ex));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
     }
 
     [Fact]
@@ -159,11 +167,18 @@ public sealed class IoErrorsTests
     public void AMissingFile_AndADirectoryReadAsAFile_AreFileErrors_NotSocketFailures()
     {
         var dir = Directory.CreateTempSubdirectory("nwtest-").FullName;
-        var missing = Assert.ThrowsAny<IOException>(() => File.ReadAllText(Path.Combine(dir, "missing")));
-        var directory = Assert.Throws<UnauthorizedAccessException>(() => File.ReadAllText(dir));
+        try
+        {
+            var missing = Assert.ThrowsAny<IOException>(() => File.ReadAllText(Path.Combine(dir, "missing")));
+            var directory = Assert.Throws<UnauthorizedAccessException>(() => File.ReadAllText(dir));
 
-        Assert.Equal([IoFailure, FileError], Matches(missing));
-        Assert.Equal([FileError], Matches(directory));
+            Assert.Equal([IoFailure, FileError], Matches(missing));
+            Assert.Equal([FileError], Matches(directory));
+        }
+        finally
+        {
+            Directory.Delete(dir);
+        }
     }
 
     [Fact]
