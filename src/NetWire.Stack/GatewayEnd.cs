@@ -89,8 +89,10 @@ public sealed class GatewayEnd : WireEnd, HostPoller.IGuestWork, IInputLoop
     /// <summary>
     /// False: producers wait for room through <see cref="WireEnd.WaitCanSendPacketAsync"/>, so a
     /// stream guest's upload keeps its async receive loop. The dedicated receive thread that a
-    /// bridge uses is not measured towards the gateway yet (tools/bench/guest-path.sh;
-    /// docs/performance.md, "netwire bridge").
+    /// bridge uses was measured towards the gateway (tools/bench/guest-path.sh): it halves the
+    /// gateway's CPU per byte towards the guest but slows an emulated guest's uploads, which then
+    /// send smaller segments against an ACK per burst (docs/performance.md, "Reading a stream
+    /// guest off the thread pool: tried, not on").
     /// </summary>
     public override bool HasRoomSignal => false;
 
