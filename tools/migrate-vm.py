@@ -5,7 +5,7 @@ connections survive (docs/migration.md, "Whole-VM migration").
   tools/migrate-vm.py --qemu-source A.qmp --qemu-target B.qmp --qemu-uri tcp:HOST:PORT \\
                       --netwire-source NA.qmp --netwire-target NB.qmp --netwire-uri tcp:HOST:PORT \\
                       [--spice HOST:PORT] [--max-bandwidth BYTES] [--downtime-limit MS] \\
-                      [--quit-source] [--json]
+                      [--pause-first] [--quit-source] [--json]
 
 Before it runs: the target appliance (`netwire serve --incoming tcp:...`) listens for the guest's
 NIC, then the target QEMU starts with the same options as the source plus `-incoming tcp:... -S`
@@ -62,6 +62,8 @@ def migrate(args):
             qemu_a.execute("migrate-set-parameters", **parameters)
 
         started = time.monotonic()
+        if args.pause_first:
+            qemu_a.execute("stop")
         qemu_a.execute("migrate", uri=args.qemu_uri)
         at, event = qemu_a.wait_event("MIGRATION", lambda e: e["data"]["status"] in FINAL, timeout=args.timeout, since=started)
         if event["data"]["status"] != "completed":
@@ -117,6 +119,8 @@ def main():
     ap.add_argument("--spice", metavar="HOST:PORT", help="move the SPICE clients too: the target appliance's SPICE port")
     ap.add_argument("--max-bandwidth", type=int, help="QEMU migrate-set-parameters max-bandwidth (bytes/s)")
     ap.add_argument("--downtime-limit", type=int, help="QEMU migrate-set-parameters downtime-limit (ms)")
+    ap.add_argument("--pause-first", action="store_true",
+                    help="pause the source VM before QEMU copies its memory (stop-and-copy instead of live pre-copy)")
     ap.add_argument("--timeout", type=float, default=300, help="seconds each migration may take")
     ap.add_argument("--quit-source", action="store_true", help="quit the source QEMU and appliance afterwards")
     ap.add_argument("--json", action="store_true", help="print the result as one JSON object")

@@ -27,6 +27,7 @@ internal sealed class VmDownloadRun : IAsyncDisposable
 
     private readonly List<IAsyncDisposable> _owned = [];
     private readonly List<(string Name, ManagedProcess Process)> _logged = [];
+    private readonly List<string> _appliances = [];
     private readonly TaskCompletionSource _migrated = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly CancellationTokenSource _stop = CancellationTokenSource.CreateLinkedTokenSource(TestContext.Current.CancellationToken);
     private readonly Progress _progress = new();
@@ -89,6 +90,7 @@ internal sealed class VmDownloadRun : IAsyncDisposable
         }
 
         var process = Track(name, ProcessRunner.Start("dotnet", args));
+        _appliances.Add(name);
         var incomingPort = incoming ? await ApplianceOutput.PortAsync(process, ApplianceOutput.IncomingListening(), Wait) : 0;
         var spice = await ApplianceOutput.PortAsync(process, ApplianceOutput.SpiceListening(), Wait);
         await ApplianceOutput.ControlSocketAsync(process, Wait);
@@ -106,9 +108,13 @@ internal sealed class VmDownloadRun : IAsyncDisposable
     public async Task StartGuestAsync(VmAppliance appliance, string host, int port)
     {
         // nc's stdin is a FIFO nobody writes, so it sends nothing, keeps its side open and reads to EOF.
+        // Every 5 s the guest says how much it has: a stall report then tells a guest that stopped
+        // running from one that runs and gets no bytes.
         var script = $$"""
             . /lib/nw.sh
             mkfifo /tmp/hold
+            : > /tmp/f
+            (while sleep 5; do mark TICK $(wc -c < /tmp/f); done) &
             mark READY
             nc {{host}} {{port}} <> /tmp/hold > /tmp/f
             rc=$?
@@ -123,6 +129,12 @@ internal sealed class VmDownloadRun : IAsyncDisposable
     /// runs tools/migrate-vm.py with <paramref name="options"/>; checks that it moved everything and
     /// returns its <c>netwire</c> object (NetWire's <c>query-migrate</c> on the source, flows included).
     /// </summary>
+    /// <remarks>
+    /// QEMU copies the VM paused (<c>--pause-first</c>): under TCG on a loaded host, QEMU 7.2's
+    /// live pre-copy now and then resumed the guest with corrupted memory, a kernel oops right
+    /// after the move (docs/migration.md, "Whole-VM migration"). NetWire's part of the move is
+    /// the same either way: it starts once QEMU reports <c>completed</c>, with the source paused.
+    /// </remarks>
     public async Task<JsonElement> MigrateAsync(VmAppliance source, VmAppliance target, params string[] options)
     {
         await _progress.WaitForAsync(3 << 20, Wait);
@@ -132,7 +144,7 @@ internal sealed class VmDownloadRun : IAsyncDisposable
             Path.Combine(RepoPaths.Root, "tools", "migrate-vm.py"), "--json",
             "--qemu-source", Qmp("qemu-" + source.Name), "--qemu-target", Qmp("qemu-" + target.Name), "--qemu-uri", $"tcp:127.0.0.1:{qemuPort}",
             "--netwire-source", Qmp(source.Name), "--netwire-target", Qmp(target.Name), "--netwire-uri", $"tcp:127.0.0.1:{target.Incoming}",
-            .. options,
+            "--pause-first", .. options,
         ], Wait);
         Assert.True(run.ExitCode == 0, $"migrate-vm: {run.Stdout} {run.Stderr}\n{Logs()}");
         TestContext.Current.TestOutputHelper?.WriteLine($"migrate-vm: {run.Stdout}");
@@ -151,7 +163,16 @@ internal sealed class VmDownloadRun : IAsyncDisposable
     public async Task AssertDownloadCompleteAsync()
     {
         _migrated.SetResult();
-        var done = await _target!.WaitForMarkerAsync("DOWNLOAD", Wait);
+        string done;
+        try
+        {
+            done = await _target!.WaitForMarkerAsync("DOWNLOAD", Wait);
+        }
+        catch (TimeoutException timeout)
+        {
+            throw new TimeoutException($"{timeout.Message}\n{await StallReportAsync()}", timeout);
+        }
+
         Assert.True(done == $"rc=0 len={PayloadBytes} sha={Convert.ToHexStringLower(SHA256.HashData(_payload))}", $"{done}\n{Logs()}");
         await _server.WaitAsync(Wait);
 
@@ -161,6 +182,52 @@ internal sealed class VmDownloadRun : IAsyncDisposable
         Assert.True(opens.Stdout.Trim().Length > 0, $"tcpdump saw no connection to the server: {opens.Stderr}");
         var resets = await ProcessRunner.RunAsync("tcpdump", ["-r", Pcap, "-n", "tcp[tcpflags] & tcp-rst != 0"], TimeSpan.FromSeconds(60));
         Assert.True(resets.Stdout.Trim().Length == 0, $"RSTs on the server's port: {resets.Stdout}\n{Logs()}");
+    }
+
+    /// <summary>
+    /// What a stalled download leaves to look at: the server's progress, the last segments on the
+    /// server's port, the target appliance's wire counters, and every tracked process's output.
+    /// </summary>
+    private async Task<string> StallReportAsync()
+    {
+        var report = new System.Text.StringBuilder();
+        report.AppendLine($"server: {_progress.Bytes} of {PayloadBytes} bytes handed to its socket, finished {_server.IsCompleted}");
+        try
+        {
+            var tail = await ProcessRunner.RunAsync("tcpdump", ["-r", Pcap, "-n", "-tt"], TimeSpan.FromSeconds(60));
+            var lines = tail.Stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+            report.AppendLine($"tcpdump on the server's port, last 30 of {lines.Length} segments:");
+            foreach (var line in lines.TakeLast(30))
+            {
+                report.AppendLine(line);
+            }
+        }
+        catch (Exception e) when (e is TimeoutException or InvalidOperationException or IOException)
+        {
+            report.AppendLine($"tcpdump: {e.Message}");
+        }
+
+        foreach (var appliance in _appliances)
+        {
+            try
+            {
+                var wire = await QmpMigration.CommandAsync(Qmp(appliance), "query-wire", "{}", TimeSpan.FromSeconds(10));
+                report.AppendLine($"{appliance} query-wire: {wire.ToJsonString()}");
+            }
+            catch (Exception e) when (e is TimeoutException or OperationCanceledException or SocketException or IOException)
+            {
+                report.AppendLine($"{appliance} query-wire: {e.Message}");
+            }
+        }
+
+        report.AppendLine("source guest's serial console, last 10 lines:");
+        foreach (var line in _source!.SerialLines.TakeLast(10))
+        {
+            report.AppendLine(line);
+        }
+
+        report.Append(Logs());
+        return report.ToString();
     }
 
     /// <summary>The output of the appliances and the other tracked processes, for failure messages.</summary>
@@ -243,6 +310,17 @@ internal sealed class VmDownloadRun : IAsyncDisposable
         private readonly Lock _gate = new();
         private readonly List<(long Bytes, TaskCompletionSource Reached)> _waiters = [];
         private long _bytes;
+
+        public long Bytes
+        {
+            get
+            {
+                lock (_gate)
+                {
+                    return _bytes;
+                }
+            }
+        }
 
         public void Report(long bytes)
         {
