@@ -27,7 +27,8 @@ namespace NetWire.Devices.Qemu;
 /// other end's queue when it has room, so neither direction goes through the thread pool
 /// (docs/performance.md, "netwire bridge"); towards the user-mode gateway it is an async loop. A
 /// length of 0, under 14 or over 69,632 closes the connection (counted as BadLength); a
-/// connection that ends mid-frame counts a Truncated drop.
+/// connection that ends mid-frame counts a Truncated drop. When a send fails because the guest
+/// went away, the receive side still reads what the guest wrote before (<see cref="DrainLimit"/>).
 /// </remarks>
 public sealed class QemuStreamEnd : WireEnd
 {
@@ -55,6 +56,12 @@ public sealed class QemuStreamEnd : WireEnd
         _connect = connect;
         _logger = logger;
     }
+
+    /// <summary>
+    /// How long the receive side may go on reading once the send side lost the guest, for the
+    /// frames the guest sent before it went (they are in the socket); then the connection ends.
+    /// </summary>
+    internal TimeSpan DrainLimit { get; init; } = TimeSpan.FromSeconds(5);
 
     /// <inheritdoc/>
     public override string Description => $"stream {Format(_endPoint)}{(_connect ? ", connecting" : ", listening")}";
@@ -270,6 +277,14 @@ public sealed class QemuStreamEnd : WireEnd
         try
         {
             var first = await Task.WhenAny(receiving, sending).ConfigureAwait(false);
+            if (first == sending && sending.IsCompletedSuccessfully && sending.Result.Reason == EndReason.ConnectionLost && !receiving.IsCompleted)
+            {
+                // The guest stopped taking frames (it closed, or shut its receive side), but what it
+                // sent before is still in the socket: the receive side reads on to its end (EOF or an
+                // error), for DrainLimit at most, so those frames are not lost with the connection.
+                await Task.WhenAny(receiving, Task.Delay(DrainLimit, token)).ConfigureAwait(false);
+            }
+
             end = first == receiving ? await receiving.ConfigureAwait(false) : await sending.ConfigureAwait(false);
         }
         finally

@@ -31,11 +31,15 @@ internal sealed class LoopbackBridge : IAsyncDisposable
     /// <summary>Frames of this bridge only, so tests running in parallel do not disturb its count.</summary>
     public FramePool Pool { get; private init; } = FramePool.Shared;
 
-    public static async Task<LoopbackBridge> StreamAsync(int queue = 64, int hostQueue = 64, Microsoft.Extensions.Logging.ILogger? logger = null)
+    public static async Task<LoopbackBridge> StreamAsync(int queue = 64, int hostQueue = 64, Microsoft.Extensions.Logging.ILogger? logger = null, TimeSpan? drainLimit = null)
     {
         var dir = Directory.CreateTempSubdirectory("nwtest-").FullName;
         var pool = new FramePool();
-        var guest = new QemuStreamEnd("guest", new System.Net.Sockets.UnixDomainSocketEndPoint(Path.Combine(dir, "g.sock")), connect: false, pool, queue, logger ?? NullLogger.Instance);
+        var guest = new QemuStreamEnd("guest", new System.Net.Sockets.UnixDomainSocketEndPoint(Path.Combine(dir, "g.sock")), connect: false, pool, queue, logger ?? NullLogger.Instance)
+        {
+            DrainLimit = drainLimit ?? TimeSpan.FromSeconds(5),
+        };
+
         var bridge = new LoopbackBridge(guest, new InMemoryWireEnd("host", hostQueue, pool: pool), dir) { Pool = pool };
         await guest.Ready.WaitAsync(TimeSpan.FromSeconds(10));
         return bridge;

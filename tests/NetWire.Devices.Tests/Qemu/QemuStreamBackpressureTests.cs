@@ -120,4 +120,32 @@ public sealed class QemuStreamBackpressureTests
             }
         }
     }
+
+    [Fact]
+    public async Task GuestThatGoesAway_WithFramesStillInItsSocket_TheyAllReachTheHost()
+    {
+        // A guest (netwire replay, say) writes its frames and closes before the answers come: a
+        // send towards it then fails, and the frames it wrote are still in NetWire's socket.
+        const int Total = 10;
+        await using var bridge = await LoopbackBridge.StreamAsync(hostQueue: 1, drainLimit: TimeSpan.FromSeconds(60));
+        using (var client = await StreamClient.ConnectAsync(bridge.SocketPath))
+        {
+            for (var i = 0; i < Total; i++)
+            {
+                await client.SendFrameAsync(StreamClient.Frame(60, i));
+            }
+
+            // The host end holds one frame and takes no more: the receive side waits for room.
+            Assert.True(await LoopbackBridge.EventuallyAsync(() => bridge.Host.Queued == 1));
+        }
+
+        await bridge.Host.Inject(StreamClient.Frame(60, 100));
+        Assert.True(
+            await LoopbackBridge.EventuallyAsync(() => bridge.Guest.Counters.Drops(DropReason.SendFailed) == 1, TimeSpan.FromSeconds(60)),
+            $"send_failed {bridge.Guest.Counters.Drops(DropReason.SendFailed)}");
+
+        var received = await bridge.HostReceivesAsync(Total, TimeSpan.FromSeconds(60));
+        Assert.Equal(Enumerable.Range(0, Total), received.Select(StreamClient.SeqOf));
+        Assert.Equal(Total, bridge.Guest.Counters.RxFrames);
+    }
 }
