@@ -146,6 +146,48 @@ public sealed partial class GatewayMigrationTests
         OutliveTimeWait = true,
     });
 
+    /// <summary>
+    /// A full table does not evict a connection in TIME-WAIT whose guest bytes wait for the host
+    /// (the eviction would close its socket without them): the guest's new connection is refused
+    /// instead, and the waiting bytes and the EOF still reach the host.
+    /// </summary>
+    [Fact]
+    public Task TimeWait_WhileGuestBytesWait_IsNotEvictedForANewConnection() => RunClosingAsync(TimeWaitCase with
+    {
+        Move = false,
+        MaxTcpConnections = 1,
+        AtTheCase = async (source, port, frames) =>
+        {
+            var other = new TestTcpPeer([1, 2, 3], 4096, 7, 6000);
+            other.Connect(IpAddr.FromIpv4(GuestIp), 40011, IpAddr.FromIpv4(GatewayIp), port, 0);
+            source.Deliver(other.TakeOutput());
+            var drained = new List<byte[]>();
+            for (var i = 0; i < 2000 && !other.GotReset; i++)
+            {
+                drained.Clear();
+                source.Receiver.DrainTo(drained);
+                foreach (var frame in drained)
+                {
+                    if (ParseTcpAny(frame).Header.DestinationPort == 40011)
+                    {
+                        other.OnFrame(frame, 0);
+                    }
+                    else
+                    {
+                        frames.Add(frame);
+                    }
+                }
+
+                await Task.Delay(2, TestContext.Current.CancellationToken);
+            }
+
+            var state = source.Describe();
+            Assert.True(
+                other.GotReset && source.Count == 1 && state.StartsWith("TimeWait", StringComparison.Ordinal) && !state.Contains("to-host 0 ", StringComparison.Ordinal),
+                $"the new connection was not refused, or the waiting one did not stay: {other.Describe()}; {state}; {Counters(source)}");
+        },
+    });
+
     /// <summary>TIME-WAIT towards the guest with the guest's last bytes in the ring towards a host that reads only after the move.</summary>
     private static ClosingCase TimeWaitCase => new()
     {
@@ -190,7 +232,7 @@ public sealed partial class GatewayMigrationTests
         var hostData = new byte[c.HostBytes];
         random.NextBytes(guestData);
         random.NextBytes(hostData);
-        var options = new GatewayOptions { AllowHostLoopback = true, TcpBufferBytes = c.BufferBytes };
+        var options = new GatewayOptions { AllowHostLoopback = true, TcpBufferBytes = c.BufferBytes, MaxTcpConnections = c.MaxTcpConnections };
         var time = new FakeTimeProvider();
         await using var a = new Side(options, time, hold: false);
         await using var b = new Side(options, time, hold: true);
@@ -272,6 +314,11 @@ public sealed partial class GatewayMigrationTests
             Assert.True(
                 a.Count == 1 && outlived.StartsWith("TimeWait", StringComparison.Ordinal) && !outlived.Contains("to-host 0 ", StringComparison.Ordinal) && outlived.Contains(" kernel ", StringComparison.Ordinal),
                 $"the connection did not outlive its TIME-WAIT with the guest's bytes and its socket: {outlived}; {Counters(a)}");
+        }
+
+        if (c.AtTheCase is { } atTheCase)
+        {
+            await atTheCase(a, port, frames);
         }
 
         var end = a;
@@ -422,6 +469,11 @@ public sealed partial class GatewayMigrationTests
 
         /// <summary>Once the case is reached, the clock passes the TIME-WAIT time on the source, and on the target after the move.</summary>
         public bool OutliveTimeWait { get; init; }
+
+        public int MaxTcpConnections { get; init; } = new GatewayOptions().MaxTcpConnections;
+
+        /// <summary>Runs on the source once the case is reached, before the move (the host peer's port; frames it drains for the guest go to the list).</summary>
+        public Func<Side, ushort, List<byte[]>, Task>? AtTheCase { get; init; }
 
         /// <summary>Runs each step until it returns true; the move waits for it.</summary>
         public Func<string, TestTcpPeer, bool>? Prepare { get; init; }
