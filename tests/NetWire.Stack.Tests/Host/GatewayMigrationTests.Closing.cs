@@ -347,6 +347,14 @@ public sealed partial class GatewayMigrationTests
 
         if (c.HostReadsAfter)
         {
+            if (c.HostReceiveBuffer > 0)
+            {
+                // The small buffer only kept the guest's bytes waiting. Left at 4 KiB, the 3 MB the
+                // kernel queued for it took up to 2 minutes on a busy machine (ss showed the sender
+                // retransmitting into the 4 KiB window with a 3 s RTO).
+                host.ReceiveBufferSize = 1 << 20;
+            }
+
             reader.Start(cancellationToken);
         }
 
