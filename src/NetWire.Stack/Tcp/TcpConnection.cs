@@ -171,7 +171,12 @@ internal sealed partial class TcpConnection
     /// <summary>Queued in the gateway's end-of-batch ACK list; written under the gateway lock.</summary>
     public bool AckQueued { get; set; }
 
-    public bool InTimeWait => _state == State.TimeWait;
+    /// <summary>
+    /// In TIME-WAIT with nothing left for the host: a full table may evict it. One whose socket is
+    /// still open holds guest bytes or the FIN the host has not taken, which an eviction would lose
+    /// (docs/migration.md, "Closing connections": TIME-WAIT does not end while they wait).
+    /// </summary>
+    public bool Evictable => _state == State.TimeWait && _host is null;
 
     /// <summary>In TIME-WAIT, a SYN whose sequence number is past the old connection's: a new connection on the same ports.</summary>
     public bool TakesNewSyn(uint sequence) => _state == State.TimeWait && (int)(sequence - _rcvNxt) > 0;

@@ -234,7 +234,7 @@ internal sealed class TcpNat(Gateway gateway)
     {
         foreach (var connection in _connections.Values)
         {
-            if (connection.InTimeWait)
+            if (connection.Evictable)
             {
                 connection.Release();
                 return true;
