@@ -320,6 +320,10 @@ public sealed class TapEnd : WireEnd
         var burst = new Frame[ReadBurstFrames];
         var held = 0;
         var headerLength = _vnetHeader ? VirtioNetHeader.Length : 0;
+
+        // A stream guest's send buffer, which takes plain frames only (it takes no offloads, so
+        // the TAP has no virtio-net header towards it).
+        var sink = headerLength == 0 ? receiver.BurstSink : null;
         try
         {
             fixed (byte* buffer = scratch)
@@ -332,6 +336,18 @@ public sealed class TapEnd : WireEnd
                         // queue until the receiver has room.
                         HandOn(receiver, burst, ref held, waiter, room, cancellationToken);
                         WaitForRoom(receiver, waiter, room, cancellationToken);
+                        continue;
+                    }
+
+                    if (held == 0 && sink is not null && sink.TryBeginBurst())
+                    {
+                        // Nothing queued before them: read a burst into the guest's send buffer and
+                        // send it from this thread.
+                        if (ReadBurstInto(sink))
+                        {
+                            Libc.Poll(pollFds, stopFd >= 0 ? 2u : 1u, PollTimeoutMs);
+                        }
+
                         continue;
                     }
 
@@ -358,10 +374,7 @@ public sealed class TapEnd : WireEnd
                             continue;
                         }
 
-                        // EBADFD: the interface was deleted under the open fd (ip link del).
-                        throw new IOException(errno == Libc.EBadFd
-                            ? $"TAP '{_ifName}' was deleted while NetWire was using it"
-                            : $"read from TAP '{_ifName}' failed: {Libc.Describe(errno)}");
+                        throw ReadFailure(errno);
                     }
 
                     if (n - headerLength < FramePool.MinFrameLength)
@@ -409,6 +422,78 @@ public sealed class TapEnd : WireEnd
             }
         }
     }
+
+    /// <summary>
+    /// Reads up to <see cref="ReadBurstFrames"/> frames straight into <paramref name="sink"/> (a
+    /// burst begun by the caller) and ends the burst, which sends them; true when the kernel's queue
+    /// was found empty. The frames are counted as received once read: the sink delivers them or
+    /// counts them as dropped. Nothing is rented or copied per frame, and the stream guest's send
+    /// thread is not woken (docs/performance.md, "netwire bridge").
+    /// </summary>
+    private unsafe bool ReadBurstInto(IBurstSink sink)
+    {
+        var frames = 0;
+        long bytes = 0;
+        try
+        {
+            while (frames < ReadBurstFrames)
+            {
+                var room = sink.NextFrame(ScratchLength);
+                if (room.IsEmpty)
+                {
+                    return false;
+                }
+
+                nint n;
+                fixed (byte* at = room)
+                {
+                    n = Libc.Read(_fd, at, room.Length);
+                }
+
+                if (n < 0)
+                {
+                    var errno = Marshal.GetLastPInvokeError();
+                    if (errno == Libc.EAgain)
+                    {
+                        return true;
+                    }
+
+                    if (errno == Libc.EIntr)
+                    {
+                        continue;
+                    }
+
+                    throw ReadFailure(errno);
+                }
+
+                if (n < FramePool.MinFrameLength)
+                {
+                    Counters.Dropped(DropReason.BadLength);
+                    continue;
+                }
+
+                sink.CommitFrame((int)n);
+                frames++;
+                bytes += n;
+            }
+
+            return false;
+        }
+        finally
+        {
+            if (frames > 0)
+            {
+                Counters.Received(frames, bytes);
+            }
+
+            sink.EndBurst();
+        }
+    }
+
+    /// <summary>A read from the TAP failed for good; EBADFD: the interface was deleted under the open fd (ip link del).</summary>
+    private IOException ReadFailure(int errno) => new(errno == Libc.EBadFd
+        ? $"TAP '{_ifName}' was deleted while NetWire was using it"
+        : $"read from TAP '{_ifName}' failed: {Libc.Describe(errno)}");
 
     /// <summary>
     /// Reads the TAP on an <see cref="IInputLoop"/>'s thread: a burst of frames per call, each
