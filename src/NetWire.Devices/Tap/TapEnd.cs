@@ -328,6 +328,9 @@ public sealed class TapEnd : WireEnd
         // A stream guest's send buffer, which takes plain frames only (it takes no offloads, so
         // the TAP has no virtio-net header towards it).
         var sink = headerLength == 0 ? receiver.BurstSink : null;
+
+        // Bursts of reads in one system call each, towards that sink; null without io_uring.
+        var ring = sink is not null ? TapReadRing.TryCreate(_fd, ScratchLength) : null;
         try
         {
             fixed (byte* buffer = scratch)
@@ -347,7 +350,13 @@ public sealed class TapEnd : WireEnd
                     {
                         // Nothing queued before them: read a burst into the guest's send buffer and
                         // send it from this thread.
-                        if (ReadBurstInto(sink))
+                        var empty = ReadBurstInto(sink, ref ring, burst, ref held);
+                        if (held > 0)
+                        {
+                            // Frames the send buffer had no room for go on after the burst, in order.
+                            HandOn(receiver, burst, ref held, waiter, room, cancellationToken);
+                        }
+                        else if (empty)
                         {
                             Libc.Poll(pollFds, stopFd >= 0 ? 2u : 1u, PollTimeoutMs);
                         }
@@ -409,6 +418,7 @@ public sealed class TapEnd : WireEnd
             wakeWaiter.Dispose();
             wakeRoom.Dispose();
             EventFdSignal.Release(room);
+            ring?.Dispose();
             if (stopFd >= 0)
             {
                 Libc.Close(stopFd);
@@ -428,13 +438,17 @@ public sealed class TapEnd : WireEnd
     }
 
     /// <summary>
-    /// Reads up to <see cref="ReadBurstFrames"/> frames straight into <paramref name="sink"/> (a
-    /// burst begun by the caller) and ends the burst, which sends them; true when the kernel's queue
-    /// was found empty. The frames are counted as received once read: the sink delivers them or
-    /// counts them as dropped. Nothing is rented or copied per frame, and the stream guest's send
-    /// thread is not woken (docs/performance.md, "netwire bridge").
+    /// Reads up to <see cref="ReadBurstFrames"/> frames into <paramref name="sink"/> (a burst begun
+    /// by the caller) and ends the burst, which sends them; true when the kernel's queue was found
+    /// empty. The frames are counted as received once read: the sink delivers them or counts them
+    /// as dropped. Nothing is rented per frame, and the stream guest's send thread is not woken
+    /// (docs/performance.md, "netwire bridge"). With <paramref name="ring"/>, up to
+    /// <see cref="TapReadRing.Slots"/> frames are read per system call and copied from its slots
+    /// into the sink; frames the sink has no room for (large ones) are rented into
+    /// <paramref name="held"/>, in order, for the caller to hand on after the burst. Without a
+    /// ring each frame is read straight into the sink.
     /// </summary>
-    private unsafe bool ReadBurstInto(IBurstSink sink)
+    private unsafe bool ReadBurstInto(IBurstSink sink, ref TapReadRing? ring, Frame[] held, ref int heldCount)
     {
         var frames = 0;
         long bytes = 0;
@@ -442,6 +456,64 @@ public sealed class TapEnd : WireEnd
         {
             while (frames < ReadBurstFrames)
             {
+                if (ring is not null)
+                {
+                    var want = Math.Min(TapReadRing.Slots, Math.Min(ReadBurstFrames - frames, held.Length - heldCount));
+                    var done = ring.ReadBurst(want);
+                    var empty = false;
+                    var failed = 0;
+                    for (var i = 0; i < done; i++)
+                    {
+                        var result = ring.Result(i);
+                        if (result < 0)
+                        {
+                            empty |= result == -Libc.EAgain;
+                            failed = failed == 0 && result != -Libc.EAgain ? -result : failed;
+                            continue;
+                        }
+
+                        if (result < FramePool.MinFrameLength)
+                        {
+                            Counters.Dropped(DropReason.BadLength);
+                            continue;
+                        }
+
+                        var frame = ring.Frame(i, result);
+                        var into = heldCount == 0 ? sink.NextFrame(result) : default;
+                        if (into.IsEmpty)
+                        {
+                            // No room left in the send buffer: this frame and the ones after it
+                            // go through the queue once the burst is sent.
+                            held[heldCount++] = Pool.Rent(frame);
+                            continue;
+                        }
+
+                        frame.CopyTo(into);
+                        sink.CommitFrame(result);
+                        frames++;
+                        bytes += result;
+                    }
+
+                    if (done < want)
+                    {
+                        // The ring misbehaved (or the call failed): frame by frame from here on.
+                        ring.Dispose();
+                        ring = null;
+                    }
+
+                    if (failed != 0)
+                    {
+                        throw ReadFailure(failed);
+                    }
+
+                    if (empty || heldCount > 0)
+                    {
+                        return empty;
+                    }
+
+                    continue;
+                }
+
                 var room = sink.NextFrame(ScratchLength);
                 if (room.IsEmpty)
                 {
