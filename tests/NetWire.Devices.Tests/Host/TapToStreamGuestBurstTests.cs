@@ -15,22 +15,28 @@ namespace NetWire.Devices.Tests.Host;
 /// guest socket itself while nothing is queued, and falls back to the queue and the send thread
 /// while the socket is full or frames are queued (docs/architecture.md, "Devices"). A guest that
 /// reads in spurts makes it switch back and forth; every frame NetWire took from the TAP must
-/// arrive once and in order, and the kernel's drops account for the rest.
+/// arrive once and in order, and the kernel's drops account for the rest. With large frames a
+/// burst read through io_uring does not fit the send buffer, and the frames after go through the
+/// queue.
 /// </summary>
 [Trait("Category", "Host")]
 public sealed class TapToStreamGuestBurstTests
 {
-    [Fact]
-    public async Task FramesFromTheTap_ToAGuestReadingInSpurts_ArriveOnceAndInOrder_ThroughBurstsAndTheQueue()
+    /// <param name="payload">UDP payload bytes: 18 (60-byte frames) or 30,000, where a burst fills the guest's send buffer and the frames after go through the queue.</param>
+    /// <param name="mtu">The TAP's MTU in the namespace.</param>
+    /// <param name="perRound">Datagrams per round, of 8.</param>
+    [Theory]
+    [InlineData(18, 1500, 5000)]
+    [InlineData(30_000, 65_000, 500)]
+    public async Task FramesFromTheTap_ToAGuestReadingInSpurts_ArriveOnceAndInOrder_ThroughBurstsAndTheQueue(int payload, int mtu, int perRound)
     {
         HostRequirements.RequireRoot();
         HostRequirements.RequireCommand("python3");
         const int Rounds = 8;
-        const int PerRound = 5000;
-        const int Sent = Rounds * PerRound;
+        var sent = Rounds * perRound;
 
         var dir = Directory.CreateTempSubdirectory("nwtest-").FullName;
-        var tap = "nwo" + Environment.ProcessId % 100000;
+        var tap = $"nwo{Environment.ProcessId % 100000}{(payload < 1000 ? "a" : "b")}";
         await using var ns = await NetNamespace.CreateAsync();
         var pool = new FramePool();
         var guest = new QemuStreamEnd("guest", new UnixDomainSocketEndPoint(Path.Combine(dir, "g.sock")), connect: false, pool, 64, NullLogger.Instance);
@@ -46,18 +52,18 @@ public sealed class TapToStreamGuestBurstTests
             // to a neighbour that does not exist (no ARP: a static entry).
             (await ProcessRunner.RunAsync("ip", ["link", "set", tap, "netns", ns.Name])).EnsureSuccess();
             (await ns.ExecShellAsync(
-                $"sysctl -qw net.ipv6.conf.{tap}.disable_ipv6=1 && ip addr add 10.0.2.1/24 dev {tap} && ip link set {tap} up " +
+                $"sysctl -qw net.ipv6.conf.{tap}.disable_ipv6=1 && ip link set {tap} mtu {mtu} && ip addr add 10.0.2.1/24 dev {tap} && ip link set {tap} up " +
                 $"&& ip neigh add 10.0.2.99 lladdr 52:54:00:12:34:56 dev {tap}")).EnsureSuccess();
 
             using var client = await StreamClient.ConnectAsync(Path.Combine(dir, "g.sock"));
             Assert.True(await EventuallyAsync(() => guest.IsConnected), "the guest connection was not served");
 
-            // Rounds of datagrams (a sequence number, then zeros: 60-byte frames) with pauses between,
-            // so bursts start again after each fallback.
+            // Rounds of datagrams (a sequence number, then zeros) with pauses between, so bursts
+            // start again after each fallback.
             var flood = ns.ExecAsync(
                 ["python3", "-c",
                  "import socket,time\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nn=0\n" +
-                 $"for r in range({Rounds}):\n  for i in range({PerRound}):\n    s.sendto(n.to_bytes(4,'big')+bytes(14),('10.0.2.99',9))\n    n+=1\n  time.sleep(0.2)\nprint(n)"],
+                 $"for r in range({Rounds}):\n  for i in range({perRound}):\n    s.sendto(n.to_bytes(4,'big')+bytes({payload - 4}),('10.0.2.99',9))\n    n+=1\n  time.sleep(0.2)\nprint(n)"],
                 TimeSpan.FromSeconds(120));
 
             var received = await Task.Run(() => ReadInSpurts(client.Socket, flood, host));
@@ -71,7 +77,7 @@ public sealed class TapToStreamGuestBurstTests
             Assert.Equal(host.Counters.RxFrames, received.Frames);
             Assert.Equal(received.Frames, guest.Counters.TxFrames);
             Assert.Equal(0, guest.Counters.TotalDrops);
-            Assert.True(Sent - received.Sequence <= txDropped, $"{Sent} sent, {received.Sequence} arrived, {txDropped} dropped by the kernel");
+            Assert.True(sent - received.Sequence <= txDropped, $"{sent} sent, {received.Sequence} arrived, {txDropped} dropped by the kernel");
 
             // Both ways were taken: bursts sent by the TAP's reader, a burst whose rest the send
             // thread finished for a full socket, and frames through the queue.
