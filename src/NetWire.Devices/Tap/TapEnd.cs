@@ -47,10 +47,11 @@ namespace NetWire.Devices.Tap;
 /// per frame, so the loops must add little else. Taking frames in batches frees many queue slots
 /// at once, so a producer that waits on a full queue (the guest socket's receive loop) is woken
 /// once per batch instead of once per frame; the transmit counters are updated once per batch.
-/// Towards a stream guest the reader reads a burst straight into the guest socket's send buffer
-/// and sends it itself while nothing is queued there (<see cref="IPacketReceiver.BurstSink"/>): no
-/// frame rented or copied, no queue, no wake-up of the guest's send thread; with frames queued or
-/// a full socket it falls back to the queue. Otherwise the reader hands a burst on in one call
+/// Towards a stream guest the reader reads a burst into the guest socket's send buffer and sends
+/// it itself while nothing is queued there (<see cref="IPacketReceiver.BurstSink"/>): no frame
+/// rented, no queue, no wake-up of the guest's send thread; with frames queued or a full socket it
+/// falls back to the queue. Where io_uring is available it reads up to 32 frames per system call
+/// (<see cref="TapReadRing"/>), otherwise one per read(2) straight into the send buffer. Otherwise the reader hands a burst on in one call
 /// (<see cref="IPacketReceiver.RecvPackets"/>), so the
 /// stream guest's send thread wakes once per burst, and sleeps on a full receiver on a signal
 /// the receiving end's queue sets directly once half of it is free; both threads sleep on
