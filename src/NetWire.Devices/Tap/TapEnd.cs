@@ -73,6 +73,12 @@ public sealed class TapEnd : WireEnd
     /// </summary>
     internal int PollTimeoutMs { get; init; } = 200;
 
+    /// <summary>
+    /// Whether bursts towards a burst sink are read through io_uring where the kernel allows it
+    /// (<see cref="TapReadRing"/>); tests turn it off to cover the read(2) path.
+    /// </summary>
+    internal bool UseReadRing { get; init; } = true;
+
     /// <summary>How often a busy TAP is tried again (<see cref="WaitWhileBusy"/>).</summary>
     private static readonly TimeSpan s_busyRetry = TimeSpan.FromMilliseconds(5);
 
@@ -331,7 +337,7 @@ public sealed class TapEnd : WireEnd
         var sink = headerLength == 0 ? receiver.BurstSink : null;
 
         // Bursts of reads in one system call each, towards that sink; null without io_uring.
-        var ring = sink is not null ? TapReadRing.TryCreate(_fd, ScratchLength) : null;
+        var ring = sink is not null && UseReadRing ? TapReadRing.TryCreate(_fd, ScratchLength) : null;
         try
         {
             fixed (byte* buffer = scratch)

@@ -25,10 +25,13 @@ public sealed class TapToStreamGuestBurstTests
     /// <param name="payload">UDP payload bytes: 18 (60-byte frames) or 30,000, where a burst fills the guest's send buffer and the frames after go through the queue.</param>
     /// <param name="mtu">The TAP's MTU in the namespace.</param>
     /// <param name="perRound">Datagrams per round, of 8.</param>
+    /// <param name="ring">Bursts read through io_uring (where the kernel allows it), or one read(2) per frame.</param>
     [Theory]
-    [InlineData(18, 1500, 5000)]
-    [InlineData(30_000, 65_000, 500)]
-    public async Task FramesFromTheTap_ToAGuestReadingInSpurts_ArriveOnceAndInOrder_ThroughBurstsAndTheQueue(int payload, int mtu, int perRound)
+    [InlineData(18, 1500, 5000, true)]
+    [InlineData(30_000, 65_000, 500, true)]
+    [InlineData(18, 1500, 5000, false)]
+    [InlineData(30_000, 65_000, 500, false)]
+    public async Task FramesFromTheTap_ToAGuestReadingInSpurts_ArriveOnceAndInOrder_ThroughBurstsAndTheQueue(int payload, int mtu, int perRound, bool ring)
     {
         HostRequirements.RequireRoot();
         HostRequirements.RequireCommand("python3");
@@ -36,11 +39,11 @@ public sealed class TapToStreamGuestBurstTests
         var sent = Rounds * perRound;
 
         var dir = Directory.CreateTempSubdirectory("nwtest-").FullName;
-        var tap = $"nwo{Environment.ProcessId % 100000}{(payload < 1000 ? "a" : "b")}";
+        var tap = $"nwo{Environment.ProcessId % 100000}{(payload < 1000 ? "a" : "b")}{(ring ? "r" : "s")}";
         await using var ns = await NetNamespace.CreateAsync();
         var pool = new FramePool();
         var guest = new QemuStreamEnd("guest", new UnixDomainSocketEndPoint(Path.Combine(dir, "g.sock")), connect: false, pool, 64, NullLogger.Instance);
-        var host = new TapEnd("host", tap, pool, 64, NullLogger.Instance);
+        var host = new TapEnd("host", tap, pool, 64, NullLogger.Instance) { UseReadRing = ring };
         using var stop = new CancellationTokenSource();
         var run = new Link(guest, host, null, NullLogger.Instance).RunAsync(stop.Token);
         try
