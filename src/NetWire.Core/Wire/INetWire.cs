@@ -42,6 +42,12 @@ public interface INetWire
     bool HasRoomSignal => false;
 
     /// <summary>
+    /// The end's send buffer for a source on a dedicated thread to read bursts of frames straight
+    /// into (<see cref="IBurstSink"/>), bypassing the queue; null (the default) when the end has none.
+    /// </summary>
+    IBurstSink? BurstSink => null;
+
+    /// <summary>
     /// Hands frames to the end in order while it can send them (<see cref="SendPacket"/> for
     /// each while <see cref="CanSendPacket"/>); returns how many it took, whose ownership
     /// transfers. A device end queues them together and wakes its device thread once for all.
@@ -113,6 +119,14 @@ public interface IPacketReceiver
 
     /// <summary>True when <see cref="TryArmRoomSignal"/> can arm a signal (frames go to a device end's queue).</summary>
     bool HasRoomSignal => false;
+
+    /// <summary>
+    /// Where a source on a dedicated thread may read bursts of frames straight into the other end's
+    /// send buffer (<see cref="INetWire.BurstSink"/>); null (the default) when frames must come
+    /// through <see cref="RecvPacket"/>: a receiver that looks at each frame (a capture, learning
+    /// the guest's address) has none.
+    /// </summary>
+    IBurstSink? BurstSink => null;
 
     /// <summary>
     /// Takes frames in order while it can (<see cref="RecvPacket"/> for each while

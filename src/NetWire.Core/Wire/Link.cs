@@ -95,9 +95,14 @@ public sealed class Link
         public bool TryArmRoomSignal(ThreadSignal signal) => target.TryArmRoomSignal(signal);
 
         public bool HasRoomSignal => target.HasRoomSignal;
+
+        public IBurstSink? BurstSink => target.BurstSink;
     }
 
-    /// <summary>Delivers the guest's frames to the host end, learning the guest's address on the way.</summary>
+    /// <summary>
+    /// Delivers the guest's frames to the host end, learning the guest's address on the way (so it
+    /// has no <see cref="IPacketReceiver.BurstSink"/>: every frame must pass through it).
+    /// </summary>
     private sealed class GuestForwarder(IWireEnd guest, INetWire target) : IPacketReceiver
     {
         public bool CanRecvPacket => target.CanSendPacket;

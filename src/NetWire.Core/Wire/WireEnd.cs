@@ -102,6 +102,9 @@ public abstract class WireEnd : IWireEnd, IAsyncDisposable
     public virtual bool HasRoomSignal => true;
 
     /// <inheritdoc/>
+    public virtual IBurstSink? BurstSink => null;
+
+    /// <inheritdoc/>
     public int SendPackets(ReadOnlySpan<Frame> frames) => Outbound.TryWriteMany(frames);
 
     /// <inheritdoc/>

@@ -146,6 +146,16 @@ internal static unsafe partial class Libc
         return (*(uint*)(stat + 24) & SIfMt) == SIfSock;
     }
 
+    /// <summary>syscall(2), for the io_uring calls glibc has no wrapper for (numbers 425 and 426 on every architecture).</summary>
+    [LibraryImport("libc", EntryPoint = "syscall", SetLastError = true)]
+    public static partial nint Syscall(nint number, nint a1, nint a2, nint a3, nint a4, nint a5, nint a6);
+
+    [LibraryImport("libc", EntryPoint = "mmap", SetLastError = true)]
+    public static partial nint Mmap(nint address, nuint length, int protection, int flags, int fd, nint offset);
+
+    [LibraryImport("libc", EntryPoint = "munmap", SetLastError = true)]
+    public static partial int Munmap(nint address, nuint length);
+
     [LibraryImport("libc", EntryPoint = "strerror")]
     private static partial nint StrError(int errno);
 

@@ -22,7 +22,10 @@ namespace NetWire.Devices.Qemu;
 /// outbound queue meanwhile. Per connection a receive loop parses frames out of a 256 KiB
 /// buffer and hands each on only while the receiver can take it (otherwise it stops reading,
 /// and QEMU stops the guest's transmit queue); a send thread packs queued frames into one buffer
-/// and writes them with one send(2), sleeping on the queue's direct signal while it is empty.
+/// and writes them with one send(2), sleeping on the queue's direct signal while it is empty. A
+/// source on a dedicated thread (the TAP's reader) may instead read a burst of frames straight
+/// into that buffer and send it itself while nothing is queued (<see cref="BurstSink"/>,
+/// QemuStreamEnd.Send.cs): no frame rented, no queue, no wake-up of the send thread.
 /// Towards a device end (netwire bridge) the receive loop is a thread too, woken directly by the
 /// other end's queue when it has room, so neither direction goes through the thread pool
 /// (docs/performance.md, "netwire bridge"); towards the user-mode gateway it is an async loop. A
@@ -30,7 +33,7 @@ namespace NetWire.Devices.Qemu;
 /// connection that ends mid-frame counts a Truncated drop. When a send fails because the guest
 /// went away, the receive side still reads what the guest wrote before (<see cref="DrainLimit"/>).
 /// </remarks>
-public sealed class QemuStreamEnd : WireEnd
+public sealed partial class QemuStreamEnd : WireEnd
 {
     private const int BufferLength = 256 * 1024;
     private const int HeaderLength = 4;
@@ -45,6 +48,9 @@ public sealed class QemuStreamEnd : WireEnd
     private readonly bool _connect;
     private readonly ILogger _logger;
 
+    /// <summary>The guest socket's send buffer, shared by the send thread and a burst source.</summary>
+    private readonly SendBuffer _send;
+
     /// <summary>The listening socket (listen mode); written by RunAsync, disposed by ReleaseDeviceAsync.</summary>
     private Socket? _listener;
 
@@ -55,6 +61,7 @@ public sealed class QemuStreamEnd : WireEnd
         _endPoint = endPoint;
         _connect = connect;
         _logger = logger;
+        _send = new SendBuffer(Counters, Outbound);
     }
 
     /// <summary>
@@ -534,132 +541,6 @@ public sealed class QemuStreamEnd : WireEnd
     {
         ulong one = 1;
         _ = Libc.Write(fd, (byte*)&one, sizeof(ulong));
-    }
-
-    /// <summary>
-    /// The send side of one connection, on a thread of its own: packs queued frames into one
-    /// buffer (up to <see cref="BufferLength"/>) and writes them with send(2), sleeping on the
-    /// queue's direct signal while it is empty: no thread-pool hand-off per burst and nothing
-    /// allocated per wait (an asynchronous wait with the connection's token allocated a waiter
-    /// each time; docs/performance.md, "netwire bridge").
-    /// Ends with the connection's token (throws <see cref="OperationCanceledException"/>, as the
-    /// loops on the thread pool did), when the queue is completed, or when the guest goes away.
-    /// </summary>
-    private unsafe (EndReason Reason, string Detail) SendLoop(Socket socket, CancellationToken cancellationToken)
-    {
-        var buffer = GC.AllocateUninitializedArray<byte>(BufferLength, pinned: true);
-        var wake = EventFdSignal.Create();
-        var handle = socket.SafeHandle;
-        var added = false;
-        handle.DangerousAddRef(ref added);
-        try
-        {
-            using var stop = cancellationToken.UnsafeRegister(static state => ((ThreadSignal)state!).Set(), wake);
-            Outbound.SetReaderSignal(wake.Set);
-            var fd = (int)handle.DangerousGetHandle();
-            fixed (byte* start = buffer)
-            {
-                while (true)
-                {
-                    cancellationToken.ThrowIfCancellationRequested();
-                    var used = 0;
-                    var frames = 0;
-                    long bytes = 0;
-                    while (used <= buffer.Length - (HeaderLength + FramePool.MaxFrameLength) && Outbound.TryRead(out var frame))
-                    {
-                        BinaryPrimitives.WriteUInt32BigEndian(buffer.AsSpan(used), (uint)frame.Length);
-                        frame.Span.CopyTo(buffer.AsSpan(used + HeaderLength));
-                        used += HeaderLength + frame.Length;
-                        frames++;
-                        bytes += frame.Length;
-                        frame.Dispose();
-                    }
-
-                    if (frames == 0)
-                    {
-                        if (Outbound.IsCompleted)
-                        {
-                            return (EndReason.Stopping, "queue completed");
-                        }
-
-                        if (Outbound.TryParkReader())
-                        {
-                            wake.Wait(PollTimeoutMs);
-                            Outbound.UnparkReader();
-                        }
-
-                        continue;
-                    }
-
-                    var errno = SendAll(fd, start, used, cancellationToken);
-                    if (errno == -1 || (errno != 0 && cancellationToken.IsCancellationRequested))
-                    {
-                        // Shutting down (or the guest's receive side ended) with these frames in hand.
-                        Counters.Dropped(DropReason.Shutdown, frames);
-                        cancellationToken.ThrowIfCancellationRequested();
-                    }
-
-                    if (errno != 0)
-                    {
-                        // The guest went away with these frames taken from the queue: count them.
-                        Counters.Dropped(DropReason.SendFailed, frames);
-                        return (EndReason.ConnectionLost, Libc.Describe(errno));
-                    }
-
-                    Counters.Transmitted(frames, bytes);
-                }
-            }
-        }
-        finally
-        {
-            if (added)
-            {
-                handle.DangerousRelease();
-            }
-
-            // The queue keeps the signal for the next connection's thread to replace; a set after
-            // this does nothing.
-            EventFdSignal.Release(wake);
-        }
-    }
-
-    /// <summary>
-    /// Writes <paramref name="length"/> bytes to the socket, waiting in poll(2) while its buffer is
-    /// full; 0 when all went, the errno when the socket failed, -1 when cancelled meanwhile.
-    /// </summary>
-    private static unsafe int SendAll(int fd, byte* data, int length, CancellationToken cancellationToken)
-    {
-        var sent = 0;
-        while (sent < length)
-        {
-            var n = Libc.Send(fd, data + sent, length - sent, Libc.MsgDontWait | Libc.MsgNoSignal);
-            if (n > 0)
-            {
-                sent += (int)n;
-                continue;
-            }
-
-            var errno = n < 0 ? Marshal.GetLastPInvokeError() : Libc.EPipe;
-            if (errno == Libc.EIntr)
-            {
-                continue;
-            }
-
-            if (errno != Libc.EAgain)
-            {
-                return errno;
-            }
-
-            if (cancellationToken.IsCancellationRequested)
-            {
-                return -1;
-            }
-
-            var pollFd = new Libc.PollFd { Fd = fd, Events = Libc.PollOut };
-            Libc.Poll(&pollFd, 1, PollTimeoutMs);
-        }
-
-        return 0;
     }
 
     private Socket NewSocket()

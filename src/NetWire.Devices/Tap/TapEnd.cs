@@ -47,7 +47,12 @@ namespace NetWire.Devices.Tap;
 /// per frame, so the loops must add little else. Taking frames in batches frees many queue slots
 /// at once, so a producer that waits on a full queue (the guest socket's receive loop) is woken
 /// once per batch instead of once per frame; the transmit counters are updated once per batch.
-/// The reader hands a burst on in one call (<see cref="IPacketReceiver.RecvPackets"/>), so the
+/// Towards a stream guest the reader reads a burst into the guest socket's send buffer and sends
+/// it itself while nothing is queued there (<see cref="IPacketReceiver.BurstSink"/>): no frame
+/// rented, no queue, no wake-up of the guest's send thread; with frames queued or a full socket it
+/// falls back to the queue. Where io_uring is available it reads up to 32 frames per system call
+/// (<see cref="TapReadRing"/>), otherwise one per read(2) straight into the send buffer. Otherwise the reader hands a burst on in one call
+/// (<see cref="IPacketReceiver.RecvPackets"/>), so the
 /// stream guest's send thread wakes once per burst, and sleeps on a full receiver on a signal
 /// the receiving end's queue sets directly once half of it is free; both threads sleep on
 /// eventfds (<see cref="EventFdSignal"/>), not on the thread pool or a monitor. A receiver
@@ -67,6 +72,12 @@ public sealed class TapEnd : WireEnd
     /// Tests lengthen it to show that a stop does not wait for it.
     /// </summary>
     internal int PollTimeoutMs { get; init; } = 200;
+
+    /// <summary>
+    /// Whether bursts towards a burst sink are read through io_uring where the kernel allows it
+    /// (<see cref="TapReadRing"/>); tests turn it off to cover the read(2) path.
+    /// </summary>
+    internal bool UseReadRing { get; init; } = true;
 
     /// <summary>How often a busy TAP is tried again (<see cref="WaitWhileBusy"/>).</summary>
     private static readonly TimeSpan s_busyRetry = TimeSpan.FromMilliseconds(5);
@@ -320,6 +331,13 @@ public sealed class TapEnd : WireEnd
         var burst = new Frame[ReadBurstFrames];
         var held = 0;
         var headerLength = _vnetHeader ? VirtioNetHeader.Length : 0;
+
+        // A stream guest's send buffer, which takes plain frames only (it takes no offloads, so
+        // the TAP has no virtio-net header towards it).
+        var sink = headerLength == 0 ? receiver.BurstSink : null;
+
+        // Bursts of reads in one system call each, towards that sink; null without io_uring.
+        var ring = sink is not null && UseReadRing ? TapReadRing.TryCreate(_fd, ScratchLength) : null;
         try
         {
             fixed (byte* buffer = scratch)
@@ -332,6 +350,24 @@ public sealed class TapEnd : WireEnd
                         // queue until the receiver has room.
                         HandOn(receiver, burst, ref held, waiter, room, cancellationToken);
                         WaitForRoom(receiver, waiter, room, cancellationToken);
+                        continue;
+                    }
+
+                    if (held == 0 && sink is not null && sink.TryBeginBurst())
+                    {
+                        // Nothing queued before them: read a burst into the guest's send buffer and
+                        // send it from this thread.
+                        var empty = ReadBurstInto(sink, ref ring, burst, ref held);
+                        if (held > 0)
+                        {
+                            // Frames the send buffer had no room for go on after the burst, in order.
+                            HandOn(receiver, burst, ref held, waiter, room, cancellationToken);
+                        }
+                        else if (empty)
+                        {
+                            Libc.Poll(pollFds, stopFd >= 0 ? 2u : 1u, PollTimeoutMs);
+                        }
+
                         continue;
                     }
 
@@ -358,10 +394,7 @@ public sealed class TapEnd : WireEnd
                             continue;
                         }
 
-                        // EBADFD: the interface was deleted under the open fd (ip link del).
-                        throw new IOException(errno == Libc.EBadFd
-                            ? $"TAP '{_ifName}' was deleted while NetWire was using it"
-                            : $"read from TAP '{_ifName}' failed: {Libc.Describe(errno)}");
+                        throw ReadFailure(errno);
                     }
 
                     if (n - headerLength < FramePool.MinFrameLength)
@@ -392,6 +425,7 @@ public sealed class TapEnd : WireEnd
             wakeWaiter.Dispose();
             wakeRoom.Dispose();
             EventFdSignal.Release(room);
+            ring?.Dispose();
             if (stopFd >= 0)
             {
                 Libc.Close(stopFd);
@@ -409,6 +443,140 @@ public sealed class TapEnd : WireEnd
             }
         }
     }
+
+    /// <summary>
+    /// Reads up to <see cref="ReadBurstFrames"/> frames into <paramref name="sink"/> (a burst begun
+    /// by the caller) and ends the burst, which sends them; true when the kernel's queue was found
+    /// empty. The frames are counted as received once read: the sink delivers them or counts them
+    /// as dropped. Nothing is rented per frame, and the stream guest's send thread is not woken
+    /// (docs/performance.md, "netwire bridge"). With <paramref name="ring"/>, up to
+    /// <see cref="TapReadRing.Slots"/> frames are read per system call and copied from its slots
+    /// into the sink; frames the sink has no room for (large ones) are rented into
+    /// <paramref name="held"/>, in order, for the caller to hand on after the burst. Without a
+    /// ring each frame is read straight into the sink.
+    /// </summary>
+    private unsafe bool ReadBurstInto(IBurstSink sink, ref TapReadRing? ring, Frame[] held, ref int heldCount)
+    {
+        var frames = 0;
+        long bytes = 0;
+        try
+        {
+            while (frames < ReadBurstFrames)
+            {
+                if (ring is not null)
+                {
+                    var want = Math.Min(TapReadRing.Slots, Math.Min(ReadBurstFrames - frames, held.Length - heldCount));
+                    var done = ring.ReadBurst(want);
+                    var empty = false;
+                    var failed = 0;
+                    for (var i = 0; i < done; i++)
+                    {
+                        var result = ring.Result(i);
+                        if (result < 0)
+                        {
+                            empty |= result == -Libc.EAgain;
+                            failed = failed == 0 && result != -Libc.EAgain ? -result : failed;
+                            continue;
+                        }
+
+                        if (result < FramePool.MinFrameLength)
+                        {
+                            Counters.Dropped(DropReason.BadLength);
+                            continue;
+                        }
+
+                        var frame = ring.Frame(i, result);
+                        var into = heldCount == 0 ? sink.NextFrame(result) : default;
+                        if (into.IsEmpty)
+                        {
+                            // No room left in the send buffer: this frame and the ones after it
+                            // go through the queue once the burst is sent.
+                            held[heldCount++] = Pool.Rent(frame);
+                            continue;
+                        }
+
+                        frame.CopyTo(into);
+                        sink.CommitFrame(result);
+                        frames++;
+                        bytes += result;
+                    }
+
+                    if (done < want)
+                    {
+                        // The ring misbehaved (or the call failed): frame by frame from here on.
+                        ring.Dispose();
+                        ring = null;
+                    }
+
+                    if (failed != 0)
+                    {
+                        throw ReadFailure(failed);
+                    }
+
+                    if (empty || heldCount > 0)
+                    {
+                        return empty;
+                    }
+
+                    continue;
+                }
+
+                var room = sink.NextFrame(ScratchLength);
+                if (room.IsEmpty)
+                {
+                    return false;
+                }
+
+                nint n;
+                fixed (byte* at = room)
+                {
+                    n = Libc.Read(_fd, at, room.Length);
+                }
+
+                if (n < 0)
+                {
+                    var errno = Marshal.GetLastPInvokeError();
+                    if (errno == Libc.EAgain)
+                    {
+                        return true;
+                    }
+
+                    if (errno == Libc.EIntr)
+                    {
+                        continue;
+                    }
+
+                    throw ReadFailure(errno);
+                }
+
+                if (n < FramePool.MinFrameLength)
+                {
+                    Counters.Dropped(DropReason.BadLength);
+                    continue;
+                }
+
+                sink.CommitFrame((int)n);
+                frames++;
+                bytes += n;
+            }
+
+            return false;
+        }
+        finally
+        {
+            if (frames > 0)
+            {
+                Counters.Received(frames, bytes);
+            }
+
+            sink.EndBurst();
+        }
+    }
+
+    /// <summary>A read from the TAP failed for good; EBADFD: the interface was deleted under the open fd (ip link del).</summary>
+    private IOException ReadFailure(int errno) => new(errno == Libc.EBadFd
+        ? $"TAP '{_ifName}' was deleted while NetWire was using it"
+        : $"read from TAP '{_ifName}' failed: {Libc.Describe(errno)}");
 
     /// <summary>
     /// Reads the TAP on an <see cref="IInputLoop"/>'s thread: a burst of frames per call, each
