@@ -69,8 +69,26 @@ internal sealed unsafe class TapReadRing : IDisposable
         _cqLength = cqOff[5] + (cqEntries * CqeLength);
         _sqesLength = sqEntries * SqeLength;
         _sq = Map(_sqLength, OffSqRing);
-        _cq = Map(_cqLength, OffCqRing);
-        _sqes = Map(_sqesLength, OffSqes);
+        try
+        {
+            _cq = Map(_cqLength, OffCqRing);
+            try
+            {
+                _sqes = Map(_sqesLength, OffSqes);
+            }
+            catch (IOException)
+            {
+                Libc.Munmap(_cq, _cqLength);
+                throw;
+            }
+        }
+        catch (IOException)
+        {
+            // TryCreate closes the ring's fd; the maps made before the failure go here.
+            Libc.Munmap(_sq, _sqLength);
+            throw;
+        }
+
         _sqTail = (uint*)(_sq + (nint)sqOff[1]);
         _sqMask = *(uint*)(_sq + (nint)sqOff[2]);
         _sqArray = (uint*)(_sq + (nint)sqOff[6]);
