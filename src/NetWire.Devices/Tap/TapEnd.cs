@@ -663,9 +663,7 @@ public sealed class TapEnd : WireEnd
                             continue;
                         }
 
-                        _failed.TrySetException(new IOException(errno == Libc.EBadFd
-                            ? $"TAP '{_end._ifName}' was deleted while NetWire was using it"
-                            : $"read from TAP '{_end._ifName}' failed: {Libc.Describe(errno)}"));
+                        _failed.TrySetException(_end.ReadFailure(errno));
                         return false;
                     }
 
