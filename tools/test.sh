@@ -6,6 +6,7 @@
 #   tools/test.sh --filter EXPR   passed on to dotnet test (e.g. --filter Category!=Host)
 #
 # Environment: NETWIRE_SKIP_APT=1 skips apt-get; CI=true makes host tests fail instead of skip.
+# NETWIRE_TEST_HANG_MINUTES (15): a test that runs longer fails the run; its test host's stacks are printed.
 # With CI=true (or NETWIRE_HARDENING=1) two stages follow the tests (docs/reliability.md): every
 # fuzz target for NETWIRE_FUZZ_SECONDS (60) under afl++ (tools/fuzz/run.sh all), and a soak of
 # NETWIRE_SOAK_MINUTES (3) that fails on growth (tools/soak.sh).
@@ -56,13 +57,44 @@ echo "== restore and build"
 dotnet restore NetWire.sln --nologo -v quiet
 dotnet build NetWire.sln -c Release --no-restore --nologo -v quiet -clp:ErrorsOnly
 
+# A test assembly's process (xunit runs each as its own executable under vstest's test host) that
+# runs longer than NETWIRE_TEST_HANG_MINUTES is hung: a whole assembly takes under 4 minutes on 2
+# busy cores. Its threads' managed stacks are printed (dotnet-stack), then vstest's hang guard
+# ends it and names the test that was running, so a hang fails the run with its cause instead of
+# running into the CI's time limit.
+hang_minutes=${NETWIRE_TEST_HANG_MINUTES:-15}
+dotnet tool restore > /dev/null
+
+watch_hangs() {
+    local reported=" " pid age
+    while sleep 30; do
+        for pid in $(pgrep -f '/NetWire[.][A-Za-z]+[.]Tests @@' || true); do
+            age=$(ps -o etimes= -p "$pid" 2> /dev/null | tr -d ' ') || continue
+            [[ -n $age ]] || continue
+            if (( age > (hang_minutes + 2) * 60 )); then
+                # The hang guard ends the test host; the assembly's process it ran is ended here.
+                echo "== test process $pid outlived the hang guard: ended" >&2
+                kill -9 "$pid" 2> /dev/null || true
+            elif (( age > (hang_minutes - 1) * 60 )) && [[ $reported != *" $pid "* ]]; then
+                reported+="$pid "
+                echo "== test process $pid ($(tr '\0' ' ' < "/proc/$pid/cmdline" 2> /dev/null | cut -c1-120)) has run for $age s: its threads' stacks" >&2
+                timeout 120 dotnet tool run dotnet-stack report -p "$pid" >&2 || true
+            fi
+        done
+    done
+}
+
 echo "== test"
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+watch_hangs &
+watcher=$!
+trap 'kill "$watcher" 2> /dev/null; rm -f "$log"' EXIT
 set +e
-dotnet test NetWire.sln -c Release --no-build --nologo "$@" 2>&1 | tee "$log"
+dotnet test NetWire.sln -c Release --no-build --nologo \
+    --blame-hang-timeout "${hang_minutes}m" --blame-hang-dump-type none "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
+kill "$watcher" 2> /dev/null || true
 
 echo "== tests took $SECONDS s since the start"
 
