@@ -20,6 +20,9 @@ internal static partial class DevicesLog
     [LoggerMessage(4005, LogLevel.Information, "TAP {Interface} is open in another process (a migration source): attaching once it is free")]
     public static partial void TapBusyWaiting(ILogger logger, string @interface);
 
+    [LoggerMessage(4006, LogLevel.Information, "TAP {Interface}: reads through io_uring stopped ({Reason}); reading frame by frame")]
+    public static partial void TapReadRingOff(ILogger logger, string @interface, string reason);
+
     [LoggerMessage(4101, LogLevel.Information, "Guest {End} listening on {Address}")]
     public static partial void Listening(ILogger logger, string end, string address);
 

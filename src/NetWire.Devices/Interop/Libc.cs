@@ -17,6 +17,7 @@ internal static unsafe partial class Libc
     public const int EBusy = 16;
     public const int EAccess = 13;
     public const int EInval = 22;
+    public const int EOpNotSupp = 95;
     public const int EBadFd = 77;
     public const int EPipe = 32;
 

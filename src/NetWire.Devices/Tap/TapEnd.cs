@@ -468,14 +468,27 @@ public sealed class TapEnd : WireEnd
                     var want = Math.Min(TapReadRing.Slots, Math.Min(ReadBurstFrames - frames, held.Length - heldCount));
                     var done = ring.ReadBurst(want);
                     var empty = false;
+                    var unsupported = 0;
                     var failed = 0;
                     for (var i = 0; i < done; i++)
                     {
                         var result = ring.Result(i);
                         if (result < 0)
                         {
-                            empty |= result == -Libc.EAgain;
-                            failed = failed == 0 && result != -Libc.EAgain ? -result : failed;
+                            // A read that failed took no frame, so the slots after it keep the TAP's order.
+                            if (result == -Libc.EAgain)
+                            {
+                                empty = true;
+                            }
+                            else if (TapReadRing.IsUnsupported(result))
+                            {
+                                unsupported = -result;
+                            }
+                            else if (failed == 0)
+                            {
+                                failed = -result;
+                            }
+
                             continue;
                         }
 
@@ -501,9 +514,11 @@ public sealed class TapEnd : WireEnd
                         bytes += result;
                     }
 
-                    if (done < want)
+                    if (done < want || unsupported != 0)
                     {
-                        // The ring misbehaved (or the call failed): frame by frame from here on.
+                        // The ring misbehaved, the call failed, or this kernel's io_uring cannot read
+                        // a TAP without waiting: frame by frame from here on.
+                        DevicesLog.TapReadRingOff(_logger, _ifName, unsupported != 0 ? Libc.Describe(unsupported) : done < 0 ? Libc.Describe(-done) : $"{done} of {want} reads completed");
                         ring.Dispose();
                         ring = null;
                     }

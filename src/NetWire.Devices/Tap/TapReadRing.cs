@@ -126,6 +126,13 @@ internal sealed unsafe class TapReadRing : IDisposable
         }
     }
 
+    /// <summary>
+    /// True for a read's outcome that says this kernel's io_uring cannot read the TAP the way the
+    /// ring asks (-EINVAL: no IORING_OP_READ; -EOPNOTSUPP: no RWF_NOWAIT on it): such a read takes
+    /// no frame, and the reader goes on with read(2).
+    /// </summary>
+    public static bool IsUnsupported(int result) => result is -Libc.EInval or -Libc.EOpNotSupp;
+
     /// <summary>The frame in slot <paramref name="slot"/> after <see cref="ReadBurst"/>, <paramref name="length"/> bytes (its result).</summary>
     public ReadOnlySpan<byte> Frame(int slot, int length) => new(_slotBase + ((nint)slot * _slotLength), length);
 
