@@ -88,7 +88,7 @@ echo "== test"
 log=$(mktemp)
 watch_hangs &
 watcher=$!
-trap 'kill "$watcher" 2> /dev/null; rm -f "$log"' EXIT
+trap 'kill "$watcher" 2> /dev/null || true; rm -f "$log"' EXIT
 set +e
 dotnet test NetWire.sln -c Release --no-build --nologo \
     --blame-hang-timeout "${hang_minutes}m" --blame-hang-dump-type none "$@" 2>&1 | tee "$log"
