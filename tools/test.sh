@@ -6,7 +6,7 @@
 #   tools/test.sh --filter EXPR   passed on to dotnet test (e.g. --filter Category!=Host)
 #
 # Environment: NETWIRE_SKIP_APT=1 skips apt-get; CI=true makes host tests fail instead of skip.
-# NETWIRE_TEST_HANG_MINUTES (15): a test that runs longer fails the run; its test host's stacks are printed.
+# NETWIRE_TEST_HANG_MINUTES (15): a test that runs longer fails the run; its assembly process's stacks are printed first.
 # With CI=true (or NETWIRE_HARDENING=1) two stages follow the tests (docs/reliability.md): every
 # fuzz target for NETWIRE_FUZZ_SECONDS (60) under afl++ (tools/fuzz/run.sh all), and a soak of
 # NETWIRE_SOAK_MINUTES (3) that fails on growth (tools/soak.sh).
